@@ -1,0 +1,614 @@
+//! Reference catalogs: brand owners' products, their genuine photos and authorised sellers, stored
+//! in a data directory.
+//!
+//! Data directory layout (format version 1):
+//! - `catalog.sqlite`: brands, products, authorised sellers, images and the meta table (schema
+//!   version, model, committed vector count, current vector file and HNSW generation);
+//! - `vectors-<gen>.f32`: the reference embeddings (see `vectors`), row = `vectors.id`;
+//! - `hnsw/<gen>/`: the HNSW graph, present for large catalogs (see `index`);
+//! - `config.toml` (optional): settings (see `config`);
+//! - `lock`: held while a command writes, so two writers never interleave.
+//!
+//! Every change commits in one SQLite transaction after the files it points to are written and
+//! synced, so a crash leaves the previous catalog readable.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::index::{graph_dir, Graph, Index};
+use crate::model::Manifest;
+use crate::records::{self, RawRecord};
+use crate::source::ImageRef;
+use crate::vectors::{self, VectorFile};
+
+/// Version of the data directory's format.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS brands(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS products(
+    id INTEGER PRIMARY KEY,
+    brand INTEGER NOT NULL REFERENCES brands(id),
+    product_id TEXT NOT NULL,
+    title TEXT NOT NULL,
+    price REAL NOT NULL,
+    currency TEXT NOT NULL,
+    category TEXT,
+    removed INTEGER NOT NULL DEFAULT 0,
+    updated_at INTEGER NOT NULL,
+    UNIQUE(brand, product_id));
+CREATE TABLE IF NOT EXISTS sellers(
+    product INTEGER NOT NULL REFERENCES products(id),
+    seller_id TEXT NOT NULL,
+    PRIMARY KEY(product, seller_id));
+CREATE TABLE IF NOT EXISTS vectors(id INTEGER PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS images(
+    product INTEGER NOT NULL REFERENCES products(id),
+    vector INTEGER NOT NULL REFERENCES vectors(id),
+    source TEXT NOT NULL,
+    PRIMARY KEY(product, vector));
+CREATE INDEX IF NOT EXISTS images_vector ON images(vector);
+";
+
+/// A product as given in a catalog file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProductRecord {
+    /// Line in the catalog file.
+    pub line: usize,
+    /// Brand name.
+    pub brand: String,
+    /// The brand's own product identifier.
+    pub product_id: String,
+    /// Product title.
+    pub title: String,
+    /// Reference (genuine) price.
+    pub price: f64,
+    /// ISO 4217 currency code of the price.
+    pub currency: String,
+    /// Genuine photos.
+    pub images: Vec<ImageRef>,
+    /// Sellers allowed to sell the brand's products.
+    pub authorized_sellers: Vec<String>,
+    /// Optional category.
+    pub category: Option<String>,
+}
+
+/// Turns a raw record from a catalog file into a product, or says what is wrong with it.
+pub fn parse_product(raw: &RawRecord, base_dir: &Path, max_images: usize) -> Result<ProductRecord, String> {
+    let f = raw.fields.as_ref().map_err(Clone::clone)?;
+    let images = records::list(f, "images")?;
+    if images.is_empty() {
+        return Err("missing field `images` (one or more image paths or URLs)".into());
+    }
+    if images.len() > max_images {
+        return Err(format!("{} images, over the limit of {max_images} (limits.max_images_per_record)", images.len()));
+    }
+    let currency = records::text(f, "currency")?.to_ascii_uppercase();
+    if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_alphabetic()) {
+        return Err(format!("field `currency` must be a 3-letter code like EUR, got {currency:?}"));
+    }
+    Ok(ProductRecord {
+        line: raw.line,
+        brand: records::text(f, "brand")?,
+        product_id: records::text(f, "product_id")?,
+        title: records::text(f, "title")?,
+        price: records::price(f, "price")?,
+        currency,
+        images: images.iter().map(|s| ImageRef::parse(s, base_dir)).collect::<Result<_, _>>()?,
+        authorized_sellers: records::list(f, "authorized_sellers")?,
+        category: records::opt_text(f, "category")?,
+    })
+}
+
+/// A live product as the scanner sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProductInfo {
+    /// Brand name.
+    pub brand: String,
+    /// The brand's product identifier.
+    pub product_id: String,
+    /// Product title.
+    pub title: String,
+    /// Reference price.
+    pub price: f64,
+    /// Currency of the reference price.
+    pub currency: String,
+    /// Category, if given.
+    pub category: Option<String>,
+}
+
+/// Everything a search needs: live products, which products each vector belongs to, and who may
+/// sell each brand.
+pub struct CatalogView {
+    /// Live products.
+    pub products: Vec<ProductInfo>,
+    /// For each vector id: (index into `products`, reference image source); empty when hidden.
+    pub vector_products: Vec<Vec<(usize, String)>>,
+    /// Sellers authorised per brand.
+    pub brand_sellers: HashMap<String, HashSet<String>>,
+    /// The reference vectors and their index.
+    pub index: Index,
+}
+
+impl CatalogView {
+    /// True when vector `id` belongs to at least one live product.
+    pub fn visible(&self, id: u32) -> bool {
+        self.vector_products.get(id as usize).is_some_and(|v| !v.is_empty())
+    }
+}
+
+/// Counts shown by `catalog stats`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    /// Brands with live products.
+    pub brands: usize,
+    /// Live products.
+    pub products: usize,
+    /// Removed products not yet compacted away.
+    pub removed_products: usize,
+    /// Distinct reference images (embeddings) stored.
+    pub vectors: usize,
+    /// Reference images of live products.
+    pub live_vectors: usize,
+    /// Vectors covered by the HNSW graph (0: exact search only).
+    pub hnsw_covered: usize,
+    /// Model the catalog was built with.
+    pub model: Option<String>,
+    /// Size of the data directory's files in bytes.
+    pub disk_bytes: u64,
+}
+
+/// One row of `catalog list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListedProduct {
+    /// Brand name.
+    pub brand: String,
+    /// Product identifier.
+    pub product_id: String,
+    /// Title.
+    pub title: String,
+    /// Reference price.
+    pub price: f64,
+    /// Currency.
+    pub currency: String,
+    /// Number of reference images.
+    pub images: usize,
+    /// Authorised sellers of this product.
+    pub authorized_sellers: Vec<String>,
+    /// True when removed (hidden from search until compaction deletes it).
+    pub removed: bool,
+}
+
+/// A catalog in a data directory, opened for reading or writing.
+pub struct Store {
+    dir: PathBuf,
+    conn: Connection,
+    _lock: Option<File>,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+impl Store {
+    /// Opens the catalog in `dir`; `write` takes the directory's lock and creates it when missing.
+    pub fn open(dir: &Path, write: bool) -> Result<Store> {
+        let db = dir.join("catalog.sqlite");
+        if !write && !db.is_file() {
+            bail!("no catalog in {} (add one with `knockoff catalog add FILE`, or choose another with --data)", dir.display());
+        }
+        let lock = if write {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
+            let f = File::create(dir.join("lock")).with_context(|| format!("cannot create lock in {}", dir.display()))?;
+            match f.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    bail!("another knockoff command is writing to {}; try again when it ends", dir.display())
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(e).context("cannot lock the data directory"),
+            }
+            Some(f)
+        } else {
+            None
+        };
+        let conn = Connection::open(&db).with_context(|| format!("cannot open {}", db.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        if write {
+            conn.execute_batch(SCHEMA).context("cannot create the catalog schema")?;
+            let version: Option<String> =
+                conn.query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0)).optional()?;
+            match version {
+                None => {
+                    conn.execute("INSERT INTO meta VALUES('schema_version', ?1)", [SCHEMA_VERSION.to_string()])?;
+                }
+                Some(v) if v == SCHEMA_VERSION.to_string() => {}
+                Some(v) => bail!("{} has format version {v}; this knockoff reads version {SCHEMA_VERSION}", db.display()),
+            }
+        }
+        let store = Store { dir: dir.to_path_buf(), conn, _lock: lock };
+        if !write {
+            let v = store.meta("schema_version")?;
+            if v.as_deref() != Some(&SCHEMA_VERSION.to_string()) {
+                bail!("{} has format version {:?}; this knockoff reads version {SCHEMA_VERSION}", db.display(), v);
+            }
+        }
+        Ok(store)
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.conn.query_row("SELECT value FROM meta WHERE key=?1", [key], |r| r.get(0)).optional()?)
+    }
+
+    fn meta_num(&self, key: &str) -> Result<u64> {
+        Ok(self.meta(key)?.and_then(|v| v.parse().ok()).unwrap_or(0))
+    }
+
+    /// Number of committed vectors.
+    pub fn vector_count(&self) -> Result<usize> {
+        Ok(self.meta_num("vector_count")? as usize)
+    }
+
+    /// The model this catalog was built with, if any vectors exist.
+    pub fn model(&self) -> Result<Option<String>> {
+        self.meta("model")
+    }
+
+    /// Fails when the catalog was built with a different model than `manifest`.
+    pub fn check_model(&self, manifest: &Manifest) -> Result<()> {
+        if let Some(name) = self.meta("model")? {
+            let sha = self.meta("model_sha256")?.unwrap_or_default();
+            if name != manifest.name || sha != manifest.sha256 {
+                bail!(
+                    "the catalog in {} was built with model {name:?}; this command uses {:?}. Use --model {name}, or build a new catalog in another --data directory",
+                    self.dir.display(),
+                    manifest.name
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn vector_file(&self, dim: usize) -> Result<VectorFile> {
+        let gen = self.meta_num("vectors_generation")?;
+        VectorFile::open(&self.dir.join(format!("vectors-{gen}.f32")), dim)
+    }
+
+    /// Looks up the vector of an image by content hash.
+    pub fn vector_by_hash(&self, hash: &str) -> Result<Option<u32>> {
+        Ok(self.conn.query_row("SELECT id FROM vectors WHERE sha256=?1", [hash], |r| r.get(0)).optional()?)
+    }
+
+    /// Adds (or updates) products with their images in one transaction. `new_vectors` are the
+    /// embeddings of images not stored before, with their content hashes; `images` of each product
+    /// are (content hash, source) pairs whose hashes are stored or among `new_vectors`.
+    pub fn add_products(
+        &mut self,
+        manifest: &Manifest,
+        products: &[(ProductRecord, Vec<(String, String)>)],
+        new_vectors: &[(String, Vec<f32>)],
+    ) -> Result<()> {
+        self.check_model(manifest)?;
+        let dim = manifest.dim;
+        let committed = self.vector_count()?;
+        if !new_vectors.is_empty() {
+            let rows: Vec<f32> = new_vectors.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+            self.vector_file(dim)?.append(committed, &rows)?;
+        }
+        let tx = self.conn.transaction()?;
+        let set = |k: &str, v: String| tx.execute("INSERT INTO meta VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value=excluded.value", params![k, v]);
+        set("model", manifest.name.clone())?;
+        set("model_sha256", manifest.sha256.clone())?;
+        set("dim", dim.to_string())?;
+        for (i, (hash, _)) in new_vectors.iter().enumerate() {
+            tx.execute("INSERT INTO vectors(id, sha256) VALUES(?1, ?2)", params![(committed + i) as i64, hash])?;
+        }
+        set("vector_count", (committed + new_vectors.len()).to_string())?;
+        let t = now();
+        for (p, images) in products {
+            tx.execute("INSERT INTO brands(name) VALUES(?1) ON CONFLICT(name) DO NOTHING", [&p.brand])?;
+            let brand: i64 = tx.query_row("SELECT id FROM brands WHERE name=?1", [&p.brand], |r| r.get(0))?;
+            tx.execute(
+                "INSERT INTO products(brand, product_id, title, price, currency, category, removed, updated_at)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)
+                 ON CONFLICT(brand, product_id) DO UPDATE SET title=excluded.title, price=excluded.price,
+                   currency=excluded.currency, category=excluded.category, removed=0, updated_at=excluded.updated_at",
+                params![brand, p.product_id, p.title, p.price, p.currency, p.category, t],
+            )?;
+            let pk: i64 = tx.query_row(
+                "SELECT id FROM products WHERE brand=?1 AND product_id=?2",
+                params![brand, p.product_id],
+                |r| r.get(0),
+            )?;
+            tx.execute("DELETE FROM sellers WHERE product=?1", [pk])?;
+            for s in &p.authorized_sellers {
+                tx.execute("INSERT OR IGNORE INTO sellers VALUES(?1, ?2)", params![pk, s])?;
+            }
+            for (hash, source) in images {
+                let vid: i64 = tx
+                    .query_row("SELECT id FROM vectors WHERE sha256=?1", [hash], |r| r.get(0))
+                    .with_context(|| format!("internal error: image {source} has no stored vector"))?;
+                tx.execute("INSERT OR IGNORE INTO images VALUES(?1, ?2, ?3)", params![pk, vid, source])?;
+            }
+        }
+        tx.commit().context("cannot commit the catalog change")?;
+        Ok(())
+    }
+
+    /// Builds or extends the HNSW graph when the catalog is large enough, as a new generation.
+    pub fn update_graph(&mut self, config: &Config, dim: usize) -> Result<()> {
+        let count = self.vector_count()?;
+        let covered = self.meta_num("hnsw_covered")? as usize;
+        if count < config.index.hnsw_min_images || count == covered {
+            return Ok(());
+        }
+        let vectors = self.vector_file(dim)?.read(count)?;
+        let gen = self.meta_num("hnsw_generation")?;
+        let base = if covered > 0 { Some(Graph::load(&graph_dir(&self.dir, gen), covered)?) } else { None };
+        let graph = Graph::build(base, &vectors, dim, &config.index);
+        let new_gen = gen + 1;
+        let dir = graph_dir(&self.dir, new_gen);
+        let _ = std::fs::remove_dir_all(&dir);
+        graph.save(&dir)?;
+        let tx = self.conn.transaction()?;
+        tx.execute("INSERT OR REPLACE INTO meta VALUES('hnsw_generation', ?1)", [new_gen.to_string()])?;
+        tx.execute("INSERT OR REPLACE INTO meta VALUES('hnsw_covered', ?1)", [graph.covered().to_string()])?;
+        tx.commit()?;
+        self.cleanup();
+        Ok(())
+    }
+
+    /// Hides products from search at once. With no product ids, hides all of the brand's products.
+    /// Returns how many products were hidden.
+    pub fn remove(&mut self, brand: &str, product_ids: &[String]) -> Result<usize> {
+        let tx = self.conn.transaction()?;
+        let brand_id: Option<i64> = tx.query_row("SELECT id FROM brands WHERE name=?1", [brand], |r| r.get(0)).optional()?;
+        let Some(brand_id) = brand_id else { bail!("no brand {brand:?} in the catalog") };
+        let mut n = 0;
+        if product_ids.is_empty() {
+            n = tx.execute("UPDATE products SET removed=1, updated_at=?2 WHERE brand=?1 AND removed=0", params![brand_id, now()])?;
+        } else {
+            for id in product_ids {
+                let changed = tx.execute(
+                    "UPDATE products SET removed=1, updated_at=?3 WHERE brand=?1 AND product_id=?2",
+                    params![brand_id, id, now()],
+                )?;
+                if changed == 0 {
+                    bail!("brand {brand:?} has no product {id:?}; nothing was removed");
+                }
+                n += changed;
+            }
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Deletes removed products and the vectors only they used, renumbers the rest and rebuilds the
+    /// HNSW graph, all as a new generation that one transaction switches to.
+    pub fn compact(&mut self, config: &Config) -> Result<(usize, usize)> {
+        let Some(dim) = self.meta("dim")?.and_then(|d| d.parse::<usize>().ok()) else {
+            return Ok((0, 0)); // empty catalog
+        };
+        let count = self.vector_count()?;
+        let all = self.vector_file(dim)?.read(count)?;
+        let live: Vec<i64> = {
+            let mut st = self.conn.prepare(
+                "SELECT DISTINCT i.vector FROM images i JOIN products p ON p.id=i.product WHERE p.removed=0 ORDER BY i.vector",
+            )?;
+            let rows = st.query_map([], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut rows = Vec::with_capacity(live.len() * dim);
+        for &v in &live {
+            let i = v as usize;
+            if i >= count {
+                bail!("catalog is inconsistent: image vector {v} is beyond the {count} stored");
+            }
+            rows.extend_from_slice(&all[i * dim..(i + 1) * dim]);
+        }
+        let vgen = self.meta_num("vectors_generation")? + 1;
+        vectors::write_atomic_rows(&self.dir.join(format!("vectors-{vgen}.f32")), dim, &rows)?;
+        let hgen = self.meta_num("hnsw_generation")? + 1;
+        let covered = if live.len() >= config.index.hnsw_min_images && !live.is_empty() {
+            let graph = Graph::build(None, &rows, dim, &config.index);
+            let dir = graph_dir(&self.dir, hgen);
+            let _ = std::fs::remove_dir_all(&dir);
+            graph.save(&dir)?;
+            graph.covered()
+        } else {
+            0
+        };
+        let tx = self.conn.transaction()?;
+        let removed_products = tx.execute("DELETE FROM sellers WHERE product IN (SELECT id FROM products WHERE removed=1)", [])
+            .and_then(|_| tx.execute("DELETE FROM images WHERE product IN (SELECT id FROM products WHERE removed=1)", []))
+            .and_then(|_| tx.execute("DELETE FROM products WHERE removed=1", []))?;
+        tx.execute("DELETE FROM brands WHERE id NOT IN (SELECT brand FROM products)", [])?;
+        let dropped = tx.execute("DELETE FROM vectors WHERE id NOT IN (SELECT vector FROM images)", [])?;
+        for (new, &old) in live.iter().enumerate() {
+            tx.execute("UPDATE vectors SET id=?1 WHERE id=?2", params![-(new as i64) - 1, old])?;
+            tx.execute("UPDATE images SET vector=?1 WHERE vector=?2", params![-(new as i64) - 1, old])?;
+        }
+        tx.execute("UPDATE vectors SET id=-id-1", [])?;
+        tx.execute("UPDATE images SET vector=-vector-1", [])?;
+        for (k, v) in [
+            ("vectors_generation", vgen.to_string()),
+            ("vector_count", live.len().to_string()),
+            ("hnsw_generation", hgen.to_string()),
+            ("hnsw_covered", covered.to_string()),
+        ] {
+            tx.execute("INSERT OR REPLACE INTO meta VALUES(?1, ?2)", params![k, v])?;
+        }
+        tx.commit().context("cannot commit the compaction")?;
+        self.cleanup();
+        Ok((removed_products, dropped))
+    }
+
+    /// Deletes files of generations that are no longer current (best effort).
+    fn cleanup(&self) {
+        let vgen = self.meta_num("vectors_generation").unwrap_or(0);
+        let hgen = self.meta_num("hnsw_generation").unwrap_or(0);
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if name.starts_with("vectors-") && name != format!("vectors-{vgen}.f32") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(self.dir.join("hnsw")) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy() != hgen.to_string() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
+
+    /// Loads live products, vector ownership, authorised sellers and the search index.
+    pub fn view(&self, config: &Config) -> Result<CatalogView> {
+        let dim: usize = self.meta("dim")?.and_then(|d| d.parse().ok()).unwrap_or(0);
+        let count = self.vector_count()?;
+        let mut products = Vec::new();
+        let mut pk_index = HashMap::new();
+        {
+            let mut st = self.conn.prepare(
+                "SELECT p.id, b.name, p.product_id, p.title, p.price, p.currency, p.category
+                 FROM products p JOIN brands b ON b.id=p.brand WHERE p.removed=0 ORDER BY p.id",
+            )?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                pk_index.insert(r.get::<_, i64>(0)?, products.len());
+                products.push(ProductInfo {
+                    brand: r.get(1)?,
+                    product_id: r.get(2)?,
+                    title: r.get(3)?,
+                    price: r.get(4)?,
+                    currency: r.get(5)?,
+                    category: r.get(6)?,
+                });
+            }
+        }
+        let mut vector_products = vec![Vec::new(); count];
+        {
+            let mut st = self.conn.prepare("SELECT product, vector, source FROM images ORDER BY product, vector")?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                let (pk, v, src): (i64, i64, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
+                if let (Some(&pi), Some(slot)) = (pk_index.get(&pk), vector_products.get_mut(v as usize)) {
+                    slot.push((pi, src));
+                }
+            }
+        }
+        let mut brand_sellers: HashMap<String, HashSet<String>> = HashMap::new();
+        {
+            let mut st = self.conn.prepare(
+                "SELECT b.name, s.seller_id FROM sellers s JOIN products p ON p.id=s.product
+                 JOIN brands b ON b.id=p.brand WHERE p.removed=0",
+            )?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                brand_sellers.entry(r.get(0)?).or_default().insert(r.get(1)?);
+            }
+        }
+        let index = if count == 0 || dim == 0 {
+            Index::new(dim.max(1), Vec::new(), None, config.index.hnsw_ef_search)
+        } else {
+            let vectors = self.vector_file(dim)?.read(count)?;
+            let covered = self.meta_num("hnsw_covered")? as usize;
+            let graph = if covered > 0 {
+                let gen = self.meta_num("hnsw_generation")?;
+                Some(Graph::load(&graph_dir(&self.dir, gen), covered.min(count))?)
+            } else {
+                None
+            };
+            Index::new(dim, vectors, graph, config.index.hnsw_ef_search)
+        };
+        Ok(CatalogView { products, vector_products, brand_sellers, index })
+    }
+
+    /// Products for `catalog list`, optionally of one brand, removed ones included when asked.
+    pub fn list(&self, brand: Option<&str>, include_removed: bool) -> Result<Vec<ListedProduct>> {
+        let mut st = self.conn.prepare(
+            "SELECT p.id, b.name, p.product_id, p.title, p.price, p.currency, p.removed,
+                    (SELECT COUNT(*) FROM images i WHERE i.product=p.id)
+             FROM products p JOIN brands b ON b.id=p.brand
+             WHERE (?1 IS NULL OR b.name=?1) AND (?2 OR p.removed=0)
+             ORDER BY b.name, p.product_id",
+        )?;
+        let rows = st.query_map(params![brand, include_removed], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                ListedProduct {
+                    brand: r.get(1)?,
+                    product_id: r.get(2)?,
+                    title: r.get(3)?,
+                    price: r.get(4)?,
+                    currency: r.get(5)?,
+                    removed: r.get::<_, i64>(6)? != 0,
+                    images: r.get::<_, i64>(7)? as usize,
+                    authorized_sellers: Vec::new(),
+                },
+            ))
+        })?;
+        let mut out = Vec::new();
+        let mut sellers = self.conn.prepare("SELECT seller_id FROM sellers WHERE product=?1 ORDER BY seller_id")?;
+        for row in rows {
+            let (pk, mut p) = row?;
+            p.authorized_sellers = sellers.query_map([pk], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            out.push(p);
+        }
+        Ok(out)
+    }
+
+    /// Counts for `catalog stats`.
+    pub fn stats(&self) -> Result<Stats> {
+        let q = |sql: &str| -> Result<usize> { Ok(self.conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as usize) };
+        let mut disk_bytes = 0;
+        for e in walk(&self.dir) {
+            disk_bytes += e;
+        }
+        Ok(Stats {
+            brands: q("SELECT COUNT(DISTINCT brand) FROM products WHERE removed=0")?,
+            products: q("SELECT COUNT(*) FROM products WHERE removed=0")?,
+            removed_products: q("SELECT COUNT(*) FROM products WHERE removed=1")?,
+            vectors: self.vector_count()?,
+            live_vectors: q("SELECT COUNT(DISTINCT i.vector) FROM images i JOIN products p ON p.id=i.product WHERE p.removed=0")?,
+            hnsw_covered: self.meta_num("hnsw_covered")? as usize,
+            model: self.model()?,
+            disk_bytes,
+        })
+    }
+}
+
+/// Sizes of the files below `dir`.
+fn walk(dir: &Path) -> Vec<u64> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => out.extend(walk(&e.path())),
+                Ok(m) => out.push(m.len()),
+                Err(_) => {}
+            }
+        }
+    }
+    out
+}
+
+/// Error for a record of a catalog file: `FILE:LINE: message`.
+pub fn record_error(file: &str, line: usize, msg: &str) -> anyhow::Error {
+    anyhow!("{file}:{line}: {msg}")
+}

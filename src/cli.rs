@@ -1,0 +1,541 @@
+//! The command line: argument parsing and the commands, each a thin layer over the library.
+
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::catalog::{self, Store};
+use crate::config::Config;
+use crate::embed::{self, Embedder};
+use crate::model::{self, ModelChoice, ModelLocation};
+use crate::pipeline::overlapped;
+use crate::policy::Verdict;
+use crate::records::{Format, RecordReader};
+use crate::report::{self, Summary};
+use crate::scan::{self, Listing, Scanner, Seller};
+use crate::source::{Fetcher, ImageRef};
+
+/// Exit code: some records could not be processed (they are reported; the rest was done).
+pub const EXIT_PARTIAL: i32 = 3;
+
+const ABOUT: &str = "knockoff finds marketplace listings whose photos copy protected products, \
+sold below the genuine price by sellers the brand has not authorised.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  knockoff catalog add testdata/catalog.csv        # brand owners' genuine products
+  knockoff scan testdata/listings.jsonl > verdicts.jsonl
+  knockoff scan listings.jsonl -o verdicts.jsonl --resume
+  knockoff query suspect.jpg --price 19.99 --currency USD --seller shop42
+
+Exit codes: 0 done; 1 failed (message on stderr); 2 bad usage; 3 done, but some records had errors
+(reported in the output and on stderr).";
+
+/// Command-line arguments.
+#[derive(Parser, Debug)]
+#[command(name = "knockoff", version, about = ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug)]
+struct Global {
+    /// Data directory holding the catalog and its index.
+    #[arg(long, global = true, env = "KNOCKOFF_DATA", default_value = "knockoff-data")]
+    data: PathBuf,
+    /// Config file (TOML); default: DATA/config.toml when it exists.
+    #[arg(long, global = true, env = "KNOCKOFF_CONFIG")]
+    config: Option<PathBuf>,
+    /// Model: a manifest name in the models directory (sscd, sscd_distilled) or a .toml path.
+    #[arg(long, global = true, env = "KNOCKOFF_MODEL")]
+    model: Option<String>,
+    /// Directory with model manifests, model files and ONNX Runtime [default: ./models, or models/ near the executable].
+    #[arg(long, global = true, env = "KNOCKOFF_MODELS_DIR")]
+    models_dir: Option<PathBuf>,
+    /// ONNX Runtime library (libonnxruntime.so) [default: found in the models directory].
+    #[arg(long, global = true, env = "KNOCKOFF_ORT_LIB")]
+    ort_lib: Option<PathBuf>,
+    /// Only errors on stderr (no progress bar or summary).
+    #[arg(long, short, global = true)]
+    quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Manage the reference catalog of genuine products.
+    #[command(subcommand)]
+    Catalog(CatalogCmd),
+    /// Check listings (JSON Lines or CSV) and write one JSON verdict per listing.
+    #[command(after_help = SCAN_HELP)]
+    Scan(ScanArgs),
+    /// Check a single suspect image: its best matches and the verdict it would get.
+    Query(QueryArgs),
+    /// Print the effective configuration as TOML (save it as DATA/config.toml to change it).
+    Config,
+}
+
+const CATALOG_ADD_HELP: &str = "\
+Input: CSV with a header, or JSON Lines (one object per line); the format follows the extension
+(.csv, else JSON Lines) unless --format is given. Fields:
+  brand, product_id, title, price, currency   required
+  images                one or more paths (relative to the file) or http(s) URLs;
+                        JSON: a list, CSV: separated by |
+  authorized_sellers    optional; seller ids allowed to sell the brand (JSON list, CSV |-separated)
+  category              optional
+Example CSV:
+  brand,product_id,title,price,currency,images,authorized_sellers,category
+  Northwind,nw-runner,Runner Pro,129.00,EUR,catalog/nw-runner_1.jpg|catalog/nw-runner_2.jpg,northwind-official,shoes
+Adding a product again updates it; an image already stored (same bytes) is not embedded again.";
+
+const SCAN_HELP: &str = "\
+Input fields: listing_id, seller_id, price, currency, images (required; images as in catalog add),
+title, seller_name, region, ship_from, contact, sold_count (optional).
+Output: one JSON object per listing, in input order: listing_id, line, verdict (flag, review, clear,
+error), risk, matches [{brand, product_id, title, image, listing_image, similarity, ...}],
+price_ratio, price, rule, reasons, image_errors, seller, thresholds, model.
+Examples:
+  knockoff scan listings.jsonl -o verdicts.jsonl
+  cat listings.csv | knockoff scan - --format csv --table";
+
+#[derive(Subcommand, Debug)]
+enum CatalogCmd {
+    /// Add or update products from a CSV or JSON Lines file.
+    #[command(after_help = CATALOG_ADD_HELP)]
+    Add {
+        /// Catalog file (CSV or JSON Lines), or - for standard input.
+        file: PathBuf,
+        /// Input format [default: from the file extension].
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+    },
+    /// Hide products from search at once (all of the brand's when no product id is given).
+    Remove {
+        /// Brand name.
+        brand: String,
+        /// Product ids of the brand.
+        product_ids: Vec<String>,
+    },
+    /// Delete removed products for good and rebuild the index.
+    Compact,
+    /// List the catalog's products.
+    List {
+        /// Only this brand.
+        #[arg(long)]
+        brand: Option<String>,
+        /// Include removed products.
+        #[arg(long)]
+        removed: bool,
+        /// JSON Lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Counts of brands, products and reference images.
+    Stats {
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct ScanArgs {
+    /// Listings file (JSON Lines or CSV), or - for standard input.
+    input: PathBuf,
+    /// Input format [default: from the extension; standard input: JSON Lines].
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Write verdicts to this file instead of standard output.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Continue an interrupted scan: skip listings already in the output file and append the rest.
+    #[arg(long, requires = "output")]
+    resume: bool,
+    /// A table for people instead of JSON Lines.
+    #[arg(long)]
+    table: bool,
+    /// Listings per chunk (decoding of the next chunk overlaps inference on this one).
+    #[arg(long, default_value_t = 32)]
+    chunk: usize,
+}
+
+#[derive(Args, Debug)]
+struct QueryArgs {
+    /// The suspect image (path or http(s) URL).
+    image: String,
+    /// The listing's price.
+    #[arg(long, requires = "currency")]
+    price: Option<f64>,
+    /// Currency of the price (ISO 4217, e.g. EUR).
+    #[arg(long)]
+    currency: Option<String>,
+    /// The seller's id (to check authorisation).
+    #[arg(long, default_value = "unknown-seller")]
+    seller: String,
+    /// How many products to list.
+    #[arg(long)]
+    top: Option<usize>,
+    /// JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs the parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    let g = &cli.global;
+    let mut config = Config::load(g.config.as_deref(), &g.data)?;
+    if let Some(m) = &g.model {
+        config.model.name = m.clone();
+    }
+    if let Some(d) = &g.models_dir {
+        config.model.dir = Some(d.clone());
+    }
+    if let Some(l) = &g.ort_lib {
+        config.model.ort_lib = Some(l.clone());
+    }
+    match &cli.command {
+        Command::Config => {
+            print!("{}", toml::to_string_pretty(&config)?);
+            Ok(0)
+        }
+        Command::Catalog(cmd) => catalog_cmd(g, config, cmd),
+        Command::Scan(args) => scan_cmd(g, config, args),
+        Command::Query(args) => query_cmd(g, config, args),
+    }
+}
+
+fn locate(config: &Config) -> Result<ModelLocation> {
+    model::locate(&ModelChoice {
+        name: config.model.name.clone(),
+        dir: config.model.dir.clone(),
+        ort_lib: config.model.ort_lib.clone(),
+    })
+}
+
+fn load_embedder(config: &Config) -> Result<Embedder> {
+    let loc = locate(config)?;
+    Embedder::load(&loc, config.model.batch_size, config.model.intra_threads)
+}
+
+fn progress(quiet: bool, total: Option<u64>, what: &str) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = match total {
+        Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()).with_style(
+            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ),
+        None => ProgressBar::new_spinner(),
+    };
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// Opens an input file (or stdin for `-`) and the directory its relative paths are relative to.
+fn open_input(path: &Path) -> Result<(Box<dyn BufRead + Send>, PathBuf, Option<u64>)> {
+    if path == Path::new("-") {
+        let cwd = std::env::current_dir()?;
+        return Ok((Box::new(BufReader::new(std::io::stdin())), cwd, None));
+    }
+    let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let base = path.parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| PathBuf::from("."));
+    let lines = count_lines(path).ok();
+    Ok((Box::new(BufReader::new(f)), base, lines))
+}
+
+fn count_lines(path: &Path) -> Result<u64> {
+    let mut n = 0u64;
+    let mut r = BufReader::new(std::fs::File::open(path)?);
+    let mut buf = Vec::new();
+    while r.read_until(b'\n', &mut buf)? > 0 {
+        if buf.iter().any(|b| !b.is_ascii_whitespace()) {
+            n += 1;
+        }
+        buf.clear();
+    }
+    Ok(n)
+}
+
+fn input_format(explicit: Option<Format>, path: &Path) -> Format {
+    explicit.unwrap_or_else(|| if path == Path::new("-") { Format::Jsonl } else { Format::from_path(path) })
+}
+
+fn catalog_cmd(g: &Global, config: Config, cmd: &CatalogCmd) -> Result<i32> {
+    match cmd {
+        CatalogCmd::Add { file, format } => catalog_add(g, &config, file, input_format(*format, file)),
+        CatalogCmd::Remove { brand, product_ids } => {
+            let mut store = Store::open(&g.data, true)?;
+            let n = store.remove(brand, product_ids)?;
+            eprintln!("removed {n} product(s) of {brand} from search; `knockoff catalog compact` deletes them for good");
+            Ok(0)
+        }
+        CatalogCmd::Compact => {
+            let mut store = Store::open(&g.data, true)?;
+            let (products, vectors) = store.compact(&config)?;
+            eprintln!("compacted: deleted {products} removed product(s) and {vectors} unused reference image(s)");
+            Ok(0)
+        }
+        CatalogCmd::List { brand, removed, json } => {
+            let store = Store::open(&g.data, false)?;
+            let products = store.list(brand.as_deref(), *removed)?;
+            let mut out = std::io::stdout().lock();
+            if *json {
+                for p in &products {
+                    writeln!(out, "{}", serde_json::to_string(p)?)?;
+                }
+            } else {
+                let mut rows = vec![["BRAND", "PRODUCT", "TITLE", "PRICE", "IMAGES", "AUTHORISED SELLERS", "STATUS"].map(String::from).to_vec()];
+                for p in &products {
+                    rows.push(vec![
+                        p.brand.clone(),
+                        p.product_id.clone(),
+                        p.title.clone(),
+                        format!("{:.2} {}", p.price, p.currency),
+                        p.images.to_string(),
+                        p.authorized_sellers.join(", "),
+                        if p.removed { "removed".into() } else { "live".into() },
+                    ]);
+                }
+                write!(out, "{}", report::table(&rows))?;
+            }
+            Ok(0)
+        }
+        CatalogCmd::Stats { json } => {
+            let store = Store::open(&g.data, false)?;
+            let s = store.stats()?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!("model:            {}", s.model.as_deref().unwrap_or("-"));
+                println!("brands:           {}", s.brands);
+                println!("products:         {} live, {} removed (until compaction)", s.products, s.removed_products);
+                println!("reference images: {} stored, {} of live products", s.vectors, s.live_vectors);
+                println!("search:           {}", if s.hnsw_covered > 0 { format!("HNSW over {} images, exact over the rest", s.hnsw_covered) } else { "exact".to_string() });
+                println!("disk:             {:.1} MB in {}", s.disk_bytes as f64 / 1e6, g.data.display());
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Products of one chunk after their images were loaded.
+struct LoadedProducts {
+    products: Vec<(catalog::ProductRecord, Vec<Result<embed::Loaded, String>>)>,
+}
+
+fn catalog_add(g: &Global, config: &Config, file: &Path, format: Format) -> Result<i32> {
+    let mut store = Store::open(&g.data, true)?;
+    let loc = locate(config)?;
+    store.check_model(&loc.manifest)?;
+    let mut embedder = Embedder::load(&loc, config.model.batch_size, config.model.intra_threads)?;
+    let manifest = loc.manifest.clone();
+    let fetcher = Fetcher::new(&config.limits)?;
+    let limits = scan::decode_limits(config);
+    let (reader, base, lines) = open_input(file)?;
+    let name = file.display().to_string();
+    let pb = progress(g.quiet, lines, "adding products");
+    let mut records = RecordReader::new(reader, format, config.limits.max_line_bytes);
+    let mut errors = 0usize;
+    let (mut added, mut embedded, mut reused) = (0usize, 0usize, 0usize);
+    let mut io_error = None;
+    let chunks = std::iter::from_fn(|| {
+        let mut chunk = Vec::new();
+        while chunk.len() < 64 {
+            match records.next() {
+                None => break,
+                Some(Err(e)) => {
+                    io_error = Some(e);
+                    break;
+                }
+                Some(Ok(raw)) => chunk.push(catalog::parse_product(&raw, &base, config.limits.max_images_per_record).map_err(|e| (raw.line, e))),
+            }
+        }
+        (!chunk.is_empty()).then_some(chunk)
+    });
+    let load = |chunk: Vec<Result<catalog::ProductRecord, (usize, String)>>| {
+        let mut bad = Vec::new();
+        let good: Vec<catalog::ProductRecord> = chunk.into_iter().filter_map(|r| r.map_err(|e| bad.push(e)).ok()).collect();
+        let refs: Vec<&ImageRef> = good.iter().flat_map(|p| p.images.iter()).collect();
+        let mut loaded = embed::load_images(&fetcher, &refs, &limits, &manifest).into_iter();
+        let products = good
+            .into_iter()
+            .map(|p| {
+                let imgs = loaded.by_ref().take(p.images.len()).collect();
+                (p, imgs)
+            })
+            .collect();
+        (bad, LoadedProducts { products })
+    };
+    overlapped(chunks, load, |(bad, chunk): (Vec<(usize, String)>, LoadedProducts)| -> Result<()> {
+        for (line, e) in bad {
+            errors += 1;
+            pb.suspend(|| eprintln!("{name}:{line}: {e}; product skipped"));
+            pb.inc(1);
+        }
+        let mut to_embed: Vec<(String, &embed::Prepared)> = Vec::new();
+        let mut products = Vec::new();
+        for (p, imgs) in &chunk.products {
+            let mut refs = Vec::new();
+            for (r, img) in p.images.iter().zip(imgs) {
+                match img {
+                    Ok(l) => {
+                        let known = store.vector_by_hash(&l.hash)?.is_some() || to_embed.iter().any(|(h, _)| h == &l.hash);
+                        if known {
+                            reused += 1;
+                        } else {
+                            to_embed.push((l.hash.clone(), &l.prepared));
+                        }
+                        refs.push((l.hash.clone(), r.display()));
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        pb.suspend(|| eprintln!("{name}:{}: product {} image {}: {e}", p.line, p.product_id, r.display()));
+                    }
+                }
+            }
+            if refs.is_empty() {
+                pb.suspend(|| eprintln!("{name}:{}: product {} has no usable image; product skipped", p.line, p.product_id));
+            } else {
+                products.push((p.clone(), refs));
+            }
+        }
+        let imgs: Vec<&embed::Prepared> = to_embed.iter().map(|(_, p)| *p).collect();
+        let vecs = embedder.embed(&imgs)?;
+        let new_vectors: Vec<(String, Vec<f32>)> = to_embed.iter().map(|(h, _)| h.clone()).zip(vecs).collect();
+        embedded += new_vectors.len();
+        added += products.len();
+        store.add_products(&manifest, &products, &new_vectors)?;
+        pb.inc(chunk.products.len() as u64);
+        Ok(())
+    })?;
+    pb.finish_and_clear();
+    if let Some(e) = io_error {
+        return Err(e).with_context(|| format!("cannot read {name}"));
+    }
+    store.update_graph(config, manifest.dim)?;
+    if !g.quiet {
+        eprintln!(
+            "{name}: added or updated {added} product(s); embedded {embedded} new image(s), {reused} already stored; {errors} error(s)"
+        );
+    }
+    Ok(if errors > 0 { EXIT_PARTIAL } else { 0 })
+}
+
+fn open_scanner(g: &Global, config: Config) -> Result<Scanner> {
+    let store = Store::open(&g.data, false)?;
+    let loc = locate(&config)?;
+    store.check_model(&loc.manifest)?;
+    let view = store.view(&config)?;
+    if view.products.is_empty() {
+        bail!("the catalog in {} has no products; add some with `knockoff catalog add FILE`", g.data.display());
+    }
+    let embedder = Embedder::load(&loc, config.model.batch_size, config.model.intra_threads)?;
+    Scanner::new(view, embedder, config)
+}
+
+fn scan_cmd(g: &Global, config: Config, args: &ScanArgs) -> Result<i32> {
+    let format = input_format(args.format, &args.input);
+    let done = match (&args.output, args.resume) {
+        (Some(out), true) => scan::read_done(out)?,
+        _ => scan::Done::default(),
+    };
+    let already = done.ids.len() + done.lines.len();
+    let (reader, base, lines) = open_input(&args.input)?;
+    let chunks = scan::listing_chunks(reader, format, &base, &config, done, args.chunk.max(1));
+    let mut scanner = open_scanner(g, config.clone())?;
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(args.resume)
+                .write(true)
+                .truncate(!args.resume)
+                .open(path)
+                .with_context(|| format!("cannot open {} for writing", path.display()))?;
+            Box::new(f)
+        }
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let color = args.output.is_none() && report::stdout_color();
+    let pb = progress(g.quiet, lines.map(|n| n.saturating_sub(already as u64)), "scanning");
+    let mut summary = Summary::default();
+    summary.skipped(already);
+    let mut first = true;
+    let name = args.input.display().to_string();
+    let mut io_error = None;
+    let chunks = chunks.map_while(|c| c.map_err(|e| io_error = Some(e)).ok());
+    scanner.run(chunks, |reports| {
+        for r in &reports {
+            summary.add(r);
+            if r.verdict == Verdict::Error {
+                let id = r.listing_id.as_deref().unwrap_or("-");
+                pb.suspend(|| eprintln!("{name}:{}: listing {id}: {}", r.line, r.reasons.join("; ")));
+            }
+        }
+        // one write per chunk, so an interrupted scan leaves whole lines (a torn last line is cut by --resume)
+        let mut buf = Vec::new();
+        if args.table {
+            buf.extend_from_slice(report::scan_table(&reports, first, color).as_bytes());
+        } else {
+            for r in &reports {
+                serde_json::to_writer(&mut buf, r)?;
+                buf.push(b'\n');
+            }
+        }
+        first = false;
+        out.write_all(&buf)?;
+        out.flush()?;
+        pb.inc(reports.len() as u64);
+        Ok(())
+    })?;
+    pb.finish_and_clear();
+    if let Some(e) = io_error {
+        return Err(e).with_context(|| format!("cannot read {name}"));
+    }
+    if let Some(path) = &args.output {
+        std::fs::File::open(path).and_then(|f| f.sync_all()).ok();
+    }
+    if !g.quiet {
+        eprintln!("{}", summary.line());
+    }
+    Ok(if summary.errors() > 0 { EXIT_PARTIAL } else { 0 })
+}
+
+fn query_cmd(g: &Global, mut config: Config, args: &QueryArgs) -> Result<i32> {
+    if let Some(k) = args.top {
+        if k == 0 {
+            bail!("--top must be at least 1");
+        }
+        config.policy.top_k = k;
+    }
+    if let Some(p) = args.price {
+        if !p.is_finite() || p < 0.0 {
+            bail!("--price must be a non-negative number");
+        }
+    }
+    let cwd = std::env::current_dir()?;
+    let image = ImageRef::parse(&args.image, &cwd).map_err(anyhow::Error::msg)?;
+    let listing = Listing {
+        line: 0,
+        listing_id: args.image.clone(),
+        title: None,
+        price: args.price,
+        currency: args.currency.as_ref().map(|c| c.to_ascii_uppercase()),
+        images: vec![image],
+        seller: Seller { seller_id: args.seller.clone(), ..Seller::default() },
+    };
+    let mut scanner = open_scanner(g, config)?;
+    let report = scanner.check(vec![Ok(listing)])?.into_iter().next().context("internal error: no verdict")?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report::explain(&report, report::stdout_color()));
+    }
+    Ok(if report.verdict == Verdict::Error { 1 } else { 0 })
+}

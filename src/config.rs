@@ -1,0 +1,258 @@
+//! Settings: thresholds of the flag policy, currency rates, input limits, index and model choices.
+//!
+//! Loaded from a TOML file (`--config FILE`, else `DATA/config.toml` when it exists); every field
+//! has a documented default, so an empty file is a valid configuration.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration, as read from TOML.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The flag policy's thresholds.
+    pub policy: PolicyConfig,
+    /// Exchange rates used to compare prices in different currencies.
+    pub currency: CurrencyConfig,
+    /// Limits on what the tool accepts from users.
+    pub limits: LimitsConfig,
+    /// Which model embeds images and where ONNX Runtime is.
+    pub model: ModelConfig,
+    /// Nearest-neighbour search settings.
+    pub index: IndexConfig,
+}
+
+/// Thresholds of the flag policy (see `policy`); defaults come from the measurement in BENCHMARKS.md.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Similarity at or above which a listing photo is taken as a copy of a reference photo.
+    pub match_threshold: f32,
+    /// Similarity at or above which a photo is a possible (weaker) match.
+    pub review_threshold: f32,
+    /// A copy priced at or below this fraction of the reference price is flagged.
+    pub flag_price_ratio: f64,
+    /// A weaker match priced at or below this fraction of the reference price is sent to review.
+    pub review_price_ratio: f64,
+    /// How many products each verdict lists as matches.
+    pub top_k: usize,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            match_threshold: 0.60,
+            review_threshold: 0.40,
+            flag_price_ratio: 0.50,
+            review_price_ratio: 0.35,
+            top_k: 5,
+        }
+    }
+}
+
+/// Exchange rates: the value of one unit of each currency in `base`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CurrencyConfig {
+    /// The currency prices are converted to before they are compared.
+    pub base: String,
+    /// Value of one unit of each currency (ISO 4217 code) in the base currency.
+    pub rates: BTreeMap<String, f64>,
+}
+
+impl Default for CurrencyConfig {
+    fn default() -> Self {
+        let rates = [
+            ("EUR", 1.0),
+            ("USD", 0.86),
+            ("GBP", 1.14),
+            ("CHF", 1.07),
+            ("SEK", 0.091),
+            ("NOK", 0.085),
+            ("DKK", 0.134),
+            ("PLN", 0.235),
+            ("JPY", 0.0056),
+            ("CNY", 0.12),
+            ("CAD", 0.62),
+            ("AUD", 0.56),
+        ];
+        CurrencyConfig {
+            base: "EUR".into(),
+            rates: rates.iter().map(|(c, r)| (c.to_string(), *r)).collect(),
+        }
+    }
+}
+
+impl CurrencyConfig {
+    /// Converts `amount` in `currency` to the base currency, or `None` when the rate is unknown.
+    pub fn to_base(&self, amount: f64, currency: &str) -> Option<f64> {
+        let code = currency.trim().to_ascii_uppercase();
+        if code == self.base {
+            return Some(amount);
+        }
+        self.rates.get(&code).map(|rate| amount * rate)
+    }
+}
+
+/// Limits against hostile or broken input.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest image file accepted, in bytes (local or downloaded).
+    pub max_image_bytes: u64,
+    /// Largest width or height accepted, in pixels.
+    pub max_image_side: u32,
+    /// Largest pixel count accepted (decompression bombs are refused from their header).
+    pub max_image_pixels: u64,
+    /// Longest line accepted in a JSON Lines or CSV input, in bytes.
+    pub max_line_bytes: usize,
+    /// Most images one listing or product may name.
+    pub max_images_per_record: usize,
+    /// Seconds to wait for an HTTP connection.
+    pub http_connect_timeout_secs: u64,
+    /// Seconds a whole HTTP download may take.
+    pub http_timeout_secs: u64,
+    /// Most HTTP downloads in flight at once.
+    pub http_max_in_flight: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_image_bytes: 30 * 1024 * 1024,
+            max_image_side: 20_000,
+            max_image_pixels: 100_000_000,
+            max_line_bytes: 1024 * 1024,
+            max_images_per_record: 20,
+            http_connect_timeout_secs: 5,
+            http_timeout_secs: 20,
+            http_max_in_flight: 8,
+        }
+    }
+}
+
+/// Model and runtime selection; empty values mean "search the usual places" (see `model`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Model name (a manifest `NAME.toml` in the models directory) or a path to a manifest.
+    pub name: String,
+    /// Directory holding manifests, model files and ONNX Runtime; empty: look for `models/`.
+    pub dir: Option<PathBuf>,
+    /// Path of `libonnxruntime.so`; empty: look in the models directory.
+    pub ort_lib: Option<PathBuf>,
+    /// Images per inference batch.
+    pub batch_size: usize,
+    /// Threads ONNX Runtime uses inside one inference.
+    pub intra_threads: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            name: "sscd".into(),
+            dir: None,
+            ort_lib: None,
+            batch_size: 8,
+            intra_threads: 2,
+        }
+    }
+}
+
+/// Nearest-neighbour search settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IndexConfig {
+    /// Catalogs with at least this many reference images get an HNSW graph; smaller ones are searched
+    /// exactly (a matrix product is faster and exact there).
+    pub hnsw_min_images: usize,
+    /// HNSW: neighbours per node (at most 256).
+    pub hnsw_m: usize,
+    /// HNSW: candidate list size while building.
+    pub hnsw_ef_construction: usize,
+    /// HNSW: candidate list size while searching.
+    pub hnsw_ef_search: usize,
+    /// Candidates fetched per query image before they are grouped by product.
+    pub candidates: usize,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig {
+            hnsw_min_images: 20_000,
+            hnsw_m: 16,
+            hnsw_ef_construction: 200,
+            hnsw_ef_search: 128,
+            candidates: 50,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a config file; a missing file is an error, unknown keys are errors that name the key.
+    pub fn from_file(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let config: Config = toml::from_str(&text)
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        config
+            .validate()
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Loads `explicit` if given, else `DATA/config.toml` if it exists, else the defaults.
+    pub fn load(explicit: Option<&Path>, data_dir: &Path) -> Result<Config> {
+        if let Some(path) = explicit {
+            return Config::from_file(path);
+        }
+        let in_data = data_dir.join("config.toml");
+        if in_data.is_file() {
+            return Config::from_file(&in_data);
+        }
+        Ok(Config::default())
+    }
+
+    /// Checks values that would make the tool misbehave.
+    pub fn validate(&self) -> Result<()> {
+        let p = &self.policy;
+        for (name, v) in [
+            ("policy.match_threshold", p.match_threshold),
+            ("policy.review_threshold", p.review_threshold),
+        ] {
+            if !(-1.0..=1.0).contains(&v) {
+                bail!("{name} must be between -1 and 1 (cosine similarity), got {v}");
+            }
+        }
+        if p.review_threshold > p.match_threshold {
+            bail!("policy.review_threshold ({}) must not exceed policy.match_threshold ({})",
+                p.review_threshold, p.match_threshold);
+        }
+        for (name, v) in [("policy.flag_price_ratio", p.flag_price_ratio), ("policy.review_price_ratio", p.review_price_ratio)] {
+            if !(v.is_finite() && v >= 0.0) {
+                bail!("{name} must be a non-negative number, got {v}");
+            }
+        }
+        if p.top_k == 0 {
+            bail!("policy.top_k must be at least 1");
+        }
+        for (code, rate) in &self.currency.rates {
+            if !(rate.is_finite() && *rate > 0.0) {
+                bail!("currency.rates.{code} must be a positive number, got {rate}");
+            }
+        }
+        if self.index.hnsw_m == 0 || self.index.hnsw_m > 256 {
+            bail!("index.hnsw_m must be between 1 and 256, got {}", self.index.hnsw_m);
+        }
+        if self.model.batch_size == 0 || self.model.intra_threads == 0 {
+            bail!("model.batch_size and model.intra_threads must be at least 1");
+        }
+        if self.limits.http_max_in_flight == 0 {
+            bail!("limits.http_max_in_flight must be at least 1");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,23 @@
+//! knockoff: finds marketplace listings whose photos copy protected products, sold below the
+//! genuine price by sellers the brand has not authorised.
+//!
+//! Layers, each readable on its own: `source` and `decode` bring images in; `model` and `embed`
+//! turn them into embeddings; `vectors` and `index` store and search them; `catalog` keeps brands'
+//! products in a data directory; `scan` and `policy` decide verdicts; `report` writes them; `cli`
+//! is the command line.
+
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod decode;
+pub mod embed;
+pub mod fsutil;
+pub mod index;
+pub mod model;
+pub mod pipeline;
+pub mod policy;
+pub mod records;
+pub mod report;
+pub mod scan;
+pub mod source;
+pub mod vectors;

@@ -1,0 +1,186 @@
+//! Model manifests (`models/NAME.toml`) and where the model files and ONNX Runtime are found.
+//!
+//! A manifest describes an ONNX image model well enough to run it without code changes: its file,
+//! checksum, input and output tensors, pixel layout, normalisation and resize policy.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// The command that installs the runtime and the models; named in every "not found" error.
+pub const INSTALL_HINT: &str = "run `bash models/fetch.sh` in the knockoff repository to install it";
+
+/// Pixel layout of the model's input tensor.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// uint8 `[batch, height, width, 3]` RGB; normalisation happens inside the graph (SSCD).
+    NhwcU8,
+    /// float32 `[batch, 3, height, width]` RGB scaled to 0..1, then `(x - mean) / std` (CLIP, DINOv2).
+    NchwF32,
+}
+
+/// How an image is brought to the model's input size.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizeMode {
+    /// Short side to `size`, aspect ratio kept (SSCD's evaluation setting).
+    ShortSide,
+    /// Squashed to `size` x `size`, aspect ratio not kept.
+    Square,
+    /// Short side to `size`, then the centre `size` x `size` square (CLIP, DINOv2).
+    CenterCrop,
+}
+
+/// A model manifest, as written in `models/NAME.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Short name, recorded in the catalog so that one catalog never mixes models.
+    pub name: String,
+    /// ONNX file, relative to the manifest's directory.
+    pub file: String,
+    /// sha256 of the ONNX file (checked by `models/fetch.sh` and `knockoff doctor`).
+    pub sha256: String,
+    /// Name of the image input tensor.
+    pub input: String,
+    /// Name of the embedding output tensor.
+    pub output: String,
+    /// Input pixel layout.
+    pub layout: Layout,
+    /// Per-channel mean for `nchw_f32` (RGB, on the 0..1 scale).
+    #[serde(default)]
+    pub mean: Option<[f32; 3]>,
+    /// Per-channel standard deviation for `nchw_f32`.
+    #[serde(default)]
+    pub std: Option<[f32; 3]>,
+    /// Resize policy.
+    pub resize: ResizeMode,
+    /// Target size in pixels (short side, or square side).
+    pub size: u32,
+    /// Embedding dimension.
+    pub dim: usize,
+    /// Whether knockoff must L2-normalise the output (false when the graph already does).
+    #[serde(default)]
+    pub normalize: bool,
+    /// Licence note shown by `knockoff doctor`.
+    #[serde(default)]
+    pub licence: String,
+    /// Directory the manifest was read from (not part of the file).
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+impl Manifest {
+    /// Reads and checks a manifest file.
+    pub fn from_file(path: &Path) -> Result<Manifest> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read model manifest {}", path.display()))?;
+        let mut m: Manifest = toml::from_str(&text)
+            .with_context(|| format!("invalid model manifest {}", path.display()))?;
+        m.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        if m.layout == Layout::NchwF32 && (m.mean.is_none() || m.std.is_none()) {
+            bail!("model manifest {}: layout nchw_f32 needs `mean` and `std`", path.display());
+        }
+        if m.size == 0 || m.size > 4096 || m.dim == 0 {
+            bail!("model manifest {}: `size` must be 1..=4096 and `dim` positive", path.display());
+        }
+        Ok(m)
+    }
+
+    /// Path of the ONNX file.
+    pub fn model_path(&self) -> PathBuf {
+        self.dir.join(&self.file)
+    }
+}
+
+/// Where the runtime and the chosen model were found.
+#[derive(Debug, Clone)]
+pub struct ModelLocation {
+    /// The manifest of the chosen model.
+    pub manifest: Manifest,
+    /// The ONNX Runtime shared library.
+    pub ort_lib: PathBuf,
+}
+
+/// Explicit choices from flags, environment and config, in that order of precedence.
+#[derive(Debug, Clone, Default)]
+pub struct ModelChoice {
+    /// Model name or manifest path.
+    pub name: String,
+    /// Models directory, if given.
+    pub dir: Option<PathBuf>,
+    /// ONNX Runtime library, if given.
+    pub ort_lib: Option<PathBuf>,
+}
+
+/// Candidate `models/` directories: explicit, then `./models`, then `models/` beside the executable
+/// or up to three directories above it (so `target/release/knockoff` finds the repository's).
+pub fn candidate_dirs(explicit: Option<&Path>) -> Vec<PathBuf> {
+    if let Some(dir) = explicit {
+        return vec![dir.to_path_buf()];
+    }
+    let mut dirs = vec![PathBuf::from("models")];
+    if let Ok(exe) = std::env::current_exe() {
+        let mut at = exe.parent().map(Path::to_path_buf);
+        for _ in 0..4 {
+            let Some(dir) = at else { break };
+            dirs.push(dir.join("models"));
+            at = dir.parent().map(Path::to_path_buf);
+        }
+    }
+    dirs
+}
+
+/// Finds the manifest, model file and runtime library; errors say where it looked and how to install.
+pub fn locate(choice: &ModelChoice) -> Result<ModelLocation> {
+    let dirs = candidate_dirs(choice.dir.as_deref());
+    let looked = dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
+    let manifest_path = if choice.name.ends_with(".toml") {
+        PathBuf::from(&choice.name)
+    } else {
+        if choice.name.is_empty() || choice.name.contains(['/', '\\']) {
+            bail!("model name {:?} is not a name; give a name like `sscd` or a path to a .toml manifest", choice.name);
+        }
+        let file = format!("{}.toml", choice.name);
+        match dirs.iter().map(|d| d.join(&file)).find(|p| p.is_file()) {
+            Some(p) => p,
+            None => bail!("model manifest {file} not found (looked in {looked}); {INSTALL_HINT}"),
+        }
+    };
+    let manifest = Manifest::from_file(&manifest_path)?;
+    let model_path = manifest.model_path();
+    if !model_path.is_file() {
+        bail!("model file {} not found; {INSTALL_HINT}", model_path.display());
+    }
+    let ort_lib = match &choice.ort_lib {
+        Some(p) if p.is_file() => p.clone(),
+        Some(p) => bail!("ONNX Runtime library {} not found; {INSTALL_HINT}", p.display()),
+        None => {
+            let mut search = vec![manifest.dir.clone()];
+            search.extend(dirs.iter().cloned());
+            match search.iter().find_map(|d| find_ort_in(d)) {
+                Some(p) => p,
+                None => bail!("ONNX Runtime library (libonnxruntime.so.*) not found (looked in {looked}); {INSTALL_HINT}"),
+            }
+        }
+    };
+    Ok(ModelLocation { manifest, ort_lib })
+}
+
+/// The newest `libonnxruntime.so.*` in `dir`, if any.
+fn find_ort_in(dir: &Path) -> Option<PathBuf> {
+    let mut libs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libonnxruntime.so") || n == "libonnxruntime.dylib" || n == "onnxruntime.dll")
+        })
+        .filter(|p| p.is_file())
+        .collect();
+    libs.sort();
+    libs.pop()
+}

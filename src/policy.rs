@@ -1,0 +1,328 @@
+//! The flag policy: from the best matches, the listing's price and its seller to a verdict with
+//! its reasons, risk score and the rule that fired.
+//!
+//! Rules, applied to every matched product at or above the review threshold; the most severe
+//! outcome wins (ties: the higher similarity):
+//! - `authorised_seller`: the seller is authorised for the product's brand → clear;
+//! - `copy_at_low_price`: similarity ≥ `match_threshold` and price ≤ `flag_price_ratio` × reference → flag;
+//! - `copy_price_unknown`: strong match but the prices cannot be compared (unknown currency) → review;
+//! - `copy_at_normal_price`: strong match at a higher price → review;
+//! - `possible_copy_at_very_low_price`: similarity ≥ `review_threshold` and price ≤
+//!   `review_price_ratio` × reference → review;
+//! - `possible_match_normal_price`: weaker match at a higher price → clear;
+//! - `no_match`: nothing at or above the review threshold → clear.
+
+use serde::Serialize;
+
+use crate::config::{CurrencyConfig, PolicyConfig};
+
+/// The outcome for one listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Nothing suspicious.
+    Clear,
+    /// A person should look at it.
+    Review,
+    /// Very likely a counterfeit.
+    Flag,
+    /// The listing could not be processed.
+    Error,
+}
+
+impl Verdict {
+    /// Lower-case name, as in the JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Clear => "clear",
+            Verdict::Review => "review",
+            Verdict::Flag => "flag",
+            Verdict::Error => "error",
+        }
+    }
+}
+
+/// A catalog product that a listing's photo matched.
+#[derive(Debug, Clone, Serialize)]
+pub struct Match {
+    /// Brand of the product.
+    pub brand: String,
+    /// The brand's product identifier.
+    pub product_id: String,
+    /// Product title.
+    pub title: String,
+    /// The reference image that matched best.
+    pub image: String,
+    /// The listing's photo that matched (its path or URL).
+    pub listing_image: String,
+    /// Cosine similarity between the two photos' embeddings.
+    pub similarity: f32,
+    /// Reference price of the product.
+    pub reference_price: f64,
+    /// Currency of the reference price.
+    pub reference_currency: String,
+}
+
+/// The listing's side of the decision.
+#[derive(Debug, Clone)]
+pub struct Offer<'a> {
+    /// Seller id.
+    pub seller_id: &'a str,
+    /// Price and currency, if given.
+    pub price: Option<(f64, &'a str)>,
+}
+
+/// Price comparison behind a verdict, all in the base currency.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PriceComparison {
+    /// Listing price converted to the base currency.
+    pub listing: f64,
+    /// Reference price converted to the base currency.
+    pub reference: f64,
+    /// The base currency.
+    pub currency: String,
+    /// listing / reference.
+    pub ratio: f64,
+}
+
+/// A verdict and everything that explains it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Risk between 0 and 1: match strength × price suspicion × seller factor.
+    pub risk: f64,
+    /// Name of the rule that fired.
+    pub rule: &'static str,
+    /// Index into the matches of the product the decision is about, if any.
+    #[serde(skip)]
+    pub basis: Option<usize>,
+    /// Price comparison with that product, when possible.
+    pub price: Option<PriceComparison>,
+    /// Sentences saying why.
+    pub reasons: Vec<String>,
+}
+
+/// The authorised sellers of a brand.
+pub trait Authorisations {
+    /// Sellers authorised for `brand` (empty when none are known).
+    fn sellers(&self, brand: &str) -> Vec<String>;
+}
+
+fn pct(r: f64) -> String {
+    format!("{:.0}%", r * 100.0)
+}
+
+/// Decides the verdict for a listing given its matches (best first).
+pub fn decide(
+    offer: &Offer<'_>,
+    matches: &[Match],
+    auth: &dyn Authorisations,
+    policy: &PolicyConfig,
+    currency: &CurrencyConfig,
+) -> Decision {
+    let mut best: Option<Decision> = None;
+    for (i, m) in matches.iter().enumerate() {
+        if m.similarity < policy.review_threshold {
+            continue;
+        }
+        let d = decide_one(i, offer, m, auth, policy, currency);
+        let better = match &best {
+            None => true,
+            Some(b) => severity(d.verdict) > severity(b.verdict),
+        };
+        if better {
+            best = Some(d);
+        }
+    }
+    best.unwrap_or_else(|| {
+        let reason = match matches.first() {
+            Some(m) => format!(
+                "best match {} / {} has similarity {:.3}, below the review threshold {:.2}",
+                m.brand, m.product_id, m.similarity, policy.review_threshold
+            ),
+            None => "no catalog image to compare with".to_string(),
+        };
+        Decision { verdict: Verdict::Clear, risk: 0.0, rule: "no_match", basis: None, price: None, reasons: vec![reason] }
+    })
+}
+
+fn severity(v: Verdict) -> u8 {
+    match v {
+        Verdict::Clear => 0,
+        Verdict::Review => 1,
+        Verdict::Flag => 2,
+        Verdict::Error => 3,
+    }
+}
+
+fn decide_one(
+    i: usize,
+    offer: &Offer<'_>,
+    m: &Match,
+    auth: &dyn Authorisations,
+    policy: &PolicyConfig,
+    currency: &CurrencyConfig,
+) -> Decision {
+    let strong = m.similarity >= policy.match_threshold;
+    let mut reasons = vec![format!(
+        "photo {} matches {} / {} ({:?}) with similarity {:.3} ({} the match threshold {:.2}, review threshold {:.2})",
+        m.listing_image,
+        m.brand,
+        m.product_id,
+        m.title,
+        m.similarity,
+        if strong { "at or above" } else { "below" },
+        policy.match_threshold,
+        policy.review_threshold
+    )];
+    let price = offer.price.and_then(|(amount, cur)| {
+        let listing = currency.to_base(amount, cur)?;
+        let reference = currency.to_base(m.reference_price, &m.reference_currency)?;
+        (reference > 0.0).then(|| PriceComparison {
+            listing,
+            reference,
+            currency: currency.base.clone(),
+            ratio: listing / reference,
+        })
+    });
+    match (&offer.price, &price) {
+        (Some((amount, cur)), Some(p)) => reasons.push(format!(
+            "price {amount:.2} {cur} ({:.2} {}) is {} of the reference price {:.2} {} ({:.2} {})",
+            p.listing,
+            p.currency,
+            pct(p.ratio),
+            m.reference_price,
+            m.reference_currency,
+            p.reference,
+            p.currency
+        )),
+        (Some((amount, cur)), None) => reasons.push(format!(
+            "price {amount:.2} {cur} cannot be compared with the reference price {:.2} {}: no exchange rate (currency.rates)",
+            m.reference_price, m.reference_currency
+        )),
+        (None, _) => reasons.push("the listing gives no price".to_string()),
+    }
+    let authorised = auth.sellers(&m.brand);
+    let is_authorised = authorised.iter().any(|s| s == offer.seller_id);
+    let strength = if strong {
+        1.0
+    } else {
+        let span = (policy.match_threshold - policy.review_threshold).max(1e-6);
+        0.5 + 0.5 * ((m.similarity - policy.review_threshold) / span).clamp(0.0, 1.0)
+    } as f64;
+    let price_factor = match &price {
+        None => 0.6,
+        Some(p) if p.ratio <= policy.flag_price_ratio => 1.0,
+        Some(p) => {
+            let span = (1.0 - policy.flag_price_ratio).max(1e-6);
+            (1.0 - 0.7 * ((p.ratio - policy.flag_price_ratio) / span)).clamp(0.3, 1.0)
+        }
+    };
+    if is_authorised {
+        reasons.push(format!("seller {} is authorised for brand {}", offer.seller_id, m.brand));
+        return Decision {
+            verdict: Verdict::Clear,
+            risk: round3(strength * price_factor * 0.1),
+            rule: "authorised_seller",
+            basis: Some(i),
+            price,
+            reasons,
+        };
+    }
+    reasons.push(if authorised.is_empty() {
+        format!("seller {} is not authorised: brand {} names no authorised sellers", offer.seller_id, m.brand)
+    } else {
+        format!(
+            "seller {} is not among the sellers authorised for brand {} ({})",
+            offer.seller_id,
+            m.brand,
+            authorised.join(", ")
+        )
+    });
+    let ratio = price.as_ref().map(|p| p.ratio);
+    let (verdict, rule, why) = match (strong, ratio) {
+        (true, Some(r)) if r <= policy.flag_price_ratio => (
+            Verdict::Flag,
+            "copy_at_low_price",
+            format!("copy at {} of the reference price (flag at or below {})", pct(r), pct(policy.flag_price_ratio)),
+        ),
+        (true, None) => (Verdict::Review, "copy_price_unknown", "copy whose price cannot be compared".to_string()),
+        (true, Some(r)) => (
+            Verdict::Review,
+            "copy_at_normal_price",
+            format!("copy at {} of the reference price (above the flag ratio {})", pct(r), pct(policy.flag_price_ratio)),
+        ),
+        (false, Some(r)) if r <= policy.review_price_ratio => (
+            Verdict::Review,
+            "possible_copy_at_very_low_price",
+            format!("possible copy at {} of the reference price (review at or below {})", pct(r), pct(policy.review_price_ratio)),
+        ),
+        (false, _) => (
+            Verdict::Clear,
+            "possible_match_normal_price",
+            "weaker match at a price that is not very low".to_string(),
+        ),
+    };
+    reasons.push(format!("rule {rule}: {why} → {}", verdict.as_str()));
+    Decision { verdict, risk: round3(strength * price_factor), rule, basis: Some(i), price, reasons }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Auth;
+    impl Authorisations for Auth {
+        fn sellers(&self, brand: &str) -> Vec<String> {
+            if brand == "B" { vec!["official".into()] } else { vec![] }
+        }
+    }
+
+    fn m(sim: f32) -> Match {
+        Match {
+            brand: "B".into(),
+            product_id: "p1".into(),
+            title: "T".into(),
+            image: "ref.jpg".into(),
+            listing_image: "l.jpg".into(),
+            similarity: sim,
+            reference_price: 100.0,
+            reference_currency: "EUR".into(),
+        }
+    }
+
+    fn run(sim: f32, seller: &str, price: Option<(f64, &str)>) -> Decision {
+        decide(&Offer { seller_id: seller, price }, &[m(sim)], &Auth, &PolicyConfig::default(), &CurrencyConfig::default())
+    }
+
+    #[test]
+    fn rules() {
+        let p = PolicyConfig::default();
+        let strong = p.match_threshold + 0.05;
+        let weak = p.review_threshold + 0.01;
+        assert_eq!(run(strong, "x", Some((20.0, "EUR"))).verdict, Verdict::Flag);
+        assert_eq!(run(strong, "x", Some((20.0, "EUR"))).rule, "copy_at_low_price");
+        assert_eq!(run(strong, "x", Some((95.0, "EUR"))).verdict, Verdict::Review);
+        assert_eq!(run(strong, "official", Some((20.0, "EUR"))).verdict, Verdict::Clear);
+        assert_eq!(run(strong, "x", Some((20.0, "XXX"))).rule, "copy_price_unknown");
+        assert_eq!(run(weak, "x", Some((20.0, "EUR"))).verdict, Verdict::Review);
+        assert_eq!(run(weak, "x", Some((80.0, "EUR"))).verdict, Verdict::Clear);
+        assert_eq!(run(p.review_threshold - 0.1, "x", Some((1.0, "EUR"))).rule, "no_match");
+    }
+
+    #[test]
+    fn currency_conversion_and_risk() {
+        let d = run(0.9, "x", Some((20.0, "USD")));
+        let pc = d.price.unwrap();
+        assert!((pc.ratio - 20.0 * 0.86 / 100.0).abs() < 1e-9);
+        assert!(d.risk > 0.9 && d.risk <= 1.0);
+        let low = run(0.9, "official", Some((20.0, "USD")));
+        assert!(low.risk < 0.2);
+        assert!(d.reasons.iter().any(|r| r.contains("not among the sellers authorised")));
+    }
+}

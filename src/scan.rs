@@ -1,0 +1,465 @@
+//! Scanning listings: parse, fetch and decode photos, embed, search the catalog, decide, report.
+//!
+//! The work goes in chunks: while the model embeds one chunk, the next is fetched and decoded on
+//! other threads (see `pipeline`). Verdicts come out in input order; a listing that cannot be
+//! processed gets an `error` verdict and the scan goes on.
+
+use std::collections::{HashMap, HashSet};
+use std::io::BufRead;
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::catalog::CatalogView;
+use crate::config::Config;
+use crate::decode;
+use crate::embed::{self, Embedder, Loaded};
+use crate::policy::{self, Authorisations, Decision, Match, Offer, Verdict};
+use crate::records::{self, Format, RawRecord, RecordReader};
+use crate::source::{Fetcher, ImageRef};
+
+/// Seller details kept with each verdict for later network analysis.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Seller {
+    /// Seller id on the marketplace.
+    pub seller_id: String,
+    /// Display name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seller_name: Option<String>,
+    /// Region the seller is registered in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Where goods ship from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ship_from: Option<String>,
+    /// Contact details as published.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
+    /// Items sold so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sold_count: Option<u64>,
+}
+
+/// A listing to check.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    /// Line in the input (0 for a single query).
+    pub line: usize,
+    /// The marketplace's listing id.
+    pub listing_id: String,
+    /// Listing title.
+    pub title: Option<String>,
+    /// Price, if given.
+    pub price: Option<f64>,
+    /// Currency of the price.
+    pub currency: Option<String>,
+    /// Photos.
+    pub images: Vec<ImageRef>,
+    /// The seller.
+    pub seller: Seller,
+}
+
+/// Parses a raw input record into a listing; on failure returns the listing id (when readable) and why.
+pub fn parse_listing(raw: &RawRecord, base_dir: &Path, max_images: usize) -> Result<Listing, (Option<String>, String)> {
+    let f = raw.fields.as_ref().map_err(|e| (None, e.clone()))?;
+    let id = records::text(f, "listing_id").map_err(|e| (None, e))?;
+    let fail = |e: String| (Some(id.clone()), e);
+    let images = records::list(f, "images").map_err(fail)?;
+    if images.is_empty() {
+        return Err(fail("missing field `images` (one or more image paths or URLs)".into()));
+    }
+    if images.len() > max_images {
+        return Err(fail(format!("{} images, over the limit of {max_images} (limits.max_images_per_record)", images.len())));
+    }
+    let price = match f.get("price") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(_) => Some(records::price(f, "price").map_err(fail)?),
+    };
+    let currency = records::opt_text(f, "currency").map_err(fail)?.map(|c| c.to_ascii_uppercase());
+    if price.is_some() && currency.is_none() {
+        return Err(fail("field `currency` is required with `price`".into()));
+    }
+    Ok(Listing {
+        line: raw.line,
+        listing_id: id.clone(),
+        title: records::opt_text(f, "title").map_err(fail)?,
+        price,
+        currency,
+        images: images.iter().map(|s| ImageRef::parse(s, base_dir)).collect::<Result<_, _>>().map_err(fail)?,
+        seller: Seller {
+            seller_id: records::text(f, "seller_id").map_err(fail)?,
+            seller_name: records::opt_text(f, "seller_name").map_err(fail)?,
+            region: records::opt_text(f, "region").map_err(fail)?,
+            ship_from: records::opt_text(f, "ship_from").map_err(fail)?,
+            contact: records::opt_text(f, "contact").map_err(fail)?,
+            sold_count: records::opt_count(f, "sold_count").map_err(fail)?,
+        },
+    })
+}
+
+/// Thresholds a verdict was made with.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Thresholds {
+    /// `policy.match_threshold`.
+    pub match_threshold: f32,
+    /// `policy.review_threshold`.
+    pub review_threshold: f32,
+    /// `policy.flag_price_ratio`.
+    pub flag_price_ratio: f64,
+    /// `policy.review_price_ratio`.
+    pub review_price_ratio: f64,
+}
+
+/// The verdict record written for each listing (one JSON line); its schema is in the README.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The listing id (null when the record was unreadable).
+    pub listing_id: Option<String>,
+    /// Input line.
+    pub line: usize,
+    /// clear, review, flag or error.
+    pub verdict: Verdict,
+    /// Risk between 0 and 1 (0 for errors).
+    pub risk: f64,
+    /// Best matching products, best first.
+    pub matches: Vec<Match>,
+    /// Listing price / reference price of the product the verdict is about.
+    pub price_ratio: Option<f64>,
+    /// The full price comparison.
+    pub price: Option<policy::PriceComparison>,
+    /// The rule that fired (`error` for errors).
+    pub rule: &'static str,
+    /// Sentences that explain the verdict.
+    pub reasons: Vec<String>,
+    /// Photos of the listing that could not be used, with why (the others were).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub image_errors: Vec<String>,
+    /// The seller, as given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seller: Option<Seller>,
+    /// Listing title, as given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The thresholds used.
+    pub thresholds: Thresholds,
+    /// The model that embedded the photos.
+    pub model: String,
+}
+
+impl Report {
+    /// An `error` verdict naming what is wrong.
+    pub fn error(line: usize, listing_id: Option<String>, why: String, ctx: &Context) -> Report {
+        Report {
+            listing_id,
+            line,
+            verdict: Verdict::Error,
+            risk: 0.0,
+            matches: Vec::new(),
+            price_ratio: None,
+            price: None,
+            rule: "error",
+            reasons: vec![why],
+            image_errors: Vec::new(),
+            seller: None,
+            title: None,
+            thresholds: ctx.thresholds(),
+            model: ctx.model.clone(),
+        }
+    }
+}
+
+/// What verdicts are made with: settings and the model's name.
+pub struct Context {
+    /// The configuration.
+    pub config: Config,
+    /// Name of the model.
+    pub model: String,
+}
+
+impl Context {
+    fn thresholds(&self) -> Thresholds {
+        let p = &self.config.policy;
+        Thresholds {
+            match_threshold: p.match_threshold,
+            review_threshold: p.review_threshold,
+            flag_price_ratio: p.flag_price_ratio,
+            review_price_ratio: p.review_price_ratio,
+        }
+    }
+}
+
+impl Authorisations for CatalogView {
+    fn sellers(&self, brand: &str) -> Vec<String> {
+        let mut v: Vec<String> = self.brand_sellers.get(brand).map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+/// A listing whose photos were fetched and decoded (or failed to).
+pub struct Prepared {
+    listing: Result<Listing, (usize, Option<String>, String)>,
+    images: Vec<Result<Loaded, String>>,
+}
+
+/// A parsed listing, or (line, listing id if known, why it could not be parsed).
+pub type Parsed = Result<Listing, (usize, Option<String>, String)>;
+
+/// Image limits for the decoder, from the configuration.
+pub fn decode_limits(config: &Config) -> decode::Limits {
+    decode::Limits {
+        max_file_bytes: config.limits.max_image_bytes,
+        max_width: config.limits.max_image_side,
+        max_height: config.limits.max_image_side,
+        max_pixels: config.limits.max_image_pixels,
+    }
+}
+
+/// The loading stage: fetches and decodes listing photos (shared with loader threads).
+pub struct Loader {
+    fetcher: Fetcher,
+    limits: decode::Limits,
+    manifest: crate::model::Manifest,
+}
+
+impl Loader {
+    /// Fetches and decodes the photos of parsed listings.
+    pub fn load(&self, listings: Vec<Parsed>) -> Vec<Prepared> {
+        let refs: Vec<&ImageRef> = listings.iter().filter_map(|l| l.as_ref().ok()).flat_map(|l| l.images.iter()).collect();
+        let mut loaded = embed::load_images(&self.fetcher, &refs, &self.limits, &self.manifest).into_iter();
+        listings
+            .into_iter()
+            .map(|l| {
+                let n = l.as_ref().map(|l| l.images.len()).unwrap_or(0);
+                let images = loaded.by_ref().take(n).collect();
+                Prepared { listing: l, images }
+            })
+            .collect()
+    }
+}
+
+/// The scanner: a loading stage, and the model with the catalog to decide.
+pub struct Scanner {
+    loader: Loader,
+    judge: Judge,
+}
+
+/// The deciding stage: model, catalog and settings.
+pub struct Judge {
+    view: CatalogView,
+    embedder: Embedder,
+    ctx: Context,
+}
+
+impl Scanner {
+    /// A scanner over `view` with the loaded model.
+    pub fn new(view: CatalogView, embedder: Embedder, config: Config) -> Result<Scanner> {
+        let fetcher = Fetcher::new(&config.limits)?;
+        let limits = decode_limits(&config);
+        let manifest = embedder.manifest().clone();
+        let model = manifest.name.clone();
+        Ok(Scanner {
+            loader: Loader { fetcher, limits, manifest },
+            judge: Judge { view, embedder, ctx: Context { config, model } },
+        })
+    }
+
+    /// Checks one chunk of listings: loads, then decides.
+    pub fn check(&mut self, listings: Vec<Parsed>) -> Result<Vec<Report>> {
+        let prepared = self.loader.load(listings);
+        self.judge.decide(prepared)
+    }
+
+    /// Checks chunks of listings with loading one chunk ahead of deciding; `sink` gets the reports
+    /// of each chunk in order.
+    pub fn run(
+        &mut self,
+        chunks: impl Iterator<Item = Vec<Parsed>> + Send,
+        mut sink: impl FnMut(Vec<Report>) -> Result<()>,
+    ) -> Result<()> {
+        let loader = &self.loader;
+        let judge = &mut self.judge;
+        crate::pipeline::overlapped(chunks, |c| loader.load(c), |prepared| sink(judge.decide(prepared)?))
+    }
+}
+
+impl Judge {
+    /// Embeds, searches and decides a chunk of loaded listings; one report each, in order.
+    pub fn decide(&mut self, chunk: Vec<Prepared>) -> Result<Vec<Report>> {
+        let batch: Vec<&embed::Prepared> =
+            chunk.iter().flat_map(|p| p.images.iter().filter_map(|i| i.as_ref().ok()).map(|l| &l.prepared)).collect();
+        let mut embeddings = self.embedder.embed(&batch)?.into_iter();
+        let mut out = Vec::with_capacity(chunk.len());
+        for p in chunk {
+            let listing = match p.listing {
+                Ok(l) => l,
+                Err((line, id, why)) => {
+                    out.push(Report::error(line, id, why, &self.ctx));
+                    continue;
+                }
+            };
+            let mut image_errors = Vec::new();
+            let mut queries = Vec::new();
+            for (r, img) in listing.images.iter().zip(&p.images) {
+                match img {
+                    Ok(_) => queries.push((r.display(), embeddings.next().unwrap_or_default())),
+                    Err(e) => image_errors.push(format!("{}: {e}", r.display())),
+                }
+            }
+            if queries.is_empty() {
+                let why = format!("no usable photo: {}", image_errors.join("; "));
+                let mut rep = Report::error(listing.line, Some(listing.listing_id), why, &self.ctx);
+                rep.seller = Some(listing.seller);
+                out.push(rep);
+                continue;
+            }
+            out.push(self.judge(listing, &queries, image_errors));
+        }
+        Ok(out)
+    }
+
+    /// Matches a listing's embedded photos against the catalog and applies the policy.
+    fn judge(&self, listing: Listing, queries: &[(String, Vec<f32>)], image_errors: Vec<String>) -> Report {
+        let matches = self.best_products(queries);
+        let offer = Offer {
+            seller_id: &listing.seller.seller_id,
+            price: listing.price.zip(listing.currency.as_deref()),
+        };
+        let d: Decision = policy::decide(&offer, &matches, &self.view, &self.ctx.config.policy, &self.ctx.config.currency);
+        let mut reasons = d.reasons;
+        if !image_errors.is_empty() {
+            reasons.push(format!("{} of {} photos could not be used (see image_errors)", image_errors.len(), listing.images.len()));
+        }
+        Report {
+            listing_id: Some(listing.listing_id),
+            line: listing.line,
+            verdict: d.verdict,
+            risk: d.risk,
+            price_ratio: d.price.as_ref().map(|p| (p.ratio * 10000.0).round() / 10000.0),
+            price: d.price,
+            matches,
+            rule: d.rule,
+            reasons,
+            image_errors,
+            seller: Some(listing.seller),
+            title: listing.title,
+            thresholds: self.ctx.thresholds(),
+            model: self.ctx.model.clone(),
+        }
+    }
+
+    /// The best `top_k` products over all photos: each product's best similarity and the image pair.
+    pub fn best_products(&self, queries: &[(String, Vec<f32>)]) -> Vec<Match> {
+        let k = self.ctx.config.index.candidates.max(self.ctx.config.policy.top_k);
+        let mut best: HashMap<usize, Match> = HashMap::new();
+        let allowed = |id: u32| self.view.visible(id);
+        for (listing_image, q) in queries {
+            for hit in self.view.index.search(q, k, &allowed) {
+                for (pi, src) in self.view.vector_products.get(hit.vector as usize).into_iter().flatten() {
+                    let Some(p) = self.view.products.get(*pi) else { continue };
+                    let entry = best.entry(*pi).or_insert_with(|| Match {
+                        brand: p.brand.clone(),
+                        product_id: p.product_id.clone(),
+                        title: p.title.clone(),
+                        image: src.clone(),
+                        listing_image: listing_image.clone(),
+                        similarity: f32::MIN,
+                        reference_price: p.price,
+                        reference_currency: p.currency.clone(),
+                    });
+                    if hit.similarity > entry.similarity {
+                        entry.similarity = hit.similarity;
+                        entry.image = src.clone();
+                        entry.listing_image = listing_image.clone();
+                    }
+                }
+            }
+        }
+        let mut v: Vec<Match> = best.into_values().collect();
+        for m in &mut v {
+            m.similarity = (m.similarity * 10000.0).round() / 10000.0;
+        }
+        v.sort_by(|a, b| b.similarity.total_cmp(&a.similarity).then_with(|| a.product_id.cmp(&b.product_id)));
+        v.truncate(self.ctx.config.policy.top_k);
+        v
+    }
+}
+
+/// Keys of listings already in an output file, for `--resume`.
+#[derive(Debug, Default)]
+pub struct Done {
+    /// Listing ids with a verdict.
+    pub ids: HashSet<String>,
+    /// Input lines with a verdict but no listing id.
+    pub lines: HashSet<usize>,
+}
+
+/// Reads an output file for `--resume`: cuts off a torn last line and returns what is done.
+pub fn read_done(path: &Path) -> Result<Done> {
+    use anyhow::Context as _;
+    let mut done = Done::default();
+    if !path.exists() {
+        return Ok(done);
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map(|i| i + 1).unwrap_or(0);
+    if complete < bytes.len() {
+        let f = std::fs::OpenOptions::new().write(true).open(path)?;
+        f.set_len(complete as u64)?;
+        f.sync_all()?;
+        tracing::warn!("{}: removed a torn last line ({} bytes) before resuming", path.display(), bytes.len() - complete);
+    }
+    for (i, line) in bytes[..complete].split(|&b| b == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_slice(line)
+            .with_context(|| format!("{}:{}: not a verdict line; cannot resume from this file", path.display(), i + 1))?;
+        match (v.get("listing_id").and_then(|x| x.as_str()), v.get("line").and_then(|x| x.as_u64())) {
+            (Some(id), _) => {
+                done.ids.insert(id.to_string());
+            }
+            (None, Some(l)) => {
+                done.lines.insert(l as usize);
+            }
+            _ => anyhow::bail!("{}:{}: verdict line without listing_id or line; cannot resume", path.display(), i + 1),
+        }
+    }
+    Ok(done)
+}
+
+/// Reads records from `reader` in chunks of parsed listings, skipping those in `done`.
+pub fn listing_chunks<R: BufRead + Send>(
+    reader: R,
+    format: Format,
+    base_dir: &Path,
+    config: &Config,
+    done: Done,
+    chunk: usize,
+) -> impl Iterator<Item = std::io::Result<Vec<Result<Listing, (usize, Option<String>, String)>>>> + Send {
+    let mut records = RecordReader::new(reader, format, config.limits.max_line_bytes);
+    let base = base_dir.to_path_buf();
+    let max_images = config.limits.max_images_per_record;
+    std::iter::from_fn(move || {
+        let mut out = Vec::with_capacity(chunk);
+        while out.len() < chunk {
+            match records.next() {
+                None => break,
+                Some(Err(e)) => return Some(Err(e)),
+                Some(Ok(raw)) => {
+                    let parsed = parse_listing(&raw, &base, max_images).map_err(|(id, why)| (raw.line, id, why));
+                    let skip = match &parsed {
+                        Ok(l) => done.ids.contains(&l.listing_id),
+                        Err((line, Some(id), _)) => done.ids.contains(id) || done.lines.contains(line),
+                        Err((line, None, _)) => done.lines.contains(line),
+                    };
+                    if !skip {
+                        out.push(parsed);
+                    }
+                }
+            }
+        }
+        (!out.is_empty()).then_some(Ok(out))
+    })
+}
