@@ -432,6 +432,8 @@ impl Store {
             0
         };
         let tx = self.conn.transaction()?;
+        // ids are renumbered in two steps; foreign keys are checked once, at commit
+        tx.execute_batch("PRAGMA defer_foreign_keys = ON")?;
         let removed_products = tx.execute("DELETE FROM sellers WHERE product IN (SELECT id FROM products WHERE removed=1)", [])
             .and_then(|_| tx.execute("DELETE FROM images WHERE product IN (SELECT id FROM products WHERE removed=1)", []))
             .and_then(|_| tx.execute("DELETE FROM products WHERE removed=1", []))?;

@@ -217,10 +217,6 @@ fn locate(config: &Config) -> Result<ModelLocation> {
     })
 }
 
-fn load_embedder(config: &Config) -> Result<Embedder> {
-    let loc = locate(config)?;
-    Embedder::load(&loc, config.model.batch_size, config.model.intra_threads)
-}
 
 fn progress(quiet: bool, total: Option<u64>, what: &str) -> ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {

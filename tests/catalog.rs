@@ -1,0 +1,141 @@
+//! Catalog maintenance with the real model: add, re-add, remove, compact, with exact and HNSW search.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn query(data: &std::path::Path, img: &str) -> Value {
+    let path = testdata(img);
+    let out = run_ok(data, &["query", path.to_str().unwrap(), "--json", "--price", "10", "--currency", "EUR", "--seller", "shady"], 0);
+    serde_json::from_str(&out).unwrap()
+}
+
+fn stats(data: &std::path::Path) -> Value {
+    serde_json::from_str(&run_ok(data, &["catalog", "stats", "--json"], 0)).unwrap()
+}
+
+/// add → query → re-add (no re-embedding) → add more → remove → compact, checking search each time.
+fn lifecycle(config: Option<&str>, expect_hnsw: bool) {
+    let data = catalog_with(config);
+    let d = data.path();
+    let s = stats(d);
+    assert_eq!(s["products"], 9);
+    assert_eq!(s["vectors"], 14);
+    assert_eq!(s["hnsw_covered"].as_u64().unwrap() > 0, expect_hnsw);
+
+    let v = query(d, "listings/L001-copy-crop.jpg");
+    assert_eq!(v["verdict"], "flag");
+    assert_eq!(v["matches"][0]["product_id"], "nw-runner");
+
+    // the same file again: nothing is embedded twice
+    let csv = testdata("catalog.csv");
+    let out = run(d, &["catalog", "add", csv.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("embedded 0 new image(s), 14 already stored"), "{err}");
+    assert_eq!(stats(d)["vectors"], 14);
+
+    // the slide is not in the catalog yet; its copy matches nothing strongly
+    assert_ne!(query(d, "listings/L028-copy-extra-product.jpg")["verdict"], "flag");
+    let extra = testdata("catalog_extra.jsonl");
+    run_ok(d, &["catalog", "add", extra.to_str().unwrap()], 0);
+    let v = query(d, "listings/L028-copy-extra-product.jpg");
+    assert_eq!(v["verdict"], "flag");
+    assert_eq!(v["matches"][0]["product_id"], "nw-slide");
+    assert_eq!(stats(d)["products"], 11);
+
+    // removal hides the product at once
+    run_ok(d, &["catalog", "remove", "Northwind", "nw-runner"], 0);
+    let v = query(d, "listings/L001-copy-crop.jpg");
+    assert!(v["matches"].as_array().unwrap().iter().all(|m| m["product_id"] != "nw-runner"), "{v}");
+    assert_ne!(v["verdict"], "flag");
+    let listed = run_ok(d, &["catalog", "list", "--json", "--removed"], 0);
+    assert!(listed.lines().any(|l| l.contains("\"nw-runner\"") && l.contains("\"removed\":true")));
+
+    // compaction deletes it for good and keeps every other answer
+    let before = query(d, "listings/L009-copy-mirror.jpg".replace(".jpg", ".png").as_str());
+    run_ok(d, &["catalog", "compact"], 0);
+    let s = stats(d);
+    assert_eq!(s["products"], 10);
+    assert_eq!(s["removed_products"], 0);
+    assert_eq!(s["vectors"], 14); // 16 images minus nw-runner's two
+    assert_eq!(s["hnsw_covered"].as_u64().unwrap() > 0, expect_hnsw);
+    let after = query(d, "listings/L009-copy-mirror.png");
+    assert_eq!(before["matches"][0], after["matches"][0]);
+    assert_eq!(after["verdict"], "flag");
+    assert_ne!(query(d, "listings/L001-copy-crop.jpg")["verdict"], "flag");
+    assert_eq!(query(d, "listings/L028-copy-extra-product.jpg")["verdict"], "flag");
+    let listed = run_ok(d, &["catalog", "list"], 0);
+    assert!(!listed.contains("nw-runner") && listed.contains("nw-slide"), "{listed}");
+
+    // re-adding the removed product brings it back without re-embedding what is stored
+    run_ok(d, &["catalog", "add", csv.to_str().unwrap()], 0);
+    assert_eq!(query(d, "listings/L001-copy-crop.jpg")["verdict"], "flag");
+    assert_eq!(stats(d)["vectors"], 16);
+}
+
+#[test]
+fn lifecycle_with_exact_search() {
+    lifecycle(None, false);
+}
+
+#[test]
+fn lifecycle_with_hnsw_graph() {
+    lifecycle(Some("[index]\nhnsw_min_images = 1\n"), true);
+}
+
+#[test]
+fn bad_catalog_records_are_reported_and_the_rest_is_added() {
+    let dir = tempdir();
+    let cat = dir.path().join("cat.jsonl");
+    let img = testdata("catalog/acme/acme-diver_1.jpg");
+    let lines = [
+        format!(r#"{{"brand":"Acme","product_id":"ok","title":"Diver","price":300,"currency":"EUR","images":["{}"]}}"#, img.display()),
+        r#"{"brand":"Acme","product_id":"noprice","title":"x","currency":"EUR","images":["a.jpg"]}"#.to_string(),
+        r#"{"brand":"Acme","product_id":"badimg","title":"x","price":1,"currency":"EUR","images":["missing.jpg"]}"#.to_string(),
+        "this is not json".to_string(),
+    ];
+    std::fs::write(&cat, lines.join("\n")).unwrap();
+    let data = tempdir();
+    let out = run(data.path(), &["catalog", "add", cat.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cat.jsonl:2: missing field `price`"), "{err}");
+    assert!(err.contains("cat.jsonl:3: product badimg image") && err.contains("file not found"), "{err}");
+    assert!(err.contains("cat.jsonl:4: invalid JSON"), "{err}");
+    let listed = run_ok(data.path(), &["catalog", "list", "--json"], 0);
+    assert_eq!(listed.lines().count(), 1);
+    assert!(listed.contains("\"ok\""));
+}
+
+#[test]
+fn a_catalog_built_with_one_model_refuses_another() {
+    let data = catalog_with(None);
+    let img = testdata("listings/L001-copy-crop.jpg");
+    let out = run(data.path(), &["--model", "sscd_distilled", "query", img.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("was built with model \"sscd\""));
+}
+
+#[test]
+fn missing_runtime_says_how_to_install_it() {
+    let data = tempdir();
+    let out = run(data.path(), &["--ort-lib", "/nonexistent/libonnxruntime.so", "catalog", "add", testdata("catalog.csv").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bash models/fetch.sh"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+}
+
+#[test]
+fn distilled_model_works_through_its_manifest() {
+    let data = tempdir();
+    let csv = testdata("catalog.csv");
+    run_ok(data.path(), &["--model", "sscd_distilled", "catalog", "add", csv.to_str().unwrap()], 0);
+    let img = testdata("listings/L004-copy-text-sale.jpg");
+    let out = run_ok(data.path(), &["--model", "sscd_distilled", "query", img.to_str().unwrap(), "--json"], 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["model"], "sscd_distilled");
+    assert_eq!(v["matches"][0]["product_id"], "nw-trail");
+}

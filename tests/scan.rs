@@ -1,0 +1,198 @@
+//! Scanning the bundled listings with the real model: verdicts, errors, resume, CSV input.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn check_expected(out: &str, skip: &[&str]) {
+    let got = verdicts(out);
+    let want = expected();
+    for (id, w) in &want {
+        if skip.contains(&id.as_str()) {
+            continue;
+        }
+        let v = got.get(id).unwrap_or_else(|| panic!("no verdict for {id}"));
+        assert_eq!(v["verdict"], w["expected"], "listing {id} ({}): {}", w["edit"], serde_json::to_string_pretty(v).unwrap());
+        if w["expected"] != "error" {
+            if let Some(src) = w["source_product"].as_str() {
+                if w["expected"] == "flag" || w["expected"] == "review" {
+                    assert_eq!(v["matches"][0]["product_id"], src, "listing {id} best match");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn bundled_listings_get_the_expected_verdicts() {
+    let data = catalog_with(None);
+    let listings = testdata("listings.jsonl");
+    let out = run_ok(data.path(), &["scan", listings.to_str().unwrap()], 3);
+    check_expected(&out, &["L028-copy-extra-product"]);
+    let got = verdicts(&out);
+    // output keeps input order
+    let order = ids(&out);
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(order, sorted);
+    // a flag explains itself
+    let f = &got["L001-copy-crop"];
+    assert_eq!(f["rule"], "copy_at_low_price");
+    assert!(f["risk"].as_f64().unwrap() > 0.8);
+    assert!(f["price_ratio"].as_f64().unwrap() < 0.5);
+    assert!(f["matches"][0]["similarity"].as_f64().unwrap() >= f["thresholds"]["match_threshold"].as_f64().unwrap());
+    assert!(f["matches"][0]["image"].as_str().unwrap().ends_with("nw-runner_1.jpg"));
+    let reasons = f["reasons"].to_string();
+    assert!(reasons.contains("not among the sellers authorised"), "{reasons}");
+    assert!(reasons.contains("of the reference price"), "{reasons}");
+    assert_eq!(f["seller"]["contact"], "wechat:bd88-sales");
+    // errors name what is wrong
+    assert!(got["L029-missing-file"]["reasons"][0].as_str().unwrap().contains("file not found"));
+    assert!(got["L033-decompression-bomb"]["reasons"][0].as_str().unwrap().contains("20000"));
+    assert!(got["L034-bad-price"]["reasons"][0].as_str().unwrap().contains("`price`"));
+}
+
+#[test]
+fn same_copy_is_flagged_cheap_reviewed_at_normal_price_and_clear_for_authorised_seller() {
+    let data = catalog_with(None);
+    let img = testdata("listings/L001-copy-crop.jpg");
+    let img = img.to_str().unwrap();
+    let q = |args: &[&str]| -> serde_json::Value {
+        let mut a = vec!["query", img, "--json"];
+        a.extend_from_slice(args);
+        serde_json::from_str(&run_ok(data.path(), &a, 0)).unwrap()
+    };
+    assert_eq!(q(&["--price", "20", "--currency", "EUR", "--seller", "shady"])["verdict"], "flag");
+    assert_eq!(q(&["--price", "125", "--currency", "EUR", "--seller", "shady"])["verdict"], "review");
+    assert_eq!(q(&["--price", "20", "--currency", "EUR", "--seller", "northwind-official"])["verdict"], "clear");
+    let unrelated = testdata("listings/L023-unrelated-lamp.jpg");
+    let v: serde_json::Value =
+        serde_json::from_str(&run_ok(data.path(), &["query", unrelated.to_str().unwrap(), "--json", "--price", "1", "--currency", "EUR"], 0)).unwrap();
+    assert_eq!(v["verdict"], "clear");
+    assert_eq!(v["rule"], "no_match");
+}
+
+#[test]
+fn query_prints_a_table_for_people() {
+    let data = catalog_with(None);
+    let img = testdata("listings/L004-copy-text-sale.jpg");
+    let out = run_ok(data.path(), &["query", img.to_str().unwrap(), "--price", "30", "--currency", "EUR", "--top", "3"], 0);
+    assert!(out.starts_with("verdict: FLAG"), "{out}");
+    assert!(out.contains("nw-trail"), "{out}");
+    assert!(out.contains("SIMILARITY"), "{out}");
+    assert!(!out.contains('\x1b'), "no colour codes when stdout is not a terminal");
+    let rows = out.lines().filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit())).count();
+    assert_eq!(rows, 3, "--top 3 lists three products:\n{out}");
+}
+
+#[test]
+fn csv_listings_and_stdin() {
+    let data = catalog_with(None);
+    let csv = testdata("listings.csv");
+    let out = run_ok(data.path(), &["scan", csv.to_str().unwrap()], 0);
+    let got = verdicts(&out);
+    assert_eq!(got.len(), 5);
+    assert_eq!(got["L001-copy-crop"]["verdict"], "flag");
+    assert_eq!(got["L017-normal-price-crop"]["verdict"], "review");
+    // JSON Lines on stdin: relative paths are relative to the working directory
+    let line = r#"{"listing_id":"S1","seller_id":"x","price":10,"currency":"EUR","images":["testdata/listings/L007-copy-brightness.jpg"]}"#;
+    let mut child = cmd(data.path())
+        .args(["scan", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(format!("{line}\n{{not json\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let got = verdicts(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(got["S1"]["verdict"], "flag");
+    assert_eq!(got["line 2"]["verdict"], "error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-:2:"), "stderr names the line");
+}
+
+#[test]
+fn resume_after_a_killed_scan_loses_and_duplicates_nothing() {
+    let data = catalog_with(None);
+    let dir = tempdir();
+    // a longer input: the bundled listings six times over, with distinct ids
+    let base = std::fs::read_to_string(testdata("listings.jsonl")).unwrap();
+    let mut input = String::new();
+    for round in 0..6 {
+        for line in base.lines() {
+            let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let id = format!("{}-r{round}", v["listing_id"].as_str().unwrap());
+            v["listing_id"] = id.into();
+            let imgs: Vec<String> = v["images"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| testdata(p.as_str().unwrap()).display().to_string())
+                .collect();
+            v["images"] = imgs.into();
+            input.push_str(&v.to_string());
+            input.push('\n');
+        }
+    }
+    let input_path = dir.path().join("listings.jsonl");
+    std::fs::write(&input_path, &input).unwrap();
+    let total = input.lines().count();
+    let out_path = dir.path().join("verdicts.jsonl");
+
+    let mut child = cmd(data.path())
+        .args(["scan", input_path.to_str().unwrap(), "-o", out_path.to_str().unwrap(), "--chunk", "4"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let n = std::fs::read_to_string(&out_path).map(|s| s.lines().count()).unwrap_or(0);
+        if n >= 20 || start.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let partial = std::fs::read_to_string(&out_path).unwrap();
+    let done_before = partial.lines().count();
+    assert!(done_before >= 20 && done_before < total, "killed mid-way ({done_before} of {total})");
+    // simulate a torn write on top of the kill
+    std::fs::write(&out_path, format!("{partial}{{\"listing_id\":\"torn")).unwrap();
+
+    let out = cmd(data.path())
+        .args(["scan", input_path.to_str().unwrap(), "-o", out_path.to_str().unwrap(), "--resume"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already done"));
+    let all = std::fs::read_to_string(&out_path).unwrap();
+    let got = verdicts(&all); // panics on duplicates or torn lines
+    assert_eq!(got.len(), total);
+    let want: Vec<String> = input.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["listing_id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids(&all), want, "verdicts in input order across the resume");
+    // the resumed verdicts equal a clean run's
+    assert_eq!(got["L001-copy-crop-r5"]["verdict"], "flag");
+    assert_eq!(got["L031-truncated-r5"]["verdict"], "error");
+}
+
+#[test]
+fn progress_and_summary_go_to_stderr_only() {
+    let data = catalog_with(None);
+    let listings = testdata("listings.csv");
+    let out = run(data.path(), &["scan", listings.to_str().unwrap()]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    for line in stdout.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("stdout is pure JSON Lines");
+    }
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("scanned 5 listings"), "{stderr}");
+    let _ = BufReader::new(stderr.as_bytes()).lines();
+}
