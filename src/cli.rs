@@ -61,7 +61,7 @@ struct Global {
     /// ONNX Runtime library (libonnxruntime.so) [default: found in the models directory].
     #[arg(long, global = true, env = "KNOCKOFF_ORT_LIB")]
     ort_lib: Option<PathBuf>,
-    /// Only errors on stderr (no progress bar or summary).
+    /// Nothing on stderr but fatal errors (no progress bar, summary or per-record messages).
     #[arg(long, short, global = true)]
     quiet: bool,
 }
@@ -96,7 +96,7 @@ Adding a product again updates it; an image already stored (same bytes) is not e
 const SCAN_HELP: &str = "\
 Input fields: listing_id, seller_id, price, currency, images (required; images as in catalog add),
 title, seller_name, region, ship_from, contact, sold_count (optional).
-Output: one JSON object per listing, in input order: listing_id, line, verdict (flag, review, clear,
+Output: one JSON object per listing (JSON Lines; a table instead on a terminal), in input order: listing_id, line, verdict (flag, review, clear,
 error), risk, matches [{brand, product_id, title, image, listing_image, similarity, ...}],
 price_ratio, price, rule, reasons, image_errors, seller, thresholds, model.
 Examples:
@@ -156,9 +156,12 @@ struct ScanArgs {
     /// Continue an interrupted scan: skip listings already in the output file and append the rest.
     #[arg(long, requires = "output")]
     resume: bool,
-    /// A table for people instead of JSON Lines.
-    #[arg(long)]
+    /// Write a table for people [default when standard output is a terminal].
+    #[arg(long, conflicts_with = "json")]
     table: bool,
+    /// Write JSON Lines [default when output goes to a file or a pipe].
+    #[arg(long)]
+    json: bool,
     /// Listings per chunk (decoding of the next chunk overlaps inference on this one).
     #[arg(long, default_value_t = 32)]
     chunk: usize,
@@ -240,7 +243,8 @@ fn open_input(path: &Path) -> Result<(Box<dyn BufRead + Send>, PathBuf, Option<u
         return Ok((Box::new(BufReader::new(std::io::stdin())), cwd, None));
     }
     let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let base = path.parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| PathBuf::from("."));
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let base = std::path::absolute(parent).with_context(|| format!("cannot resolve {}", parent.display()))?;
     let lines = count_lines(path).ok();
     Ok((Box::new(BufReader::new(f)), base, lines))
 }
@@ -459,6 +463,7 @@ fn scan_cmd(g: &Global, config: Config, args: &ScanArgs) -> Result<i32> {
         None => Box::new(std::io::stdout().lock()),
     };
     let color = args.output.is_none() && report::stdout_color();
+    let table = args.table || (!args.json && args.output.is_none() && std::io::stdout().is_terminal());
     let pb = progress(g.quiet, lines.map(|n| n.saturating_sub(already as u64)), "scanning");
     let mut summary = Summary::default();
     summary.skipped(already);
@@ -469,14 +474,14 @@ fn scan_cmd(g: &Global, config: Config, args: &ScanArgs) -> Result<i32> {
     scanner.run(chunks, |reports| {
         for r in &reports {
             summary.add(r);
-            if r.verdict == Verdict::Error {
+            if r.verdict == Verdict::Error && !g.quiet {
                 let id = r.listing_id.as_deref().unwrap_or("-");
                 pb.suspend(|| eprintln!("{name}:{}: listing {id}: {}", r.line, r.reasons.join("; ")));
             }
         }
         // one write per chunk, so an interrupted scan leaves whole lines (a torn last line is cut by --resume)
         let mut buf = Vec::new();
-        if args.table {
+        if table {
             buf.extend_from_slice(report::scan_table(&reports, first, color).as_bytes());
         } else {
             for r in &reports {

@@ -30,9 +30,9 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
     /// Similarity at or above which a listing photo is taken as a copy of a reference photo.
-    pub match_threshold: f32,
+    pub match_threshold: f64,
     /// Similarity at or above which a photo is a possible (weaker) match.
-    pub review_threshold: f32,
+    pub review_threshold: f64,
     /// A copy priced at or below this fraction of the reference price is flagged.
     pub flag_price_ratio: f64,
     /// A weaker match priced at or below this fraction of the reference price is sent to review.
@@ -219,10 +219,7 @@ impl Config {
     /// Checks values that would make the tool misbehave.
     pub fn validate(&self) -> Result<()> {
         let p = &self.policy;
-        for (name, v) in [
-            ("policy.match_threshold", p.match_threshold),
-            ("policy.review_threshold", p.review_threshold),
-        ] {
+        for (name, v) in [("policy.match_threshold", p.match_threshold), ("policy.review_threshold", p.review_threshold)] {
             if !(-1.0..=1.0).contains(&v) {
                 bail!("{name} must be between -1 and 1 (cosine similarity), got {v}");
             }

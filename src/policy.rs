@@ -123,7 +123,7 @@ pub fn decide(
 ) -> Decision {
     let mut best: Option<Decision> = None;
     for (i, m) in matches.iter().enumerate() {
-        if m.similarity < policy.review_threshold {
+        if (m.similarity as f64) < policy.review_threshold {
             continue;
         }
         let d = decide_one(i, offer, m, auth, policy, currency);
@@ -164,7 +164,7 @@ fn decide_one(
     policy: &PolicyConfig,
     currency: &CurrencyConfig,
 ) -> Decision {
-    let strong = m.similarity >= policy.match_threshold;
+    let strong = m.similarity as f64 >= policy.match_threshold;
     let mut reasons = vec![format!(
         "photo {} matches {} / {} ({:?}) with similarity {:.3} ({} the match threshold {:.2}, review threshold {:.2})",
         m.listing_image,
@@ -187,16 +187,21 @@ fn decide_one(
         })
     });
     match (&offer.price, &price) {
-        (Some((amount, cur)), Some(p)) => reasons.push(format!(
-            "price {amount:.2} {cur} ({:.2} {}) is {} of the reference price {:.2} {} ({:.2} {})",
-            p.listing,
-            p.currency,
-            pct(p.ratio),
-            m.reference_price,
-            m.reference_currency,
-            p.reference,
-            p.currency
-        )),
+        (Some((amount, cur)), Some(p)) => {
+            let in_base = |amount: f64, cur: &str, base: f64| {
+                if cur.eq_ignore_ascii_case(&p.currency) {
+                    format!("{amount:.2} {cur}")
+                } else {
+                    format!("{amount:.2} {cur} ({base:.2} {})", p.currency)
+                }
+            };
+            reasons.push(format!(
+                "price {} is {} of the reference price {}",
+                in_base(*amount, cur, p.listing),
+                pct(p.ratio),
+                in_base(m.reference_price, &m.reference_currency, p.reference)
+            ))
+        }
         (Some((amount, cur)), None) => reasons.push(format!(
             "price {amount:.2} {cur} cannot be compared with the reference price {:.2} {}: no exchange rate (currency.rates)",
             m.reference_price, m.reference_currency
@@ -209,8 +214,8 @@ fn decide_one(
         1.0
     } else {
         let span = (policy.match_threshold - policy.review_threshold).max(1e-6);
-        0.5 + 0.5 * ((m.similarity - policy.review_threshold) / span).clamp(0.0, 1.0)
-    } as f64;
+        0.5 + 0.5 * ((m.similarity as f64 - policy.review_threshold) / span).clamp(0.0, 1.0)
+    };
     let price_factor = match &price {
         None => 0.6,
         Some(p) if p.ratio <= policy.flag_price_ratio => 1.0,
@@ -296,8 +301,8 @@ mod tests {
         }
     }
 
-    fn run(sim: f32, seller: &str, price: Option<(f64, &str)>) -> Decision {
-        decide(&Offer { seller_id: seller, price }, &[m(sim)], &Auth, &PolicyConfig::default(), &CurrencyConfig::default())
+    fn run(sim: f64, seller: &str, price: Option<(f64, &str)>) -> Decision {
+        decide(&Offer { seller_id: seller, price }, &[m(sim as f32)], &Auth, &PolicyConfig::default(), &CurrencyConfig::default())
     }
 
     #[test]

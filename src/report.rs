@@ -27,9 +27,18 @@ fn paint(text: &str, v: Verdict, color: bool) -> String {
 
 /// Lays out rows as columns separated by two spaces; the first row is the header.
 pub fn table(rows: &[Vec<String>]) -> String {
+    table_min(rows, &[])
+}
+
+/// Like `table`, with minimum column widths, so tables printed chunk by chunk line up.
+pub fn table_min(rows: &[Vec<String>], min_widths: &[usize]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> =
-        (0..cols).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            let w = rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0);
+            w.max(min_widths.get(c).copied().unwrap_or(0))
+        })
+        .collect();
     let mut out = String::new();
     for row in rows {
         let mut line = String::new();
@@ -66,7 +75,7 @@ pub fn scan_table(reports: &[Report], header: bool, color: bool) -> String {
             if r.verdict == Verdict::Error { r.reasons.join("; ") } else { r.rule.to_string() },
         ]);
     }
-    let text = table(&rows);
+    let text = table_min(&rows, &[7, 4, 28, 18, 26, 10, 11]);
     if !color {
         return text;
     }

@@ -102,9 +102,9 @@ pub fn parse_listing(raw: &RawRecord, base_dir: &Path, max_images: usize) -> Res
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Thresholds {
     /// `policy.match_threshold`.
-    pub match_threshold: f32,
+    pub match_threshold: f64,
     /// `policy.review_threshold`.
-    pub review_threshold: f32,
+    pub review_threshold: f64,
     /// `policy.flag_price_ratio`.
     pub flag_price_ratio: f64,
     /// `policy.review_price_ratio`.
