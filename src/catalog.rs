@@ -271,6 +271,14 @@ impl Store {
     pub fn check_model(&self, manifest: &Manifest) -> Result<()> {
         if let Some(name) = self.meta("model")? {
             let sha = self.meta("model_sha256")?.unwrap_or_default();
+            let pre = self.meta("model_preprocessing")?.unwrap_or_default();
+            if name == manifest.name && sha == manifest.sha256 && pre != manifest.preprocessing() {
+                bail!(
+                    "the catalog in {} was embedded with preprocessing {pre:?}, but model {name:?} now uses {:?}; rebuild the catalog in a new --data directory",
+                    self.dir.display(),
+                    manifest.preprocessing()
+                );
+            }
             if name != manifest.name || sha != manifest.sha256 {
                 bail!(
                     "the catalog in {} was built with model {name:?}; this command uses {:?}. Use --model {name}, or build a new catalog in another --data directory",
@@ -312,6 +320,7 @@ impl Store {
         let set = |k: &str, v: String| tx.execute("INSERT INTO meta VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value=excluded.value", params![k, v]);
         set("model", manifest.name.clone())?;
         set("model_sha256", manifest.sha256.clone())?;
+        set("model_preprocessing", manifest.preprocessing())?;
         set("dim", dim.to_string())?;
         for (i, (hash, _)) in new_vectors.iter().enumerate() {
             tx.execute("INSERT INTO vectors(id, sha256) VALUES(?1, ?2)", params![(committed + i) as i64, hash])?;

@@ -25,14 +25,17 @@ pub struct Config {
     pub index: IndexConfig,
 }
 
-/// Thresholds of the flag policy (see `policy`); defaults come from the measurement in BENCHMARKS.md.
+/// Thresholds of the flag policy (see `policy`). The similarity thresholds default to the values in
+/// the model's manifest, measured for that model (BENCHMARKS.md); set them here to override.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
     /// Similarity at or above which a listing photo is taken as a copy of a reference photo.
-    pub match_threshold: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub match_threshold: Option<f64>,
     /// Similarity at or above which a photo is a possible (weaker) match.
-    pub review_threshold: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub review_threshold: Option<f64>,
     /// A copy priced at or below this fraction of the reference price is flagged.
     pub flag_price_ratio: f64,
     /// A weaker match priced at or below this fraction of the reference price is sent to review.
@@ -41,11 +44,32 @@ pub struct PolicyConfig {
     pub top_k: usize,
 }
 
+impl PolicyConfig {
+    /// The thresholds in force: this config's, else the model manifest's measured defaults.
+    pub fn thresholds(&self, manifest: &crate::model::Manifest) -> Result<crate::policy::Thresholds> {
+        let t = crate::policy::Thresholds {
+            match_threshold: self.match_threshold.unwrap_or(manifest.match_threshold),
+            review_threshold: self.review_threshold.unwrap_or(manifest.review_threshold),
+            flag_price_ratio: self.flag_price_ratio,
+            review_price_ratio: self.review_price_ratio,
+        };
+        if t.review_threshold > t.match_threshold {
+            bail!(
+                "policy.review_threshold ({}) must not exceed policy.match_threshold ({}) for model {}",
+                t.review_threshold,
+                t.match_threshold,
+                manifest.name
+            );
+        }
+        Ok(t)
+    }
+}
+
 impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
-            match_threshold: 0.60,
-            review_threshold: 0.40,
+            match_threshold: None,
+            review_threshold: None,
             flag_price_ratio: 0.50,
             review_price_ratio: 0.35,
             top_k: 5,
@@ -220,13 +244,9 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         let p = &self.policy;
         for (name, v) in [("policy.match_threshold", p.match_threshold), ("policy.review_threshold", p.review_threshold)] {
-            if !(-1.0..=1.0).contains(&v) {
+            if let Some(v) = v.filter(|v| !(-1.0..=1.0).contains(v)) {
                 bail!("{name} must be between -1 and 1 (cosine similarity), got {v}");
             }
-        }
-        if p.review_threshold > p.match_threshold {
-            bail!("policy.review_threshold ({}) must not exceed policy.match_threshold ({})",
-                p.review_threshold, p.match_threshold);
         }
         for (name, v) in [("policy.flag_price_ratio", p.flag_price_ratio), ("policy.review_price_ratio", p.review_price_ratio)] {
             if !(v.is_finite() && v >= 0.0) {

@@ -55,7 +55,13 @@ pub struct RgbImage {
 
 impl std::fmt::Debug for RgbImage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RgbImage({}x{}, {} bytes)", self.width, self.height, self.data.len())
+        write!(
+            f,
+            "RgbImage({}x{}, {} bytes)",
+            self.width,
+            self.height,
+            self.data.len()
+        )
     }
 }
 
@@ -121,7 +127,10 @@ pub enum DecodeError {
 pub fn decode(bytes: &[u8], limits: &Limits, min_short_side: u32) -> Result<RgbImage, DecodeError> {
     let len = bytes.len() as u64;
     if len > limits.max_file_bytes {
-        return Err(DecodeError::FileTooLarge { bytes: len, limit: limits.max_file_bytes });
+        return Err(DecodeError::FileTooLarge {
+            bytes: len,
+            limit: limits.max_file_bytes,
+        });
     }
     let format = sniff(bytes)?;
     if format == ImageFormat::Jpeg {
@@ -133,7 +142,9 @@ pub fn decode(bytes: &[u8], limits: &Limits, min_short_side: u32) -> Result<RgbI
                     // Truncated: an error, although the `image` crate would return a half-grey picture.
                     Err(JpegFailure::Truncated(e)) => Err(e),
                     // Fall back to the `image` crate; if it fails too, report jpeg-decoder's error.
-                    Err(JpegFailure::Other(first)) => decode_with_image(bytes, format, limits).map_err(|_| first),
+                    Err(JpegFailure::Other(first)) => {
+                        decode_with_image(bytes, format, limits).map_err(|_| first)
+                    }
                 };
             }
         }
@@ -146,7 +157,9 @@ pub fn decode(bytes: &[u8], limits: &Limits, min_short_side: u32) -> Result<RgbI
 pub fn resize(img: &RgbImage, width: u32, height: u32) -> Result<RgbImage, DecodeError> {
     check_buffer(img)?;
     if width == 0 || height == 0 {
-        return Err(DecodeError::InvalidResize(format!("target size {width}x{height} has a zero side")));
+        return Err(DecodeError::InvalidResize(format!(
+            "target size {width}x{height} has a zero side"
+        )));
     }
     if img.width == 0 || img.height == 0 {
         return Err(DecodeError::InvalidResize(format!(
@@ -165,7 +178,11 @@ pub fn resize(img: &RgbImage, width: u32, height: u32) -> Result<RgbImage, Decod
     fir::Resizer::new()
         .resize(&src, &mut dst, &options)
         .map_err(|e| DecodeError::InvalidResize(e.to_string()))?;
-    Ok(RgbImage { width, height, data: dst.into_vec() })
+    Ok(RgbImage {
+        width,
+        height,
+        data: dst.into_vec(),
+    })
 }
 
 /// Resizes so the short side equals `short`, keeping the aspect ratio (long side rounded); returns the image unchanged if already that size.
@@ -182,10 +199,15 @@ fn short_side_size(width: u32, height: u32, short: u32) -> Result<(u32, u32), De
         )));
     }
     let scale = |long: u32, short_now: u32| -> u32 {
-        let v = (u64::from(long) * u64::from(short) + u64::from(short_now) / 2) / u64::from(short_now);
+        let v =
+            (u64::from(long) * u64::from(short) + u64::from(short_now) / 2) / u64::from(short_now);
         u32::try_from(v.max(1)).unwrap_or(u32::MAX)
     };
-    Ok(if width <= height { (short, scale(height, width)) } else { (scale(width, height), short) })
+    Ok(if width <= height {
+        (short, scale(height, width))
+    } else {
+        (scale(width, height), short)
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -213,7 +235,9 @@ fn sniff(b: &[u8]) -> Result<ImageFormat, DecodeError> {
     if starts(b"II*\0") || starts(b"MM\0*") || starts(b"II+\0") || starts(b"MM\0+") {
         return Ok(ImageFormat::Tiff);
     }
-    Err(DecodeError::UnknownFormat { hint: format_hint(b) })
+    Err(DecodeError::UnknownFormat {
+        hint: format_hint(b),
+    })
 }
 
 /// Says what unsupported bytes look like, for error messages.
@@ -255,9 +279,13 @@ fn format_hint(b: &[u8]) -> String {
     if let Some(k) = known {
         return k.to_string();
     }
-    let text = b.iter().skip_while(|c| c.is_ascii_whitespace() || **c == 0xEF || **c == 0xBB || **c == 0xBF);
+    let text = b
+        .iter()
+        .skip_while(|c| c.is_ascii_whitespace() || **c == 0xEF || **c == 0xBB || **c == 0xBF);
     match text.clone().next() {
-        Some(b'<') => return "looks like text: HTML, XML or SVG (an error page instead of an image?)".into(),
+        Some(b'<') => {
+            return "looks like text: HTML, XML or SVG (an error page instead of an image?)".into()
+        }
         Some(b'{') | Some(b'[') => return "looks like JSON text".into(),
         _ => {}
     }
@@ -277,7 +305,12 @@ fn check_dimensions(width: u32, height: u32, limits: &Limits) -> Result<(), Deco
     }
     let pixels = u64::from(width) * u64::from(height);
     if pixels > limits.max_pixels {
-        return Err(DecodeError::TooManyPixels { width, height, pixels, limit: limits.max_pixels });
+        return Err(DecodeError::TooManyPixels {
+            width,
+            height,
+            pixels,
+            limit: limits.max_pixels,
+        });
     }
     Ok(())
 }
@@ -307,8 +340,6 @@ struct JpegHeader {
     height: u16,
     components: u8,
     precision: u8,
-    /// An Adobe APP14 segment is present (its CMYK is stored inverted).
-    adobe: bool,
 }
 
 impl JpegHeader {
@@ -322,7 +353,6 @@ impl JpegHeader {
 /// Walks the JPEG markers up to the frame header (SOFn); `None` if none is found.
 fn jpeg_header(b: &[u8]) -> Option<JpegHeader> {
     let mut i = 2; // after SOI
-    let mut adobe = false;
     loop {
         // Markers may be preceded by any number of 0xFF fill bytes.
         while *b.get(i)? == 0xFF && *b.get(i + 1)? == 0xFF {
@@ -343,16 +373,16 @@ fn jpeg_header(b: &[u8]) -> Option<JpegHeader> {
         let seg = b.get(i + 2..i + len)?;
         match marker {
             0xC0..=0xCF if marker != 0xC4 && marker != 0xC8 && marker != 0xCC => {
-                let s = seg.get(..6)?;
+                let &[precision, h0, h1, w0, w1, components, ..] = seg else {
+                    return None;
+                };
                 return Some(JpegHeader {
-                    precision: s[0],
-                    height: u16::from_be_bytes([s[1], s[2]]),
-                    width: u16::from_be_bytes([s[3], s[4]]),
-                    components: s[5],
-                    adobe,
+                    precision,
+                    height: u16::from_be_bytes([h0, h1]),
+                    width: u16::from_be_bytes([w0, w1]),
+                    components,
                 });
             }
-            0xEE if seg.starts_with(b"Adobe") => adobe = true,
             0xDA | 0xD9 => return None, // scan or end before any frame header
             _ => {}
         }
@@ -368,13 +398,18 @@ fn decode_jpeg(
     min_short_side: u32,
 ) -> Result<RgbImage, JpegFailure> {
     let mut dec = jpeg_decoder::Decoder::new(bytes);
-    dec.set_max_decoding_buffer_size(usize::try_from(limits.max_pixels.saturating_mul(4)).unwrap_or(usize::MAX));
+    dec.set_max_decoding_buffer_size(
+        usize::try_from(limits.max_pixels.saturating_mul(4)).unwrap_or(usize::MAX),
+    );
     dec.read_info().map_err(jpeg_error)?;
     if min_short_side > 0 {
         let (fw, fh) = (u32::from(header.width), u32::from(header.height));
         // Smallest of 1/8, 1/4, 1/2 whose output keeps the short side >= min_short_side.
         let scaled = |len: u32, num: u32| (len * num).div_ceil(8);
-        if let Some(num) = [1, 2, 4].into_iter().find(|&n| scaled(fw, n).min(scaled(fh, n)) >= min_short_side) {
+        if let Some(num) = [1, 2, 4]
+            .into_iter()
+            .find(|&n| scaled(fw, n).min(scaled(fh, n)) >= min_short_side)
+        {
             let (w, h) = (scaled(fw, num), scaled(fh, num));
             let (rw, rh) = dec.scale(w as u16, h as u16).map_err(jpeg_error)?;
             if u32::from(rw.min(rh)) < min_short_side {
@@ -383,25 +418,23 @@ fn decode_jpeg(
         }
     }
     let pixels = dec.decode().map_err(jpeg_error)?;
-    let info = dec.info().ok_or_else(|| DecodeError::Corrupt("JPEG has no frame header".into()))?;
+    let info = dec
+        .info()
+        .ok_or_else(|| DecodeError::Corrupt("JPEG has no frame header".into()))?;
     let (w, h) = (u32::from(info.width), u32::from(info.height));
     let n = w as usize * h as usize;
     let need = n * info.pixel_format.pixel_bytes();
-    if pixels.len() < need {
+    let Some(px) = pixels.get(..need) else {
         return Err(DecodeError::Corrupt(format!(
             "JPEG decoder returned {} bytes for a {w}x{h} image, expected {need}",
             pixels.len()
         ))
         .into());
-    }
+    };
     let data = match info.pixel_format {
-        jpeg_decoder::PixelFormat::RGB24 => {
-            let mut p = pixels;
-            p.truncate(need);
-            p
-        }
-        jpeg_decoder::PixelFormat::L8 => pixels[..n].iter().flat_map(|&v| [v, v, v]).collect(),
-        jpeg_decoder::PixelFormat::L16 => pixels[..need]
+        jpeg_decoder::PixelFormat::RGB24 => px.to_vec(),
+        jpeg_decoder::PixelFormat::L8 => px.iter().flat_map(|&v| [v, v, v]).collect(),
+        jpeg_decoder::PixelFormat::L16 => px
             .chunks_exact(2)
             .flat_map(|c| {
                 let v = u16_to_u8(u16::from_be_bytes([c[0], c[1]]));
@@ -409,13 +442,11 @@ fn decode_jpeg(
             })
             .collect(),
         jpeg_decoder::PixelFormat::CMYK32 => {
-            // jpeg-decoder returns 255 - stored. Adobe files store inverted CMYK, so that is the
-            // true CMYK; files without the Adobe segment store plain CMYK, so undo the inversion.
-            let flip = if header.adobe { 0 } else { 255 };
-            pixels[..need]
-                .chunks_exact(4)
+            // jpeg-decoder returns 255 - stored: CMYK JPEGs store it inverted (Adobe convention,
+            // also assumed by Pillow when the Adobe segment is missing), so this is the true CMYK.
+            px.chunks_exact(4)
                 .flat_map(|p| {
-                    let [c, m, y, k] = [p[0] ^ flip, p[1] ^ flip, p[2] ^ flip, p[3] ^ flip];
+                    let [c, m, y, k] = [p[0], p[1], p[2], p[3]];
                     let kk = 255 - u32::from(k);
                     let ch = |x: u8| mul255((255 - u32::from(x)) * kk);
                     [ch(c), ch(m), ch(y)]
@@ -423,9 +454,13 @@ fn decode_jpeg(
                 .collect()
         }
     };
-    let mut img = RgbImage { width: w, height: h, data };
+    let mut img = RgbImage {
+        width: w,
+        height: h,
+        data,
+    };
     if let Some(o) = dec.exif_data().and_then(exif_orientation) {
-        img = orient(img, o);
+        img = orient(img, o)?;
     }
     Ok(img)
 }
@@ -439,21 +474,21 @@ fn exif_orientation(raw: &[u8]) -> Option<Orientation> {
 }
 
 /// Applies an orientation to an RGB image (via the `image` crate's implementation).
-fn orient(img: RgbImage, o: Orientation) -> RgbImage {
+fn orient(img: RgbImage, o: Orientation) -> Result<RgbImage, DecodeError> {
     if o == Orientation::NoTransforms {
-        return img;
+        return Ok(img);
     }
     let (w, h) = (img.width, img.height);
-    match image::RgbImage::from_raw(w, h, img.data) {
-        Some(buf) => {
-            let mut d = DynamicImage::ImageRgb8(buf);
-            d.apply_orientation(o);
-            let (w, h) = (d.width(), d.height());
-            RgbImage { width: w, height: h, data: d.into_rgb8().into_raw() }
-        }
-        // Unreachable: the buffer size was checked by the caller. Return an empty image rather than panic.
-        None => RgbImage { width: 0, height: 0, data: Vec::new() },
-    }
+    let buf = image::RgbImage::from_raw(w, h, img.data)
+        .ok_or_else(|| DecodeError::Corrupt(format!("decoded buffer does not match {w}x{h}")))?;
+    let mut d = DynamicImage::ImageRgb8(buf);
+    d.apply_orientation(o);
+    let (w, h) = (d.width(), d.height());
+    Ok(RgbImage {
+        width: w,
+        height: h,
+        data: d.into_rgb8().into_raw(),
+    })
 }
 
 /// A jpeg-decoder failure: truncation is final, anything else may be retried with `image`.
@@ -471,9 +506,13 @@ impl From<DecodeError> for JpegFailure {
 fn jpeg_error(e: jpeg_decoder::Error) -> JpegFailure {
     match e {
         jpeg_decoder::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-            JpegFailure::Truncated(DecodeError::Corrupt("JPEG data ends before the image is complete (truncated file)".into()))
+            JpegFailure::Truncated(DecodeError::Corrupt(
+                "JPEG data ends before the image is complete (truncated file)".into(),
+            ))
         }
-        jpeg_decoder::Error::Unsupported(f) => JpegFailure::Other(DecodeError::Unsupported(format!("JPEG: {f:?}"))),
+        jpeg_decoder::Error::Unsupported(f) => {
+            JpegFailure::Other(DecodeError::Unsupported(format!("JPEG: {f:?}")))
+        }
         other => JpegFailure::Other(DecodeError::Corrupt(format!("JPEG: {other}"))),
     }
 }
@@ -483,7 +522,11 @@ fn jpeg_error(e: jpeg_decoder::Error) -> JpegFailure {
 // ---------------------------------------------------------------------------------------------
 
 /// Decodes with the `image` crate: header first (limits), then pixels, orientation, RGB.
-fn decode_with_image(bytes: &[u8], format: ImageFormat, limits: &Limits) -> Result<RgbImage, DecodeError> {
+fn decode_with_image(
+    bytes: &[u8],
+    format: ImageFormat,
+    limits: &Limits,
+) -> Result<RgbImage, DecodeError> {
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut img_limits = image::Limits::default();
     // Width and height are checked by `check_dimensions` below, which names what was exceeded.
@@ -552,7 +595,11 @@ fn to_rgb(img: DynamicImage) -> RgbImage {
         }
         other => other.into_rgb8().into_raw(),
     };
-    RgbImage { width, height, data }
+    RgbImage {
+        width,
+        height,
+        data,
+    }
 }
 
 /// Rounded `x / 255` for x <= 255 * 255.
@@ -593,17 +640,28 @@ mod tests {
             .data
             .chunks_exact(3)
             .flat_map(|p| {
-                let l = ((299 * u32::from(p[0]) + 587 * u32::from(p[1]) + 114 * u32::from(p[2]) + 500) / 1000) as u8;
+                let l =
+                    ((299 * u32::from(p[0]) + 587 * u32::from(p[1]) + 114 * u32::from(p[2]) + 500)
+                        / 1000) as u8;
                 [l, l, l]
             })
             .collect();
-        RgbImage { width: img.width, height: img.height, data }
+        RgbImage {
+            width: img.width,
+            height: img.height,
+            data,
+        }
     }
 
     /// Mean absolute difference per channel value.
     fn mad(a: &RgbImage, b: &RgbImage) -> f64 {
         assert_eq!((a.width, a.height), (b.width, b.height), "sizes differ");
-        let s: u64 = a.data.iter().zip(&b.data).map(|(x, y)| u64::from(x.abs_diff(*y))).sum();
+        let s: u64 = a
+            .data
+            .iter()
+            .zip(&b.data)
+            .map(|(x, y)| u64::from(x.abs_diff(*y)))
+            .sum();
         s as f64 / a.data.len() as f64
     }
 
@@ -625,7 +683,11 @@ mod tests {
             ("exif_rot8.jpg", 6.0),
         ] {
             let img = load(name);
-            assert_eq!((img.width, img.height), (up.width, up.height), "{name}: size");
+            assert_eq!(
+                (img.width, img.height),
+                (up.width, up.height),
+                "{name}: size"
+            );
             let d = mad(&img, &up);
             eprintln!("{name}: mean abs diff {d:.2}");
             assert!(d < tol, "{name}: mean abs diff {d:.2} >= {tol}");
@@ -636,7 +698,12 @@ mod tests {
             let d = mad(&img, &g);
             eprintln!("{name}: mean abs diff vs grey {d:.2}");
             assert!(d < tol, "{name}: mean abs diff {d:.2} >= {tol}");
-            assert!(img.data.chunks_exact(3).all(|p| p[0] == p[1] && p[1] == p[2]), "{name}: not grey");
+            assert!(
+                img.data
+                    .chunks_exact(3)
+                    .all(|p| p[0] == p[1] && p[1] == p[2]),
+                "{name}: not grey"
+            );
         }
     }
 
@@ -644,7 +711,10 @@ mod tests {
     fn animated_gif_gives_the_first_frame_not_the_second() {
         let up = upright();
         let img = load("animated.gif");
-        let inverted = RgbImage { data: up.data.iter().map(|v| 255 - v).collect(), ..up.clone() };
+        let inverted = RgbImage {
+            data: up.data.iter().map(|v| 255 - v).collect(),
+            ..up.clone()
+        };
         assert!(mad(&img, &up) < 8.0);
         assert!(mad(&img, &inverted) > 50.0);
     }
@@ -654,16 +724,29 @@ mod tests {
         let up = upright();
         for name in ["exif_rot6.jpg", "exif_rot3.jpg", "exif_rot8.jpg"] {
             // Through the image crate without orientation, the stored pixels differ from upright.
-            let raw = image::load_from_memory(&read(name)).expect("fixture").into_rgb8();
-            let raw = RgbImage { width: raw.width(), height: raw.height(), data: raw.into_raw() };
+            let raw = image::load_from_memory(&read(name))
+                .expect("fixture")
+                .into_rgb8();
+            let raw = RgbImage {
+                width: raw.width(),
+                height: raw.height(),
+                data: raw.into_raw(),
+            };
             if (raw.width, raw.height) == (up.width, up.height) {
-                assert!(mad(&raw, &up) > 20.0, "{name}: stored pixels already upright?");
+                assert!(
+                    mad(&raw, &up) > 20.0,
+                    "{name}: stored pixels already upright?"
+                );
             }
             let img = load(name);
             assert!(mad(&img, &up) < 6.0, "{name}");
             // Also with DCT scaling (orientation applied after scaling).
             let small = decode(&read(name), &Limits::default(), 1).expect("scaled");
-            assert_eq!((small.width, small.height), (up.width.div_ceil(8), up.height.div_ceil(8)), "{name}: 1/8 scale");
+            assert_eq!(
+                (small.width, small.height),
+                (up.width.div_ceil(8), up.height.div_ceil(8)),
+                "{name}: 1/8 scale"
+            );
             let back = resize(&small, up.width, up.height).expect("resize");
             assert!(mad(&back, &up) < 25.0, "{name}: scaled decode not upright");
         }
@@ -675,9 +758,19 @@ mod tests {
         // orientation gives `up` back; inserts a hand-made EXIF APP1 segment.
         let (w, h) = (64u32, 32u32);
         let up = image::RgbImage::from_fn(w, h, |x, y| {
-            if x < 16 && y < 8 { image::Rgb([250, 30, 30]) } else if x >= 48 { image::Rgb([30, 30, 250]) } else { image::Rgb([30, 200, 30]) }
+            if x < 16 && y < 8 {
+                image::Rgb([250, 30, 30])
+            } else if x >= 48 {
+                image::Rgb([30, 30, 250])
+            } else {
+                image::Rgb([30, 200, 30])
+            }
         });
-        let upi = RgbImage { width: w, height: h, data: up.clone().into_raw() };
+        let upi = RgbImage {
+            width: w,
+            height: h,
+            data: up.clone().into_raw(),
+        };
         for o in 1u8..=8 {
             // stored = inverse transform of `up`
             let mut stored = DynamicImage::ImageRgb8(up.clone());
@@ -700,7 +793,11 @@ mod tests {
             jpg.splice(2..2, app1);
             let img = decode(&jpg, &Limits::default(), 0).expect("decode");
             assert_eq!((img.width, img.height), (w, h), "orientation {o}");
-            assert!(mad(&img, &upi) < 6.0, "orientation {o}: {}", mad(&img, &upi));
+            assert!(
+                mad(&img, &upi) < 6.0,
+                "orientation {o}: {}",
+                mad(&img, &upi)
+            );
         }
     }
 
@@ -708,7 +805,10 @@ mod tests {
     fn cmyk_is_not_inverted() {
         let up = upright();
         let img = load("cmyk.jpg");
-        let inverted = RgbImage { data: up.data.iter().map(|v| 255 - v).collect(), ..up.clone() };
+        let inverted = RgbImage {
+            data: up.data.iter().map(|v| 255 - v).collect(),
+            ..up.clone()
+        };
         assert!(mad(&img, &up) < 8.0);
         assert!(mad(&img, &inverted) > 50.0);
     }
@@ -716,7 +816,9 @@ mod tests {
     #[test]
     fn alpha_is_composited_on_white() {
         let bytes = read("rgba.png");
-        let rgba = image::load_from_memory(&bytes).expect("fixture").into_rgba8();
+        let rgba = image::load_from_memory(&bytes)
+            .expect("fixture")
+            .into_rgba8();
         let img = decode(&bytes, &Limits::default(), 0).expect("decode");
         assert_eq!((img.width, img.height), rgba.dimensions());
         let (mut transparent, mut half) = (0, 0);
@@ -735,10 +837,18 @@ mod tests {
                 }
             }
         }
-        assert!(transparent > 0 && half > 0, "fixture has no transparent / half-transparent area");
+        assert!(
+            transparent > 0 && half > 0,
+            "fixture has no transparent / half-transparent area"
+        );
         // The opaque area matches upright.png.
         let up = upright();
-        let opaque: Vec<usize> = rgba.pixels().enumerate().filter(|(_, p)| p[3] == 255).map(|(i, _)| i).collect();
+        let opaque: Vec<usize> = rgba
+            .pixels()
+            .enumerate()
+            .filter(|(_, p)| p[3] == 255)
+            .map(|(i, _)| i)
+            .collect();
         let diff: u64 = opaque
             .iter()
             .flat_map(|&i| (0..3).map(move |c| i * 3 + c))
@@ -754,7 +864,9 @@ mod tests {
             img.put_pixel(i as u32, 0, image::Rgb([v, v, v]));
         }
         let mut png = Vec::new();
-        DynamicImage::ImageRgb16(img).write_to(&mut Cursor::new(&mut png), ImageFormat::Png).expect("encode");
+        DynamicImage::ImageRgb16(img)
+            .write_to(&mut Cursor::new(&mut png), ImageFormat::Png)
+            .expect("encode");
         let out = decode(&png, &Limits::default(), 0).expect("decode");
         assert_eq!(out.data, [0, 0, 0, 1, 1, 1, 128, 128, 128, 255, 255, 255]);
     }
@@ -762,12 +874,33 @@ mod tests {
     #[test]
     fn truncated_and_corrupt_bytes_are_errors_not_panics() {
         for name in [
-            "rgb.jpg", "progressive.jpg", "cmyk.jpg", "grey.jpg", "rgba.png", "grey16.png", "palette.gif",
-            "animated.gif", "rgb.webp", "rgb.bmp", "rgb.tiff", "exif_rot6.jpg",
+            "rgb.jpg",
+            "progressive.jpg",
+            "cmyk.jpg",
+            "grey.jpg",
+            "rgba.png",
+            "grey16.png",
+            "palette.gif",
+            "animated.gif",
+            "rgb.webp",
+            "rgb.bmp",
+            "rgb.tiff",
+            "exif_rot6.jpg",
         ] {
             let bytes = read(name);
             // Cut at many points: each must be an error or (for lenient decoders) an image, never a panic.
-            for cut in [3, 8, 16, 30, 64, 100, 200, 400, bytes.len() / 4, bytes.len() / 2] {
+            for cut in [
+                3,
+                8,
+                16,
+                30,
+                64,
+                100,
+                200,
+                400,
+                bytes.len() / 4,
+                bytes.len() / 2,
+            ] {
                 if cut < bytes.len() {
                     let _ = decode(&bytes[..cut], &Limits::default(), 0);
                     let _ = decode(&bytes[..cut], &Limits::default(), 100);
@@ -808,7 +941,11 @@ mod tests {
         for &b in data {
             c ^= u32::from(b);
             for _ in 0..8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
             }
         }
         !c
@@ -838,35 +975,78 @@ mod tests {
     fn huge_declared_dimensions_are_refused_before_decoding() {
         let r = decode(&png_claiming(60000, 60000), &Limits::default(), 0);
         assert!(
-            matches!(r, Err(DecodeError::DimensionsTooLarge { width: 60000, height: 60000, .. })),
+            matches!(
+                r,
+                Err(DecodeError::DimensionsTooLarge {
+                    width: 60000,
+                    height: 60000,
+                    ..
+                })
+            ),
             "{r:?}"
         );
         // Within the side limits but over the pixel limit.
         let r = decode(&png_claiming(15000, 15000), &Limits::default(), 0);
-        assert!(matches!(r, Err(DecodeError::TooManyPixels { pixels: 225_000_000, .. })), "{r:?}");
+        assert!(
+            matches!(
+                r,
+                Err(DecodeError::TooManyPixels {
+                    pixels: 225_000_000,
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
         let msg = r.err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(msg.contains("15000x15000") && msg.contains("limit"), "{msg}");
+        assert!(
+            msg.contains("15000x15000") && msg.contains("limit"),
+            "{msg}"
+        );
         // Same for a JPEG header (SOF patched to 60000x60000).
         let mut jpg = read("rgb.jpg");
-        let sof = jpg.windows(2).position(|w| w == [0xFF, 0xC0]).expect("baseline SOF");
+        let sof = jpg
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC0])
+            .expect("baseline SOF");
         jpg[sof + 5..sof + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]);
         let r = decode(&jpg, &Limits::default(), 0);
-        assert!(matches!(r, Err(DecodeError::DimensionsTooLarge { .. })), "{r:?}");
+        assert!(
+            matches!(r, Err(DecodeError::DimensionsTooLarge { .. })),
+            "{r:?}"
+        );
         // And a small image with tight limits.
-        let tight = Limits { max_width: 100, ..Limits::default() };
+        let tight = Limits {
+            max_width: 100,
+            ..Limits::default()
+        };
         let r = decode(&read("rgb.webp"), &tight, 0);
-        assert!(matches!(r, Err(DecodeError::DimensionsTooLarge { max_width: 100, .. })), "{r:?}");
+        assert!(
+            matches!(
+                r,
+                Err(DecodeError::DimensionsTooLarge { max_width: 100, .. })
+            ),
+            "{r:?}"
+        );
     }
 
     #[test]
     fn file_size_limit_comes_first() {
         let bytes = read("rgb.bmp");
-        let limits = Limits { max_file_bytes: 1000, ..Limits::default() };
+        let limits = Limits {
+            max_file_bytes: 1000,
+            ..Limits::default()
+        };
         let r = decode(&bytes, &limits, 0);
-        assert!(matches!(r, Err(DecodeError::FileTooLarge { limit: 1000, .. })), "{r:?}");
+        assert!(
+            matches!(r, Err(DecodeError::FileTooLarge { limit: 1000, .. })),
+            "{r:?}"
+        );
         // Even before format sniffing.
         let r = decode(&[0u8; 2000], &limits, 0);
-        assert!(matches!(r, Err(DecodeError::FileTooLarge { bytes: 2000, .. })), "{r:?}");
+        assert!(
+            matches!(r, Err(DecodeError::FileTooLarge { bytes: 2000, .. })),
+            "{r:?}"
+        );
     }
 
     #[test]
@@ -890,9 +1070,13 @@ mod tests {
     #[test]
     fn jpeg_dct_scaling_happens() {
         let (w, h) = (2400u32, 1600u32);
-        let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) / 20 % 256) as u8]));
+        let img = image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) / 20 % 256) as u8])
+        });
         let mut jpg = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpg, 85).encode_image(&img).expect("encode");
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpg, 85)
+            .encode_image(&img)
+            .expect("encode");
         let small = decode(&jpg, &Limits::default(), 288).expect("decode");
         let short = small.width.min(small.height);
         assert!((288..=575).contains(&short), "short side {short}");
@@ -918,39 +1102,42 @@ mod tests {
         assert_eq!((r.width, r.height, r.data.len()), (50, 20, 3000));
         let same = resize_short_side(&up, up.width.min(up.height)).expect("resize");
         assert_eq!(same, up);
-        let s = resize_short_side(&RgbImage { width: 1000, height: 333, data: vec![7; 999_000] }, 288).expect("resize");
+        let s = resize_short_side(
+            &RgbImage {
+                width: 1000,
+                height: 333,
+                data: vec![7; 999_000],
+            },
+            288,
+        )
+        .expect("resize");
         assert_eq!((s.width, s.height), (865, 288)); // 1000 * 288 / 333 = 864.86 -> 865
         assert!(s.data.iter().all(|&v| v == 7));
-        let t = resize_short_side(&RgbImage { width: 10, height: 30, data: vec![0; 900] }, 288).expect("upscale");
+        let t = resize_short_side(
+            &RgbImage {
+                width: 10,
+                height: 30,
+                data: vec![0; 900],
+            },
+            288,
+        )
+        .expect("upscale");
         assert_eq!((t.width, t.height), (288, 864));
         assert!(resize(&up, 0, 10).is_err());
-        assert!(resize(&RgbImage { width: 10, height: 10, data: vec![0; 10] }, 5, 5).is_err());
+        assert!(resize(
+            &RgbImage {
+                width: 10,
+                height: 10,
+                data: vec![0; 10]
+            },
+            5,
+            5
+        )
+        .is_err());
         // Colours survive a downscale.
         let small = resize(&up, up.width / 4, up.height / 4).expect("resize");
         let back = resize(&small, up.width, up.height).expect("resize");
         assert!(mad(&back, &up) < 20.0);
     }
 
-    /// Spot check on real samples (not part of the suite): `cargo test --release -- --ignored spot`.
-    #[test]
-    #[ignore]
-    fn spot_check_real_samples() {
-        for dir in ["/work/shared/bench/pdq/misc-images/modes", "/work/shared/bench/pdq/exif-rotn"] {
-            let Ok(entries) = std::fs::read_dir(dir) else { continue };
-            let mut paths: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-            paths.sort();
-            for p in paths {
-                let bytes = std::fs::read(&p).expect("read");
-                match decode(&bytes, &Limits::default(), 0) {
-                    Ok(img) => {
-                        let n = img.data.len() as f64 / 3.0;
-                        let mean: Vec<f64> =
-                            (0..3).map(|c| img.data.iter().skip(c).step_by(3).map(|&v| f64::from(v)).sum::<f64>() / n).collect();
-                        eprintln!("{}: {}x{} mean RGB {:.0} {:.0} {:.0}", p.display(), img.width, img.height, mean[0], mean[1], mean[2]);
-                    }
-                    Err(e) => eprintln!("{}: ERROR {e}", p.display()),
-                }
-            }
-        }
-    }
 }

@@ -61,6 +61,10 @@ pub struct Manifest {
     pub size: u32,
     /// Embedding dimension.
     pub dim: usize,
+    /// Default `policy.match_threshold` for this model: similarity from which a photo is a copy.
+    pub match_threshold: f64,
+    /// Default `policy.review_threshold` for this model: similarity of a possible copy.
+    pub review_threshold: f64,
     /// Whether knockoff must L2-normalise the output (false when the graph already does).
     #[serde(default)]
     pub normalize: bool,
@@ -83,10 +87,19 @@ impl Manifest {
         if m.layout == Layout::NchwF32 && (m.mean.is_none() || m.std.is_none()) {
             bail!("model manifest {}: layout nchw_f32 needs `mean` and `std`", path.display());
         }
+        if !(-1.0..=1.0).contains(&m.match_threshold) || !(-1.0..=1.0).contains(&m.review_threshold) {
+            bail!("model manifest {}: thresholds must be cosine similarities between -1 and 1", path.display());
+        }
         if m.size == 0 || m.size > 4096 || m.dim == 0 {
             bail!("model manifest {}: `size` must be 1..=4096 and `dim` positive", path.display());
         }
         Ok(m)
+    }
+
+    /// What determines the embeddings besides the weights: recorded in a catalog so that one catalog
+    /// never mixes embeddings made differently.
+    pub fn preprocessing(&self) -> String {
+        format!("{:?} {} {:?}", self.resize, self.size, self.layout)
     }
 
     /// Path of the ONNX file.

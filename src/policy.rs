@@ -14,7 +14,7 @@
 
 use serde::Serialize;
 
-use crate::config::{CurrencyConfig, PolicyConfig};
+use crate::config::CurrencyConfig;
 
 /// The outcome for one listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Hash)]
@@ -103,6 +103,19 @@ pub struct Decision {
     pub reasons: Vec<String>,
 }
 
+/// The thresholds a verdict is made with (from the config, or the model manifest's defaults).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Thresholds {
+    /// Similarity from which a photo is a copy.
+    pub match_threshold: f64,
+    /// Similarity from which a photo is a possible copy.
+    pub review_threshold: f64,
+    /// A copy at or below this fraction of the reference price is flagged.
+    pub flag_price_ratio: f64,
+    /// A possible copy at or below this fraction is sent to review.
+    pub review_price_ratio: f64,
+}
+
 /// The authorised sellers of a brand.
 pub trait Authorisations {
     /// Sellers authorised for `brand` (empty when none are known).
@@ -118,7 +131,7 @@ pub fn decide(
     offer: &Offer<'_>,
     matches: &[Match],
     auth: &dyn Authorisations,
-    policy: &PolicyConfig,
+    policy: &Thresholds,
     currency: &CurrencyConfig,
 ) -> Decision {
     let mut best: Option<Decision> = None;
@@ -161,7 +174,7 @@ fn decide_one(
     offer: &Offer<'_>,
     m: &Match,
     auth: &dyn Authorisations,
-    policy: &PolicyConfig,
+    policy: &Thresholds,
     currency: &CurrencyConfig,
 ) -> Decision {
     let strong = m.similarity as f64 >= policy.match_threshold;
@@ -288,6 +301,10 @@ mod tests {
         }
     }
 
+    fn t() -> Thresholds {
+        Thresholds { match_threshold: 0.5, review_threshold: 0.44, flag_price_ratio: 0.5, review_price_ratio: 0.35 }
+    }
+
     fn m(sim: f32) -> Match {
         Match {
             brand: "B".into(),
@@ -302,12 +319,12 @@ mod tests {
     }
 
     fn run(sim: f64, seller: &str, price: Option<(f64, &str)>) -> Decision {
-        decide(&Offer { seller_id: seller, price }, &[m(sim as f32)], &Auth, &PolicyConfig::default(), &CurrencyConfig::default())
+        decide(&Offer { seller_id: seller, price }, &[m(sim as f32)], &Auth, &t(), &CurrencyConfig::default())
     }
 
     #[test]
     fn rules() {
-        let p = PolicyConfig::default();
+        let p = t();
         let strong = p.match_threshold + 0.05;
         let weak = p.review_threshold + 0.01;
         assert_eq!(run(strong, "x", Some((20.0, "EUR"))).verdict, Verdict::Flag);

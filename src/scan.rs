@@ -15,7 +15,7 @@ use crate::catalog::CatalogView;
 use crate::config::Config;
 use crate::decode;
 use crate::embed::{self, Embedder, Loaded};
-use crate::policy::{self, Authorisations, Decision, Match, Offer, Verdict};
+use crate::policy::{self, Authorisations, Decision, Match, Offer, Thresholds, Verdict};
 use crate::records::{self, Format, RawRecord, RecordReader};
 use crate::source::{Fetcher, ImageRef};
 
@@ -98,19 +98,6 @@ pub fn parse_listing(raw: &RawRecord, base_dir: &Path, max_images: usize) -> Res
     })
 }
 
-/// Thresholds a verdict was made with.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Thresholds {
-    /// `policy.match_threshold`.
-    pub match_threshold: f64,
-    /// `policy.review_threshold`.
-    pub review_threshold: f64,
-    /// `policy.flag_price_ratio`.
-    pub flag_price_ratio: f64,
-    /// `policy.review_price_ratio`.
-    pub review_price_ratio: f64,
-}
-
 /// The verdict record written for each listing (one JSON line); its schema is in the README.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -163,30 +150,20 @@ impl Report {
             image_errors: Vec::new(),
             seller: None,
             title: None,
-            thresholds: ctx.thresholds(),
+            thresholds: ctx.thresholds.clone(),
             model: ctx.model.clone(),
         }
     }
 }
 
-/// What verdicts are made with: settings and the model's name.
+/// What verdicts are made with: settings, the thresholds in force and the model's name.
 pub struct Context {
     /// The configuration.
     pub config: Config,
+    /// The thresholds in force.
+    pub thresholds: Thresholds,
     /// Name of the model.
     pub model: String,
-}
-
-impl Context {
-    fn thresholds(&self) -> Thresholds {
-        let p = &self.config.policy;
-        Thresholds {
-            match_threshold: p.match_threshold,
-            review_threshold: p.review_threshold,
-            flag_price_ratio: p.flag_price_ratio,
-            review_price_ratio: p.review_price_ratio,
-        }
-    }
 }
 
 impl Authorisations for CatalogView {
@@ -259,9 +236,10 @@ impl Scanner {
         let limits = decode_limits(&config);
         let manifest = embedder.manifest().clone();
         let model = manifest.name.clone();
+        let thresholds = config.policy.thresholds(&manifest)?;
         Ok(Scanner {
             loader: Loader { fetcher, limits, manifest },
-            judge: Judge { view, embedder, ctx: Context { config, model } },
+            judge: Judge { view, embedder, ctx: Context { config, thresholds, model } },
         })
     }
 
@@ -326,7 +304,7 @@ impl Judge {
             seller_id: &listing.seller.seller_id,
             price: listing.price.zip(listing.currency.as_deref()),
         };
-        let d: Decision = policy::decide(&offer, &matches, &self.view, &self.ctx.config.policy, &self.ctx.config.currency);
+        let d: Decision = policy::decide(&offer, &matches, &self.view, &self.ctx.thresholds, &self.ctx.config.currency);
         let mut reasons = d.reasons;
         if !image_errors.is_empty() {
             reasons.push(format!("{} of {} photos could not be used (see image_errors)", image_errors.len(), listing.images.len()));
@@ -344,7 +322,7 @@ impl Judge {
             image_errors,
             seller: Some(listing.seller),
             title: listing.title,
-            thresholds: self.ctx.thresholds(),
+            thresholds: self.ctx.thresholds.clone(),
             model: self.ctx.model.clone(),
         }
     }
