@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
@@ -617,9 +617,4 @@ fn walk(dir: &Path) -> Vec<u64> {
         }
     }
     out
-}
-
-/// Error for a record of a catalog file: `FILE:LINE: message`.
-pub fn record_error(file: &str, line: usize, msg: &str) -> anyhow::Error {
-    anyhow!("{file}:{line}: {msg}")
 }

@@ -324,10 +324,8 @@ fn catalog_cmd(g: &Global, config: Config, cmd: &CatalogCmd) -> Result<i32> {
     }
 }
 
-/// Products of one chunk after their images were loaded.
-struct LoadedProducts {
-    products: Vec<(catalog::ProductRecord, Vec<Result<embed::Loaded, String>>)>,
-}
+/// Products of one chunk after their images were loaded (each image: loaded, or why not).
+type LoadedProducts = Vec<(catalog::ProductRecord, Vec<Result<embed::Loaded, String>>)>;
 
 fn catalog_add(g: &Global, config: &Config, file: &Path, format: Format) -> Result<i32> {
     let mut store = Store::open(&g.data, true)?;
@@ -363,14 +361,14 @@ fn catalog_add(g: &Global, config: &Config, file: &Path, format: Format) -> Resu
         let good: Vec<catalog::ProductRecord> = chunk.into_iter().filter_map(|r| r.map_err(|e| bad.push(e)).ok()).collect();
         let refs: Vec<&ImageRef> = good.iter().flat_map(|p| p.images.iter()).collect();
         let mut loaded = embed::load_images(&fetcher, &refs, &limits, &manifest).into_iter();
-        let products = good
+        let products: LoadedProducts = good
             .into_iter()
             .map(|p| {
                 let imgs = loaded.by_ref().take(p.images.len()).collect();
                 (p, imgs)
             })
             .collect();
-        (bad, LoadedProducts { products })
+        (bad, products)
     };
     overlapped(chunks, load, |(bad, chunk): (Vec<(usize, String)>, LoadedProducts)| -> Result<()> {
         for (line, e) in bad {
@@ -380,7 +378,7 @@ fn catalog_add(g: &Global, config: &Config, file: &Path, format: Format) -> Resu
         }
         let mut to_embed: Vec<(String, &embed::Prepared)> = Vec::new();
         let mut products = Vec::new();
-        for (p, imgs) in &chunk.products {
+        for (p, imgs) in &chunk {
             let mut refs = Vec::new();
             for (r, img) in p.images.iter().zip(imgs) {
                 match img {
@@ -411,7 +409,7 @@ fn catalog_add(g: &Global, config: &Config, file: &Path, format: Format) -> Resu
         embedded += new_vectors.len();
         added += products.len();
         store.add_products(&manifest, &products, &new_vectors)?;
-        pb.inc(chunk.products.len() as u64);
+        pb.inc(chunk.len() as u64);
         Ok(())
     })?;
     pb.finish_and_clear();

@@ -175,7 +175,7 @@ impl Authorisations for CatalogView {
 }
 
 /// A listing whose photos were fetched and decoded (or failed to).
-pub struct Prepared {
+pub struct LoadedListing {
     listing: Result<Listing, (usize, Option<String>, String)>,
     images: Vec<Result<Loaded, String>>,
 }
@@ -202,7 +202,7 @@ pub struct Loader {
 
 impl Loader {
     /// Fetches and decodes the photos of parsed listings.
-    pub fn load(&self, listings: Vec<Parsed>) -> Vec<Prepared> {
+    pub fn load(&self, listings: Vec<Parsed>) -> Vec<LoadedListing> {
         let refs: Vec<&ImageRef> = listings.iter().filter_map(|l| l.as_ref().ok()).flat_map(|l| l.images.iter()).collect();
         let mut loaded = embed::load_images(&self.fetcher, &refs, &self.limits, &self.manifest).into_iter();
         listings
@@ -210,7 +210,7 @@ impl Loader {
             .map(|l| {
                 let n = l.as_ref().map(|l| l.images.len()).unwrap_or(0);
                 let images = loaded.by_ref().take(n).collect();
-                Prepared { listing: l, images }
+                LoadedListing { listing: l, images }
             })
             .collect()
     }
@@ -264,7 +264,7 @@ impl Scanner {
 
 impl Judge {
     /// Embeds, searches and decides a chunk of loaded listings; one report each, in order.
-    pub fn decide(&mut self, chunk: Vec<Prepared>) -> Result<Vec<Report>> {
+    pub fn decide(&mut self, chunk: Vec<LoadedListing>) -> Result<Vec<Report>> {
         let batch: Vec<&embed::Prepared> =
             chunk.iter().flat_map(|p| p.images.iter().filter_map(|i| i.as_ref().ok()).map(|l| &l.prepared)).collect();
         let mut embeddings = self.embedder.embed(&batch)?.into_iter();
