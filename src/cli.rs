@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::calibrate;
 use crate::catalog::{self, Store};
 use crate::config::Config;
 use crate::embed::{self, Embedder};
@@ -78,6 +79,38 @@ enum Command {
     Query(QueryArgs),
     /// Print the effective configuration as TOML (save it as DATA/config.toml to change it).
     Config,
+    /// Calibrate the match thresholds on your own labelled outcomes.
+    #[command(after_help = CALIBRATE_HELP)]
+    Calibrate(CalibrateArgs),
+}
+
+const CALIBRATE_HELP: &str = "\
+LABELS is CSV or JSON Lines with `listing_id` and `label` (counterfeit or genuine), and either an
+`image` (path or URL; it is checked against the catalog) or a verdict for the listing in the
+--verdicts file (the output of `knockoff scan`). The score of a listing is its best similarity.
+Examples:
+  knockoff calibrate labels.csv --verdicts verdicts.jsonl --precision 0.99
+  knockoff calibrate labels.jsonl --precision 0.995 --write      # updates DATA/config.toml";
+
+#[derive(Args, Debug)]
+struct CalibrateArgs {
+    /// Labelled outcomes (CSV or JSON Lines).
+    labels: PathBuf,
+    /// Verdicts (scan output) to take scores from, for labels without an `image`.
+    #[arg(long)]
+    verdicts: Option<PathBuf>,
+    /// Precision the match threshold must reach (flags).
+    #[arg(long, default_value_t = 0.99)]
+    precision: f64,
+    /// Precision the review threshold must reach.
+    #[arg(long, default_value_t = 0.90)]
+    review_precision: f64,
+    /// Write the thresholds into the config file (--config, else DATA/config.toml).
+    #[arg(long)]
+    write: bool,
+    /// JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 const CATALOG_ADD_HELP: &str = "\
@@ -209,6 +242,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Catalog(cmd) => catalog_cmd(g, config, cmd),
         Command::Scan(args) => scan_cmd(g, config, args),
         Command::Query(args) => query_cmd(g, config, args),
+        Command::Calibrate(args) => calibrate_cmd(g, config, args),
     }
 }
 
@@ -537,4 +571,146 @@ fn query_cmd(g: &Global, mut config: Config, args: &QueryArgs) -> Result<i32> {
         print!("{}", report::explain(&report, report::stdout_color()));
     }
     Ok(if report.verdict == Verdict::Error { 1 } else { 0 })
+}
+
+fn calibrate_cmd(g: &Global, config: Config, args: &CalibrateArgs) -> Result<i32> {
+    for (name, p) in [("--precision", args.precision), ("--review-precision", args.review_precision)] {
+        if !(p > 0.0 && p <= 1.0) {
+            bail!("{name} must be in (0, 1], got {p}");
+        }
+    }
+    let name = args.labels.display().to_string();
+    let (reader, base, _) = open_input(&args.labels)?;
+    let records = RecordReader::new(reader, input_format(None, &args.labels), config.limits.max_line_bytes);
+    // scores from a verdicts file, by listing id
+    let mut from_verdicts = std::collections::HashMap::new();
+    if let Some(path) = &args.verdicts {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .with_context(|| format!("{}:{}: not a verdict line", path.display(), i + 1))?;
+            let Some(id) = v["listing_id"].as_str() else { continue };
+            if v["verdict"] == "error" {
+                continue;
+            }
+            let score = v["matches"][0]["similarity"].as_f64().unwrap_or(-1.0);
+            from_verdicts.insert(id.to_string(), score);
+        }
+    }
+    let mut outcomes = Vec::new();
+    let mut errors = 0usize;
+    let mut to_query: Vec<(bool, Listing)> = Vec::new();
+    for rec in records {
+        let rec = rec.with_context(|| format!("cannot read {name}"))?;
+        let parsed = (|| -> std::result::Result<(String, bool, Option<ImageRef>), String> {
+            let f = rec.fields.as_ref().map_err(Clone::clone)?;
+            let id = crate::records::text(f, "listing_id")?;
+            let counterfeit = match crate::records::text(f, "label")?.to_ascii_lowercase().as_str() {
+                "counterfeit" | "fake" | "1" | "true" => true,
+                "genuine" | "0" | "false" => false,
+                other => return Err(format!("field `label` must be counterfeit or genuine, got {other:?}")),
+            };
+            let image = crate::records::opt_text(f, "image")?.map(|s| ImageRef::parse(&s, &base)).transpose()?;
+            Ok((id, counterfeit, image))
+        })();
+        match parsed {
+            Err(e) => {
+                errors += 1;
+                eprintln!("{name}:{}: {e}", rec.line);
+            }
+            Ok((id, counterfeit, Some(image))) => to_query.push((
+                counterfeit,
+                Listing {
+                    line: rec.line,
+                    listing_id: id,
+                    title: None,
+                    price: None,
+                    currency: None,
+                    images: vec![image],
+                    seller: Seller { seller_id: "calibration".into(), ..Seller::default() },
+                },
+            )),
+            Ok((id, counterfeit, None)) => match from_verdicts.get(&id) {
+                Some(&score) => outcomes.push(calibrate::Outcome { score, counterfeit }),
+                None => {
+                    errors += 1;
+                    eprintln!("{name}:{}: listing {id} has no `image` and no verdict in --verdicts", rec.line);
+                }
+            },
+        }
+    }
+    if !to_query.is_empty() {
+        let mut scanner = open_scanner(g, config.clone())?;
+        for chunk in to_query.chunks(32) {
+            let reports = scanner.check(chunk.iter().map(|(_, l)| Ok(l.clone())).collect())?;
+            for ((counterfeit, l), r) in chunk.iter().zip(reports) {
+                if r.verdict == Verdict::Error {
+                    errors += 1;
+                    eprintln!("{name}:{}: listing {}: {}", l.line, l.listing_id, r.reasons.join("; "));
+                } else {
+                    let score = r.matches.first().map(|m| m.similarity as f64).unwrap_or(-1.0);
+                    outcomes.push(calibrate::Outcome { score, counterfeit: *counterfeit });
+                }
+            }
+        }
+    }
+    let positives = outcomes.iter().filter(|o| o.counterfeit).count();
+    if positives == 0 || positives == outcomes.len() {
+        bail!("{name}: calibration needs both counterfeit and genuine outcomes ({positives} counterfeit of {})", outcomes.len());
+    }
+    let matched = calibrate::threshold_for_precision(&outcomes, args.precision);
+    let review = calibrate::threshold_for_precision(&outcomes, args.review_precision);
+    let curve = calibrate::curve(&outcomes);
+    if args.json {
+        let v = serde_json::json!({
+            "outcomes": outcomes.len(), "counterfeit": positives,
+            "match_threshold": matched, "review_threshold": review, "curve": curve,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("{} labelled outcomes: {positives} counterfeit, {} genuine", outcomes.len(), outcomes.len() - positives);
+        let mut rows = vec![["THRESHOLD", "PRECISION", "RECALL", "SELECTED"].map(String::from).to_vec()];
+        for p in &curve {
+            rows.push(vec![format!("{:.2}", p.threshold), format!("{:.3}", p.precision), format!("{:.3}", p.recall), p.selected.to_string()]);
+        }
+        print!("{}", report::table(&rows));
+        for (what, target, p) in [("match", args.precision, &matched), ("review", args.review_precision, &review)] {
+            match p {
+                Some(p) => println!(
+                    "{what} threshold for precision >= {target}: {:.3} (precision {:.3}, recall {:.3})",
+                    p.threshold, p.precision, p.recall
+                ),
+                None => println!("{what} threshold: no threshold reaches precision {target} on these labels"),
+            }
+        }
+    }
+    if args.write {
+        let (Some(m), Some(r)) = (matched, review) else {
+            bail!("nothing written: no threshold reaches the target precision");
+        };
+        let path = g.config.clone().unwrap_or_else(|| g.data.join("config.toml"));
+        write_thresholds(&path, m.threshold, r.threshold.min(m.threshold))?;
+        eprintln!("wrote policy.match_threshold = {:.3} and policy.review_threshold = {:.3} to {}", m.threshold, r.threshold.min(m.threshold), path.display());
+    }
+    Ok(if errors > 0 { EXIT_PARTIAL } else { 0 })
+}
+
+/// Sets the two thresholds in a config file, keeping the rest of it (comments included); atomic.
+fn write_thresholds(path: &Path, match_threshold: f64, review_threshold: f64) -> Result<()> {
+    let text = if path.exists() {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?
+    } else {
+        String::new()
+    };
+    let mut doc: toml_edit::DocumentMut = text.parse().with_context(|| format!("invalid config file {}", path.display()))?;
+    let round = |x: f64| (x * 1000.0).round() / 1000.0;
+    doc["policy"]["match_threshold"] = toml_edit::value(round(match_threshold));
+    doc["policy"]["review_threshold"] = toml_edit::value(round(review_threshold));
+    let out = doc.to_string();
+    let config: Config = toml::from_str(&out).with_context(|| format!("the updated {} would be invalid", path.display()))?;
+    config.validate()?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    crate::fsutil::write_atomic(path, out.as_bytes())
 }

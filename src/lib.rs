@@ -6,6 +6,7 @@
 //! products in a data directory; `scan` and `policy` decide verdicts; `report` writes them; `cli`
 //! is the command line.
 
+pub mod calibrate;
 pub mod catalog;
 pub mod cli;
 pub mod config;
