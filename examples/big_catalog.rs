@@ -1,10 +1,10 @@
 //! Writes a large catalog for load and search measurements (BENCHMARKS-search.md).
 //!
-//! `cargo run --release --example big_catalog -- DATA_DIR [N] [f32|int8]` (needs `bash models/fetch.sh`).
+//! `cargo run --release --example big_catalog -- DATA_DIR [N] [f32|int8] [graph]` (needs `bash models/fetch.sh`).
 //! Real SSCD embeddings of generated variants of the bundled catalog photos (crops, JPEG
 //! re-encoding, brightness and hue changes), plus synthetic vectors scattered around them up to N
-//! (default 100000), one product per vector. Builds the HNSW graph when N reaches
-//! `index.hnsw_min_images`, as `catalog add` would.
+//! (default 100000), one product per vector. With `graph`, builds the HNSW graph when N reaches
+//! `index.hnsw_min_images`, as `catalog add` would; without, the catalog is searched exactly.
 
 use std::path::{Path, PathBuf};
 
@@ -128,7 +128,9 @@ fn main() -> Result<()> {
         store.add_products(&loc.manifest, storage, &products, part)?;
     }
     let t = std::time::Instant::now();
-    store.update_graph(&config, loc.manifest.dim)?;
+    if args.get(4).is_some_and(|a| a == "graph") {
+        store.update_graph(&config, loc.manifest.dim)?;
+    }
     eprintln!("wrote {n} vectors to {} (graph build {:.1} s)", data.display(), t.elapsed().as_secs_f64());
     Ok(())
 }
