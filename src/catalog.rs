@@ -25,7 +25,7 @@ use crate::index::{graph_dir, Graph, Index};
 use crate::model::Manifest;
 use crate::records::{self, RawRecord};
 use crate::source::ImageRef;
-use crate::vectors::{self, VectorFile};
+use crate::vectors::{self, Storage, VectorFile};
 
 /// Version of the data directory's format.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -290,9 +290,10 @@ impl Store {
         Ok(())
     }
 
-    fn vector_file(&self, dim: usize) -> Result<VectorFile> {
+    /// The current vector file; a missing one is created with `storage`.
+    fn vector_file(&self, dim: usize, storage: Storage) -> Result<VectorFile> {
         let gen = self.meta_num("vectors_generation")?;
-        VectorFile::open(&self.dir.join(format!("vectors-{gen}.f32")), dim)
+        VectorFile::open(&self.dir.join(format!("vectors-{gen}.f32")), dim, storage)
     }
 
     /// Looks up the vector of an image by content hash.
@@ -302,10 +303,12 @@ impl Store {
 
     /// Adds (or updates) products with their images in one transaction. `new_vectors` are the
     /// embeddings of images not stored before, with their content hashes; `images` of each product
-    /// are (content hash, source) pairs whose hashes are stored or among `new_vectors`.
+    /// are (content hash, source) pairs whose hashes are stored or among `new_vectors`. A new vector
+    /// file stores its rows as `storage`; an existing one keeps its own storage until compaction.
     pub fn add_products(
         &mut self,
         manifest: &Manifest,
+        storage: Storage,
         products: &[(ProductRecord, Vec<(String, String)>)],
         new_vectors: &[(String, Vec<f32>)],
     ) -> Result<()> {
@@ -314,7 +317,7 @@ impl Store {
         let committed = self.vector_count()?;
         if !new_vectors.is_empty() {
             let rows: Vec<f32> = new_vectors.iter().flat_map(|(_, v)| v.iter().copied()).collect();
-            self.vector_file(dim)?.append(committed, &rows)?;
+            self.vector_file(dim, storage)?.append(committed, &rows)?;
         }
         let tx = self.conn.transaction()?;
         let set = |k: &str, v: String| tx.execute("INSERT INTO meta VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value=excluded.value", params![k, v]);
@@ -364,7 +367,7 @@ impl Store {
         if count < config.index.hnsw_min_images || count == covered {
             return Ok(());
         }
-        let vectors = self.vector_file(dim)?.read(count)?;
+        let vectors = self.vector_file(dim, config.index.storage)?.read(count)?;
         let gen = self.meta_num("hnsw_generation")?;
         let base = if covered > 0 { Some(Graph::load(&graph_dir(&self.dir, gen), covered)?) } else { None };
         let graph = Graph::build(base, &vectors, dim, &config.index);
@@ -412,7 +415,7 @@ impl Store {
             return Ok((0, 0)); // empty catalog
         };
         let count = self.vector_count()?;
-        let all = self.vector_file(dim)?.read(count)?;
+        let all = self.vector_file(dim, config.index.storage)?.read(count)?;
         let live: Vec<i64> = {
             let mut st = self.conn.prepare(
                 "SELECT DISTINCT i.vector FROM images i JOIN products p ON p.id=i.product WHERE p.removed=0 ORDER BY i.vector",
@@ -429,7 +432,7 @@ impl Store {
             rows.extend_from_slice(&all[i * dim..(i + 1) * dim]);
         }
         let vgen = self.meta_num("vectors_generation")? + 1;
-        vectors::write_atomic_rows(&self.dir.join(format!("vectors-{vgen}.f32")), dim, &rows)?;
+        vectors::write_atomic_rows(&self.dir.join(format!("vectors-{vgen}.f32")), dim, config.index.storage, &rows)?;
         let hgen = self.meta_num("hnsw_generation")? + 1;
         let covered = if live.len() >= config.index.hnsw_min_images && !live.is_empty() {
             let graph = Graph::build(None, &rows, dim, &config.index);
@@ -537,7 +540,7 @@ impl Store {
         let index = if count == 0 || dim == 0 {
             Index::new(dim.max(1), Vec::new(), None, config.index.hnsw_ef_search)
         } else {
-            let vectors = self.vector_file(dim)?.read(count)?;
+            let vectors = self.vector_file(dim, config.index.storage)?.map(count)?;
             let covered = self.meta_num("hnsw_covered")? as usize;
             let graph = if covered > 0 {
                 let gen = self.meta_num("hnsw_generation")?;
@@ -545,7 +548,7 @@ impl Store {
             } else {
                 None
             };
-            Index::new(dim, vectors, graph, config.index.hnsw_ef_search)
+            Index::from_rows(vectors, graph, config.index.hnsw_ef_search)
         };
         Ok(CatalogView { products, vector_products, brand_sellers, index })
     }

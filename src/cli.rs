@@ -442,7 +442,7 @@ fn catalog_add(g: &Global, config: &Config, file: &Path, format: Format) -> Resu
         let new_vectors: Vec<(String, Vec<f32>)> = to_embed.iter().map(|(h, _)| h.clone()).zip(vecs).collect();
         embedded += new_vectors.len();
         added += products.len();
-        store.add_products(&manifest, &products, &new_vectors)?;
+        store.add_products(&manifest, config.index.storage, &products, &new_vectors)?;
         pb.inc(chunk.len() as u64);
         Ok(())
     })?;

@@ -207,11 +207,6 @@ pub fn l2_normalize(v: &mut [f32]) {
     }
 }
 
-/// Dot product of two equally long vectors (cosine similarity for unit vectors).
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
 /// A fetched, decoded and resized image, with the content hash of its file.
 #[derive(Debug, Clone)]
 pub struct Loaded {

@@ -2,9 +2,11 @@
 //!
 //! Two layers answer one query together: an HNSW graph (hnsw_rs) over the first `covered` vectors,
 //! built only for catalogs of at least `index.hnsw_min_images`, and an exact scan over the rest
-//! (all of a small catalog). Hidden vectors (removed products) are filtered out; when the graph's
-//! candidates run short after filtering, the query falls back to an exact scan, so filtering never
-//! costs recall.
+//! (all of a small catalog). The exact scan is a blocked matrix product (`simd`): a block of rows
+//! that fits in cache is compared with every query of a batch before the next block is read, and
+//! the rows are split between threads. Hidden vectors (removed products) are filtered out before any
+//! arithmetic. When the filter is selective, or the graph's candidates run short after filtering,
+//! the query is answered by the exact scan over the allowed rows, so filtering never costs recall.
 //!
 //! On disk an HNSW graph is the pair `DATA/hnsw/<generation>/knockoff.hnsw.{graph,data}` written by
 //! hnsw_rs; the catalog database records which generation is current and how many vectors it covers.
@@ -14,10 +16,25 @@ use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
-use hnsw_rs::prelude::{AnnT, DistDot, Hnsw, HnswIo};
+use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
+use rayon::prelude::*;
 
 use crate::config::IndexConfig;
-use crate::embed::dot;
+use crate::simd;
+use crate::vectors::{Row, Rows, Storage};
+
+/// Cosine distance `1 - a·b` of unit vectors for hnsw_rs, computed with `simd::dot`.
+///
+/// It has the same name as anndists' `DistDot` (the same distance) because hnsw_rs checks the last
+/// component of the distance's type name when it reloads a graph: graphs written before keep loading.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DistDot;
+
+impl Distance<f32> for DistDot {
+    fn eval(&self, va: &[f32], vb: &[f32]) -> f32 {
+        (1.0 - simd::dot(va, vb)).max(0.0)
+    }
+}
 
 /// Base name of the hnsw_rs dump files.
 const BASENAME: &str = "knockoff";
@@ -32,6 +49,14 @@ pub struct Hit {
     /// Cosine similarity (dot product of unit vectors).
     pub similarity: f32,
 }
+
+/// Rows per exact-scan block at 512-d float32: 128 KiB, which stays in L2 while every query of a
+/// batch is compared with it.
+const BLOCK_BYTES: usize = 128 * 1024;
+/// Allowed fraction of the rows below which a filtered query skips the graph for an exact scan.
+const SELECTIVE: f32 = 0.25;
+/// Rows × queries below which an exact scan stays on the calling thread.
+const PARALLEL_MIN: usize = 1 << 15;
 
 /// The HNSW part of an index: a graph over vectors `0..covered`.
 pub struct Graph {
@@ -111,8 +136,7 @@ pub fn graph_dir(data_dir: &Path, gen: u64) -> PathBuf {
 
 /// The searchable reference vectors: stored rows, optionally with an HNSW graph over a prefix.
 pub struct Index {
-    dim: usize,
-    vectors: Vec<f32>,
+    rows: Rows,
     graph: Option<Graph>,
     ef_search: usize,
 }
@@ -133,20 +157,80 @@ impl Ord for Entry {
     }
 }
 
+/// The best `k` (similarity, id) pairs seen so far.
+struct TopK {
+    k: usize,
+    heap: BinaryHeap<Entry>,
+}
+
+impl TopK {
+    fn new(k: usize) -> TopK {
+        TopK { k, heap: BinaryHeap::with_capacity(k + 1) }
+    }
+
+    #[inline]
+    fn push(&mut self, s: f32, id: u32) {
+        if self.heap.len() < self.k {
+            self.heap.push(Entry(s, id));
+        } else if self.heap.peek().is_some_and(|top| s > top.0) {
+            self.heap.pop();
+            self.heap.push(Entry(s, id));
+        }
+    }
+
+    fn merge(mut self, other: TopK) -> TopK {
+        for Entry(s, id) in other.heap {
+            self.push(s, id);
+        }
+        self
+    }
+
+    fn into_hits(self) -> Vec<Hit> {
+        let mut hits: Vec<Hit> = self.heap.into_iter().map(|Entry(s, id)| Hit { vector: id, similarity: s }).collect();
+        sort_hits(&mut hits);
+        hits
+    }
+}
+
+fn sort_hits(hits: &mut [Hit]) {
+    hits.sort_by(|a, b| b.similarity.total_cmp(&a.similarity).then(a.vector.cmp(&b.vector)));
+}
+
 impl Index {
-    /// An index over `vectors` (`dim` values per row) and an optional graph over a prefix of them.
+    /// An index over float `vectors` held in memory (`dim` values per row) and an optional graph
+    /// over a prefix of them.
     pub fn new(dim: usize, vectors: Vec<f32>, graph: Option<Graph>, ef_search: usize) -> Index {
-        Index { dim, vectors, graph, ef_search }
+        Index::from_rows(Rows::from_f32(dim, vectors), graph, ef_search)
+    }
+
+    /// An index over stored rows (float or int8, in memory or memory-mapped).
+    pub fn from_rows(rows: Rows, graph: Option<Graph>, ef_search: usize) -> Index {
+        Index { rows, graph, ef_search }
     }
 
     /// Number of vectors.
     pub fn len(&self) -> usize {
-        self.vectors.len() / self.dim
+        self.rows.len()
     }
 
     /// True when there are no vectors.
     pub fn is_empty(&self) -> bool {
-        self.vectors.is_empty()
+        self.rows.is_empty()
+    }
+
+    /// Vector dimension.
+    pub fn dim(&self) -> usize {
+        self.rows.dim()
+    }
+
+    /// The stored rows.
+    pub fn rows(&self) -> &Rows {
+        &self.rows
+    }
+
+    /// Sets the graph's candidate list size for searching (`index.hnsw_ef_search`).
+    pub fn set_ef_search(&mut self, ef: usize) {
+        self.ef_search = ef;
     }
 
     /// Whether an HNSW graph is in use, and how many vectors it covers.
@@ -154,20 +238,46 @@ impl Index {
         self.graph.as_ref().map(|g| g.covered)
     }
 
-    /// The stored vector `id`.
-    pub fn vector(&self, id: u32) -> &[f32] {
-        let i = id as usize * self.dim;
-        &self.vectors[i..i + self.dim]
+    /// The `k` most similar allowed vectors to `query`, best first (`search_batch` of one query).
+    pub fn search(&self, query: &[f32], k: usize, allowed: &(dyn Fn(u32) -> bool + Sync)) -> Vec<Hit> {
+        self.search_batch(&[query], k, allowed).pop().unwrap_or_default()
     }
 
-    /// The `k` most similar allowed vectors to `query`, best first.
-    pub fn search(&self, query: &[f32], k: usize, allowed: &dyn Fn(u32) -> bool) -> Vec<Hit> {
-        if k == 0 || self.is_empty() || query.len() != self.dim {
-            return Vec::new();
+    /// For each query, the `k` most similar allowed vectors, best first. A query of the wrong
+    /// dimension gets no hits.
+    pub fn search_batch(&self, queries: &[&[f32]], k: usize, allowed: &(dyn Fn(u32) -> bool + Sync)) -> Vec<Vec<Hit>> {
+        let dim = self.dim();
+        let mut out: Vec<Vec<Hit>> = vec![Vec::new(); queries.len()];
+        if k == 0 || self.is_empty() {
+            return out;
         }
-        let Some(graph) = &self.graph else {
-            return self.exact(query, k, 0, self.len(), allowed);
+        let valid: Vec<usize> = (0..queries.len()).filter(|&i| queries[i].len() == dim).collect();
+        if valid.is_empty() {
+            return out;
+        }
+        let qs: Vec<&[f32]> = valid.iter().map(|&i| queries[i]).collect();
+        let results = match &self.graph {
+            Some(graph) if allowed_fraction(self.len(), allowed) >= SELECTIVE => {
+                qs.iter().map(|q| self.graph_search(graph, q, k, allowed)).collect()
+            }
+            _ => self.exact_batch(&qs, k, 0, self.len(), allowed),
         };
+        for (i, hits) in valid.into_iter().zip(results) {
+            out[i] = hits;
+        }
+        out
+    }
+
+    /// Exact top-`k` of every query over all rows, ignoring any graph (the reference for recall).
+    pub fn exact_search_batch(&self, queries: &[&[f32]], k: usize, allowed: &(dyn Fn(u32) -> bool + Sync)) -> Vec<Vec<Hit>> {
+        if queries.iter().any(|q| q.len() != self.dim()) || k == 0 {
+            return vec![Vec::new(); queries.len()];
+        }
+        self.exact_batch(queries, k, 0, self.len(), allowed)
+    }
+
+    /// One query through the graph, re-scored against the stored rows, plus the rows it lacks.
+    fn graph_search(&self, graph: &Graph, query: &[f32], k: usize, allowed: &(dyn Fn(u32) -> bool + Sync)) -> Vec<Hit> {
         let covered = graph.covered.min(self.len());
         // ask the graph for more than k so that filtering leaves enough
         let want = (k * 2).max(k + 8);
@@ -179,36 +289,219 @@ impl Index {
             .filter(|n| n.d_id < covered)
             .map(|n| n.d_id as u32)
             .filter(|&id| allowed(id))
-            .map(|id| Hit { vector: id, similarity: dot(query, self.vector(id)) })
+            .map(|id| Hit { vector: id, similarity: self.similarity(query, id as usize) })
             .collect();
         if hits.len() < k.min(covered) {
             // too many candidates were filtered out: an exact scan keeps recall
-            return self.exact(query, k, 0, self.len(), allowed);
+            return self.exact_batch(&[query], k, 0, self.len(), allowed).pop().unwrap_or_default();
         }
-        hits.extend(self.exact(query, k, covered, self.len(), allowed));
-        hits.sort_by(|a, b| b.similarity.total_cmp(&a.similarity).then(a.vector.cmp(&b.vector)));
+        hits.extend(self.exact_batch(&[query], k, covered, self.len(), allowed).into_iter().flatten());
+        sort_hits(&mut hits);
         hits.truncate(k);
         hits
     }
 
-    /// Exact top-k over rows `from..to`.
-    fn exact(&self, query: &[f32], k: usize, from: usize, to: usize, allowed: &dyn Fn(u32) -> bool) -> Vec<Hit> {
-        let mut heap: BinaryHeap<Entry> = BinaryHeap::with_capacity(k + 1);
-        for i in from..to {
-            let id = i as u32;
-            if !allowed(id) {
+    /// Similarity of `query` to row `i` as stored.
+    fn similarity(&self, query: &[f32], i: usize) -> f32 {
+        match self.rows.row(i) {
+            Row::F32(r) => simd::dot(query, r),
+            Row::Int8(scale, r) => simd::dot_i8_x4(query, [r, r, r, r])[0] * scale,
+        }
+    }
+
+    /// Exact top-k of each query over rows `from..to`, the range split between threads.
+    fn exact_batch(&self, queries: &[&[f32]], k: usize, from: usize, to: usize, allowed: &(dyn Fn(u32) -> bool + Sync)) -> Vec<Vec<Hit>> {
+        if from >= to {
+            return vec![Vec::new(); queries.len()];
+        }
+        let n = to - from;
+        let parts = if n * queries.len() >= PARALLEL_MIN { rayon::current_num_threads().max(1) } else { 1 };
+        let chunk = n.div_ceil(parts);
+        let tops = (0..parts)
+            .into_par_iter()
+            .map(|p| {
+                let a = from + p * chunk;
+                self.exact_range(queries, k, a, (a + chunk).min(to), allowed)
+            })
+            .reduce_with(|a, b| a.into_iter().zip(b).map(|(x, y)| x.merge(y)).collect());
+        match tops {
+            Some(t) => t.into_iter().map(TopK::into_hits).collect(),
+            None => vec![Vec::new(); queries.len()],
+        }
+    }
+
+    /// Exact top-k over rows `from..to` on this thread: block by block, allowed rows only.
+    fn exact_range(&self, queries: &[&[f32]], k: usize, from: usize, to: usize, allowed: &(dyn Fn(u32) -> bool + Sync)) -> Vec<TopK> {
+        let dim = self.dim();
+        let mut tops: Vec<TopK> = queries.iter().map(|_| TopK::new(k)).collect();
+        let block = (BLOCK_BYTES / (dim * 4)).max(16);
+        let mut ids: Vec<u32> = Vec::with_capacity(block);
+        let mut scratch: Vec<f32> = Vec::new();
+        let mut scales: Vec<f32> = Vec::new();
+        let mut start = from;
+        while start < to {
+            let end = (start + block).min(to);
+            ids.clear();
+            ids.extend((start as u32..end as u32).filter(|&id| allowed(id)));
+            start = end;
+            if ids.is_empty() {
                 continue;
             }
-            let s = dot(query, &self.vectors[i * self.dim..(i + 1) * self.dim]);
-            if heap.len() < k {
-                heap.push(Entry(s, id));
-            } else if heap.peek().is_some_and(|top| s > top.0) {
-                heap.pop();
-                heap.push(Entry(s, id));
+            match (self.rows.storage(), self.rows.as_f32()) {
+                (Storage::F32, Some(all)) => {
+                    let row = |j: usize| &all[ids[j] as usize * dim..(ids[j] as usize + 1) * dim];
+                    score_block(queries, &ids, row, None, &mut tops);
+                }
+                _ if queries.len() == 1 => {
+                    // one query: convert int8 in registers, reading each row once
+                    let q = queries[0];
+                    for g in ids.chunks(4) {
+                        let mut s = [0f32; 4];
+                        let mut r: [&[i8]; 4] = [&[]; 4];
+                        for j in 0..4 {
+                            if let Row::Int8(sc, row) = self.rows.row(g[j.min(g.len() - 1)] as usize) {
+                                (s[j], r[j]) = (sc, row);
+                            }
+                        }
+                        if r.iter().any(|x| x.len() < dim) {
+                            continue;
+                        }
+                        let d = simd::dot_i8_x4(q, r);
+                        for j in 0..g.len() {
+                            tops[0].push(d[j] * s[j], g[j]);
+                        }
+                    }
+                }
+                _ => {
+                    // many queries: widen the block's int8 rows once, then the float kernel
+                    scratch.resize(ids.len() * dim, 0.0);
+                    scales.clear();
+                    for (j, &id) in ids.iter().enumerate() {
+                        if let Row::Int8(s, r) = self.rows.row(id as usize) {
+                            simd::widen_i8(r, &mut scratch[j * dim..(j + 1) * dim]);
+                            scales.push(s);
+                        } else {
+                            scales.push(0.0);
+                        }
+                    }
+                    let row = |j: usize| &scratch[j * dim..(j + 1) * dim];
+                    score_block(queries, &ids, row, Some(&scales), &mut tops);
+                }
             }
         }
-        let mut hits: Vec<Hit> = heap.into_iter().map(|Entry(s, id)| Hit { vector: id, similarity: s }).collect();
-        hits.sort_by(|a, b| b.similarity.total_cmp(&a.similarity).then(a.vector.cmp(&b.vector)));
-        hits
+        tops
+    }
+}
+
+/// Compares every query with the block's rows (`row(j)` is the row of `ids[j]`), two queries by
+/// four rows at a time, and keeps the best in `tops`. `scales` multiplies each row's result.
+fn score_block<'a>(queries: &[&[f32]], ids: &[u32], row: impl Fn(usize) -> &'a [f32], scales: Option<&[f32]>, tops: &mut [TopK]) {
+    let n = ids.len();
+    let scale = |j: usize| scales.map_or(1.0, |s| s[j]);
+    let mut qi = 0;
+    while qi < queries.len() {
+        let pair = qi + 1 < queries.len();
+        let mut j = 0;
+        while j < n {
+            let idx = [j, (j + 1).min(n - 1), (j + 2).min(n - 1), (j + 3).min(n - 1)];
+            let r = [row(idx[0]), row(idx[1]), row(idx[2]), row(idx[3])];
+            let valid = (n - j).min(4);
+            if pair {
+                let d = simd::dot_f32_2x4([queries[qi], queries[qi + 1]], r);
+                for t in 0..valid {
+                    let sc = scale(j + t);
+                    tops[qi].push(d[0][t] * sc, ids[j + t]);
+                    tops[qi + 1].push(d[1][t] * sc, ids[j + t]);
+                }
+            } else {
+                let d = simd::dot_f32_x4(queries[qi], r);
+                for t in 0..valid {
+                    tops[qi].push(d[t] * scale(j + t), ids[j + t]);
+                }
+            }
+            j += 4;
+        }
+        qi += if pair { 2 } else { 1 };
+    }
+}
+
+/// Fraction of `n` rows that `allowed` lets through, estimated from up to 256 evenly spread rows.
+fn allowed_fraction(n: usize, allowed: &(dyn Fn(u32) -> bool + Sync)) -> f32 {
+    if n == 0 {
+        return 0.0;
+    }
+    let samples = n.min(256);
+    let hits = (0..samples).filter(|&s| allowed((s * n / samples) as u32)).count();
+    hits as f32 / samples as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit_rows(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed | 1;
+        let mut out = Vec::with_capacity(n * dim);
+        for _ in 0..n {
+            let mut v: Vec<f32> = (0..dim)
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                })
+                .collect();
+            crate::embed::l2_normalize(&mut v);
+            out.extend(v);
+        }
+        out
+    }
+
+    fn brute(rows: &[f32], dim: usize, q: &[f32], k: usize, allowed: &dyn Fn(u32) -> bool) -> Vec<u32> {
+        let mut all: Vec<(f32, u32)> = rows
+            .chunks_exact(dim)
+            .enumerate()
+            .filter(|(i, _)| allowed(*i as u32))
+            .map(|(i, r)| (q.iter().zip(r).map(|(a, b)| a * b).sum(), i as u32))
+            .collect();
+        all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        all.into_iter().take(k).map(|x| x.1).collect()
+    }
+
+    #[test]
+    fn batch_matches_brute_force_with_filters_and_storage() {
+        let (n, dim, k) = (3001, 67, 7);
+        let rows = unit_rows(n, dim, 42);
+        let queries = unit_rows(5, dim, 7);
+        let qs: Vec<&[f32]> = queries.chunks_exact(dim).collect();
+        let filters: [&(dyn Fn(u32) -> bool + Sync); 3] = [&|_| true, &|id| id % 10 == 3, &|id| id == 5];
+        for storage in [Storage::F32, Storage::Int8] {
+            let index = Index::from_rows(Rows::new(dim, storage, rows.clone()), None, 16);
+            for f in filters {
+                let batch = index.search_batch(&qs, k, f);
+                for (q, hits) in qs.iter().zip(&batch) {
+                    let want = brute(&rows, dim, q, k, f);
+                    let got: Vec<u32> = hits.iter().map(|h| h.vector).collect();
+                    assert_eq!(got.len(), want.len());
+                    assert_eq!(index.search(q, k, f), *hits, "single query = batch of one");
+                    if storage == Storage::F32 {
+                        assert_eq!(got, want);
+                    } else {
+                        // int8: the true best must be found (its margin here is far above 0.01)
+                        assert_eq!(got[0], want[0]);
+                    }
+                    for h in hits {
+                        let exact: f32 = q.iter().zip(&rows[h.vector as usize * dim..]).map(|(a, b)| a * b).sum();
+                        assert!((exact - h.similarity).abs() < 0.01);
+                    }
+                }
+            }
+        }
+        // a query of the wrong dimension gets nothing, the others still get their hits
+        let index = Index::new(dim, rows.clone(), None, 16);
+        let short = vec![0.1f32; 3];
+        let res = index.search_batch(&[qs[0], &short], k, &|_| true);
+        assert_eq!(res[0].len(), k);
+        assert!(res[1].is_empty());
     }
 }

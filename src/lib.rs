@@ -20,5 +20,6 @@ pub mod policy;
 pub mod records;
 pub mod report;
 pub mod scan;
+pub mod simd;
 pub mod source;
 pub mod vectors;
