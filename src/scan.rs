@@ -15,6 +15,7 @@ use crate::catalog::CatalogView;
 use crate::config::Config;
 use crate::decode;
 use crate::embed::{self, Embedder, Loaded};
+use crate::index::Hit;
 use crate::policy::{self, Authorisations, Decision, Match, Offer, Thresholds, Verdict};
 use crate::records::{self, Format, RawRecord, RecordReader};
 use crate::source::{Fetcher, ImageRef};
@@ -263,11 +264,13 @@ impl Scanner {
 }
 
 impl Judge {
-    /// Embeds, searches and decides a chunk of loaded listings; one report each, in order.
+    /// Embeds, searches and decides a chunk of loaded listings; one report each, in order. All
+    /// photos of the chunk are embedded in batches and searched in one batch.
     pub fn decide(&mut self, chunk: Vec<LoadedListing>) -> Result<Vec<Report>> {
         let batch: Vec<&embed::Prepared> =
             chunk.iter().flat_map(|p| p.images.iter().filter_map(|i| i.as_ref().ok()).map(|l| &l.prepared)).collect();
-        let mut embeddings = self.embedder.embed(&batch)?.into_iter();
+        let embeddings = self.embedder.embed(&batch)?;
+        let mut hits = self.search(&embeddings).into_iter();
         let mut out = Vec::with_capacity(chunk.len());
         for p in chunk {
             let listing = match p.listing {
@@ -281,7 +284,7 @@ impl Judge {
             let mut queries = Vec::new();
             for (r, img) in listing.images.iter().zip(&p.images) {
                 match img {
-                    Ok(_) => queries.push((r.display(), embeddings.next().unwrap_or_default())),
+                    Ok(_) => queries.push((r.display(), hits.next().unwrap_or_default())),
                     Err(e) => image_errors.push(format!("{}: {e}", r.display())),
                 }
             }
@@ -297,9 +300,17 @@ impl Judge {
         Ok(out)
     }
 
+    /// Nearest visible catalog images of each embedding, in one batch.
+    fn search(&self, embeddings: &[Vec<f32>]) -> Vec<Vec<Hit>> {
+        let k = self.ctx.config.index.candidates.max(self.ctx.config.policy.top_k);
+        let queries: Vec<&[f32]> = embeddings.iter().map(Vec::as_slice).collect();
+        let allowed = |id: u32| self.view.visible(id);
+        self.view.index.search_batch(&queries, k, &allowed)
+    }
+
     /// Matches a listing's embedded photos against the catalog and applies the policy.
-    fn judge(&self, listing: Listing, queries: &[(String, Vec<f32>)], image_errors: Vec<String>) -> Report {
-        let matches = self.best_products(queries);
+    fn judge(&self, listing: Listing, queries: &[(String, Vec<Hit>)], image_errors: Vec<String>) -> Report {
+        let matches = self.products_from_hits(queries);
         let offer = Offer {
             seller_id: &listing.seller.seller_id,
             price: listing.price.zip(listing.currency.as_deref()),
@@ -327,13 +338,19 @@ impl Judge {
         }
     }
 
-    /// The best `top_k` products over all photos: each product's best similarity and the image pair.
+    /// The best `top_k` products over photos (name, embedding): each product's best similarity and
+    /// the image pair behind it.
     pub fn best_products(&self, queries: &[(String, Vec<f32>)]) -> Vec<Match> {
-        let k = self.ctx.config.index.candidates.max(self.ctx.config.policy.top_k);
+        let embeddings: Vec<Vec<f32>> = queries.iter().map(|(_, e)| e.clone()).collect();
+        let hits: Vec<(String, Vec<Hit>)> = queries.iter().map(|(n, _)| n.clone()).zip(self.search(&embeddings)).collect();
+        self.products_from_hits(&hits)
+    }
+
+    /// Groups search hits of a listing's photos by product, keeping each product's best pair.
+    fn products_from_hits(&self, queries: &[(String, Vec<Hit>)]) -> Vec<Match> {
         let mut best: HashMap<usize, Match> = HashMap::new();
-        let allowed = |id: u32| self.view.visible(id);
-        for (listing_image, q) in queries {
-            for hit in self.view.index.search(q, k, &allowed) {
+        for (listing_image, hits) in queries {
+            for hit in hits {
                 for (pi, src) in self.view.vector_products.get(hit.vector as usize).into_iter().flatten() {
                     let Some(p) = self.view.products.get(*pi) else { continue };
                     let entry = best.entry(*pi).or_insert_with(|| Match {
