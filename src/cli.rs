@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::catalog::{self, Store};
 use crate::config::Config;
-use crate::embed::{self, Embedder};
+use crate::embed::Embedder;
 use crate::model::{self, ModelChoice, ModelLocation};
 use crate::pipeline::overlapped;
 use crate::policy::Verdict;
@@ -324,11 +324,6 @@ fn catalog_cmd(g: &Global, config: Config, cmd: &CatalogCmd) -> Result<i32> {
     }
 }
 
-/// Products of one chunk after their images were loaded.
-struct LoadedProducts {
-    products: Vec<(catalog::ProductRecord, Vec<Result<embed::Loaded, String>>)>,
-}
-
 fn catalog_add(g: &Global, config: &Config, file: &Path, format: Format) -> Result<i32> {
     let mut store = Store::open(&g.data, true)?;
     let loc = locate(config)?;
@@ -361,57 +356,26 @@ fn catalog_add(g: &Global, config: &Config, file: &Path, format: Format) -> Resu
     let load = |chunk: Vec<Result<catalog::ProductRecord, (usize, String)>>| {
         let mut bad = Vec::new();
         let good: Vec<catalog::ProductRecord> = chunk.into_iter().filter_map(|r| r.map_err(|e| bad.push(e)).ok()).collect();
-        let refs: Vec<&ImageRef> = good.iter().flat_map(|p| p.images.iter()).collect();
-        let mut loaded = embed::load_images(&fetcher, &refs, &limits, &manifest).into_iter();
-        let products = good
-            .into_iter()
-            .map(|p| {
-                let imgs = loaded.by_ref().take(p.images.len()).collect();
-                (p, imgs)
-            })
-            .collect();
-        (bad, LoadedProducts { products })
+        (bad, catalog::load_products(&fetcher, &limits, &manifest, good))
     };
-    overlapped(chunks, load, |(bad, chunk): (Vec<(usize, String)>, LoadedProducts)| -> Result<()> {
+    overlapped(chunks, load, |(bad, chunk): (Vec<(usize, String)>, Vec<catalog::LoadedProduct>)| -> Result<()> {
         for (line, e) in bad {
             errors += 1;
             pb.suspend(|| eprintln!("{name}:{line}: {e}; product skipped"));
             pb.inc(1);
         }
-        let mut to_embed: Vec<(String, &embed::Prepared)> = Vec::new();
-        let mut products = Vec::new();
-        for (p, imgs) in &chunk.products {
-            let mut refs = Vec::new();
-            for (r, img) in p.images.iter().zip(imgs) {
-                match img {
-                    Ok(l) => {
-                        let known = store.vector_by_hash(&l.hash)?.is_some() || to_embed.iter().any(|(h, _)| h == &l.hash);
-                        if known {
-                            reused += 1;
-                        } else {
-                            to_embed.push((l.hash.clone(), &l.prepared));
-                        }
-                        refs.push((l.hash.clone(), r.display()));
-                    }
-                    Err(e) => {
-                        errors += 1;
-                        pb.suspend(|| eprintln!("{name}:{}: product {} image {}: {e}", p.line, p.product_id, r.display()));
-                    }
-                }
-            }
-            if refs.is_empty() {
-                pb.suspend(|| eprintln!("{name}:{}: product {} has no usable image; product skipped", p.line, p.product_id));
-            } else {
-                products.push((p.clone(), refs));
-            }
+        let done = catalog::ingest(&mut store, &mut embedder, &manifest, &chunk)?;
+        for (line, e) in &done.image_errors {
+            errors += 1;
+            pb.suspend(|| eprintln!("{name}:{line}: {e}"));
         }
-        let imgs: Vec<&embed::Prepared> = to_embed.iter().map(|(_, p)| *p).collect();
-        let vecs = embedder.embed(&imgs)?;
-        let new_vectors: Vec<(String, Vec<f32>)> = to_embed.iter().map(|(h, _)| h.clone()).zip(vecs).collect();
-        embedded += new_vectors.len();
-        added += products.len();
-        store.add_products(&manifest, &products, &new_vectors)?;
-        pb.inc(chunk.products.len() as u64);
+        for (line, e) in &done.skipped {
+            pb.suspend(|| eprintln!("{name}:{line}: {e}"));
+        }
+        embedded += done.embedded;
+        reused += done.reused;
+        added += done.products;
+        pb.inc(chunk.len() as u64);
         Ok(())
     })?;
     pb.finish_and_clear();
