@@ -4,8 +4,9 @@
 //! Layers, each readable on its own: `source` and `decode` bring images in; `model` and `embed`
 //! turn them into embeddings; `vectors` and `index` store and search them; `catalog` keeps brands'
 //! products in a data directory; `scan` and `policy` decide verdicts; `report` writes them; `cli`
-//! is the command line.
+//! is the command line; `attack` and `metrics` serve the accuracy benchmark.
 
+pub mod attack;
 pub mod catalog;
 pub mod cli;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod decode;
 pub mod embed;
 pub mod fsutil;
 pub mod index;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod policy;
