@@ -78,6 +78,32 @@ enum Command {
     Query(QueryArgs),
     /// Print the effective configuration as TOML (save it as DATA/config.toml to change it).
     Config,
+    /// Benchmarks on photos outside the repository.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCmd {
+    /// Accuracy through the real catalog and scan code: copy detection on edited copies, and
+    /// Grocery products photographed again. Prints Markdown; writes results.json and SVG plots to --out.
+    Accuracy(AccuracyArgs),
+}
+
+#[derive(Args, Debug)]
+struct AccuracyArgs {
+    /// Benchmark photos (read in place, never copied).
+    #[arg(long, env = "KNOCKOFF_BENCH_DIR", default_value = "../shared/bench")]
+    bench_dir: PathBuf,
+    /// Output directory: edited copies, temporary catalogs, results.json, results.md, plots.
+    #[arg(long, default_value = "target/bench-accuracy")]
+    out: PathBuf,
+    /// Which task to run.
+    #[arg(long, value_enum, default_value = "all")]
+    task: crate::bench::Task,
+    /// At most this many photos per sampled group (copy distractors; branded and unbranded listings).
+    #[arg(long, default_value_t = 300)]
+    limit: usize,
 }
 
 const CATALOG_ADD_HELP: &str = "\
@@ -209,6 +235,25 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Catalog(cmd) => catalog_cmd(g, config, cmd),
         Command::Scan(args) => scan_cmd(g, config, args),
         Command::Query(args) => query_cmd(g, config, args),
+        Command::Bench(BenchCmd::Accuracy(args)) => {
+            if args.limit == 0 {
+                bail!("--limit must be at least 1");
+            }
+            let loc = locate(&config)?;
+            let opts = crate::bench::Options {
+                bench_dir: args.bench_dir.clone(),
+                out: args.out.clone(),
+                task: args.task,
+                limit: args.limit,
+                verbose: !g.quiet,
+            };
+            let (_, md) = crate::bench::run(&config, &loc, &opts)?;
+            print!("{md}");
+            if !g.quiet {
+                eprintln!("results in {}", args.out.display());
+            }
+            Ok(0)
+        }
     }
 }
 
