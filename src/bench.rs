@@ -147,12 +147,14 @@ pub struct ProductResults {
     pub identification_ap: f64,
     /// Listings flagged (any).
     pub flagged: usize,
-    /// Flag precision: flagged listings that are branded products at a suspicious price.
-    pub flag_precision: f64,
+    /// Flag precision: flagged listings that are branded products at a suspicious price (`None`
+    /// when nothing was flagged).
+    pub flag_precision: Option<f64>,
     /// Flag recall: branded listings at a suspicious price that were flagged.
     pub flag_recall: f64,
-    /// Of the correctly flagged listings, the share whose best match is the right product.
-    pub flag_right_product: f64,
+    /// Of the correctly flagged listings, the share whose best match is the right product (`None`
+    /// when none was correctly flagged).
+    pub flag_right_product: Option<f64>,
     /// Share of branded listings at a suspicious price that got flag or review.
     pub flag_or_review_recall: f64,
     /// Share of unbranded listings flagged (should be 0).
@@ -679,9 +681,9 @@ fn products_task(config: &Config, loc: &ModelLocation, opts: &Options, k: usize)
         other_brand_confusion: other as f64 / nb,
         identification_ap: metrics::micro_ap(&pairs, branded.len()),
         flagged,
-        flag_precision: if flagged == 0 { 1.0 } else { tp as f64 / flagged as f64 },
+        flag_precision: (flagged > 0).then(|| tp as f64 / flagged as f64),
         flag_recall: tp as f64 / positives.max(1) as f64,
-        flag_right_product: if tp == 0 { 0.0 } else { tp_right as f64 / tp as f64 },
+        flag_right_product: (tp > 0).then(|| tp_right as f64 / tp as f64),
         flag_or_review_recall: fr as f64 / positives.max(1) as f64,
         unbranded_flagged: u_flag as f64 / nu,
         unbranded_flag_or_review: u_fr as f64 / nu,
@@ -750,11 +752,11 @@ pub fn markdown(r: &Results) -> String {
     }
     if !r.products.is_empty() {
         s += "### Products photographed again (Grocery)\n\n\
-              | K shop photos | products / ref. images | branded / unbranded listings | top-1 | top-5 | sibling confusion | other-brand confusion | ident. AP | flags | flag precision | flag recall | flag or review recall | unbranded flagged | unbranded flag or review |\n\
-              |---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+              | K shop photos | products / ref. images | branded / unbranded listings | top-1 | top-5 | sibling confusion | other-brand confusion | ident. AP | flags | flag precision | flag recall | flags on the right product | flag or review recall | unbranded flagged | unbranded flag or review |\n\
+              |---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
         for p in &r.products {
             s += &format!(
-                "| {} | {} / {} | {} / {} | {} | {} | {} | {} | {:.3} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} / {} | {} / {} | {} | {} | {} | {} | {:.3} | {} | {} | {} | {} | {} | {} | {} |\n",
                 p.k,
                 p.products,
                 p.reference_images,
@@ -766,8 +768,9 @@ pub fn markdown(r: &Results) -> String {
                 pct(p.other_brand_confusion),
                 p.identification_ap,
                 p.flagged,
-                pct(p.flag_precision),
+                p.flag_precision.map(pct).unwrap_or_else(|| "— (no flags)".into()),
                 pct(p.flag_recall),
+                p.flag_right_product.map(pct).unwrap_or_else(|| "—".into()),
                 pct(p.flag_or_review_recall),
                 pct(p.unbranded_flagged),
                 pct(p.unbranded_flag_or_review),
