@@ -621,3 +621,84 @@ fn walk(dir: &Path) -> Vec<u64> {
     }
     out
 }
+
+/// Products of one batch with their images fetched, decoded and resized (one result per image).
+pub type LoadedProduct = (ProductRecord, Vec<Result<crate::embed::Loaded, String>>);
+
+/// Fetches, decodes and resizes the images of `products` for the model (in parallel); one entry per
+/// product, its image results in the product's order.
+pub fn load_products(
+    fetcher: &crate::source::Fetcher,
+    limits: &crate::decode::Limits,
+    manifest: &Manifest,
+    products: Vec<ProductRecord>,
+) -> Vec<LoadedProduct> {
+    let refs: Vec<&ImageRef> = products.iter().flat_map(|p| p.images.iter()).collect();
+    let mut loaded = crate::embed::load_images(fetcher, &refs, limits, manifest).into_iter();
+    products
+        .into_iter()
+        .map(|p| {
+            let imgs = loaded.by_ref().take(p.images.len()).collect();
+            (p, imgs)
+        })
+        .collect()
+}
+
+/// What `ingest` did with one batch of loaded products.
+#[derive(Debug, Default)]
+pub struct Ingested {
+    /// Products added or updated.
+    pub products: usize,
+    /// Images embedded and stored now.
+    pub embedded: usize,
+    /// Images whose embedding was already stored (same bytes).
+    pub reused: usize,
+    /// Images that could not be used: (catalog line, message).
+    pub image_errors: Vec<(usize, String)>,
+    /// Products skipped because none of their images could be used: (catalog line, message).
+    pub skipped: Vec<(usize, String)>,
+}
+
+/// Adds loaded products to `store`: embeds the images not stored yet (by content hash) with
+/// `embedder` and stores the products in one transaction (new vectors in `storage` when the catalog
+/// is new). This is the core of `catalog add`.
+pub fn ingest(
+    store: &mut Store,
+    embedder: &mut crate::embed::Embedder,
+    manifest: &Manifest,
+    storage: Storage,
+    products: &[LoadedProduct],
+) -> Result<Ingested> {
+    let mut done = Ingested::default();
+    let mut to_embed: Vec<(String, &crate::embed::Prepared)> = Vec::new();
+    let mut keep = Vec::new();
+    for (p, imgs) in products {
+        let mut refs = Vec::new();
+        for (r, img) in p.images.iter().zip(imgs) {
+            match img {
+                Ok(l) => {
+                    let known = store.vector_by_hash(&l.hash)?.is_some() || to_embed.iter().any(|(h, _)| h == &l.hash);
+                    if known {
+                        done.reused += 1;
+                    } else {
+                        to_embed.push((l.hash.clone(), &l.prepared));
+                    }
+                    refs.push((l.hash.clone(), r.display()));
+                }
+                Err(e) => done.image_errors.push((p.line, format!("product {} image {}: {e}", p.product_id, r.display()))),
+            }
+        }
+        if refs.is_empty() {
+            done.skipped.push((p.line, format!("product {} has no usable image; product skipped", p.product_id)));
+        } else {
+            keep.push((p.clone(), refs));
+        }
+    }
+    let imgs: Vec<&crate::embed::Prepared> = to_embed.iter().map(|(_, p)| *p).collect();
+    let vecs = embedder.embed(&imgs)?;
+    let new_vectors: Vec<(String, Vec<f32>)> = to_embed.iter().map(|(h, _)| h.clone()).zip(vecs).collect();
+    done.embedded = new_vectors.len();
+    done.products = keep.len();
+    store.add_products(manifest, storage, &keep, &new_vectors)?;
+    Ok(done)
+}

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::calibrate;
 use crate::catalog::{self, Store};
 use crate::config::Config;
-use crate::embed::{self, Embedder};
+use crate::embed::Embedder;
 use crate::model::{self, ModelChoice, ModelLocation};
 use crate::pipeline::overlapped;
 use crate::policy::Verdict;
@@ -82,6 +82,9 @@ enum Command {
     /// Calibrate the match thresholds on your own labelled outcomes.
     #[command(after_help = CALIBRATE_HELP)]
     Calibrate(CalibrateArgs),
+    /// Benchmarks on photos outside the repository.
+    #[command(subcommand)]
+    Bench(BenchCmd),
 }
 
 const CALIBRATE_HELP: &str = "\
@@ -111,6 +114,29 @@ struct CalibrateArgs {
     /// JSON instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCmd {
+    /// Accuracy through the real catalog and scan code: copy detection on edited copies, and
+    /// Grocery products photographed again. Prints Markdown; writes results.json and SVG plots to --out.
+    Accuracy(AccuracyArgs),
+}
+
+#[derive(Args, Debug)]
+struct AccuracyArgs {
+    /// Benchmark photos (read in place, never copied).
+    #[arg(long, env = "KNOCKOFF_BENCH_DIR", default_value = "../shared/bench")]
+    bench_dir: PathBuf,
+    /// Output directory: edited copies, temporary catalogs, results.json, results.md, plots.
+    #[arg(long, default_value = "target/bench-accuracy")]
+    out: PathBuf,
+    /// Which task to run.
+    #[arg(long, value_enum, default_value = "all")]
+    task: crate::bench::Task,
+    /// At most this many photos per sampled group (copy distractors; branded and unbranded listings).
+    #[arg(long, default_value_t = 300)]
+    limit: usize,
 }
 
 const CATALOG_ADD_HELP: &str = "\
@@ -243,6 +269,25 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Scan(args) => scan_cmd(g, config, args),
         Command::Query(args) => query_cmd(g, config, args),
         Command::Calibrate(args) => calibrate_cmd(g, config, args),
+        Command::Bench(BenchCmd::Accuracy(args)) => {
+            if args.limit == 0 {
+                bail!("--limit must be at least 1");
+            }
+            let loc = locate(&config)?;
+            let opts = crate::bench::Options {
+                bench_dir: args.bench_dir.clone(),
+                out: args.out.clone(),
+                task: args.task,
+                limit: args.limit,
+                verbose: !g.quiet,
+            };
+            let (_, md) = crate::bench::run(&config, &loc, &opts)?;
+            print!("{md}");
+            if !g.quiet {
+                eprintln!("results in {}", args.out.display());
+            }
+            Ok(0)
+        }
     }
 }
 
@@ -358,9 +403,6 @@ fn catalog_cmd(g: &Global, config: Config, cmd: &CatalogCmd) -> Result<i32> {
     }
 }
 
-/// Products of one chunk after their images were loaded (each image: loaded, or why not).
-type LoadedProducts = Vec<(catalog::ProductRecord, Vec<Result<embed::Loaded, String>>)>;
-
 fn catalog_add(g: &Global, config: &Config, file: &Path, format: Format) -> Result<i32> {
     let mut store = Store::open(&g.data, true)?;
     let loc = locate(config)?;
@@ -393,56 +435,25 @@ fn catalog_add(g: &Global, config: &Config, file: &Path, format: Format) -> Resu
     let load = |chunk: Vec<Result<catalog::ProductRecord, (usize, String)>>| {
         let mut bad = Vec::new();
         let good: Vec<catalog::ProductRecord> = chunk.into_iter().filter_map(|r| r.map_err(|e| bad.push(e)).ok()).collect();
-        let refs: Vec<&ImageRef> = good.iter().flat_map(|p| p.images.iter()).collect();
-        let mut loaded = embed::load_images(&fetcher, &refs, &limits, &manifest).into_iter();
-        let products: LoadedProducts = good
-            .into_iter()
-            .map(|p| {
-                let imgs = loaded.by_ref().take(p.images.len()).collect();
-                (p, imgs)
-            })
-            .collect();
-        (bad, products)
+        (bad, catalog::load_products(&fetcher, &limits, &manifest, good))
     };
-    overlapped(chunks, load, |(bad, chunk): (Vec<(usize, String)>, LoadedProducts)| -> Result<()> {
+    overlapped(chunks, load, |(bad, chunk): (Vec<(usize, String)>, Vec<catalog::LoadedProduct>)| -> Result<()> {
         for (line, e) in bad {
             errors += 1;
             pb.suspend(|| eprintln!("{name}:{line}: {e}; product skipped"));
             pb.inc(1);
         }
-        let mut to_embed: Vec<(String, &embed::Prepared)> = Vec::new();
-        let mut products = Vec::new();
-        for (p, imgs) in &chunk {
-            let mut refs = Vec::new();
-            for (r, img) in p.images.iter().zip(imgs) {
-                match img {
-                    Ok(l) => {
-                        let known = store.vector_by_hash(&l.hash)?.is_some() || to_embed.iter().any(|(h, _)| h == &l.hash);
-                        if known {
-                            reused += 1;
-                        } else {
-                            to_embed.push((l.hash.clone(), &l.prepared));
-                        }
-                        refs.push((l.hash.clone(), r.display()));
-                    }
-                    Err(e) => {
-                        errors += 1;
-                        pb.suspend(|| eprintln!("{name}:{}: product {} image {}: {e}", p.line, p.product_id, r.display()));
-                    }
-                }
-            }
-            if refs.is_empty() {
-                pb.suspend(|| eprintln!("{name}:{}: product {} has no usable image; product skipped", p.line, p.product_id));
-            } else {
-                products.push((p.clone(), refs));
-            }
+        let done = catalog::ingest(&mut store, &mut embedder, &manifest, config.index.storage, &chunk)?;
+        for (line, e) in &done.image_errors {
+            errors += 1;
+            pb.suspend(|| eprintln!("{name}:{line}: {e}"));
         }
-        let imgs: Vec<&embed::Prepared> = to_embed.iter().map(|(_, p)| *p).collect();
-        let vecs = embedder.embed(&imgs)?;
-        let new_vectors: Vec<(String, Vec<f32>)> = to_embed.iter().map(|(h, _)| h.clone()).zip(vecs).collect();
-        embedded += new_vectors.len();
-        added += products.len();
-        store.add_products(&manifest, config.index.storage, &products, &new_vectors)?;
+        for (line, e) in &done.skipped {
+            pb.suspend(|| eprintln!("{name}:{line}: {e}"));
+        }
+        embedded += done.embedded;
+        reused += done.reused;
+        added += done.products;
         pb.inc(chunk.len() as u64);
         Ok(())
     })?;

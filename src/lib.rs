@@ -4,8 +4,10 @@
 //! Layers, each readable on its own: `source` and `decode` bring images in; `model` and `embed`
 //! turn them into embeddings; `vectors` and `index` store and search them; `catalog` keeps brands'
 //! products in a data directory; `scan` and `policy` decide verdicts; `report` writes them; `cli`
-//! is the command line.
+//! is the command line; `bench`, with `attack` and `metrics`, measures accuracy on benchmark photos.
 
+pub mod attack;
+pub mod bench;
 pub mod calibrate;
 pub mod catalog;
 pub mod cli;
@@ -14,6 +16,7 @@ pub mod decode;
 pub mod embed;
 pub mod fsutil;
 pub mod index;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod policy;
