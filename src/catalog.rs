@@ -634,7 +634,7 @@ pub fn load_products(
     products: Vec<ProductRecord>,
 ) -> Vec<LoadedProduct> {
     let refs: Vec<&ImageRef> = products.iter().flat_map(|p| p.images.iter()).collect();
-    let mut loaded = crate::embed::load_images(fetcher, &refs, limits, manifest).into_iter();
+    let mut loaded = crate::embed::load_images(fetcher, &refs, limits, manifest, true).into_iter();
     products
         .into_iter()
         .map(|p| {
@@ -677,13 +677,14 @@ pub fn ingest(
         for (r, img) in p.images.iter().zip(imgs) {
             match img {
                 Ok(l) => {
-                    let known = store.vector_by_hash(&l.hash)?.is_some() || to_embed.iter().any(|(h, _)| h == &l.hash);
+                    let Some(hash) = &l.hash else { bail!("internal error: image {} was loaded without its hash", r.display()) };
+                    let known = store.vector_by_hash(hash)?.is_some() || to_embed.iter().any(|(h, _)| h == hash);
                     if known {
                         done.reused += 1;
                     } else {
-                        to_embed.push((l.hash.clone(), &l.prepared));
+                        to_embed.push((hash.clone(), &l.prepared));
                     }
-                    refs.push((l.hash.clone(), r.display()));
+                    refs.push((hash.clone(), r.display()));
                 }
                 Err(e) => done.image_errors.push((p.line, format!("product {} image {}: {e}", p.product_id, r.display()))),
             }

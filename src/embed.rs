@@ -210,19 +210,20 @@ pub fn l2_normalize(v: &mut [f32]) {
 /// A fetched, decoded and resized image, with the content hash of its file.
 #[derive(Debug, Clone)]
 pub struct Loaded {
-    /// sha256 of the file's bytes.
-    pub hash: String,
+    /// sha256 of the file's bytes, when asked for (the catalog needs it, a scan does not).
+    pub hash: Option<String>,
     /// The image as the model takes it.
     pub prepared: Prepared,
 }
 
 /// Fetches `refs` (bounded in flight), then decodes and resizes them in parallel; one result each,
-/// in order, with errors in plain words.
+/// in order, with errors in plain words. `hash` asks for the content hash of each file.
 pub fn load_images(
     fetcher: &crate::source::Fetcher,
     refs: &[&crate::source::ImageRef],
     limits: &decode::Limits,
     manifest: &Manifest,
+    hash: bool,
 ) -> Vec<Result<Loaded, String>> {
     use rayon::prelude::*;
     let bytes = fetcher.fetch_all(refs);
@@ -230,7 +231,7 @@ pub fn load_images(
         .into_par_iter()
         .map(|b| {
             let b = b?;
-            let hash = crate::source::content_hash(&b);
+            let hash = hash.then(|| crate::source::content_hash(&b));
             let img = decode::decode(&b, limits, decode_short_side(manifest)).map_err(|e| e.to_string())?;
             let prepared = prepare(&img, manifest).map_err(|e| e.to_string())?;
             Ok(Loaded { hash, prepared })

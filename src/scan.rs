@@ -205,7 +205,7 @@ impl Loader {
     /// Fetches and decodes the photos of parsed listings.
     pub fn load(&self, listings: Vec<Parsed>) -> Vec<LoadedListing> {
         let refs: Vec<&ImageRef> = listings.iter().filter_map(|l| l.as_ref().ok()).flat_map(|l| l.images.iter()).collect();
-        let mut loaded = embed::load_images(&self.fetcher, &refs, &self.limits, &self.manifest).into_iter();
+        let mut loaded = embed::load_images(&self.fetcher, &refs, &self.limits, &self.manifest, false).into_iter();
         listings
             .into_iter()
             .map(|l| {
