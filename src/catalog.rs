@@ -634,7 +634,7 @@ pub fn load_products(
     products: Vec<ProductRecord>,
 ) -> Vec<LoadedProduct> {
     let refs: Vec<&ImageRef> = products.iter().flat_map(|p| p.images.iter()).collect();
-    let mut loaded = crate::embed::load_images(fetcher, &refs, limits, manifest, true).into_iter();
+    let mut loaded = crate::embed::load_images(fetcher, &refs, limits, manifest, crate::embed::LoadOptions { hash: true, regions: false }).into_iter();
     products
         .into_iter()
         .map(|p| {

@@ -224,6 +224,10 @@ struct ScanArgs {
     /// Listings per chunk (decoding of the next chunk overlaps inference on this one).
     #[arg(long, default_value_t = 32)]
     chunk: usize,
+    /// Also search the quadrants and centre of each photo (finds collages; 6x slower). Same as
+    /// `[scan] region_queries = true` in the config.
+    #[arg(long)]
+    regions: bool,
 }
 
 #[derive(Args, Debug)]
@@ -242,6 +246,9 @@ struct QueryArgs {
     /// How many products to list.
     #[arg(long)]
     top: Option<usize>,
+    /// Also search the quadrants and centre of the image (finds collages).
+    #[arg(long)]
+    regions: bool,
     /// JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -482,7 +489,8 @@ fn open_scanner(g: &Global, config: Config) -> Result<Scanner> {
     Scanner::new(view, embedder, config)
 }
 
-fn scan_cmd(g: &Global, config: Config, args: &ScanArgs) -> Result<i32> {
+fn scan_cmd(g: &Global, mut config: Config, args: &ScanArgs) -> Result<i32> {
+    config.scan.region_queries |= args.regions;
     let format = input_format(args.format, &args.input);
     let done = match (&args.output, args.resume) {
         (Some(out), true) => scan::read_done(out)?,
@@ -552,6 +560,7 @@ fn scan_cmd(g: &Global, config: Config, args: &ScanArgs) -> Result<i32> {
 }
 
 fn query_cmd(g: &Global, mut config: Config, args: &QueryArgs) -> Result<i32> {
+    config.scan.region_queries |= args.regions;
     if let Some(k) = args.top {
         if k == 0 {
             bail!("--top must be at least 1");

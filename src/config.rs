@@ -23,6 +23,17 @@ pub struct Config {
     pub model: ModelConfig,
     /// Nearest-neighbour search settings.
     pub index: IndexConfig,
+    /// How listing photos are searched.
+    pub scan: ScanConfig,
+}
+
+/// How listing photos are searched.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScanConfig {
+    /// Also search the four quadrants and the centre half of every listing photo, so collages and
+    /// products small in the frame are found; costs 6x the inference (off by default).
+    pub region_queries: bool,
 }
 
 /// Thresholds of the flag policy (see `policy`). The similarity thresholds default to the values in

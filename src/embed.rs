@@ -37,25 +37,40 @@ pub fn prepare(img: &RgbImage, manifest: &Manifest) -> Result<Prepared, decode::
         ResizeMode::Square => decode::resize(img, size, size)?,
         ResizeMode::CenterCrop => {
             let r = decode::resize_short_side(img, size)?;
-            center_crop(&r, size)
+            let (w, h) = (size.min(r.width), size.min(r.height));
+            crop(&r, (r.width - w) / 2, (r.height - h) / 2, w, h)
         }
     };
     Ok(Prepared { width: out.width, height: out.height, data: out.data })
 }
 
-/// The centre `side` x `side` square of an image at least that large on both sides.
-fn center_crop(img: &RgbImage, side: u32) -> RgbImage {
-    let side_w = side.min(img.width);
-    let side_h = side.min(img.height);
-    let x0 = ((img.width - side_w) / 2) as usize;
-    let y0 = ((img.height - side_h) / 2) as usize;
-    let w = img.width as usize;
-    let mut data = Vec::with_capacity(side_w as usize * side_h as usize * 3);
-    for y in y0..y0 + side_h as usize {
-        let start = (y * w + x0) * 3;
-        data.extend_from_slice(&img.data[start..start + side_w as usize * 3]);
+/// The `w` x `h` rectangle at (`x0`, `y0`) of an image that contains it.
+fn crop(img: &RgbImage, x0: u32, y0: u32, w: u32, h: u32) -> RgbImage {
+    let stride = img.width as usize * 3;
+    let mut data = Vec::with_capacity(w as usize * h as usize * 3);
+    for y in y0 as usize..(y0 + h) as usize {
+        let start = y * stride + x0 as usize * 3;
+        data.extend_from_slice(&img.data[start..start + w as usize * 3]);
     }
-    RgbImage { width: side_w, height: side_h, data }
+    RgbImage { width: w, height: h, data }
+}
+
+/// Names of the regions searched besides the whole photo when region queries are on.
+pub const REGIONS: [&str; 5] = ["top-left", "top-right", "bottom-left", "bottom-right", "centre"];
+
+/// The regions of `REGIONS`, in order: the four quadrants and the centre half of the photo, so a
+/// product that fills only part of a listing photo (a collage tile, a product small in a scene)
+/// is also compared on its own.
+pub fn regions(img: &RgbImage) -> Vec<RgbImage> {
+    let (w, h) = (img.width, img.height);
+    let (hw, hh) = ((w / 2).max(1), (h / 2).max(1));
+    vec![
+        crop(img, 0, 0, hw, hh),
+        crop(img, w - hw, 0, hw, hh),
+        crop(img, 0, h - hh, hw, hh),
+        crop(img, w - hw, h - hh, hw, hh),
+        crop(img, (w - hw) / 2, (h - hh) / 2, hw, hh),
+    ]
 }
 
 static ENVIRONMENT: OnceLock<std::result::Result<ort::environment::Environment, String>> = OnceLock::new();
@@ -214,16 +229,27 @@ pub struct Loaded {
     pub hash: Option<String>,
     /// The image as the model takes it.
     pub prepared: Prepared,
+    /// The `REGIONS` of the image as the model takes them, when asked for.
+    pub regions: Vec<Prepared>,
+}
+
+/// What `load_images` computes besides the prepared image.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// The content hash of each file.
+    pub hash: bool,
+    /// The `REGIONS` of each image.
+    pub regions: bool,
 }
 
 /// Fetches `refs` (bounded in flight), then decodes and resizes them in parallel; one result each,
-/// in order, with errors in plain words. `hash` asks for the content hash of each file.
+/// in order, with errors in plain words.
 pub fn load_images(
     fetcher: &crate::source::Fetcher,
     refs: &[&crate::source::ImageRef],
     limits: &decode::Limits,
     manifest: &Manifest,
-    hash: bool,
+    opts: LoadOptions,
 ) -> Vec<Result<Loaded, String>> {
     use rayon::prelude::*;
     let bytes = fetcher.fetch_all(refs);
@@ -231,10 +257,17 @@ pub fn load_images(
         .into_par_iter()
         .map(|b| {
             let b = b?;
-            let hash = hash.then(|| crate::source::content_hash(&b));
-            let img = decode::decode(&b, limits, decode_short_side(manifest)).map_err(|e| e.to_string())?;
+            let hash = opts.hash.then(|| crate::source::content_hash(&b));
+            // regions need the detail of the full photo: decode at twice the model size then
+            let short = decode_short_side(manifest) * if opts.regions { 2 } else { 1 };
+            let img = decode::decode(&b, limits, short).map_err(|e| e.to_string())?;
             let prepared = prepare(&img, manifest).map_err(|e| e.to_string())?;
-            Ok(Loaded { hash, prepared })
+            let regions = if opts.regions {
+                regions(&img).iter().map(|r| prepare(r, manifest)).collect::<Result<_, _>>().map_err(|e| e.to_string())?
+            } else {
+                Vec::new()
+            };
+            Ok(Loaded { hash, prepared, regions })
         })
         .collect()
 }

@@ -199,13 +199,14 @@ pub struct Loader {
     fetcher: Fetcher,
     limits: decode::Limits,
     manifest: crate::model::Manifest,
+    regions: bool,
 }
 
 impl Loader {
     /// Fetches and decodes the photos of parsed listings.
     pub fn load(&self, listings: Vec<Parsed>) -> Vec<LoadedListing> {
         let refs: Vec<&ImageRef> = listings.iter().filter_map(|l| l.as_ref().ok()).flat_map(|l| l.images.iter()).collect();
-        let mut loaded = embed::load_images(&self.fetcher, &refs, &self.limits, &self.manifest, false).into_iter();
+        let mut loaded = embed::load_images(&self.fetcher, &refs, &self.limits, &self.manifest, embed::LoadOptions { hash: false, regions: self.regions }).into_iter();
         listings
             .into_iter()
             .map(|l| {
@@ -239,7 +240,7 @@ impl Scanner {
         let model = manifest.name.clone();
         let thresholds = config.policy.thresholds(&manifest)?;
         Ok(Scanner {
-            loader: Loader { fetcher, limits, manifest },
+            loader: Loader { fetcher, limits, manifest, regions: config.scan.region_queries },
             judge: Judge { view, embedder, ctx: Context { config, thresholds, model } },
         })
     }
@@ -267,8 +268,12 @@ impl Judge {
     /// Embeds, searches and decides a chunk of loaded listings; one report each, in order. All
     /// photos of the chunk are embedded in batches and searched in one batch.
     pub fn decide(&mut self, chunk: Vec<LoadedListing>) -> Result<Vec<Report>> {
-        let batch: Vec<&embed::Prepared> =
-            chunk.iter().flat_map(|p| p.images.iter().filter_map(|i| i.as_ref().ok()).map(|l| &l.prepared)).collect();
+        // each usable photo: the whole, then its regions (when region queries are on)
+        let batch: Vec<&embed::Prepared> = chunk
+            .iter()
+            .flat_map(|p| p.images.iter().filter_map(|i| i.as_ref().ok()))
+            .flat_map(|l| std::iter::once(&l.prepared).chain(l.regions.iter()))
+            .collect();
         let embeddings = self.embedder.embed(&batch)?;
         let mut hits = self.search(&embeddings).into_iter();
         let mut out = Vec::with_capacity(chunk.len());
@@ -284,7 +289,12 @@ impl Judge {
             let mut queries = Vec::new();
             for (r, img) in listing.images.iter().zip(&p.images) {
                 match img {
-                    Ok(_) => queries.push((r.display(), hits.next().unwrap_or_default())),
+                    Ok(l) => {
+                        queries.push((r.display(), hits.next().unwrap_or_default()));
+                        for name in embed::REGIONS.iter().take(l.regions.len()) {
+                            queries.push((format!("{}#{name}", r.display()), hits.next().unwrap_or_default()));
+                        }
+                    }
                     Err(e) => image_errors.push(format!("{}: {e}", r.display())),
                 }
             }

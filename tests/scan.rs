@@ -194,3 +194,33 @@ fn progress_and_summary_go_to_stderr_only() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("scanned 5 listings"), "{stderr}");
 }
+
+#[test]
+fn region_queries_find_a_product_in_one_tile_of_a_collage() {
+    // a 2x2 collage: a catalog photo in one tile, three unrelated photos in the others
+    let tiles = ["catalog/northwind/nw-runner_1.jpg", "listings/L022-unrelated-bottle.jpg", "listings/L023-unrelated-lamp.jpg", "listings/L024-unrelated-blob.jpg"];
+    let mut collage = image::RgbImage::new(480, 480);
+    for (i, t) in tiles.iter().enumerate() {
+        let img = image::open(testdata(t)).unwrap().resize_exact(240, 240, image::imageops::FilterType::Triangle).to_rgb8();
+        image::imageops::replace(&mut collage, &img, (i as i64 % 2) * 240, (i as i64 / 2) * 240);
+    }
+    let dir = tempdir();
+    let path = dir.path().join("collage.jpg");
+    collage.save(&path).unwrap();
+    let query = |data: &std::path::Path| -> serde_json::Value {
+        let out = run_ok(data, &["query", path.to_str().unwrap(), "--json", "--price", "10", "--currency", "EUR"], 0);
+        serde_json::from_str(&out).unwrap()
+    };
+    let plain = catalog_with(None);
+    let v = query(plain.path());
+    assert_ne!(v["verdict"], "flag", "the whole collage is not a copy: {v}");
+    let regions = catalog_with(Some("[scan]\nregion_queries = true\n"));
+    let v = query(regions.path());
+    assert_eq!(v["verdict"], "flag", "{v}");
+    // the flag does the same as the config key
+    let out = run_ok(plain.path(), &["query", path.to_str().unwrap(), "--json", "--regions", "--price", "10", "--currency", "EUR"], 0);
+    let w: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(w["verdict"], "flag", "{w}");
+    assert_eq!(v["matches"][0]["product_id"], "nw-runner");
+    assert!(v["matches"][0]["listing_image"].as_str().unwrap().ends_with("collage.jpg#top-left"), "{v}");
+}
