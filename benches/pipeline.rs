@@ -83,13 +83,8 @@ fn bench_embed(c: &mut Criterion) {
 
 /// `n` clustered unit vectors of dimension `dim` (deterministic).
 fn clustered(n: usize, dim: usize) -> Vec<f32> {
-    let mut state = 0x9E3779B97F4A7C15u64;
-    let mut rnd = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f32 / (1u64 << 53) as f32 - 0.5
-    };
+    let mut rng = knockoff::attack::Rng::new(0x9E3779B97F4A7C15u64);
+    let mut rnd = move || rng.range(-0.5, 0.5);
     let centres: Vec<Vec<f32>> = (0..256).map(|_| (0..dim).map(|_| rnd()).collect()).collect();
     let mut out = Vec::with_capacity(n * dim);
     for i in 0..n {

@@ -79,13 +79,8 @@ fn main() -> Result<()> {
         }
     }
     eprintln!("{} real embeddings of {} photos", real.len(), files.len());
-    let mut state = 0x2545F4914F6CDD1Du64;
-    let mut rnd = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f32 / (1u64 << 53) as f32 - 0.5
-    };
+    let mut rng = knockoff::attack::Rng::new(0x2545F4914F6CDD1Du64);
+    let mut rnd = move || rng.range(-0.5, 0.5);
     let mut vectors: Vec<(String, Vec<f32>)> = Vec::with_capacity(n);
     for i in 0..n {
         let v = if i < real.len() {
