@@ -481,11 +481,25 @@ fn open_scanner(g: &Global, config: Config) -> Result<Scanner> {
     let store = Store::open(&g.data, false)?;
     let loc = locate(&config)?;
     store.check_model(&loc.manifest)?;
-    let view = store.view(&config)?;
+    // the catalog view and the model load independently: on two cores, at the same time
+    let (view, embedder) = std::thread::scope(|s| {
+        let model = s.spawn(|| {
+            let t = std::time::Instant::now();
+            let e = Embedder::load(&loc, config.model.batch_size, config.model.intra_threads);
+            tracing::debug!("model {} loaded in {:?}", loc.manifest.name, t.elapsed());
+            e
+        });
+        let t = std::time::Instant::now();
+        let view = store.view(&config);
+        tracing::debug!("catalog view loaded in {:?}", t.elapsed());
+        let embedder = model.join().map_err(|_| anyhow::anyhow!("internal error: model loading panicked"));
+        (view, embedder)
+    });
+    let view = view?;
+    let embedder = embedder??;
     if view.products.is_empty() {
         bail!("the catalog in {} has no products; add some with `knockoff catalog add FILE`", g.data.display());
     }
-    let embedder = Embedder::load(&loc, config.model.batch_size, config.model.intra_threads)?;
     Scanner::new(view, embedder, config)
 }
 
