@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash models/fetch.sh
 venv=benches/python/.venv
-[ -x "$venv/bin/python" ] || { python3 -m venv "$venv"; "$venv/bin/pip" install --quiet onnxruntime==1.32.0 pillow numpy; }
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install --quiet onnxruntime==1.32.0 pillow numpy   # shared venv: search.py adds hnswlib
 cargo bench --bench e2e

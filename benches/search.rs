@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use knockoff::attack::Rng;
 use knockoff::config::IndexConfig;
 use knockoff::embed::l2_normalize;
 use knockoff::index::{Graph, Hit, Index};
@@ -17,25 +18,12 @@ use knockoff::vectors::{Rows, Storage};
 
 const DIM: usize = 512;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f32 / (1u64 << 53) as f32 - 0.5
-    }
-    fn below(&mut self, n: usize) -> usize {
-        ((self.next() + 0.5) * n as f32) as usize % n
-    }
-}
-
 /// `n` members of `n / 50` clusters, and `nq` queries near random members.
 fn data(n: usize, nq: usize) -> (Vec<f32>, Vec<f32>) {
-    let mut rng = Rng(0x9E3779B97F4A7C15);
+    let mut rng = Rng::new(0x9E3779B97F4A7C15);
     let centres: Vec<Vec<f32>> = (0..(n / 50).max(1))
         .map(|_| {
-            let mut c: Vec<f32> = (0..DIM).map(|_| rng.next()).collect();
+            let mut c: Vec<f32> = (0..DIM).map(|_| rng.range(-0.5, 0.5)).collect();
             l2_normalize(&mut c);
             c
         })
@@ -43,14 +31,14 @@ fn data(n: usize, nq: usize) -> (Vec<f32>, Vec<f32>) {
     let mut base = Vec::with_capacity(n * DIM);
     for _ in 0..n {
         let c = &centres[rng.below(centres.len())];
-        let mut v: Vec<f32> = c.iter().map(|x| x + 0.06 * rng.next()).collect();
+        let mut v: Vec<f32> = c.iter().map(|x| x + 0.06 * rng.range(-0.5, 0.5)).collect();
         l2_normalize(&mut v);
         base.extend(v);
     }
     let mut queries = Vec::with_capacity(nq * DIM);
     for _ in 0..nq {
         let m = rng.below(n);
-        let mut v: Vec<f32> = base[m * DIM..(m + 1) * DIM].iter().map(|x| x + 0.03 * rng.next()).collect();
+        let mut v: Vec<f32> = base[m * DIM..(m + 1) * DIM].iter().map(|x| x + 0.03 * rng.range(-0.5, 0.5)).collect();
         l2_normalize(&mut v);
         queries.extend(v);
     }
