@@ -56,7 +56,7 @@ pub struct Options {
 pub struct Results {
     /// Model name.
     pub model: String,
-    /// Match and review thresholds of the model in force.
+    /// Match threshold in force.
     pub match_threshold: f64,
     /// Review threshold in force.
     pub review_threshold: f64,

@@ -24,11 +24,6 @@ pub struct Prepared {
     pub data: Vec<u8>,
 }
 
-/// The short side a decoder may reduce an image to before `prepare` resizes it (JPEG DCT scaling).
-pub fn decode_short_side(manifest: &Manifest) -> u32 {
-    manifest.size
-}
-
 /// Resizes (and crops) a decoded image as the manifest says.
 pub fn prepare(img: &RgbImage, manifest: &Manifest) -> Result<Prepared, decode::DecodeError> {
     let size = manifest.size;
@@ -258,8 +253,9 @@ pub fn load_images(
         .map(|b| {
             let b = b?;
             let hash = opts.hash.then(|| crate::source::content_hash(&b));
-            // regions need the detail of the full photo: decode at twice the model size then
-            let short = decode_short_side(manifest) * if opts.regions { 2 } else { 1 };
+            // the decoder may shrink a JPEG down to the model's size (DCT scaling); regions need
+            // the detail of the full photo, so twice that then
+            let short = manifest.size * if opts.regions { 2 } else { 1 };
             let img = decode::decode(&b, limits, short).map_err(|e| e.to_string())?;
             let prepared = prepare(&img, manifest).map_err(|e| e.to_string())?;
             let regions = if opts.regions {
