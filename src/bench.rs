@@ -47,6 +47,8 @@ pub struct Options {
     pub task: Task,
     /// At most this many photos per sampled group (copy distractors; branded and unbranded listings).
     pub limit: usize,
+    /// Background photos for score normalisation (Grocery `val` fruit and vegetables); 0: off.
+    pub background: usize,
     /// Print progress on stderr.
     pub verbose: bool,
 }
@@ -62,6 +64,8 @@ pub struct Results {
     pub review_threshold: f64,
     /// Sample limit used.
     pub limit: usize,
+    /// Background photos in each catalog (score normalisation; 0: raw scores).
+    pub background: usize,
     /// Copy-detection results, when run.
     pub copy: Option<CopyResults>,
     /// Product results for each number of shop photos in the catalog, when run.
@@ -190,6 +194,7 @@ pub fn run(config: &Config, loc: &ModelLocation, opts: &Options) -> Result<(Resu
         match_threshold: thresholds.match_threshold,
         review_threshold: thresholds.review_threshold,
         limit: opts.limit,
+        background: background_photos(opts)?.len(),
         copy: None,
         products: Vec::new(),
     };
@@ -224,35 +229,6 @@ fn say(opts: &Options, msg: impl AsRef<str>) {
     if opts.verbose {
         eprintln!("bench: {}", msg.as_ref());
     }
-}
-
-/// Image files (jpg, jpeg, png) directly in `dir`, sorted.
-fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read directory {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-            p.is_file() && matches!(ext.as_str(), "jpg" | "jpeg" | "png")
-        })
-        .collect();
-    v.sort();
-    Ok(v)
-}
-
-/// Image files under `dir` at any depth, sorted.
-fn images_under(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = images_in(dir)?;
-    let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read directory {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .collect();
-    subdirs.sort();
-    for d in subdirs {
-        out.extend(images_under(&d)?);
-    }
-    Ok(out)
 }
 
 /// At most `n` items spread evenly over `v` (deterministic).
@@ -307,7 +283,7 @@ fn load_for_editing(path: &Path, limits: &decode::Limits) -> Result<image::RgbIm
 
 /// Builds a fresh catalog in `dir` from `products`, exactly as `catalog add` does; fails naming
 /// the file of any image that cannot be used.
-fn build_catalog(config: &Config, loc: &ModelLocation, dir: &Path, products: Vec<ProductRecord>) -> Result<usize> {
+fn build_catalog(config: &Config, loc: &ModelLocation, opts: &Options, dir: &Path, products: Vec<ProductRecord>) -> Result<usize> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove the old benchmark catalog {}", dir.display()))?;
     }
@@ -336,7 +312,27 @@ fn build_catalog(config: &Config, loc: &ModelLocation, dir: &Path, products: Vec
         },
     )?;
     store.update_graph(config, loc.manifest.dim)?;
+    let background = background_photos(opts)?;
+    if !background.is_empty() {
+        let refs: Vec<ImageRef> = background.iter().map(|p| ImageRef::Path(p.clone())).collect();
+        let r: Vec<&ImageRef> = refs.iter().collect();
+        let loaded = crate::embed::load_images(&fetcher, &r, &limits, &loc.manifest, crate::embed::LoadOptions { hash: true, regions: false });
+        let photos: Vec<(String, _)> = background.iter().map(|p| p.display().to_string()).zip(loaded).collect();
+        let done = catalog::ingest_background(&mut store, &mut embedder, &loc.manifest, config.index.storage, &photos)?;
+        if let Some((src, e)) = done.errors.first() {
+            bail!("benchmark background photo {src}: {e}");
+        }
+    }
     Ok(images)
+}
+
+/// The background photos of a run: `opts.background` Grocery `val` photos of fruit and vegetables.
+fn background_photos(opts: &Options) -> Result<Vec<PathBuf>> {
+    if opts.background == 0 {
+        return Ok(Vec::new());
+    }
+    let val: Vec<PathBuf> = grocery_split(&opts.bench_dir, "val")?.into_iter().filter(|(_, _, branded)| !branded).map(|(p, _, _)| p).collect();
+    Ok(sample(&val, opts.background))
 }
 
 /// Scans `listings` against the catalog in `dir` with the real scanner; one report each, in order.
@@ -402,15 +398,15 @@ fn copy_task(config: &Config, loc: &ModelLocation, opts: &Options, match_t: f32,
     let b = &opts.bench_dir;
     // references
     let mut refs: Vec<(String, PathBuf)> = Vec::new();
-    for p in images_in(&b.join("skimage"))? {
+    for p in crate::source::image_files_in(&b.join("skimage"))? {
         refs.push((format!("skimage-{}", stem(&p)), p));
     }
     refs.push(("pdq-bridge".into(), b.join("pdq/bridge-mods/aaa-orig.jpg")));
     refs.push(("pdq-exif".into(), b.join("pdq/exif-rotn/exif-rotn-1.jpg")));
-    for p in images_in(&b.join("backgrounds"))? {
+    for p in crate::source::image_files_in(&b.join("backgrounds"))? {
         refs.push((format!("background-{}", stem(&p)), p));
     }
-    for p in images_under(&b.join("grocery/dataset/iconic-images-and-descriptions"))? {
+    for p in crate::source::image_files_under(&b.join("grocery/dataset/iconic-images-and-descriptions"))? {
         if stem(&p).ends_with("_Iconic") {
             refs.push((format!("iconic-{}", stem(&p).trim_end_matches("_Iconic")), p));
         }
@@ -423,15 +419,15 @@ fn copy_task(config: &Config, loc: &ModelLocation, opts: &Options, match_t: f32,
     say(opts, format!("copy: {} reference images", refs.len()));
     // ready-made queries
     let mut queries: Vec<Query> = Vec::new();
-    for p in images_in(&b.join("pdq/bridge-mods"))? {
+    for p in crate::source::image_files_in(&b.join("pdq/bridge-mods"))? {
         if stem(&p) != "aaa-orig" {
             queries.push(Query { id: format!("pdq_bridge_mods/{}", stem(&p)), family: "pdq_bridge_mods".into(), truth: Some("pdq-bridge".into()), path: p });
         }
     }
-    for p in images_in(&b.join("pdq/dih"))? {
+    for p in crate::source::image_files_in(&b.join("pdq/dih"))? {
         queries.push(Query { id: format!("pdq_dih/{}", stem(&p)), family: "pdq_dih".into(), truth: Some("pdq-bridge".into()), path: p });
     }
-    for p in images_in(&b.join("pdq/exif-rotn"))? {
+    for p in crate::source::image_files_in(&b.join("pdq/exif-rotn"))? {
         if stem(&p) != "exif-rotn-1" {
             queries.push(Query { id: format!("pdq_exif_rotn/{}", stem(&p)), family: "pdq_exif_rotn".into(), truth: Some("pdq-exif".into()), path: p });
         }
@@ -439,7 +435,7 @@ fn copy_task(config: &Config, loc: &ModelLocation, opts: &Options, match_t: f32,
     // distractors: shop photos of the test split and the labelme subset
     let test: Vec<PathBuf> = grocery_split(b, "test")?.into_iter().map(|(p, _, _)| p).collect();
     let mut distractors = sample(&test, opts.limit);
-    distractors.extend(images_in(&b.join("pdq/labelme-subset"))?);
+    distractors.extend(crate::source::image_files_in(&b.join("pdq/labelme-subset"))?);
     for p in &distractors {
         queries.push(Query { id: format!("distractor/{}", stem(p)), family: "distractor".into(), truth: None, path: p.clone() });
     }
@@ -475,7 +471,7 @@ fn copy_task(config: &Config, loc: &ModelLocation, opts: &Options, match_t: f32,
     let products: Vec<ProductRecord> =
         refs.iter().enumerate().map(|(i, (id, p))| product(i, "bench", id, vec![p.clone()], 100.0)).collect();
     let dir = opts.out.join("work/catalog-copy");
-    let n_refs = build_catalog(config, loc, &dir, products)?;
+    let n_refs = build_catalog(config, loc, opts, &dir, products)?;
     say(opts, format!("copy: scanning {} queries", queries.len()));
     let mut cfg = config.clone();
     cfg.policy.top_k = 10;
@@ -583,7 +579,7 @@ fn products_task(config: &Config, loc: &ModelLocation, opts: &Options, k: usize)
     let iconic_root = b.join("grocery/dataset/iconic-images-and-descriptions/Packages");
     let train = grocery_split(b, "train")?;
     let mut products = Vec::new();
-    for p in images_under(&iconic_root)? {
+    for p in crate::source::image_files_under(&iconic_root)? {
         let s = stem(&p);
         let Some(class) = s.strip_suffix("_Iconic") else { continue };
         let mut images = vec![p.clone()];
@@ -597,7 +593,7 @@ fn products_task(config: &Config, loc: &ModelLocation, opts: &Options, k: usize)
     let known: std::collections::HashSet<String> = products.iter().map(|p| p.product_id.clone()).collect();
     let dir = opts.out.join(format!("work/catalog-products-k{k}"));
     say(opts, format!("products K={k}: cataloguing {n_products} products"));
-    let n_images = build_catalog(config, loc, &dir, products)?;
+    let n_images = build_catalog(config, loc, opts, &dir, products)?;
     let test = grocery_split(b, "test")?;
     let branded: Vec<_> = test.iter().filter(|(_, c, br)| *br && known.contains(c)).cloned().collect();
     let unbranded: Vec<_> = test.iter().filter(|(_, _, br)| !*br).cloned().collect();
@@ -707,8 +703,12 @@ fn at_p(x: &Option<(f64, f32)>) -> String {
 /// The results as Markdown tables.
 pub fn markdown(r: &Results) -> String {
     let mut s = format!(
-        "## Accuracy benchmark — model `{}` (match threshold {:.2}, review {:.2}, --limit {})\n\n",
-        r.model, r.match_threshold, r.review_threshold, r.limit
+        "## Accuracy benchmark — model `{}` (match threshold {:.2}, review {:.2}, --limit {}, {})\n\n",
+        r.model,
+        r.match_threshold,
+        r.review_threshold,
+        r.limit,
+        if r.background > 0 { format!("scores normalised against {} background photos", r.background) } else { "raw scores".into() }
     );
     if let Some(c) = &r.copy {
         s += &format!(

@@ -6,6 +6,9 @@
 //!   version, model, committed vector count, current vector file and HNSW generation);
 //! - `vectors-<gen>.f32`: the reference embeddings (see `vectors`), row = `vectors.id`;
 //! - `hnsw/<gen>/`: the HNSW graph, present for large catalogs (see `index`);
+//! - `background-<gen>.vec` (optional): embeddings of background photos, images that are not in
+//!   the catalog, for score normalisation (see `Store::add_background`); rows match table
+//!   `background`, count in meta `background_count`;
 //! - `config.toml` (optional): settings (see `config`);
 //! - `lock`: held while a command writes, so two writers never interleave.
 //!
@@ -55,6 +58,7 @@ CREATE TABLE IF NOT EXISTS images(
     source TEXT NOT NULL,
     PRIMARY KEY(product, vector));
 CREATE INDEX IF NOT EXISTS images_vector ON images(vector);
+CREATE TABLE IF NOT EXISTS background(id INTEGER PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE, source TEXT NOT NULL);
 ";
 
 /// A product as given in a catalog file.
@@ -135,6 +139,8 @@ pub struct CatalogView {
     pub brand_sellers: HashMap<String, HashSet<String>>,
     /// The reference vectors and their index.
     pub index: Index,
+    /// Embeddings of the background photos (exact search), when the catalog has any.
+    pub background: Option<Index>,
 }
 
 impl CatalogView {
@@ -159,6 +165,8 @@ pub struct Stats {
     pub live_vectors: usize,
     /// Vectors covered by the HNSW graph (0: exact search only).
     pub hnsw_covered: usize,
+    /// Background photos stored for score normalisation.
+    pub background_images: usize,
     /// Model the catalog was built with.
     pub model: Option<String>,
     /// Size of the data directory's files in bytes.
@@ -301,6 +309,54 @@ impl Store {
         Ok(self.conn.query_row("SELECT id FROM vectors WHERE sha256=?1", [hash], |r| r.get(0)).optional()?)
     }
 
+    /// The current background vector file; a missing one is created with `storage`.
+    fn background_file(&self, dim: usize, storage: Storage) -> Result<VectorFile> {
+        let gen = self.meta_num("background_generation")?;
+        VectorFile::open(&self.dir.join(format!("background-{gen}.vec")), dim, storage)
+    }
+
+    /// True when a background photo with this content hash is stored.
+    pub fn background_known(&self, hash: &str) -> Result<bool> {
+        let n: i64 = self.conn.query_row("SELECT COUNT(*) FROM background WHERE sha256=?1", [hash], |r| r.get(0))?;
+        Ok(n > 0)
+    }
+
+    /// Stores background photos: (content hash, source, embedding) each, in one transaction after
+    /// the rows are written and synced. Background photos are images that are not in the catalog;
+    /// a listing photo's similarity to them measures how generic it is (`scan` subtracts it).
+    pub fn add_background(&mut self, manifest: &Manifest, storage: Storage, photos: &[(String, String, Vec<f32>)]) -> Result<()> {
+        self.check_model(manifest)?;
+        if photos.is_empty() {
+            return Ok(());
+        }
+        let committed = self.meta_num("background_count")? as usize;
+        let rows: Vec<f32> = photos.iter().flat_map(|(_, _, v)| v.iter().copied()).collect();
+        self.background_file(manifest.dim, storage)?.append(committed, &rows)?;
+        let tx = self.conn.transaction()?;
+        record_model(&tx, manifest)?;
+        set_meta(&tx, "background_count", (committed + photos.len()).to_string())?;
+        for (i, (hash, source, _)) in photos.iter().enumerate() {
+            tx.execute("INSERT INTO background(id, sha256, source) VALUES(?1, ?2, ?3)", params![(committed + i) as i64, hash, source])?;
+        }
+        tx.commit().context("cannot commit the background photos")?;
+        Ok(())
+    }
+
+    /// Deletes all background photos (score normalisation is off until new ones are added).
+    /// Returns how many there were.
+    pub fn clear_background(&mut self) -> Result<usize> {
+        let n = self.meta_num("background_count")? as usize;
+        let gen = self.meta_num("background_generation")? + 1;
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM background", [])?;
+        for (k, v) in [("background_count", "0".to_string()), ("background_generation", gen.to_string())] {
+            tx.execute("INSERT OR REPLACE INTO meta VALUES(?1, ?2)", params![k, v])?;
+        }
+        tx.commit().context("cannot commit the removal of the background photos")?;
+        self.cleanup();
+        Ok(n)
+    }
+
     /// Adds (or updates) products with their images in one transaction. `new_vectors` are the
     /// embeddings of images not stored before, with their content hashes; `images` of each product
     /// are (content hash, source) pairs whose hashes are stored or among `new_vectors`. A new vector
@@ -320,15 +376,11 @@ impl Store {
             self.vector_file(dim, storage)?.append(committed, &rows)?;
         }
         let tx = self.conn.transaction()?;
-        let set = |k: &str, v: String| tx.execute("INSERT INTO meta VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value=excluded.value", params![k, v]);
-        set("model", manifest.name.clone())?;
-        set("model_sha256", manifest.sha256.clone())?;
-        set("model_preprocessing", manifest.preprocessing())?;
-        set("dim", dim.to_string())?;
+        record_model(&tx, manifest)?;
         for (i, (hash, _)) in new_vectors.iter().enumerate() {
             tx.execute("INSERT INTO vectors(id, sha256) VALUES(?1, ?2)", params![(committed + i) as i64, hash])?;
         }
-        set("vector_count", (committed + new_vectors.len()).to_string())?;
+        set_meta(&tx, "vector_count", (committed + new_vectors.len()).to_string())?;
         let t = now();
         for (p, images) in products {
             tx.execute("INSERT INTO brands(name) VALUES(?1) ON CONFLICT(name) DO NOTHING", [&p.brand])?;
@@ -474,10 +526,14 @@ impl Store {
     fn cleanup(&self) {
         let vgen = self.meta_num("vectors_generation").unwrap_or(0);
         let hgen = self.meta_num("hnsw_generation").unwrap_or(0);
+        let bgen = self.meta_num("background_generation").unwrap_or(0);
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().to_string();
                 if name.starts_with("vectors-") && name != format!("vectors-{vgen}.f32") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+                if name.starts_with("background-") && name != format!("background-{bgen}.vec") {
                     let _ = std::fs::remove_file(e.path());
                 }
             }
@@ -550,7 +606,11 @@ impl Store {
             };
             Index::from_rows(vectors, graph, config.index.hnsw_ef_search)
         };
-        Ok(CatalogView { products, vector_products, brand_sellers, index })
+        let background = match self.meta_num("background_count")? as usize {
+            0 => None,
+            n => Some(Index::from_rows(self.background_file(dim, config.index.storage)?.map(n)?, None, 0)),
+        };
+        Ok(CatalogView { products, vector_products, brand_sellers, index, background })
     }
 
     /// Products for `catalog list`, optionally of one brand, removed ones included when asked.
@@ -601,10 +661,25 @@ impl Store {
             vectors: self.vector_count()?,
             live_vectors: q("SELECT COUNT(DISTINCT i.vector) FROM images i JOIN products p ON p.id=i.product WHERE p.removed=0")?,
             hnsw_covered: self.meta_num("hnsw_covered")? as usize,
+            background_images: self.meta_num("background_count")? as usize,
             model: self.model()?,
             disk_bytes,
         })
     }
+}
+
+/// Sets one meta value inside a transaction.
+fn set_meta(tx: &rusqlite::Transaction, key: &str, value: String) -> rusqlite::Result<usize> {
+    tx.execute("INSERT INTO meta VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value=excluded.value", params![key, value])
+}
+
+/// Records which model (and preprocessing and dimension) made the catalog's embeddings.
+fn record_model(tx: &rusqlite::Transaction, manifest: &Manifest) -> rusqlite::Result<()> {
+    set_meta(tx, "model", manifest.name.clone())?;
+    set_meta(tx, "model_sha256", manifest.sha256.clone())?;
+    set_meta(tx, "model_preprocessing", manifest.preprocessing())?;
+    set_meta(tx, "dim", manifest.dim.to_string())?;
+    Ok(())
 }
 
 /// Sizes of the files below `dir`.
@@ -701,5 +776,48 @@ pub fn ingest(
     done.embedded = new_vectors.len();
     done.products = keep.len();
     store.add_products(manifest, storage, &keep, &new_vectors)?;
+    Ok(done)
+}
+
+/// What `ingest_background` did with one batch of photos.
+#[derive(Debug, Default)]
+pub struct BackgroundIngested {
+    /// Photos embedded and stored now.
+    pub added: usize,
+    /// Photos already stored (same bytes).
+    pub known: usize,
+    /// Photos that could not be used: (source, message).
+    pub errors: Vec<(String, String)>,
+}
+
+/// Embeds loaded background photos (source, load result) that are not stored yet and stores them
+/// in one transaction. This is the core of `catalog background add`.
+pub fn ingest_background(
+    store: &mut Store,
+    embedder: &mut crate::embed::Embedder,
+    manifest: &Manifest,
+    storage: Storage,
+    photos: &[(String, Result<crate::embed::Loaded, String>)],
+) -> Result<BackgroundIngested> {
+    let mut done = BackgroundIngested::default();
+    let mut todo: Vec<(String, String, &crate::embed::Prepared)> = Vec::new();
+    for (source, loaded) in photos {
+        match loaded {
+            Ok(l) => {
+                let Some(hash) = &l.hash else { bail!("internal error: photo {source} was loaded without its hash") };
+                if store.background_known(hash)? || todo.iter().any(|(h, _, _)| h == hash) {
+                    done.known += 1;
+                } else {
+                    todo.push((hash.clone(), source.clone(), &l.prepared));
+                }
+            }
+            Err(e) => done.errors.push((source.clone(), e.clone())),
+        }
+    }
+    let imgs: Vec<&crate::embed::Prepared> = todo.iter().map(|(_, _, p)| *p).collect();
+    let vecs = embedder.embed(&imgs)?;
+    let rows: Vec<(String, String, Vec<f32>)> = todo.into_iter().zip(vecs).map(|((h, s, _), v)| (h, s, v)).collect();
+    done.added = rows.len();
+    store.add_background(manifest, storage, &rows)?;
     Ok(done)
 }

@@ -137,6 +137,10 @@ struct AccuracyArgs {
     /// At most this many photos per sampled group (copy distractors; branded and unbranded listings).
     #[arg(long, default_value_t = 300)]
     limit: usize,
+    /// Score normalisation: store this many Grocery `val` photos of fruit and vegetables (photos of
+    /// no catalog product, never used as queries) as background photos in each catalog. 0: off.
+    #[arg(long, default_value_t = 0)]
+    background: usize,
 }
 
 const CATALOG_ADD_HELP: &str = "\
@@ -194,12 +198,38 @@ enum CatalogCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Background photos for score normalisation: images that are NOT in the catalog.
+    #[command(subcommand, after_help = BACKGROUND_HELP)]
+    Background(BackgroundCmd),
     /// Counts of brands, products and reference images.
     Stats {
         /// JSON instead of text.
         #[arg(long)]
         json: bool,
     },
+}
+
+const BACKGROUND_HELP: &str = "\
+A listing photo that looks like many ordinary photos (a shelf, a white backdrop) scores high
+against many references. With background photos stored, knockoff lowers each listing photo's
+similarities by policy.background_beta x its mean similarity to its policy.background_k nearest
+background photos (SSCD's score normalisation); verdicts show the raw and subtracted parts.
+Use a few hundred to thousands of photos like your listings that show no catalog product. The
+thresholds then apply to the normalised score: calibrate them (`knockoff calibrate`).
+Examples:
+  knockoff catalog background add shop-photos/ more/photo.jpg
+  knockoff catalog background clear";
+
+#[derive(Subcommand, Debug)]
+enum BackgroundCmd {
+    /// Embed and store background photos (image files, or directories searched at any depth).
+    Add {
+        /// Image files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Delete all background photos (turns score normalisation off).
+    Clear,
 }
 
 #[derive(Args, Debug)]
@@ -286,6 +316,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 out: args.out.clone(),
                 task: args.task,
                 limit: args.limit,
+                background: args.background,
                 verbose: !g.quiet,
             };
             let (_, md) = crate::bench::run(&config, &loc, &opts)?;
@@ -392,6 +423,13 @@ fn catalog_cmd(g: &Global, config: Config, cmd: &CatalogCmd) -> Result<i32> {
             }
             Ok(0)
         }
+        CatalogCmd::Background(BackgroundCmd::Add { paths }) => background_add(g, &config, paths),
+        CatalogCmd::Background(BackgroundCmd::Clear) => {
+            let mut store = Store::open(&g.data, true)?;
+            let n = store.clear_background()?;
+            eprintln!("deleted {n} background photo(s); score normalisation is off");
+            Ok(0)
+        }
         CatalogCmd::Stats { json } => {
             let store = Store::open(&g.data, false)?;
             let s = store.stats()?;
@@ -402,6 +440,7 @@ fn catalog_cmd(g: &Global, config: Config, cmd: &CatalogCmd) -> Result<i32> {
                 println!("brands:           {}", s.brands);
                 println!("products:         {} live, {} removed (until compaction)", s.products, s.removed_products);
                 println!("reference images: {} stored, {} of live products", s.vectors, s.live_vectors);
+                println!("background:       {}", if s.background_images > 0 { format!("{} photos (scores normalised)", s.background_images) } else { "none (raw scores)".to_string() });
                 println!("search:           {}", if s.hnsw_covered > 0 { format!("HNSW over {} images, exact over the rest", s.hnsw_covered) } else { "exact".to_string() });
                 println!("disk:             {:.1} MB in {}", s.disk_bytes as f64 / 1e6, g.data.display());
             }
@@ -473,6 +512,52 @@ fn catalog_add(g: &Global, config: &Config, file: &Path, format: Format) -> Resu
         eprintln!(
             "{name}: added or updated {added} product(s); embedded {embedded} new image(s), {reused} already stored; {errors} error(s)"
         );
+    }
+    Ok(if errors > 0 { EXIT_PARTIAL } else { 0 })
+}
+
+fn background_add(g: &Global, config: &Config, paths: &[PathBuf]) -> Result<i32> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            files.extend(crate::source::image_files_under(p)?);
+        } else if p.is_file() {
+            files.push(p.clone());
+        } else {
+            bail!("{}: no such file or directory", p.display());
+        }
+    }
+    if files.is_empty() {
+        bail!("no image files (jpg, png, webp, gif, bmp, tiff) in {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    }
+    let mut store = Store::open(&g.data, true)?;
+    let loc = locate(config)?;
+    store.check_model(&loc.manifest)?;
+    let mut embedder = Embedder::load(&loc, config.model.batch_size, config.model.intra_threads)?;
+    let fetcher = Fetcher::new(&config.limits)?;
+    let limits = scan::decode_limits(config);
+    let pb = progress(g.quiet, Some(files.len() as u64), "adding background photos");
+    let (mut added, mut known, mut errors) = (0usize, 0usize, 0usize);
+    let chunks = files.chunks(64).map(|c| c.to_vec()).collect::<Vec<_>>().into_iter();
+    let load = |chunk: Vec<PathBuf>| {
+        let refs: Vec<ImageRef> = chunk.iter().map(|p| ImageRef::Path(p.clone())).collect();
+        let r: Vec<&ImageRef> = refs.iter().collect();
+        let opts = crate::embed::LoadOptions { hash: true, regions: false };
+        let loaded = crate::embed::load_images(&fetcher, &r, &limits, &loc.manifest, opts);
+        chunk.iter().map(|p| p.display().to_string()).zip(loaded).collect::<Vec<_>>()
+    };
+    overlapped(chunks, load, |photos| -> Result<()> {
+        let done = catalog::ingest_background(&mut store, &mut embedder, &loc.manifest, config.index.storage, &photos)?;
+        for (source, e) in &done.errors {
+            pb.suspend(|| eprintln!("{source}: {e}; photo skipped"));
+        }
+        (added, known, errors) = (added + done.added, known + done.known, errors + done.errors.len());
+        pb.inc(photos.len() as u64);
+        Ok(())
+    })?;
+    pb.finish_and_clear();
+    if !g.quiet {
+        eprintln!("background: embedded {added} new photo(s), {known} already stored; {errors} error(s)");
     }
     Ok(if errors > 0 { EXIT_PARTIAL } else { 0 })
 }

@@ -53,6 +53,12 @@ pub struct PolicyConfig {
     pub review_price_ratio: f64,
     /// How many products each verdict lists as matches.
     pub top_k: usize,
+    /// Score normalisation (when the catalog has background photos, `catalog background add`):
+    /// a listing photo's similarities are lowered by `background_beta` × the mean similarity of the
+    /// photo to its `background_k` nearest background photos. 0 turns normalisation off.
+    pub background_beta: f64,
+    /// Background photos averaged for score normalisation.
+    pub background_k: usize,
 }
 
 impl PolicyConfig {
@@ -84,6 +90,8 @@ impl Default for PolicyConfig {
             flag_price_ratio: 0.50,
             review_price_ratio: 0.35,
             top_k: 5,
+            background_beta: 1.0,
+            background_k: 3,
         }
     }
 }
@@ -270,6 +278,12 @@ impl Config {
         }
         if p.top_k == 0 {
             bail!("policy.top_k must be at least 1");
+        }
+        if !(p.background_beta.is_finite() && (0.0..=2.0).contains(&p.background_beta)) {
+            bail!("policy.background_beta must be between 0 and 2, got {}", p.background_beta);
+        }
+        if p.background_k == 0 || p.background_k > 100 {
+            bail!("policy.background_k must be between 1 and 100, got {}", p.background_k);
         }
         for (code, rate) in &self.currency.rates {
             if !(rate.is_finite() && *rate > 0.0) {

@@ -55,8 +55,16 @@ pub struct Match {
     pub image: String,
     /// The listing's photo that matched (its path or URL).
     pub listing_image: String,
-    /// Cosine similarity between the two photos' embeddings.
+    /// Similarity score of the two photos: the cosine of their embeddings, minus `background` when
+    /// scores are normalised. The thresholds apply to it.
     pub similarity: f32,
+    /// With score normalisation: the raw cosine similarity of the two photos.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_similarity: Option<f32>,
+    /// With score normalisation: what was subtracted, `policy.background_beta` × the listing
+    /// photo's mean similarity to its nearest background photos (how generic the photo is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub background: Option<f32>,
     /// Reference price of the product.
     pub reference_price: f64,
     /// Currency of the reference price.
@@ -178,8 +186,12 @@ fn decide_one(
     currency: &CurrencyConfig,
 ) -> Decision {
     let strong = m.similarity as f64 >= policy.match_threshold;
+    let normalised = match (m.raw_similarity, m.background) {
+        (Some(raw), Some(bg)) => format!(" (cosine {raw:.3} minus {bg:.3} for the photo's likeness to background photos)"),
+        _ => String::new(),
+    };
     let mut reasons = vec![format!(
-        "photo {} matches {} / {} ({:?}) with similarity {:.3} ({} the match threshold {:.2}, review threshold {:.2})",
+        "photo {} matches {} / {} ({:?}) with similarity {:.3}{normalised} ({} the match threshold {:.2}, review threshold {:.2})",
         m.listing_image,
         m.brand,
         m.product_id,
@@ -313,6 +325,8 @@ mod tests {
             image: "ref.jpg".into(),
             listing_image: "l.jpg".into(),
             similarity: sim,
+            raw_similarity: None,
+            background: None,
             reference_price: 100.0,
             reference_currency: "EUR".into(),
         }

@@ -310,16 +310,37 @@ impl Judge {
         Ok(out)
     }
 
-    /// Nearest visible catalog images of each embedding, in one batch.
-    fn search(&self, embeddings: &[Vec<f32>]) -> Vec<Vec<Hit>> {
+    /// Nearest visible catalog images of each embedding, in one batch, with each embedding's
+    /// background term (see `background_terms`).
+    fn search(&self, embeddings: &[Vec<f32>]) -> Vec<Searched> {
         let k = self.ctx.config.index.candidates.max(self.ctx.config.policy.top_k);
         let queries: Vec<&[f32]> = embeddings.iter().map(Vec::as_slice).collect();
         let allowed = |id: u32| self.view.visible(id);
-        self.view.index.search_batch(&queries, k, &allowed)
+        let hits = self.view.index.search_batch(&queries, k, &allowed);
+        let terms = self.background_terms(&queries);
+        hits.into_iter().zip(terms).map(|(hits, background)| Searched { hits, background }).collect()
+    }
+
+    /// Score normalisation (SSCD's authors' method): for each query, `policy.background_beta` × its
+    /// mean similarity to the `policy.background_k` nearest background photos, which `judge`
+    /// subtracts from the query's similarities. `None` when the catalog has no background photos
+    /// or beta is 0.
+    fn background_terms(&self, queries: &[&[f32]]) -> Vec<Option<f32>> {
+        let p = &self.ctx.config.policy;
+        let Some(bg) = self.view.background.as_ref().filter(|_| p.background_beta > 0.0) else {
+            return vec![None; queries.len()];
+        };
+        bg.search_batch(queries, p.background_k, &|_| true)
+            .into_iter()
+            .map(|hits| {
+                let mean = hits.iter().map(|h| h.similarity).sum::<f32>() / hits.len().max(1) as f32;
+                (!hits.is_empty()).then(|| p.background_beta as f32 * mean)
+            })
+            .collect()
     }
 
     /// Matches a listing's embedded photos against the catalog and applies the policy.
-    fn judge(&self, listing: Listing, queries: &[(String, Vec<Hit>)], image_errors: Vec<String>) -> Report {
+    fn judge(&self, listing: Listing, queries: &[(String, Searched)], image_errors: Vec<String>) -> Report {
         let matches = self.products_from_hits(queries);
         let offer = Offer {
             seller_id: &listing.seller.seller_id,
@@ -352,15 +373,18 @@ impl Judge {
     /// the image pair behind it.
     pub fn best_products(&self, queries: &[(String, Vec<f32>)]) -> Vec<Match> {
         let embeddings: Vec<Vec<f32>> = queries.iter().map(|(_, e)| e.clone()).collect();
-        let hits: Vec<(String, Vec<Hit>)> = queries.iter().map(|(n, _)| n.clone()).zip(self.search(&embeddings)).collect();
+        let hits: Vec<(String, Searched)> = queries.iter().map(|(n, _)| n.clone()).zip(self.search(&embeddings)).collect();
         self.products_from_hits(&hits)
     }
 
-    /// Groups search hits of a listing's photos by product, keeping each product's best pair.
-    fn products_from_hits(&self, queries: &[(String, Vec<Hit>)]) -> Vec<Match> {
+    /// Groups search hits of a listing's photos by product, keeping each product's best pair by
+    /// score (similarity minus the photo's background term).
+    fn products_from_hits(&self, queries: &[(String, Searched)]) -> Vec<Match> {
         let mut best: HashMap<usize, Match> = HashMap::new();
-        for (listing_image, hits) in queries {
-            for hit in hits {
+        for (listing_image, searched) in queries {
+            let term = searched.background.unwrap_or(0.0);
+            for hit in &searched.hits {
+                let score = hit.similarity - term;
                 for (pi, src) in self.view.vector_products.get(hit.vector as usize).into_iter().flatten() {
                     let Some(p) = self.view.products.get(*pi) else { continue };
                     let entry = best.entry(*pi).or_insert_with(|| Match {
@@ -370,11 +394,15 @@ impl Judge {
                         image: src.clone(),
                         listing_image: listing_image.clone(),
                         similarity: f32::MIN,
+                        raw_similarity: None,
+                        background: None,
                         reference_price: p.price,
                         reference_currency: p.currency.clone(),
                     });
-                    if hit.similarity > entry.similarity {
-                        entry.similarity = hit.similarity;
+                    if score > entry.similarity {
+                        entry.similarity = score;
+                        entry.raw_similarity = searched.background.map(|_| round4(hit.similarity));
+                        entry.background = searched.background.map(round4);
                         entry.image = src.clone();
                         entry.listing_image = listing_image.clone();
                     }
@@ -383,12 +411,25 @@ impl Judge {
         }
         let mut v: Vec<Match> = best.into_values().collect();
         for m in &mut v {
-            m.similarity = (m.similarity * 10000.0).round() / 10000.0;
+            m.similarity = round4(m.similarity);
         }
         v.sort_by(|a, b| b.similarity.total_cmp(&a.similarity).then_with(|| a.product_id.cmp(&b.product_id)));
         v.truncate(self.ctx.config.policy.top_k);
         v
     }
+}
+
+/// Search results of one embedded photo.
+#[derive(Debug, Clone, Default)]
+struct Searched {
+    /// Nearest visible catalog images, best first, by raw cosine similarity.
+    hits: Vec<Hit>,
+    /// What score normalisation subtracts from this photo's similarities, if it is on.
+    background: Option<f32>,
+}
+
+fn round4(x: f32) -> f32 {
+    (x * 10000.0).round() / 10000.0
 }
 
 /// Keys of listings already in an output file, for `--resume`.

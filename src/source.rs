@@ -5,6 +5,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context;
 use sha2::{Digest, Sha256};
 
 use crate::config::LimitsConfig;
@@ -128,4 +129,36 @@ impl Fetcher {
 pub fn content_hash(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// File extensions taken as images when a directory is listed (any case).
+const IMAGE_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
+
+/// Image files (by extension) directly in `dir`, sorted.
+pub fn image_files_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read directory {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+            p.is_file() && IMAGE_EXTENSIONS.contains(&ext.as_str())
+        })
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// Image files (by extension) under `dir` at any depth, sorted.
+pub fn image_files_under(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = image_files_in(dir)?;
+    let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read directory {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    subdirs.sort();
+    for d in subdirs {
+        out.extend(image_files_under(&d)?);
+    }
+    Ok(out)
 }

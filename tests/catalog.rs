@@ -139,3 +139,40 @@ fn distilled_model_works_through_its_manifest() {
     assert_eq!(v["model"], "sscd_distilled");
     assert_eq!(v["matches"][0]["product_id"], "nw-trail");
 }
+
+#[test]
+fn background_photos_normalise_scores_and_explain_it() {
+    let data = catalog_with(None);
+    let d = data.path();
+    let raw = query(d, "listings/L003-copy-jpeg-q20.jpg");
+    let raw_best = &raw["matches"][0];
+    assert!(raw_best.get("raw_similarity").is_none(), "no background yet: raw scores");
+    let photos: Vec<String> = ["L022-unrelated-bottle.jpg", "L023-unrelated-lamp.jpg", "L024-unrelated-blob.jpg", "L025-unrelated-sneaker.jpg", "L026-unrelated-watch.jpg", "L030-corrupt.jpg"]
+        .iter()
+        .map(|f| testdata(&format!("listings/{f}")).to_string_lossy().into_owned())
+        .collect();
+    let mut args = vec!["catalog", "background", "add"];
+    args.extend(photos.iter().map(String::as_str));
+    let out = run(d, &args);
+    assert_eq!(out.status.code(), Some(3), "a corrupt photo is a partial failure");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("L030-corrupt.jpg") && err.contains("embedded 5 new photo(s)"), "{err}");
+    // adding the same photos again stores nothing twice
+    let err = String::from_utf8_lossy(&run(d, &args[..args.len() - 1]).stderr).into_owned();
+    assert!(err.contains("embedded 0 new photo(s), 5 already stored"), "{err}");
+    assert_eq!(stats(d)["background_images"], 5);
+    let norm = query(d, "listings/L003-copy-jpeg-q20.jpg");
+    let best = &norm["matches"][0];
+    assert_eq!(best["product_id"], raw_best["product_id"]);
+    let (s, r, b) = (best["similarity"].as_f64().unwrap(), best["raw_similarity"].as_f64().unwrap(), best["background"].as_f64().unwrap());
+    assert!((r - raw_best["similarity"].as_f64().unwrap()).abs() < 1e-4, "raw similarity is the cosine: {r}");
+    assert!(b > 0.0 && b < 0.5, "background term {b}");
+    assert!((s - (r - b)).abs() < 2e-4, "score = raw - background: {s} vs {r} - {b}");
+    assert!(norm["reasons"][0].as_str().unwrap().contains("background photos"), "{}", norm["reasons"][0]);
+    // clearing turns normalisation off again
+    run_ok(d, &["catalog", "background", "clear"], 0);
+    assert_eq!(stats(d)["background_images"], 0);
+    let again = query(d, "listings/L003-copy-jpeg-q20.jpg");
+    assert!(again["matches"][0].get("raw_similarity").is_none());
+    assert_eq!(again["matches"][0]["similarity"], raw_best["similarity"]);
+}
