@@ -49,6 +49,8 @@ pub struct Options {
     pub limit: usize,
     /// Background photos for score normalisation (Grocery `val` fruit and vegetables); 0: off.
     pub background: usize,
+    /// Also run the pHash baseline on the same queries.
+    pub baseline: bool,
     /// Print progress on stderr.
     pub verbose: bool,
 }
@@ -70,6 +72,24 @@ pub struct Results {
     pub copy: Option<CopyResults>,
     /// Product results for each number of shop photos in the catalog, when run.
     pub products: Vec<ProductResults>,
+    /// The pHash baseline on the same copy-detection queries (`--baseline`); its "match" and
+    /// "review" thresholds are those of its own 99 % and 90 % precision.
+    pub baseline_copy: Option<CopyResults>,
+    /// The pHash baseline on the products task, per K (`--baseline`).
+    pub baseline_products: Vec<BaselineProducts>,
+}
+
+/// Product identification by the pHash baseline for one catalog setting.
+#[derive(Debug, Serialize)]
+pub struct BaselineProducts {
+    /// Shop photos per product besides the iconic image.
+    pub k: usize,
+    /// Share of branded listings whose best match is the right product.
+    pub top1: f64,
+    /// Share with the right product among the best five.
+    pub top5: f64,
+    /// Average precision of "best match is the right product", all listings ranked by best score.
+    pub identification_ap: f64,
 }
 
 /// Copy-detection figures.
@@ -77,6 +97,10 @@ pub struct Results {
 pub struct CopyResults {
     /// Reference images in the catalog.
     pub references: usize,
+    /// Match threshold the "at match threshold" figures use.
+    pub match_threshold: f32,
+    /// Review threshold the "at review threshold" figures use.
+    pub review_threshold: f32,
     /// Queries that copy a reference.
     pub copies: usize,
     /// Queries that copy nothing in the catalog.
@@ -197,16 +221,20 @@ pub fn run(config: &Config, loc: &ModelLocation, opts: &Options) -> Result<(Resu
         background: background_photos(opts)?.len(),
         copy: None,
         products: Vec::new(),
+        baseline_copy: None,
+        baseline_products: Vec::new(),
     };
     let mut curves = Vec::new();
     if matches!(opts.task, Task::Copy | Task::All) {
-        let (r, curve) = copy_task(config, loc, opts, thresholds.match_threshold as f32, thresholds.review_threshold as f32)?;
+        let (r, curve, baseline) = copy_task(config, loc, opts, thresholds.match_threshold as f32, thresholds.review_threshold as f32)?;
+        results.baseline_copy = baseline;
         write_file(&opts.out.join("copy-pr.svg"), &metrics::pr_svg(&format!("Copy detection, {} (µAP {:.3})", results.model, r.micro_ap), &[(results.model.clone(), curve)]))?;
         results.copy = Some(r);
     }
     if matches!(opts.task, Task::Products | Task::All) {
         for k in [0usize, 1, 5] {
-            let (r, curve) = products_task(config, loc, opts, k)?;
+            let (r, curve, baseline) = products_task(config, loc, opts, k)?;
+            results.baseline_products.extend(baseline);
             curves.push((format!("K={k} (AP {:.3})", r.identification_ap), curve));
             results.products.push(r);
         }
@@ -393,7 +421,7 @@ fn product(i: usize, brand: &str, id: &str, images: Vec<PathBuf>, price: f64) ->
     }
 }
 
-fn copy_task(config: &Config, loc: &ModelLocation, opts: &Options, match_t: f32, review_t: f32) -> Result<(CopyResults, Vec<PrPoint>)> {
+fn copy_task(config: &Config, loc: &ModelLocation, opts: &Options, match_t: f32, review_t: f32) -> Result<(CopyResults, Vec<PrPoint>, Option<CopyResults>)> {
     let t0 = Instant::now();
     let b = &opts.bench_dir;
     // references
@@ -480,7 +508,44 @@ fn copy_task(config: &Config, loc: &ModelLocation, opts: &Options, match_t: f32,
     let reports = scan_catalog(&cfg, loc, &dir, listings)?;
     let scan_seconds = ts.elapsed().as_secs_f64();
     dump_matches(&opts.out.join("copy-matches.jsonl"), queries.iter().map(|q| (q.id.as_str(), q.truth.as_deref())), &reports)?;
-    // metrics
+    let mut ranked = Vec::with_capacity(reports.len());
+    for (q, r) in queries.iter().zip(&reports) {
+        if r.verdict == Verdict::Error {
+            bail!("query {} could not be scanned: {}", q.path.display(), r.reasons.join("; "));
+        }
+        ranked.push(r.matches.iter().map(|m| (m.product_id.clone(), m.similarity)).collect());
+    }
+    let (mut res, curve) = copy_metrics(&queries, &ranked, n_refs, distractors.len(), match_t, review_t);
+    res.seconds = t0.elapsed().as_secs_f64();
+    res.scan_seconds = scan_seconds;
+    let baseline = if opts.baseline {
+        say(opts, "copy: pHash baseline");
+        let ts = Instant::now();
+        let hasher = crate::baseline::hasher();
+        let mut index = crate::baseline::HashIndex::default();
+        let ref_hashes: Vec<_> = refs.par_iter().map(|(_, p)| load_for_editing(p, &limits).map(|img| crate::baseline::hash(&hasher, &img))).collect::<Result<_>>()?;
+        for ((id, _), h) in refs.iter().zip(ref_hashes) {
+            index.add(id, h);
+        }
+        let ranked: Vec<Vec<(String, f32)>> = queries
+            .par_iter()
+            .map(|q| load_for_editing(&q.path, &limits).map(|img| index.rank(&crate::baseline::hash(&hasher, &img), 10)))
+            .collect::<Result<_>>()?;
+        // a hash has no calibrated thresholds: report it at the thresholds of its own 99 % / 90 % precision
+        let (pre, _) = copy_metrics(&queries, &ranked, refs.len(), distractors.len(), 1.0, 1.0);
+        let at = |x: Option<(f64, f32)>| x.map_or(1.0, |(_, t)| t);
+        let (mut b, _) = copy_metrics(&queries, &ranked, refs.len(), distractors.len(), at(pre.recall_at_p99), at(pre.recall_at_p90));
+        b.seconds = ts.elapsed().as_secs_f64();
+        b.scan_seconds = b.seconds;
+        Some(b)
+    } else {
+        None
+    };
+    Ok((res, curve, baseline))
+}
+
+/// Copy-detection figures from each query's ranked matches (catalog product, score), best first.
+fn copy_metrics(queries: &[Query], ranked: &[Vec<(String, f32)>], n_refs: usize, n_distractors: usize, match_t: f32, review_t: f32) -> (CopyResults, Vec<PrPoint>) {
     let mut pairs = Vec::new();
     let mut pairs_no_iconic = Vec::new();
     let mut false_groups: HashMap<(String, String), usize> = HashMap::new();
@@ -488,33 +553,30 @@ fn copy_task(config: &Config, loc: &ModelLocation, opts: &Options, match_t: f32,
     let mut fam: HashMap<String, Vec<(bool, f32)>> = HashMap::new(); // (best match right, its similarity)
     let mut fam_sims: HashMap<String, Vec<f32>> = HashMap::new();
     let (mut d_review, mut d_match) = (0usize, 0usize);
-    for (q, r) in queries.iter().zip(&reports) {
-        if r.verdict == Verdict::Error {
-            bail!("query {} could not be scanned: {}", q.path.display(), r.reasons.join("; "));
-        }
+    for (q, matches) in queries.iter().zip(ranked) {
         let truth_group = q.truth.as_deref().map(group).unwrap_or_else(|| "distractor".into());
-        for m in &r.matches {
-            let pair = Pair { score: m.similarity, positive: q.truth.as_deref() == Some(m.product_id.as_str()) };
+        for (product, score) in matches {
+            let pair = Pair { score: *score, positive: q.truth.as_deref() == Some(product.as_str()) };
             pairs.push(pair);
-            if truth_group != "iconic" && group(&m.product_id) != "iconic" {
+            if truth_group != "iconic" && group(product) != "iconic" {
                 pairs_no_iconic.push(pair);
             }
-            if !pair.positive && m.similarity >= match_t {
-                *false_groups.entry((truth_group.clone(), group(&m.product_id))).or_default() += 1;
+            if !pair.positive && *score >= match_t {
+                *false_groups.entry((truth_group.clone(), group(product))).or_default() += 1;
             }
         }
-        let best = r.matches.first();
+        let best = matches.first();
         match &q.truth {
             None => {
-                let s = best.map(|m| m.similarity).unwrap_or(f32::MIN);
+                let s = best.map(|m| m.1).unwrap_or(f32::MIN);
                 d_review += usize::from(s >= review_t);
                 d_match += usize::from(s >= match_t);
             }
             Some(t) => {
-                let right = best.is_some_and(|m| &m.product_id == t);
-                let sim = best.map(|m| m.similarity).unwrap_or(0.0);
+                let right = best.is_some_and(|m| &m.0 == t);
+                let sim = best.map(|m| m.1).unwrap_or(0.0);
                 fam.entry(q.family.clone()).or_default().push((right, sim));
-                let truth_sim = r.matches.iter().find(|m| &m.product_id == t).map(|m| m.similarity).unwrap_or(0.0);
+                let truth_sim = matches.iter().find(|m| &m.0 == t).map(|m| m.1).unwrap_or(0.0);
                 fam_sims.entry(q.family.clone()).or_default().push(truth_sim);
             }
         }
@@ -539,14 +601,16 @@ fn copy_task(config: &Config, loc: &ModelLocation, opts: &Options, match_t: f32,
             })
         })
         .collect();
-    let nd = distractors.len().max(1) as f64;
+    let nd = n_distractors.max(1) as f64;
     let n_pos_no_iconic = queries.iter().filter(|q| q.truth.as_deref().is_some_and(|t| group(t) != "iconic")).count();
     let mut false_matches_by_group: Vec<(String, String, usize)> = false_groups.into_iter().map(|((a, b), n)| (a, b, n)).collect();
     false_matches_by_group.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)).then_with(|| a.1.cmp(&b.1)));
     let res = CopyResults {
         references: n_refs,
+        match_threshold: match_t,
+        review_threshold: review_t,
         copies: n_pos,
-        distractors: distractors.len(),
+        distractors: n_distractors,
         micro_ap: metrics::micro_ap(&pairs, n_pos),
         micro_ap_without_iconic: metrics::micro_ap(&pairs_no_iconic, n_pos_no_iconic),
         false_matches_by_group,
@@ -557,10 +621,10 @@ fn copy_task(config: &Config, loc: &ModelLocation, opts: &Options, match_t: f32,
         distractors_above_review: d_review as f64 / nd,
         distractors_above_match: d_match as f64 / nd,
         families,
-        seconds: t0.elapsed().as_secs_f64(),
-        scan_seconds,
+        seconds: 0.0,
+        scan_seconds: 0.0,
     };
-    Ok((res, metrics::pr_curve(&pairs, n_pos)))
+    (res, metrics::pr_curve(&pairs, n_pos))
 }
 
 /// Brand of a Grocery class: the first word of its name (`Arla-Standard-Milk` → `Arla`).
@@ -573,7 +637,7 @@ const REFERENCE_PRICE: f64 = 25.0;
 /// A suspicious price: 30 % of the reference (the default policy flags at or below 50 %).
 const SUSPICIOUS_PRICE: f64 = 7.5;
 
-fn products_task(config: &Config, loc: &ModelLocation, opts: &Options, k: usize) -> Result<(ProductResults, Vec<PrPoint>)> {
+fn products_task(config: &Config, loc: &ModelLocation, opts: &Options, k: usize) -> Result<(ProductResults, Vec<PrPoint>, Option<BaselineProducts>)> {
     let t0 = Instant::now();
     let b = &opts.bench_dir;
     let iconic_root = b.join("grocery/dataset/iconic-images-and-descriptions/Packages");
@@ -590,6 +654,10 @@ fn products_task(config: &Config, loc: &ModelLocation, opts: &Options, k: usize)
         bail!("no iconic images of branded products under {}", iconic_root.display());
     }
     let n_products = products.len();
+    let product_images: Vec<(String, Vec<PathBuf>)> = products
+        .iter()
+        .map(|p| (p.product_id.clone(), p.images.iter().filter_map(|r| match r { ImageRef::Path(p) => Some(p.clone()), ImageRef::Url(_) => None }).collect()))
+        .collect();
     let known: std::collections::HashSet<String> = products.iter().map(|p| p.product_id.clone()).collect();
     let dir = opts.out.join(format!("work/catalog-products-k{k}"));
     say(opts, format!("products K={k}: cataloguing {n_products} products"));
@@ -665,6 +733,30 @@ fn products_task(config: &Config, loc: &ModelLocation, opts: &Options, k: usize)
     let mut top_confusions: Vec<(String, String, usize)> = confusions.into_iter().map(|((a, b), n)| (a, b, n)).collect();
     top_confusions.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)).then_with(|| a.1.cmp(&b.1)));
     top_confusions.truncate(10);
+    let baseline = if opts.baseline {
+        let limits = scan::decode_limits(config);
+        let hasher = crate::baseline::hasher();
+        let mut index = crate::baseline::HashIndex::default();
+        let refs: Vec<(&String, &PathBuf)> = product_images.iter().flat_map(|(id, ps)| ps.iter().map(move |p| (id, p))).collect();
+        let hashes: Vec<_> = refs.par_iter().map(|(_, p)| load_for_editing(p, &limits).map(|img| crate::baseline::hash(&hasher, &img))).collect::<Result<_>>()?;
+        for ((id, _), h) in refs.iter().zip(hashes) {
+            index.add(id, h);
+        }
+        let ranked: Vec<Vec<(String, f32)>> = branded
+            .par_iter()
+            .map(|(p, _, _)| load_for_editing(p, &limits).map(|img| index.rank(&crate::baseline::hash(&hasher, &img), 5)))
+            .collect::<Result<_>>()?;
+        let (mut t1, mut t5, mut bpairs) = (0usize, 0usize, Vec::new());
+        for ((_, c, _), r) in branded.iter().zip(&ranked) {
+            let right = r.first().is_some_and(|m| &m.0 == c);
+            t1 += usize::from(right);
+            t5 += usize::from(r.iter().any(|m| &m.0 == c));
+            bpairs.push(Pair { score: r.first().map_or(0.0, |m| m.1), positive: right });
+        }
+        Some(BaselineProducts { k, top1: t1 as f64 / nb, top5: t5 as f64 / nb, identification_ap: metrics::micro_ap(&bpairs, branded.len()) })
+    } else {
+        None
+    };
     let res = ProductResults {
         k,
         products: n_products,
@@ -686,7 +778,7 @@ fn products_task(config: &Config, loc: &ModelLocation, opts: &Options, k: usize)
         top_confusions,
         seconds: t0.elapsed().as_secs_f64(),
     };
-    Ok((res, metrics::pr_curve(&pairs, branded.len())))
+    Ok((res, metrics::pr_curve(&pairs, branded.len()), baseline))
 }
 
 fn pct(x: f64) -> String {
@@ -781,6 +873,29 @@ pub fn markdown(r: &Results) -> String {
             let v: Vec<String> = p.top_confusions.iter().take(5).map(|(a, b, n)| format!("{a} → {b} ({n})")).collect();
             s += &v.join("; ");
             s += "\n";
+        }
+    }
+    s += &baseline_markdown(r);
+    s
+}
+
+/// The side-by-side table of the model and the pHash baseline (empty without `--baseline`).
+fn baseline_markdown(r: &Results) -> String {
+    let mut s = String::new();
+    if let (Some(m), Some(b)) = (&r.copy, &r.baseline_copy) {
+        s += &format!("\n### `{}` against a pHash baseline, same queries\n\n| copy detection | {} | pHash (64-bit DCT) |\n|---|---:|---:|\n", r.model, r.model);
+        s += &format!("| µAP | {:.3} | {:.3} |\n| µAP without the Grocery iconic references | {:.3} | {:.3} |\n", m.micro_ap, b.micro_ap, m.micro_ap_without_iconic, b.micro_ap_without_iconic);
+        s += &format!("| recall at 90 % precision | {} | {} |\n| recall at 99 % precision | {} | {} |\n", at_p(&m.recall_at_p90), at_p(&b.recall_at_p90), at_p(&m.recall_at_p99), at_p(&b.recall_at_p99));
+        s += &format!("| distractors reaching the review threshold | {} | {} |\n", pct(m.distractors_above_review), pct(b.distractors_above_review));
+        for (fm, fb) in m.families.iter().zip(&b.families) {
+            s += &format!("| top-1: {} | {} | {} |\n", fm.family, pct(fm.top1), pct(fb.top1));
+        }
+        s += &format!("| time (pHash: hashing and ranking; model: scan) | {:.0} s | {:.0} s |\n", m.scan_seconds, b.seconds);
+    }
+    if !r.baseline_products.is_empty() {
+        s += &format!("\n| products photographed again | {} top-1 / top-5 / ident. AP | pHash top-1 / top-5 / ident. AP |\n|---|---|---|\n", r.model);
+        for (m, b) in r.products.iter().zip(&r.baseline_products) {
+            s += &format!("| K = {} | {} / {} / {:.3} | {} / {} / {:.3} |\n", m.k, pct(m.top1), pct(m.top5), m.identification_ap, pct(b.top1), pct(b.top5), b.identification_ap);
         }
     }
     s

@@ -141,6 +141,9 @@ struct AccuracyArgs {
     /// no catalog product, never used as queries) as background photos in each catalog. 0: off.
     #[arg(long, default_value_t = 0)]
     background: usize,
+    /// Also measure a perceptual-hash baseline (64-bit DCT pHash) on the same queries, side by side.
+    #[arg(long)]
+    baseline: bool,
 }
 
 const CATALOG_ADD_HELP: &str = "\
@@ -317,6 +320,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 task: args.task,
                 limit: args.limit,
                 background: args.background,
+                baseline: args.baseline,
                 verbose: !g.quiet,
             };
             let (_, md) = crate::bench::run(&config, &loc, &opts)?;

@@ -7,6 +7,7 @@
 //! is the command line; `bench`, with `attack` and `metrics`, measures accuracy on benchmark photos.
 
 pub mod attack;
+pub mod baseline;
 pub mod bench;
 pub mod calibrate;
 pub mod catalog;

@@ -56,7 +56,7 @@ fn accuracy_benchmark_runs_end_to_end_on_a_miniature_benchmark() {
     let out = tmp.path().join("out");
     let md = run_ok(
         &tmp.path().join("unused-data"),
-        &["bench", "accuracy", "--bench-dir", bench.to_str().unwrap(), "--out", out.to_str().unwrap(), "--limit", "3", "-q"],
+        &["bench", "accuracy", "--bench-dir", bench.to_str().unwrap(), "--out", out.to_str().unwrap(), "--limit", "3", "--baseline", "-q"],
         0,
     );
     assert!(md.contains("### Copy detection") && md.contains("### Products photographed again"), "{md}");
@@ -71,6 +71,12 @@ fn accuracy_benchmark_runs_end_to_end_on_a_miniature_benchmark() {
     // unedited or lightly edited copies are found
     let mirror = fams.iter().find(|f| f["family"] == "mirror").unwrap();
     assert_eq!(mirror["top1"], 1.0);
+    // the pHash baseline ran on the same queries and K settings
+    assert!(md.contains("pHash (64-bit DCT)"), "{md}");
+    let base = r["baseline_copy"]["families"].as_array().unwrap();
+    assert_eq!(base.len(), 18);
+    assert_eq!(base.iter().find(|f| f["family"] == "pdq_bridge_mods").unwrap()["queries"], 1);
+    assert_eq!(r["baseline_products"].as_array().unwrap().len(), 3);
     let products = r["products"].as_array().unwrap();
     assert_eq!(products.len(), 3);
     assert_eq!(products[0]["products"], 2);
