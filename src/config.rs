@@ -59,6 +59,9 @@ pub struct PolicyConfig {
     pub background_beta: f64,
     /// Background photos averaged for score normalisation.
     pub background_k: usize,
+    /// Evidence from several reference photos of one product: its score is the best photo pair's
+    /// plus `support_weight` × (the second best photo's score + half the third's). 0: best pair only.
+    pub support_weight: f64,
 }
 
 impl PolicyConfig {
@@ -92,6 +95,7 @@ impl Default for PolicyConfig {
             top_k: 5,
             background_beta: 1.0,
             background_k: 3,
+            support_weight: 0.2,
         }
     }
 }
@@ -281,6 +285,9 @@ impl Config {
         }
         if !(p.background_beta.is_finite() && (0.0..=2.0).contains(&p.background_beta)) {
             bail!("policy.background_beta must be between 0 and 2, got {}", p.background_beta);
+        }
+        if !(p.support_weight.is_finite() && (0.0..=1.0).contains(&p.support_weight)) {
+            bail!("policy.support_weight must be between 0 and 1, got {}", p.support_weight);
         }
         if p.background_k == 0 || p.background_k > 100 {
             bail!("policy.background_k must be between 1 and 100, got {}", p.background_k);

@@ -55,8 +55,9 @@ pub struct Match {
     pub image: String,
     /// The listing's photo that matched (its path or URL).
     pub listing_image: String,
-    /// Similarity score of the two photos: the cosine of their embeddings, minus `background` when
-    /// scores are normalised. The thresholds apply to it.
+    /// Score of the match, which the thresholds apply to: the cosine similarity of the best photo
+    /// pair, minus `background` when scores are normalised, plus `support` when other reference
+    /// photos of the product match too.
     pub similarity: f32,
     /// With score normalisation: the raw cosine similarity of the two photos.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -65,6 +66,10 @@ pub struct Match {
     /// photo's mean similarity to its nearest background photos (how generic the photo is).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub background: Option<f32>,
+    /// Evidence from the product's other reference photos: `policy.support_weight` × (the second
+    /// best photo's score + half the third best's), when the product has several photos.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub support: Option<f32>,
     /// Reference price of the product.
     pub reference_price: f64,
     /// Currency of the reference price.
@@ -186,17 +191,26 @@ fn decide_one(
     currency: &CurrencyConfig,
 ) -> Decision {
     let strong = m.similarity as f64 >= policy.match_threshold;
-    let normalised = match (m.raw_similarity, m.background) {
-        (Some(raw), Some(bg)) => format!(" (cosine {raw:.3} minus {bg:.3} for the photo's likeness to background photos)"),
-        _ => String::new(),
+    let mut parts = Vec::new();
+    if let Some(raw) = m.raw_similarity {
+        parts.push(format!("cosine {raw:.3}"));
+    }
+    if let Some(bg) = m.background {
+        parts.push(format!("minus {bg:.3} for the photo's likeness to background photos"));
+    }
+    if let Some(s) = m.support {
+        parts.push(format!("plus {s:.3} because other reference photos of the product match too"));
+    }
+    let score = match parts.is_empty() {
+        true => format!("similarity {:.3}", m.similarity),
+        false => format!("score {:.3} ({})", m.similarity, parts.join(", ")),
     };
     let mut reasons = vec![format!(
-        "photo {} matches {} / {} ({:?}) with similarity {:.3}{normalised} ({} the match threshold {:.2}, review threshold {:.2})",
+        "photo {} matches {} / {} ({:?}) with {score} ({} the match threshold {:.2}, review threshold {:.2})",
         m.listing_image,
         m.brand,
         m.product_id,
         m.title,
-        m.similarity,
         if strong { "at or above" } else { "below" },
         policy.match_threshold,
         policy.review_threshold
@@ -327,6 +341,7 @@ mod tests {
             similarity: sim,
             raw_similarity: None,
             background: None,
+            support: None,
             reference_price: 100.0,
             reference_currency: "EUR".into(),
         }

@@ -60,7 +60,7 @@ pub fn table_min(rows: &[Vec<String>], min_widths: &[usize]) -> String {
 pub fn scan_table(reports: &[Report], header: bool, color: bool) -> String {
     let mut rows = Vec::new();
     if header {
-        rows.push(["VERDICT", "RISK", "LISTING", "SELLER", "BEST MATCH", "SIMILARITY", "PRICE RATIO", "RULE"].map(String::from).to_vec());
+        rows.push(["VERDICT", "RISK", "LISTING", "SELLER", "BEST MATCH", "SCORE", "PRICE RATIO", "RULE"].map(String::from).to_vec());
     }
     for r in reports {
         let best = r.matches.first();
@@ -107,7 +107,7 @@ pub fn explain(r: &Report, color: bool) -> String {
     }
     if !r.matches.is_empty() {
         out.push_str("\nmatches:\n");
-        let mut rows = vec![["#", "BRAND", "PRODUCT", "TITLE", "SIMILARITY", "PRICE", "REFERENCE IMAGE"].map(String::from).to_vec()];
+        let mut rows = vec![["#", "BRAND", "PRODUCT", "TITLE", "SCORE", "PRICE", "REFERENCE IMAGE"].map(String::from).to_vec()];
         for (i, m) in r.matches.iter().enumerate() {
             rows.push(vec![
                 (i + 1).to_string(),

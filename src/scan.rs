@@ -381,12 +381,16 @@ impl Judge {
     /// score (similarity minus the photo's background term).
     fn products_from_hits(&self, queries: &[(String, Searched)]) -> Vec<Match> {
         let mut best: HashMap<usize, Match> = HashMap::new();
+        // each product's reference photos, with the best score any listing photo got against each
+        let mut per_photo: HashMap<usize, HashMap<u32, f32>> = HashMap::new();
         for (listing_image, searched) in queries {
             let term = searched.background.unwrap_or(0.0);
             for hit in &searched.hits {
                 let score = hit.similarity - term;
                 for (pi, src) in self.view.vector_products.get(hit.vector as usize).into_iter().flatten() {
                     let Some(p) = self.view.products.get(*pi) else { continue };
+                    let photo = per_photo.entry(*pi).or_default().entry(hit.vector).or_insert(f32::MIN);
+                    *photo = photo.max(score);
                     let entry = best.entry(*pi).or_insert_with(|| Match {
                         brand: p.brand.clone(),
                         product_id: p.product_id.clone(),
@@ -396,12 +400,13 @@ impl Judge {
                         similarity: f32::MIN,
                         raw_similarity: None,
                         background: None,
+                        support: None,
                         reference_price: p.price,
                         reference_currency: p.currency.clone(),
                     });
                     if score > entry.similarity {
                         entry.similarity = score;
-                        entry.raw_similarity = searched.background.map(|_| round4(hit.similarity));
+                        entry.raw_similarity = Some(round4(hit.similarity));
                         entry.background = searched.background.map(round4);
                         entry.image = src.clone();
                         entry.listing_image = listing_image.clone();
@@ -409,9 +414,24 @@ impl Judge {
                 }
             }
         }
+        let w = self.ctx.config.policy.support_weight as f32;
+        if w > 0.0 {
+            for (pi, m) in best.iter_mut() {
+                let mut scores: Vec<f32> = per_photo.remove(pi).map(|p| p.into_values().collect()).unwrap_or_default();
+                scores.sort_by(|a, b| b.total_cmp(a));
+                let support = w * (scores.get(1).map_or(0.0, |s| s.max(0.0)) + 0.5 * scores.get(2).map_or(0.0, |s| s.max(0.0)));
+                if support > 0.0 {
+                    m.similarity += support;
+                    m.support = Some(round4(support));
+                }
+            }
+        }
         let mut v: Vec<Match> = best.into_values().collect();
         for m in &mut v {
             m.similarity = round4(m.similarity);
+            if m.background.is_none() && m.support.is_none() {
+                m.raw_similarity = None; // the score is the cosine itself
+            }
         }
         v.sort_by(|a, b| b.similarity.total_cmp(&a.similarity).then_with(|| a.product_id.cmp(&b.product_id)));
         v.truncate(self.ctx.config.policy.top_k);

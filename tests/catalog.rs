@@ -165,9 +165,11 @@ fn background_photos_normalise_scores_and_explain_it() {
     let best = &norm["matches"][0];
     assert_eq!(best["product_id"], raw_best["product_id"]);
     let (s, r, b) = (best["similarity"].as_f64().unwrap(), best["raw_similarity"].as_f64().unwrap(), best["background"].as_f64().unwrap());
-    assert!((r - raw_best["similarity"].as_f64().unwrap()).abs() < 1e-4, "raw similarity is the cosine: {r}");
+    let raw_cosine = raw_best["similarity"].as_f64().unwrap() - raw_best["support"].as_f64().unwrap_or(0.0);
+    assert!((r - raw_cosine).abs() < 2e-4, "raw similarity is the cosine: {r} vs {raw_cosine}");
     assert!(b > 0.0 && b < 0.5, "background term {b}");
-    assert!((s - (r - b)).abs() < 2e-4, "score = raw - background: {s} vs {r} - {b}");
+    let support = best["support"].as_f64().unwrap_or(0.0);
+    assert!((s - (r - b + support)).abs() < 3e-4, "score = raw - background + support: {s} vs {r} - {b} + {support}");
     assert!(norm["reasons"][0].as_str().unwrap().contains("background photos"), "{}", norm["reasons"][0]);
     // clearing turns normalisation off again
     run_ok(d, &["catalog", "background", "clear"], 0);

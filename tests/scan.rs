@@ -82,7 +82,7 @@ fn query_prints_a_table_for_people() {
     let out = run_ok(data.path(), &["query", img.to_str().unwrap(), "--price", "30", "--currency", "EUR", "--top", "3"], 0);
     assert!(out.starts_with("verdict: FLAG"), "{out}");
     assert!(out.contains("nw-trail"), "{out}");
-    assert!(out.contains("SIMILARITY"), "{out}");
+    assert!(out.contains("SCORE"), "{out}");
     assert!(!out.contains('\x1b'), "no colour codes when stdout is not a terminal");
     let rows = out.lines().filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit())).count();
     assert_eq!(rows, 3, "--top 3 lists three products:\n{out}");
