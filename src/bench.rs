@@ -131,6 +131,8 @@ pub struct CopyResults {
     pub seconds: f64,
     /// Seconds for the scan alone.
     pub scan_seconds: f64,
+    /// Share of query photos whose regions were searched too (`[scan] region_queries`).
+    pub region_share: f64,
 }
 
 /// Figures of one attack family.
@@ -193,6 +195,8 @@ pub struct ProductResults {
     pub top_confusions: Vec<(String, String, usize)>,
     /// Seconds for this setting (catalog and scan).
     pub seconds: f64,
+    /// Share of listing photos whose regions were searched too (`[scan] region_queries`).
+    pub region_share: f64,
 }
 
 /// A query of the copy task: a listing photo and the reference it copies (if any).
@@ -363,8 +367,9 @@ fn background_photos(opts: &Options) -> Result<Vec<PathBuf>> {
     Ok(sample(&val, opts.background))
 }
 
-/// Scans `listings` against the catalog in `dir` with the real scanner; one report each, in order.
-fn scan_catalog(config: &Config, loc: &ModelLocation, dir: &Path, listings: Vec<Listing>) -> Result<Vec<Report>> {
+/// Scans `listings` against the catalog in `dir` with the real scanner; one report each, in order,
+/// and the share of photos whose regions were searched too.
+fn scan_catalog(config: &Config, loc: &ModelLocation, dir: &Path, listings: Vec<Listing>) -> Result<(Vec<Report>, f64)> {
     let store = Store::open(dir, false)?;
     store.check_model(&loc.manifest)?;
     let view = store.view(config)?;
@@ -380,7 +385,8 @@ fn scan_catalog(config: &Config, loc: &ModelLocation, dir: &Path, listings: Vec<
         reports.extend(r);
         Ok(())
     })?;
-    Ok(reports)
+    let i = scanner.inferences();
+    Ok((reports, i.with_regions as f64 / i.photos.max(1) as f64))
 }
 
 /// Writes one JSON line per query: its id, the right reference (if any), the verdict and the
@@ -505,7 +511,7 @@ fn copy_task(config: &Config, loc: &ModelLocation, opts: &Options, match_t: f32,
     cfg.policy.top_k = 10;
     let listings = queries.iter().map(|q| listing(q.id.clone(), &q.path, None, "bench-seller")).collect();
     let ts = Instant::now();
-    let reports = scan_catalog(&cfg, loc, &dir, listings)?;
+    let (reports, region_share) = scan_catalog(&cfg, loc, &dir, listings)?;
     let scan_seconds = ts.elapsed().as_secs_f64();
     dump_matches(&opts.out.join("copy-matches.jsonl"), queries.iter().map(|q| (q.id.as_str(), q.truth.as_deref())), &reports)?;
     let mut ranked = Vec::with_capacity(reports.len());
@@ -518,6 +524,7 @@ fn copy_task(config: &Config, loc: &ModelLocation, opts: &Options, match_t: f32,
     let (mut res, curve) = copy_metrics(&queries, &ranked, n_refs, distractors.len(), match_t, review_t);
     res.seconds = t0.elapsed().as_secs_f64();
     res.scan_seconds = scan_seconds;
+    res.region_share = region_share;
     let baseline = if opts.baseline {
         say(opts, "copy: pHash baseline");
         let ts = Instant::now();
@@ -623,6 +630,7 @@ fn copy_metrics(queries: &[Query], ranked: &[Vec<(String, f32)>], n_refs: usize,
         families,
         seconds: 0.0,
         scan_seconds: 0.0,
+        region_share: 0.0,
     };
     (res, metrics::pr_curve(&pairs, n_pos))
 }
@@ -681,7 +689,7 @@ fn products_task(config: &Config, loc: &ModelLocation, opts: &Options, k: usize)
         truth.push((None, low));
     }
     say(opts, format!("products K={k}: scanning {} listings", listings.len()));
-    let reports = scan_catalog(config, loc, &dir, listings)?;
+    let (reports, region_share) = scan_catalog(config, loc, &dir, listings)?;
     dump_matches(
         &opts.out.join(format!("products-k{k}-matches.jsonl")),
         reports.iter().zip(&truth).map(|(r, (c, _))| (r.listing_id.as_deref().unwrap_or("-"), c.as_deref())),
@@ -777,6 +785,7 @@ fn products_task(config: &Config, loc: &ModelLocation, opts: &Options, k: usize)
         unbranded_flag_or_review: u_fr as f64 / nu,
         top_confusions,
         seconds: t0.elapsed().as_secs_f64(),
+        region_share,
     };
     Ok((res, metrics::pr_curve(&pairs, branded.len()), baseline))
 }
@@ -804,7 +813,7 @@ pub fn markdown(r: &Results) -> String {
     );
     if let Some(c) = &r.copy {
         s += &format!(
-            "### Copy detection\n\n{} reference images; {} edited copies; {} distractor photos. Scan {:.0} s, task {:.0} s.\n\n\
+            "### Copy detection\n\n{} reference images; {} edited copies; {} distractor photos. Scan {:.0} s, task {:.0} s; regions searched for {} of the query photos.\n\n\
              | metric | value |\n|---|---|\n| µAP (all query–reference pairs, top 10 per query) | {:.3} |\n\
              | µAP without the Grocery iconic references | {:.3} |\n\
              | recall at 90 % precision | {} |\n| recall at 99 % precision | {} |\n\
@@ -815,6 +824,7 @@ pub fn markdown(r: &Results) -> String {
             c.distractors,
             c.scan_seconds,
             c.seconds,
+            pct(c.region_share),
             c.micro_ap,
             c.micro_ap_without_iconic,
             at_p(&c.recall_at_p90),
@@ -867,6 +877,10 @@ pub fn markdown(r: &Results) -> String {
                 pct(p.unbranded_flagged),
                 pct(p.unbranded_flag_or_review),
             );
+        }
+        if r.products.iter().any(|p| p.region_share > 0.0) {
+            let v: Vec<String> = r.products.iter().map(|p| format!("K={}: {}", p.k, pct(p.region_share))).collect();
+            s += &format!("\nListing photos whose regions were searched too: {}.\n", v.join(", "));
         }
         if let Some(p) = r.products.last() {
             s += &format!("\nMost frequent wrong best matches at K={}: ", p.k);

@@ -257,10 +257,11 @@ struct ScanArgs {
     /// Listings per chunk (decoding of the next chunk overlaps inference on this one).
     #[arg(long, default_value_t = 32)]
     chunk: usize,
-    /// Also search the quadrants and centre of each photo (finds collages; 6x slower). Same as
-    /// `[scan] region_queries = true` in the config.
-    #[arg(long)]
-    regions: bool,
+    /// Also search the quadrants and centre of photos, to find collages and products small in the
+    /// frame: of every photo (`all`, the default of the bare flag; 6x the inference) or of photos
+    /// whose best score is uncertain (`uncertain`). Same as `[scan] region_queries`.
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "all")]
+    regions: Option<crate::config::RegionQueries>,
 }
 
 #[derive(Args, Debug)]
@@ -279,9 +280,10 @@ struct QueryArgs {
     /// How many products to list.
     #[arg(long)]
     top: Option<usize>,
-    /// Also search the quadrants and centre of the image (finds collages).
-    #[arg(long)]
-    regions: bool,
+    /// Also search the quadrants and centre of the image (finds collages): `all` (the default of
+    /// the bare flag) or `uncertain` (only when the whole image's best score is uncertain).
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "all")]
+    regions: Option<crate::config::RegionQueries>,
     /// JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -593,7 +595,9 @@ fn open_scanner(g: &Global, config: Config) -> Result<Scanner> {
 }
 
 fn scan_cmd(g: &Global, mut config: Config, args: &ScanArgs) -> Result<i32> {
-    config.scan.region_queries |= args.regions;
+    if let Some(r) = args.regions {
+        config.scan.region_queries = r;
+    }
     let format = input_format(args.format, &args.input);
     let done = match (&args.output, args.resume) {
         (Some(out), true) => scan::read_done(out)?,
@@ -656,6 +660,7 @@ fn scan_cmd(g: &Global, mut config: Config, args: &ScanArgs) -> Result<i32> {
     if let Some(path) = &args.output {
         std::fs::File::open(path).and_then(|f| f.sync_all()).ok();
     }
+    summary.inferences(scanner.inferences());
     if !g.quiet {
         eprintln!("{}", summary.line());
     }
@@ -663,7 +668,9 @@ fn scan_cmd(g: &Global, mut config: Config, args: &ScanArgs) -> Result<i32> {
 }
 
 fn query_cmd(g: &Global, mut config: Config, args: &QueryArgs) -> Result<i32> {
-    config.scan.region_queries |= args.regions;
+    if let Some(r) = args.regions {
+        config.scan.region_queries = r;
+    }
     if let Some(k) = args.top {
         if k == 0 {
             bail!("--top must be at least 1");

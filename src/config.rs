@@ -28,12 +28,55 @@ pub struct Config {
 }
 
 /// How listing photos are searched.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScanConfig {
-    /// Also search the four quadrants and the centre half of every listing photo, so collages and
-    /// products small in the frame are found; costs 6x the inference (off by default).
-    pub region_queries: bool,
+    /// When to also search the four quadrants and the centre half of a listing photo, so collages
+    /// and products small in the frame are found (5 more inferences for each such photo).
+    pub region_queries: RegionQueries,
+    /// With `region_queries = "uncertain"`: a photo's regions are searched when its best score is
+    /// at least this and below the match threshold.
+    pub region_min_score: f64,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        ScanConfig { region_queries: RegionQueries::Off, region_min_score: 0.15 }
+    }
+}
+
+/// When region queries run (`[scan] region_queries`; `true` and `false` mean `all` and `off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RegionQueries {
+    /// Whole photos only.
+    Off,
+    /// Regions of photos whose whole-photo score is between `region_min_score` and the match
+    /// threshold: neither clearly unrelated nor already a copy.
+    Uncertain,
+    /// Regions of every photo (6x the inference).
+    All,
+}
+
+impl<'de> Deserialize<'de> for RegionQueries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Flag(bool),
+            Name(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Flag(true) => Ok(RegionQueries::All),
+            Raw::Flag(false) => Ok(RegionQueries::Off),
+            Raw::Name(n) => match n.as_str() {
+                "off" => Ok(RegionQueries::Off),
+                "uncertain" => Ok(RegionQueries::Uncertain),
+                "all" => Ok(RegionQueries::All),
+                other => Err(serde::de::Error::custom(format!("unknown region_queries {other:?}; use \"off\", \"uncertain\" or \"all\""))),
+            },
+        }
+    }
 }
 
 /// Thresholds of the flag policy (see `policy`). The similarity thresholds default to the values in
@@ -285,6 +328,9 @@ impl Config {
         }
         if !(p.background_beta.is_finite() && (0.0..=2.0).contains(&p.background_beta)) {
             bail!("policy.background_beta must be between 0 and 2, got {}", p.background_beta);
+        }
+        if !(self.scan.region_min_score.is_finite() && (-1.0..=1.0).contains(&self.scan.region_min_score)) {
+            bail!("scan.region_min_score must be between -1 and 1, got {}", self.scan.region_min_score);
         }
         if !(p.support_weight.is_finite() && (0.0..=1.0).contains(&p.support_weight)) {
             bail!("policy.support_weight must be between 0 and 1, got {}", p.support_weight);

@@ -136,11 +136,12 @@ pub struct Summary {
     started: Instant,
     counts: [usize; 4],
     skipped: usize,
+    inferences: Option<crate::scan::Inferences>,
 }
 
 impl Default for Summary {
     fn default() -> Self {
-        Summary { started: Instant::now(), counts: [0; 4], skipped: 0 }
+        Summary { started: Instant::now(), counts: [0; 4], skipped: 0, inferences: None }
     }
 }
 
@@ -186,6 +187,14 @@ impl Summary {
         if self.skipped > 0 {
             s.push_str(&format!("; {} already done (--resume)", self.skipped));
         }
+        if let Some(i) = self.inferences.filter(|i| i.with_regions > 0) {
+            s.push_str(&format!("; regions searched for {} of {} photos", i.with_regions, i.photos));
+        }
         s
+    }
+
+    /// Notes the scanner's inference counts, shown when region queries ran.
+    pub fn inferences(&mut self, i: crate::scan::Inferences) {
+        self.inferences = Some(i);
     }
 }

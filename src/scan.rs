@@ -12,7 +12,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::catalog::CatalogView;
-use crate::config::Config;
+use crate::config::{Config, RegionQueries};
 use crate::decode;
 use crate::embed::{self, Embedder, Loaded};
 use crate::index::Hit;
@@ -229,6 +229,16 @@ pub struct Judge {
     view: CatalogView,
     embedder: Embedder,
     ctx: Context,
+    inferences: Inferences,
+}
+
+/// How many photos were embedded, and how many of them had their regions searched too.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Inferences {
+    /// Listing photos embedded whole.
+    pub photos: usize,
+    /// Of those, photos whose regions were embedded and searched as well.
+    pub with_regions: usize,
 }
 
 impl Scanner {
@@ -240,9 +250,14 @@ impl Scanner {
         let model = manifest.name.clone();
         let thresholds = config.policy.thresholds(&manifest)?;
         Ok(Scanner {
-            loader: Loader { fetcher, limits, manifest, regions: config.scan.region_queries },
-            judge: Judge { view, embedder, ctx: Context { config, thresholds, model } },
+            loader: Loader { fetcher, limits, manifest, regions: config.scan.region_queries != RegionQueries::Off },
+            judge: Judge { view, embedder, ctx: Context { config, thresholds, model }, inferences: Inferences::default() },
         })
+    }
+
+    /// Photos embedded so far, and how many had region queries.
+    pub fn inferences(&self) -> Inferences {
+        self.judge.inferences
     }
 
     /// Checks one chunk of listings: loads, then decides.
@@ -268,14 +283,22 @@ impl Judge {
     /// Embeds, searches and decides a chunk of loaded listings; one report each, in order. All
     /// photos of the chunk are embedded in batches and searched in one batch.
     pub fn decide(&mut self, chunk: Vec<LoadedListing>) -> Result<Vec<Report>> {
-        // each usable photo: the whole, then its regions (when region queries are on)
-        let batch: Vec<&embed::Prepared> = chunk
-            .iter()
-            .flat_map(|p| p.images.iter().filter_map(|i| i.as_ref().ok()))
-            .flat_map(|l| std::iter::once(&l.prepared).chain(l.regions.iter()))
-            .collect();
-        let embeddings = self.embedder.embed(&batch)?;
-        let mut hits = self.search(&embeddings).into_iter();
+        // each usable photo whole, then the regions of those that need them (see `needs_regions`)
+        let photos: Vec<&embed::Loaded> = chunk.iter().flat_map(|p| p.images.iter().filter_map(|i| i.as_ref().ok())).collect();
+        let whole: Vec<&embed::Prepared> = photos.iter().map(|l| &l.prepared).collect();
+        let embeddings = self.embedder.embed(&whole)?;
+        let whole_hits = self.search(&embeddings);
+        let with_regions: Vec<bool> = photos.iter().zip(&whole_hits).map(|(l, h)| !l.regions.is_empty() && self.needs_regions(h)).collect();
+        let region_batch: Vec<&embed::Prepared> =
+            photos.iter().zip(&with_regions).filter(|(_, &r)| r).flat_map(|(l, _)| l.regions.iter()).collect();
+        self.inferences.photos += photos.len();
+        self.inferences.with_regions += with_regions.iter().filter(|&&r| r).count();
+        let region_embeddings = self.embedder.embed(&region_batch)?;
+        let mut region_hits = self.search(&region_embeddings).into_iter();
+        let mut per_photo = whole_hits.into_iter().zip(with_regions).map(|(whole, regions)| {
+            let n = if regions { embed::REGIONS.len() } else { 0 };
+            (whole, region_hits.by_ref().take(n).collect::<Vec<_>>())
+        });
         let mut out = Vec::with_capacity(chunk.len());
         for p in chunk {
             let listing = match p.listing {
@@ -289,10 +312,11 @@ impl Judge {
             let mut queries = Vec::new();
             for (r, img) in listing.images.iter().zip(&p.images) {
                 match img {
-                    Ok(l) => {
-                        queries.push((r.display(), hits.next().unwrap_or_default()));
-                        for name in embed::REGIONS.iter().take(l.regions.len()) {
-                            queries.push((format!("{}#{name}", r.display()), hits.next().unwrap_or_default()));
+                    Ok(_) => {
+                        let (whole, regions) = per_photo.next().unwrap_or_default();
+                        queries.push((r.display(), whole));
+                        for (name, hits) in embed::REGIONS.iter().zip(regions) {
+                            queries.push((format!("{}#{name}", r.display()), hits));
                         }
                     }
                     Err(e) => image_errors.push(format!("{}: {e}", r.display())),
@@ -319,6 +343,21 @@ impl Judge {
         let hits = self.view.index.search_batch(&queries, k, &allowed);
         let terms = self.background_terms(&queries);
         hits.into_iter().zip(terms).map(|(hits, background)| Searched { hits, background }).collect()
+    }
+
+    /// Whether a photo's regions are searched too, given its whole-photo results: always with
+    /// `region_queries = "all"`; with `"uncertain"` when its best score is at least
+    /// `region_min_score` and below the match threshold (clearly unrelated photos and photos
+    /// already found as copies are left alone).
+    fn needs_regions(&self, whole: &Searched) -> bool {
+        match self.ctx.config.scan.region_queries {
+            RegionQueries::Off => false,
+            RegionQueries::All => true,
+            RegionQueries::Uncertain => {
+                let best = whole.hits.first().map_or(f32::MIN, |h| h.similarity - whole.background.unwrap_or(0.0)) as f64;
+                best >= self.ctx.config.scan.region_min_score && best < self.ctx.thresholds.match_threshold
+            }
+        }
     }
 
     /// Score normalisation (SSCD's authors' method): for each query, `policy.background_beta` × its
