@@ -146,7 +146,7 @@ fn background_photos_normalise_scores_and_explain_it() {
     let d = data.path();
     let raw = query(d, "listings/L003-copy-jpeg-q20.jpg");
     let raw_best = &raw["matches"][0];
-    assert!(raw_best.get("raw_similarity").is_none(), "no background yet: raw scores");
+    assert!(raw_best.get("background").is_none(), "no background yet: raw scores");
     let photos: Vec<String> = ["L022-unrelated-bottle.jpg", "L023-unrelated-lamp.jpg", "L024-unrelated-blob.jpg", "L025-unrelated-sneaker.jpg", "L026-unrelated-watch.jpg", "L030-corrupt.jpg"]
         .iter()
         .map(|f| testdata(&format!("listings/{f}")).to_string_lossy().into_owned())
@@ -175,6 +175,6 @@ fn background_photos_normalise_scores_and_explain_it() {
     run_ok(d, &["catalog", "background", "clear"], 0);
     assert_eq!(stats(d)["background_images"], 0);
     let again = query(d, "listings/L003-copy-jpeg-q20.jpg");
-    assert!(again["matches"][0].get("raw_similarity").is_none());
+    assert!(again["matches"][0].get("background").is_none());
     assert_eq!(again["matches"][0]["similarity"], raw_best["similarity"]);
 }

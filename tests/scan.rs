@@ -223,4 +223,17 @@ fn region_queries_find_a_product_in_one_tile_of_a_collage() {
     assert_eq!(w["verdict"], "flag", "{w}");
     assert_eq!(v["matches"][0]["product_id"], "nw-runner");
     assert!(v["matches"][0]["listing_image"].as_str().unwrap().ends_with("collage.jpg#top-left"), "{v}");
+    // "uncertain": the collage's whole-photo score is uncertain, so its regions are searched ...
+    let unc = catalog_with(Some("[scan]\nregion_queries = \"uncertain\"\n"));
+    let u = query(unc.path());
+    assert_eq!(u["verdict"], "flag", "{u}");
+    assert!(u["matches"][0]["listing_image"].as_str().unwrap().ends_with("collage.jpg#top-left"), "{u}");
+    // ... and in a scan, a photo already found as a copy or clearly unrelated is searched whole only
+    let listings = dir.path().join("l.jsonl");
+    let line = |id: &str, img: &std::path::Path| format!("{{\"listing_id\":\"{id}\",\"seller_id\":\"s\",\"price\":10,\"currency\":\"EUR\",\"images\":[{:?}]}}\n", img.to_str().unwrap());
+    let text = line("collage", &path) + &line("copy", &testdata("listings/L003-copy-jpeg-q20.jpg"));
+    std::fs::write(&listings, text).unwrap();
+    let out = run(unc.path(), &["scan", listings.to_str().unwrap(), "--json"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("regions searched for 1 of 2 photos"), "{err}");
 }
