@@ -1,45 +1,22 @@
 //! Nearest-neighbour search over the reference embeddings.
 //!
-//! Two layers answer one query together: an HNSW graph (hnsw_rs) over the first `covered` vectors,
+//! Two layers answer one query together: an HNSW graph (`graph`) over the first `covered` vectors,
 //! built only for catalogs of at least `index.hnsw_min_images`, and an exact scan over the rest
 //! (all of a small catalog). The exact scan is a blocked matrix product (`simd`): a block of rows
 //! that fits in cache is compared with every query of a batch before the next block is read, and
 //! the rows are split between threads. Hidden vectors (removed products) are filtered out before any
-//! arithmetic. When the filter is selective, or the graph's candidates run short after filtering,
+//! arithmetic. When the filter is selective, or the graph's results run short after filtering,
 //! the query is answered by the exact scan over the allowed rows, so filtering never costs recall.
-//!
-//! On disk an HNSW graph is the pair `DATA/hnsw/<generation>/knockoff.hnsw.{graph,data}` written by
-//! hnsw_rs; the catalog database records which generation is current and how many vectors it covers.
+//! The graph computes its similarities on the same stored rows as the exact scan.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context, Result};
-use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
 use rayon::prelude::*;
 
-use crate::config::IndexConfig;
+use crate::graph::Graph;
 use crate::simd;
 use crate::vectors::{Row, Rows, Storage};
-
-/// Cosine distance `1 - a·b` of unit vectors for hnsw_rs, computed with `simd::dot`.
-///
-/// It has the same name as anndists' `DistDot` (the same distance) because hnsw_rs checks the last
-/// component of the distance's type name when it reloads a graph: graphs written before keep loading.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DistDot;
-
-impl Distance<f32> for DistDot {
-    fn eval(&self, va: &[f32], vb: &[f32]) -> f32 {
-        (1.0 - simd::dot(va, vb)).max(0.0)
-    }
-}
-
-/// Base name of the hnsw_rs dump files.
-const BASENAME: &str = "knockoff";
-/// Layers of the HNSW graph (hnsw_rs's maximum is 16).
-const MAX_LAYERS: usize = 16;
 
 /// One search result: a vector id and its cosine similarity to the query.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,82 +37,6 @@ const BLOCK_BYTES: usize = 128 * 1024;
 const SELECTIVE: f32 = 0.75;
 /// Rows × queries below which an exact scan stays on the calling thread.
 const PARALLEL_MIN: usize = 1 << 15;
-
-/// The HNSW part of an index: a graph over vectors `0..covered`.
-pub struct Graph {
-    hnsw: Hnsw<'static, f32, DistDot>,
-    covered: usize,
-}
-
-impl Graph {
-    /// Builds a graph over `vectors` (`dim` values each), or extends `base` with the vectors it lacks.
-    pub fn build(base: Option<Graph>, vectors: &[f32], dim: usize, cfg: &IndexConfig) -> Graph {
-        let count = vectors.len() / dim;
-        let (hnsw, start) = match base {
-            Some(g) => (g.hnsw, g.covered),
-            None => {
-                let h = Hnsw::<f32, DistDot>::new(
-                    cfg.hnsw_m.clamp(1, 256),
-                    count.max(1),
-                    MAX_LAYERS,
-                    cfg.hnsw_ef_construction.max(1),
-                    DistDot,
-                );
-                (h, 0)
-            }
-        };
-        let new: Vec<(&[f32], usize)> =
-            (start..count).map(|i| (&vectors[i * dim..(i + 1) * dim], i)).collect();
-        if !new.is_empty() {
-            hnsw.parallel_insert_slice(&new);
-        }
-        Graph { hnsw, covered: count }
-    }
-
-    /// Number of vectors the graph covers.
-    pub fn covered(&self) -> usize {
-        self.covered
-    }
-
-    /// Writes the graph into a new directory `dir` (which must not exist yet), written aside and renamed.
-    pub fn save(&self, dir: &Path) -> Result<()> {
-        let tmp = crate::fsutil::temp_sibling(dir);
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        self.hnsw
-            .file_dump(&tmp, BASENAME)
-            .map_err(|e| anyhow!("cannot write HNSW graph to {}: {e}", tmp.display()))?;
-        for entry in std::fs::read_dir(&tmp)? {
-            let f = std::fs::File::open(entry?.path())?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, dir).with_context(|| format!("cannot rename {} to {}", tmp.display(), dir.display()))?;
-        crate::fsutil::sync_dir(dir.parent());
-        Ok(())
-    }
-
-    /// Loads a graph written by `save`; `covered` is the vector count recorded with it.
-    pub fn load(dir: &Path, covered: usize) -> Result<Graph> {
-        for ext in ["hnsw.graph", "hnsw.data"] {
-            let p = dir.join(format!("{BASENAME}.{ext}"));
-            if !p.is_file() {
-                return Err(anyhow!("HNSW file {} is missing; run `knockoff catalog compact` to rebuild", p.display()));
-            }
-        }
-        // hnsw_rs's reloaded graph borrows its loader for the graph's whole life; a process holds
-        // one graph, so the loader is leaked on purpose rather than kept in a self-referential struct.
-        let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(dir, BASENAME)));
-        let hnsw: Hnsw<'static, f32, DistDot> = io
-            .load_hnsw::<f32, DistDot>()
-            .map_err(|e| anyhow!("cannot load HNSW graph from {}: {e}; run `knockoff catalog compact` to rebuild", dir.display()))?;
-        Ok(Graph { hnsw, covered })
-    }
-}
-
-/// Directory of graph generation `gen` inside a data directory.
-pub fn graph_dir(data_dir: &Path, gen: u64) -> PathBuf {
-    data_dir.join("hnsw").join(gen.to_string())
-}
 
 /// The searchable reference vectors: stored rows, optionally with an HNSW graph over a prefix.
 pub struct Index {
@@ -206,8 +107,16 @@ impl Index {
         Index::from_rows(Rows::from_f32(dim, vectors), graph, ef_search)
     }
 
-    /// An index over stored rows (float or int8, in memory or memory-mapped).
+    /// An index over stored rows (float or int8, in memory or memory-mapped). A graph that covers
+    /// more vectors than there are rows does not belong to them and is left out (with a warning).
     pub fn from_rows(rows: Rows, graph: Option<Graph>, ef_search: usize) -> Index {
+        let graph = graph.filter(|g| {
+            let fits = g.covered() <= rows.len();
+            if !fits {
+                tracing::warn!("search graph covers {} vectors but only {} are stored; searching exactly", g.covered(), rows.len());
+            }
+            fits
+        });
         Index { rows, graph, ef_search }
     }
 
@@ -236,9 +145,14 @@ impl Index {
         self.ef_search = ef;
     }
 
+    /// The HNSW graph in use, if any.
+    pub fn graph(&self) -> Option<&Graph> {
+        self.graph.as_ref()
+    }
+
     /// Whether an HNSW graph is in use, and how many vectors it covers.
     pub fn graph_covered(&self) -> Option<usize> {
-        self.graph.as_ref().map(|g| g.covered)
+        self.graph.as_ref().map(Graph::covered)
     }
 
     /// The `k` most similar allowed vectors to `query`, best first (`search_batch` of one query).
@@ -261,7 +175,7 @@ impl Index {
         let qs: Vec<&[f32]> = valid.iter().map(|&i| queries[i]).collect();
         let results = match &self.graph {
             Some(graph) if allowed_fraction(self.len(), allowed) >= SELECTIVE => {
-                qs.iter().map(|q| self.graph_search(graph, q, k, allowed)).collect()
+                qs.par_iter().map(|q| self.graph_search(graph, q, k, allowed)).collect()
             }
             _ => self.exact_batch(&qs, k, 0, self.len(), allowed),
         };
@@ -279,37 +193,18 @@ impl Index {
         self.exact_batch(queries, k, 0, self.len(), allowed)
     }
 
-    /// One query through the graph, re-scored against the stored rows, plus the rows it lacks.
+    /// One query through the graph, plus an exact scan of the rows the graph does not cover.
     fn graph_search(&self, graph: &Graph, query: &[f32], k: usize, allowed: &(dyn Fn(u32) -> bool + Sync)) -> Vec<Hit> {
-        let covered = graph.covered.min(self.len());
-        // ask the graph for more than k so that filtering leaves enough
-        let want = (k * 2).max(k + 8);
-        let ef = self.ef_search.max(want);
-        let mut hits: Vec<Hit> = graph
-            .hnsw
-            .search(query, want, ef)
-            .into_iter()
-            .filter(|n| n.d_id < covered)
-            .map(|n| n.d_id as u32)
-            .filter(|&id| allowed(id))
-            .map(|id| Hit { vector: id, similarity: self.similarity(query, id as usize) })
-            .collect();
+        let covered = graph.covered();
+        let mut hits = graph.search(&self.rows, query, k, self.ef_search.max(k), allowed);
         if hits.len() < k.min(covered) {
-            // too many candidates were filtered out: an exact scan keeps recall
+            // the filter left too few within the graph's reach: an exact scan keeps recall
             return self.exact_batch(&[query], k, 0, self.len(), allowed).pop().unwrap_or_default();
         }
         hits.extend(self.exact_batch(&[query], k, covered, self.len(), allowed).into_iter().flatten());
         sort_hits(&mut hits);
         hits.truncate(k);
         hits
-    }
-
-    /// Similarity of `query` to row `i` as stored.
-    fn similarity(&self, query: &[f32], i: usize) -> f32 {
-        match self.rows.row(i) {
-            Row::F32(r) => simd::dot(query, r),
-            Row::Int8(scale, r) => simd::dot_i8_x4(query, [r, r, r, r])[0] * scale,
-        }
     }
 
     /// Exact top-k of each query over rows `from..to`, the range split between threads.
