@@ -190,9 +190,12 @@ fn main() {
         let res: Vec<Vec<Hit>> = qs.iter().map(|q| graph.search(hnsw.rows(), q, k, ef, filter)).collect();
         (nq as f64 / t.elapsed().as_secs_f64(), res)
     };
-    let ninety = |id: u32| id % 10 != 3;
+    let fifth = |id: u32| id % 5 == 1;
+    let thirty = |id: u32| id % 10 < 3;
     let half = |id: u32| id % 2 == 0;
-    let filters: [(&str, &(dyn Fn(u32) -> bool + Sync)); 3] = [("10 %", &ten), ("50 %", &half), ("90 %", &ninety)];
+    let ninety = |id: u32| id % 10 != 3;
+    let filters: [(&str, &(dyn Fn(u32) -> bool + Sync)); 5] =
+        [("10 %", &ten), ("20 %", &fifth), ("30 %", &thirty), ("50 %", &half), ("90 %", &ninety)];
     for (name, f) in filters {
         let truth_f = f32_index.search_batch(&qs, k, f);
         let (qps, got) = graph_only(f);
