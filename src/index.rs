@@ -30,11 +30,13 @@ pub struct Hit {
 /// Rows per exact-scan block at 512-d float32: 128 KiB, which stays in L2 while every query of a
 /// batch is compared with it.
 const BLOCK_BYTES: usize = 128 * 1024;
-/// Allowed fraction of the rows below which a filtered query skips the graph for an exact scan.
-/// Measured at 100k (BENCHMARKS.md#search): with half the rows allowed, exact int8 search ran 875
-/// queries/s against the graph's 354; unfiltered the graph ran 678 against 512. Exact cost falls
-/// with the allowed fraction while the graph's rises, so they cross near 0.75.
-const SELECTIVE: f32 = 0.75;
+/// Allowed fraction of the rows below which a filtered query over 100 000 vectors skips the graph
+/// for an exact scan. Measured there (BENCHMARKS.md#search, int8, top-10, ef_search 128, one
+/// query): with 10 % of the rows allowed the graph ran 756 queries/s against exact's 1675, with
+/// 20 % 1506 against 1275, with 50 % 3457 against 822.
+const SELECTIVE: f32 = 0.2;
+/// Catalog size at which `SELECTIVE` was measured.
+const SELECTIVE_AT: f32 = 100_000.0;
 /// Rows × queries below which an exact scan stays on the calling thread.
 const PARALLEL_MIN: usize = 1 << 15;
 
@@ -174,7 +176,7 @@ impl Index {
         }
         let qs: Vec<&[f32]> = valid.iter().map(|&i| queries[i]).collect();
         let results = match &self.graph {
-            Some(graph) if allowed_fraction(self.len(), allowed) >= SELECTIVE => {
+            Some(graph) if allowed_fraction(self.len(), allowed) >= graph_threshold(self.len()) => {
                 qs.par_iter().map(|q| self.graph_search(graph, q, k, allowed)).collect()
             }
             _ => self.exact_batch(&qs, k, 0, self.len(), allowed),
@@ -323,6 +325,14 @@ fn score_block<'a>(queries: &[&[f32]], ids: &[u32], row: impl Fn(usize) -> &'a [
     }
 }
 
+/// Allowed fraction from which a graph search beats an exact scan over `n` rows. To fill its list a
+/// filtered graph search visits about 1/f times the nodes of an unfiltered one, while an exact scan
+/// costs about n·f, so the break-even fraction falls as 1/√n: `SELECTIVE` at 100k, 0.45 at 20k
+/// (measured between 0.2 and 0.3 there: on the safe side), 1 (no filter at all) below 4 000.
+fn graph_threshold(n: usize) -> f32 {
+    (SELECTIVE * (SELECTIVE_AT / n.max(1) as f32).sqrt()).min(1.0)
+}
+
 /// Fraction of `n` rows that `allowed` lets through, estimated from up to 256 evenly spread rows.
 fn allowed_fraction(n: usize, allowed: &(dyn Fn(u32) -> bool + Sync)) -> f32 {
     if n == 0 {
@@ -401,5 +411,41 @@ mod tests {
         let res = index.search_batch(&[qs[0], &short], k, &|_| true);
         assert_eq!(res[0].len(), k);
         assert!(res[1].is_empty());
+    }
+
+    #[test]
+    fn graph_covers_a_prefix_and_the_rest_is_searched_exactly() {
+        let (n, covered, dim, k) = (3200, 3000, 32, 5);
+        let rows = unit_rows(n, dim, 9);
+        let cfg = crate::config::IndexConfig { hnsw_m: 8, hnsw_ef_construction: 64, ..Default::default() };
+        let graph = Graph::build(None, &Rows::new(dim, Storage::F32, rows[..covered * dim].to_vec()), &cfg).expect("build");
+        let index = Index::from_rows(Rows::new(dim, Storage::F32, rows.clone()), Some(graph), 64);
+        assert_eq!(index.graph_covered(), Some(covered));
+        // a stored vector finds itself first, whether the graph covers it or not
+        for id in [0usize, 1234, 2999, 3000, 3199] {
+            let q = &rows[id * dim..(id + 1) * dim];
+            assert_eq!(index.search(q, k, &|_| true)[0].vector, id as u32, "vector {id}");
+        }
+        // selective filters go exact: the answer is the brute-force one
+        let queries = unit_rows(4, dim, 10);
+        for q in queries.chunks_exact(dim) {
+            for f in [&(|id: u32| id % 50 == 1) as &(dyn Fn(u32) -> bool + Sync), &|id: u32| id >= 3100] {
+                let got: Vec<u32> = index.search(q, k, f).iter().map(|h| h.vector).collect();
+                assert_eq!(got, brute(&rows, dim, q, k, f));
+            }
+        }
+        // a graph over more vectors than the rows is left out rather than read out of bounds
+        let big = Graph::build(None, &Rows::new(dim, Storage::F32, rows.clone()), &cfg).expect("build");
+        let small = Index::from_rows(Rows::new(dim, Storage::F32, rows[..100 * dim].to_vec()), Some(big), 64);
+        assert_eq!(small.graph_covered(), None);
+        assert_eq!(small.search(&rows[..dim], 1, &|_| true)[0].vector, 0);
+    }
+
+    #[test]
+    fn graph_threshold_falls_with_catalog_size() {
+        assert_eq!(graph_threshold(1000), 1.0);
+        assert!((graph_threshold(100_000) - SELECTIVE).abs() < 1e-6);
+        assert!(graph_threshold(20_000) > graph_threshold(100_000));
+        assert!(graph_threshold(1_000_000) < 0.07);
     }
 }
