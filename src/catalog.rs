@@ -400,7 +400,9 @@ impl Store {
                 legacy.display()
             );
         }
+        let t = std::time::Instant::now();
         let graph = Graph::load(&path)?;
+        tracing::debug!("search graph of {} vectors loaded in {:?}", graph.covered(), t.elapsed());
         if graph.covered() != covered {
             bail!(
                 "the search graph {} covers {} vectors but the catalog records {covered}; run `knockoff catalog compact` to rebuild it",
