@@ -8,7 +8,7 @@
 //! - `graph-<gen>.knkg`: the HNSW search graph over the first `hnsw_covered` vectors, present for
 //!   large catalogs (see `graph`). Graphs written by knockoff before it had its own graph (the
 //!   hnsw_rs directory `hnsw/<gen>/`) are not read: `query` and `scan` then ask for `catalog
-//!   compact`, and `catalog add` and `catalog compact` build the graph anew;
+//!   compact`, which builds the graph anew, as does the next `catalog add` that adds images;
 //! - `config.toml` (optional): settings (see `config`);
 //! - `lock`: held while a command writes, so two writers never interleave.
 //!

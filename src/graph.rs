@@ -951,7 +951,7 @@ mod tests {
         let mut base = Vec::with_capacity(n * DIM);
         for _ in 0..n {
             let c = &centres[rng.below(centres.len())];
-            base.extend(unit(c.iter().map(|x| x + 0.15 * rng.range(-0.5, 0.5)).collect()));
+            base.extend(unit(c.iter().map(|x| x + 0.4 * rng.range(-0.5, 0.5)).collect()));
         }
         let mut queries = Vec::with_capacity(nq * DIM);
         for _ in 0..nq {
@@ -994,7 +994,8 @@ mod tests {
             let rows = Rows::new(DIM, storage, base.clone());
             let graph = Graph::build(None, &rows, &cfg()).expect("build");
             assert_eq!(graph.covered(), 4000);
-            let r = recall(&graph, &rows, &queries, 10, 32, &|_| true);
+            // ef = k, the smallest candidate list (measured 0.99 here)
+            let r = recall(&graph, &rows, &queries, 10, 10, &|_| true);
             assert!(r >= 0.95, "{storage:?}: recall@10 {r}");
             // every level-0 list is within its cap and has no self-link
             for i in 0..4000u32 {
@@ -1033,7 +1034,7 @@ mod tests {
         let part = Graph::build(Some(part), &middle, &cfg()).expect("extend");
         let extended = Graph::build(Some(part), &rows, &cfg()).expect("extend");
         assert_eq!(extended.covered(), 4000);
-        let (rf, re) = (recall(&fresh, &rows, &queries, 10, 32, &|_| true), recall(&extended, &rows, &queries, 10, 32, &|_| true));
+        let (rf, re) = (recall(&fresh, &rows, &queries, 10, 10, &|_| true), recall(&extended, &rows, &queries, 10, 10, &|_| true));
         assert!(re >= 0.95 && re >= rf - 0.02, "fresh {rf}, extended {re}");
         // the new vectors are reachable: each finds itself
         for i in [1500u32, 2600, 3999] {
