@@ -1,9 +1,12 @@
-//! Search benchmark: exact (float32 and int8) and HNSW on the same vectors, printed as a table.
+//! Search benchmark: exact (float32 and int8) and HNSW (`knockoff::graph`) on the same vectors,
+//! printed as tables.
 //!
-//! `cargo bench --bench search` (N = 100000 by default; `KNOCKOFF_BENCH_N=1000000` for 1M).
+//! `cargo bench --bench search` (N = 100000 by default; `KNOCKOFF_BENCH_N=1000000` for 1M);
+//! `KNOCKOFF_BENCH_SIZES=10000,20000,50000 cargo bench --bench search` compares the graph with
+//! exact search at the settings `scan` uses, per catalog size (the `index.hnsw_min_images` cross-over).
 //! Vectors are clustered unit vectors (centres, members around them, and queries that are
 //! perturbed copies of members: near-duplicates, as in copy detection). They are written to
-//! `target/bench-search/` so that `benches/python/run.sh` measures hnswlib and numpy on the same
+//! `target/bench-search/` so that `benches/python/search.py` measures hnswlib and numpy on the same
 //! data. Recall is measured against exact float32 search.
 
 use std::io::Write;
@@ -13,7 +16,8 @@ use std::time::Instant;
 use knockoff::attack::Rng;
 use knockoff::config::IndexConfig;
 use knockoff::embed::l2_normalize;
-use knockoff::index::{Graph, Hit, Index};
+use knockoff::graph::Graph;
+use knockoff::index::{Hit, Index};
 use knockoff::vectors::{Rows, Storage};
 
 const DIM: usize = 512;
@@ -62,6 +66,11 @@ fn recall(truth: &[Vec<Hit>], got: &[Vec<Hit>], at: usize) -> f64 {
 }
 
 fn main() {
+    if let Ok(sizes) = std::env::var("KNOCKOFF_BENCH_SIZES") {
+        let sizes: Vec<usize> = sizes.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+        crossover(&sizes);
+        return;
+    }
     let n: usize = std::env::var("KNOCKOFF_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
     let nq = 1000;
     let k = 10;
@@ -145,28 +154,111 @@ fn main() {
     row("exact, batch of 1000", "int8", "10 %", 0.0, i8_bytes, nq as f64 / t.elapsed().as_secs_f64(), recall(&truth10, &got, 1), recall(&truth10, &got, 10));
     println!("\nint8 vs f32: largest similarity difference over the top-{k} lists: {max_diff:.5}\n");
 
-    // HNSW, M=16, ef_construction=200, built with the SIMD distance
+    // HNSW (src/graph.rs), M=16, ef_construction=200, over the int8 rows the index stores
     let cfg = IndexConfig { hnsw_m: 16, hnsw_ef_construction: 200, ..IndexConfig::default() };
     let rss0 = rss_kb();
     let t = Instant::now();
-    let graph = Graph::build(None, &base, DIM, &cfg);
+    let graph = Graph::build(None, i8_index.rows(), &cfg).expect("build");
     let build = t.elapsed().as_secs_f64();
-    let graph_bytes = (rss_kb().saturating_sub(rss0)) * 1024;
-    println!("| method | storage | filter | build s | graph MB (RSS growth) | bytes/vector | queries/s | recall@1 | recall@10 |");
+    let rss_growth = rss_kb().saturating_sub(rss0) * 1024;
+    let links = graph.bytes();
+    println!(
+        "\ngraph: M = {}, top level {}, links {:.1} MB = {} B/vector (RSS growth {:.1} MB); with the int8 rows {} B/vector\n",
+        graph.m(),
+        graph.top_level(),
+        links as f64 / 1e6,
+        links / n,
+        rss_growth as f64 / 1e6,
+        (links + i8_bytes) / n
+    );
+    println!("| method | storage | filter | build s | index MB (rows + links) | bytes/vector | queries/s | recall@1 | recall@10 |");
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut hnsw = Index::from_rows(Rows::new(DIM, Storage::Int8, base.clone()), Some(graph), 16);
+    let total = i8_bytes + links;
     for ef in [16usize, 32, 64, 128, 256] {
         hnsw.set_ef_search(ef);
         let (qps, got) = single(&hnsw, &|_| true, nq);
-        row(&format!("HNSW ef_search={ef}, one query"), "int8 rerank", "none", build, graph_bytes, qps, recall(&truth, &got, 1), recall(&truth, &got, 10));
+        row(&format!("HNSW ef_search={ef}, one query"), "int8", "none", build, total, qps, recall(&truth, &got, 1), recall(&truth, &got, 10));
     }
-    hnsw.set_ef_search(128);
-    let (qps, got) = single(&hnsw, &ten, nq);
-    row("HNSW ef_search=128 (falls back to exact)", "int8", "10 %", build, graph_bytes, qps, recall(&truth10, &got, 1), recall(&truth10, &got, 10));
+
+    // filters: the graph alone (whatever the policy), exact search, and what the index chooses
+    let ef = 128;
+    hnsw.set_ef_search(ef);
+    let graph = hnsw.graph().expect("graph");
+    let graph_only = |filter: &(dyn Fn(u32) -> bool + Sync)| {
+        let t = Instant::now();
+        let res: Vec<Vec<Hit>> = qs.iter().map(|q| graph.search(hnsw.rows(), q, k, ef, filter)).collect();
+        (nq as f64 / t.elapsed().as_secs_f64(), res)
+    };
+    let fifth = |id: u32| id % 5 == 1;
+    let thirty = |id: u32| id % 10 < 3;
     let half = |id: u32| id % 2 == 0;
-    let truth50 = f32_index.search_batch(&qs, k, &half);
-    let (qps, got) = single(&hnsw, &half, nq);
-    row("HNSW ef_search=128", "int8", "50 %", build, graph_bytes, qps, recall(&truth50, &got, 1), recall(&truth50, &got, 10));
-    let (qps, got) = single(&i8_index, &half, 200);
-    row("exact, one query", "int8", "50 %", 0.0, i8_bytes, qps, recall(&truth50[..200], &got, 1), recall(&truth50[..200], &got, 10));
+    let ninety = |id: u32| id % 10 != 3;
+    let filters: [(&str, &(dyn Fn(u32) -> bool + Sync)); 5] =
+        [("10 %", &ten), ("20 %", &fifth), ("30 %", &thirty), ("50 %", &half), ("90 %", &ninety)];
+    for (name, f) in filters {
+        let truth_f = f32_index.search_batch(&qs, k, f);
+        let (qps, got) = graph_only(f);
+        row(&format!("HNSW alone ef_search={ef}, one query"), "int8", name, build, total, qps, recall(&truth_f, &got, 1), recall(&truth_f, &got, 10));
+        let (qps, got) = single(&i8_index, f, 200);
+        row("exact, one query", "int8", name, 0.0, i8_bytes, qps, recall(&truth_f[..200], &got, 1), recall(&truth_f[..200], &got, 10));
+        let (qps, got) = single(&hnsw, f, nq);
+        row("index (graph or exact by SELECTIVE), one query", "int8", name, build, total, qps, recall(&truth_f, &got, 1), recall(&truth_f, &got, 10));
+    }
+
+    // the settings `scan` uses: top-50 candidates, ef_search 128, one query and batches
+    let (qps, got) = timed(|| qs.iter().map(|q| hnsw.search(q, 50, &|_| true)).collect());
+    row("HNSW ef_search=128, top-50, one query", "int8", "none", build, total, qps, recall(&truth, &got, 1), recall(&truth, &got, 10));
+    let (qps, _) = timed(|| qs[..200].iter().map(|q| i8_index.search(q, 50, &|_| true)).collect());
+    row("exact, top-50, one query", "int8", "none", 0.0, i8_bytes, qps * 200.0 / nq as f64, 1.0, 1.0);
+    let (qps, got) = timed(|| hnsw.search_batch(&qs, 50, &|_| true));
+    row("HNSW ef_search=128, top-50, batch of 1000", "int8", "none", build, total, qps, recall(&truth, &got, 1), recall(&truth, &got, 10));
+    let (qps, _) = timed(|| i8_index.search_batch(&qs, 50, &|_| true));
+    row("exact, top-50, batch of 1000", "int8", "none", 0.0, i8_bytes, qps, 1.0, 1.0);
+
+    // the same graph over float32 rows, as hnswlib stores them
+    if n <= 200_000 {
+        let t = Instant::now();
+        let graph = Graph::build(None, f32_index.rows(), &cfg).expect("build");
+        let build = t.elapsed().as_secs_f64();
+        let total = n * DIM * 4 + graph.bytes();
+        let mut f32_hnsw = Index::new(DIM, base.clone(), Some(graph), 16);
+        for ef in [16usize, 32, 64, 128] {
+            f32_hnsw.set_ef_search(ef);
+            let (qps, got) = single(&f32_hnsw, &|_| true, nq);
+            row(&format!("HNSW ef_search={ef}, one query"), "f32", "none", build, total, qps, recall(&truth, &got, 1), recall(&truth, &got, 10));
+        }
+    }
+}
+
+/// Runs `f`, which answers all 1000 bench queries, and returns its queries/s and its answers.
+fn timed(f: impl FnOnce() -> Vec<Vec<Hit>>) -> (f64, Vec<Vec<Hit>>) {
+    let t = Instant::now();
+    let res = f();
+    (1000.0 / t.elapsed().as_secs_f64(), res)
+}
+
+/// `KNOCKOFF_BENCH_SIZES=10000,20000,...`: exact int8 search against the graph at the settings
+/// `scan` uses (top-50 candidates, ef_search 128, M 16, ef_construction 200), per catalog size.
+fn crossover(sizes: &[usize]) {
+    let nq = 1000;
+    let cfg = IndexConfig { hnsw_m: 16, hnsw_ef_construction: 200, ..IndexConfig::default() };
+    println!("# graph against exact search (int8 rows, top-50, ef_search 128, {} threads)", rayon::current_num_threads());
+    println!("| vectors | build s | exact, one query | graph, one query | exact, batch of 1000 | graph, batch of 1000 | graph recall@10 |");
+    println!("|---|---|---|---|---|---|---|");
+    for &n in sizes {
+        let (base, queries) = data(n, nq);
+        let qs: Vec<&[f32]> = queries.chunks_exact(DIM).collect();
+        let exact = Index::from_rows(Rows::new(DIM, Storage::Int8, base.clone()), None, 128);
+        let truth = Index::new(DIM, base.clone(), None, 128).search_batch(&qs, 10, &|_| true);
+        let t = Instant::now();
+        let graph = Graph::build(None, exact.rows(), &cfg).expect("build");
+        let build = t.elapsed().as_secs_f64();
+        let hnsw = Index::from_rows(Rows::new(DIM, Storage::Int8, base), Some(graph), 128);
+        let (e1, _) = timed(|| qs.iter().map(|q| exact.search(q, 50, &|_| true)).collect());
+        let (g1, got) = timed(|| qs.iter().map(|q| hnsw.search(q, 50, &|_| true)).collect());
+        let (eb, _) = timed(|| exact.search_batch(&qs, 50, &|_| true));
+        let (gb, _) = timed(|| hnsw.search_batch(&qs, 50, &|_| true));
+        println!("| {n} | {build:.1} | {e1:.0} | {g1:.0} | {eb:.0} | {gb:.0} | {:.3} |", recall(&truth, &got, 10));
+    }
 }

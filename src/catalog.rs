@@ -5,7 +5,10 @@
 //! - `catalog.sqlite`: brands, products, authorised sellers, images and the meta table (schema
 //!   version, model, committed vector count, current vector file and HNSW generation);
 //! - `vectors-<gen>.f32`: the reference embeddings (see `vectors`), row = `vectors.id`;
-//! - `hnsw/<gen>/`: the HNSW graph, present for large catalogs (see `index`);
+//! - `graph-<gen>.knkg`: the HNSW search graph over the first `hnsw_covered` vectors, present for
+//!   large catalogs (see `graph`). Graphs written by knockoff before it had its own graph (the
+//!   hnsw_rs directory `hnsw/<gen>/`) are not read: `query` and `scan` then ask for `catalog
+//!   compact`, which builds the graph anew, as does the next `catalog add` that adds images;
 //! - `background-<gen>.vec` (optional): embeddings of background photos, images that are not in
 //!   the catalog, for score normalisation (see `Store::add_background`); rows match table
 //!   `background`, count in meta `background_count`;
@@ -24,7 +27,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::index::{graph_dir, Graph, Index};
+use crate::graph::Graph;
+use crate::index::Index;
 use crate::model::Manifest;
 use crate::records::{self, RawRecord};
 use crate::source::ImageRef;
@@ -412,27 +416,53 @@ impl Store {
         Ok(())
     }
 
-    /// Builds or extends the HNSW graph when the catalog is large enough, as a new generation.
+    /// Builds or extends the HNSW graph when the catalog is large enough, as a new generation. A
+    /// graph in the old hnsw_rs format is not extended but built anew.
     pub fn update_graph(&mut self, config: &Config, dim: usize) -> Result<()> {
         let count = self.vector_count()?;
         let covered = self.meta_num("hnsw_covered")? as usize;
         if count < config.index.hnsw_min_images || count == covered {
             return Ok(());
         }
-        let vectors = self.vector_file(dim, config.index.storage)?.read(count)?;
+        let rows = self.vector_file(dim, config.index.storage)?.map(count)?;
         let gen = self.meta_num("hnsw_generation")?;
-        let base = if covered > 0 { Some(Graph::load(&graph_dir(&self.dir, gen), covered)?) } else { None };
-        let graph = Graph::build(base, &vectors, dim, &config.index);
+        let base = if covered > 0 && !legacy_graph_dir(&self.dir, gen).exists() {
+            Some(self.load_graph(gen, covered)?)
+        } else {
+            None
+        };
+        let graph = Graph::build(base, &rows, &config.index)?;
         let new_gen = gen + 1;
-        let dir = graph_dir(&self.dir, new_gen);
-        let _ = std::fs::remove_dir_all(&dir);
-        graph.save(&dir)?;
+        graph.save(&graph_path(&self.dir, new_gen))?;
         let tx = self.conn.transaction()?;
         tx.execute("INSERT OR REPLACE INTO meta VALUES('hnsw_generation', ?1)", [new_gen.to_string()])?;
         tx.execute("INSERT OR REPLACE INTO meta VALUES('hnsw_covered', ?1)", [graph.covered().to_string()])?;
         tx.commit()?;
         self.cleanup();
         Ok(())
+    }
+
+    /// Loads graph generation `gen`, which must cover `covered` vectors.
+    fn load_graph(&self, gen: u64, covered: usize) -> Result<Graph> {
+        let path = graph_path(&self.dir, gen);
+        let legacy = legacy_graph_dir(&self.dir, gen);
+        if !path.exists() && legacy.exists() {
+            bail!(
+                "the search graph {} was written by an older knockoff (hnsw_rs format), which this one does not read; rebuild it with `knockoff catalog compact`",
+                legacy.display()
+            );
+        }
+        let t = std::time::Instant::now();
+        let graph = Graph::load(&path)?;
+        tracing::debug!("search graph of {} vectors loaded in {:?}", graph.covered(), t.elapsed());
+        if graph.covered() != covered {
+            bail!(
+                "the search graph {} covers {} vectors but the catalog records {covered}; run `knockoff catalog compact` to rebuild it",
+                path.display(),
+                graph.covered()
+            );
+        }
+        Ok(graph)
     }
 
     /// Hides products from search at once. With no product ids, hides all of the brand's products.
@@ -483,14 +513,17 @@ impl Store {
             }
             rows.extend_from_slice(&all[i * dim..(i + 1) * dim]);
         }
+        drop(all);
         let vgen = self.meta_num("vectors_generation")? + 1;
-        vectors::write_atomic_rows(&self.dir.join(format!("vectors-{vgen}.f32")), dim, config.index.storage, &rows)?;
+        let vpath = self.dir.join(format!("vectors-{vgen}.f32"));
+        vectors::write_atomic_rows(&vpath, dim, config.index.storage, &rows)?;
+        drop(rows);
         let hgen = self.meta_num("hnsw_generation")? + 1;
         let covered = if live.len() >= config.index.hnsw_min_images && !live.is_empty() {
-            let graph = Graph::build(None, &rows, dim, &config.index);
-            let dir = graph_dir(&self.dir, hgen);
-            let _ = std::fs::remove_dir_all(&dir);
-            graph.save(&dir)?;
+            // the graph is built on the rows as the new file stores them
+            let stored = VectorFile::open(&vpath, dim, config.index.storage)?.map(live.len())?;
+            let graph = Graph::build(None, &stored, &config.index)?;
+            graph.save(&graph_path(&self.dir, hgen))?;
             graph.covered()
         } else {
             0
@@ -527,23 +560,24 @@ impl Store {
         let vgen = self.meta_num("vectors_generation").unwrap_or(0);
         let hgen = self.meta_num("hnsw_generation").unwrap_or(0);
         let bgen = self.meta_num("background_generation").unwrap_or(0);
+        let current = [("vectors-", format!("vectors-{vgen}.f32")), ("background-", format!("background-{bgen}.vec")), ("graph-", format!("graph-{hgen}.knkg"))];
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().to_string();
-                if name.starts_with("vectors-") && name != format!("vectors-{vgen}.f32") {
-                    let _ = std::fs::remove_file(e.path());
-                }
-                if name.starts_with("background-") && name != format!("background-{bgen}.vec") {
+                if current.iter().any(|(prefix, keep)| name.starts_with(prefix) && &name != keep) {
                     let _ = std::fs::remove_file(e.path());
                 }
             }
         }
-        if let Ok(entries) = std::fs::read_dir(self.dir.join("hnsw")) {
+        // graphs in the old hnsw_rs format: kept only while one is still the current generation
+        let legacy = self.dir.join("hnsw");
+        if let Ok(entries) = std::fs::read_dir(&legacy) {
             for e in entries.flatten() {
                 if e.file_name().to_string_lossy() != hgen.to_string() {
                     let _ = std::fs::remove_dir_all(e.path());
                 }
             }
+            let _ = std::fs::remove_dir(&legacy); // only when empty
         }
     }
 
@@ -599,8 +633,10 @@ impl Store {
             let vectors = self.vector_file(dim, config.index.storage)?.map(count)?;
             let covered = self.meta_num("hnsw_covered")? as usize;
             let graph = if covered > 0 {
-                let gen = self.meta_num("hnsw_generation")?;
-                Some(Graph::load(&graph_dir(&self.dir, gen), covered.min(count))?)
+                if covered > count {
+                    bail!("catalog is inconsistent: the search graph covers {covered} vectors of {count}; run `knockoff catalog compact`");
+                }
+                Some(self.load_graph(self.meta_num("hnsw_generation")?, covered)?)
             } else {
                 None
             };
@@ -680,6 +716,16 @@ fn record_model(tx: &rusqlite::Transaction, manifest: &Manifest) -> rusqlite::Re
     set_meta(tx, "model_preprocessing", manifest.preprocessing())?;
     set_meta(tx, "dim", manifest.dim.to_string())?;
     Ok(())
+}
+
+/// File of search graph generation `gen` inside a data directory.
+fn graph_path(data_dir: &Path, gen: u64) -> PathBuf {
+    data_dir.join(format!("graph-{gen}.knkg"))
+}
+
+/// Directory where knockoff versions that used hnsw_rs kept graph generation `gen`.
+fn legacy_graph_dir(data_dir: &Path, gen: u64) -> PathBuf {
+    data_dir.join("hnsw").join(gen.to_string())
 }
 
 /// Sizes of the files below `dir`.

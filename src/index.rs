@@ -1,45 +1,22 @@
 //! Nearest-neighbour search over the reference embeddings.
 //!
-//! Two layers answer one query together: an HNSW graph (hnsw_rs) over the first `covered` vectors,
+//! Two layers answer one query together: an HNSW graph (`graph`) over the first `covered` vectors,
 //! built only for catalogs of at least `index.hnsw_min_images`, and an exact scan over the rest
 //! (all of a small catalog). The exact scan is a blocked matrix product (`simd`): a block of rows
 //! that fits in cache is compared with every query of a batch before the next block is read, and
 //! the rows are split between threads. Hidden vectors (removed products) are filtered out before any
-//! arithmetic. When the filter is selective, or the graph's candidates run short after filtering,
+//! arithmetic. When the filter is selective, or the graph's results run short after filtering,
 //! the query is answered by the exact scan over the allowed rows, so filtering never costs recall.
-//!
-//! On disk an HNSW graph is the pair `DATA/hnsw/<generation>/knockoff.hnsw.{graph,data}` written by
-//! hnsw_rs; the catalog database records which generation is current and how many vectors it covers.
+//! The graph computes its similarities on the same stored rows as the exact scan.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context, Result};
-use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
 use rayon::prelude::*;
 
-use crate::config::IndexConfig;
+use crate::graph::Graph;
 use crate::simd;
 use crate::vectors::{Row, Rows, Storage};
-
-/// Cosine distance `1 - a·b` of unit vectors for hnsw_rs, computed with `simd::dot`.
-///
-/// It has the same name as anndists' `DistDot` (the same distance) because hnsw_rs checks the last
-/// component of the distance's type name when it reloads a graph: graphs written before keep loading.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DistDot;
-
-impl Distance<f32> for DistDot {
-    fn eval(&self, va: &[f32], vb: &[f32]) -> f32 {
-        (1.0 - simd::dot(va, vb)).max(0.0)
-    }
-}
-
-/// Base name of the hnsw_rs dump files.
-const BASENAME: &str = "knockoff";
-/// Layers of the HNSW graph (hnsw_rs's maximum is 16).
-const MAX_LAYERS: usize = 16;
 
 /// One search result: a vector id and its cosine similarity to the query.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -53,89 +30,15 @@ pub struct Hit {
 /// Rows per exact-scan block at 512-d float32: 128 KiB, which stays in L2 while every query of a
 /// batch is compared with it.
 const BLOCK_BYTES: usize = 128 * 1024;
-/// Allowed fraction of the rows below which a filtered query skips the graph for an exact scan.
-/// Measured at 100k (BENCHMARKS.md#search): with half the rows allowed, exact int8 search ran 875
-/// queries/s against the graph's 354; unfiltered the graph ran 678 against 512. Exact cost falls
-/// with the allowed fraction while the graph's rises, so they cross near 0.75.
-const SELECTIVE: f32 = 0.75;
+/// Allowed fraction of the rows below which a filtered query over 100 000 vectors skips the graph
+/// for an exact scan. Measured there (BENCHMARKS.md#search, int8, top-10, ef_search 128, one
+/// query): with 10 % of the rows allowed the graph ran 756 queries/s against exact's 1675, with
+/// 20 % 1506 against 1275, with 50 % 3457 against 822.
+const SELECTIVE: f32 = 0.2;
+/// Catalog size at which `SELECTIVE` was measured.
+const SELECTIVE_AT: f32 = 100_000.0;
 /// Rows × queries below which an exact scan stays on the calling thread.
 const PARALLEL_MIN: usize = 1 << 15;
-
-/// The HNSW part of an index: a graph over vectors `0..covered`.
-pub struct Graph {
-    hnsw: Hnsw<'static, f32, DistDot>,
-    covered: usize,
-}
-
-impl Graph {
-    /// Builds a graph over `vectors` (`dim` values each), or extends `base` with the vectors it lacks.
-    pub fn build(base: Option<Graph>, vectors: &[f32], dim: usize, cfg: &IndexConfig) -> Graph {
-        let count = vectors.len() / dim;
-        let (hnsw, start) = match base {
-            Some(g) => (g.hnsw, g.covered),
-            None => {
-                let h = Hnsw::<f32, DistDot>::new(
-                    cfg.hnsw_m.clamp(1, 256),
-                    count.max(1),
-                    MAX_LAYERS,
-                    cfg.hnsw_ef_construction.max(1),
-                    DistDot,
-                );
-                (h, 0)
-            }
-        };
-        let new: Vec<(&[f32], usize)> =
-            (start..count).map(|i| (&vectors[i * dim..(i + 1) * dim], i)).collect();
-        if !new.is_empty() {
-            hnsw.parallel_insert_slice(&new);
-        }
-        Graph { hnsw, covered: count }
-    }
-
-    /// Number of vectors the graph covers.
-    pub fn covered(&self) -> usize {
-        self.covered
-    }
-
-    /// Writes the graph into a new directory `dir` (which must not exist yet), written aside and renamed.
-    pub fn save(&self, dir: &Path) -> Result<()> {
-        let tmp = crate::fsutil::temp_sibling(dir);
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        self.hnsw
-            .file_dump(&tmp, BASENAME)
-            .map_err(|e| anyhow!("cannot write HNSW graph to {}: {e}", tmp.display()))?;
-        for entry in std::fs::read_dir(&tmp)? {
-            let f = std::fs::File::open(entry?.path())?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, dir).with_context(|| format!("cannot rename {} to {}", tmp.display(), dir.display()))?;
-        crate::fsutil::sync_dir(dir.parent());
-        Ok(())
-    }
-
-    /// Loads a graph written by `save`; `covered` is the vector count recorded with it.
-    pub fn load(dir: &Path, covered: usize) -> Result<Graph> {
-        for ext in ["hnsw.graph", "hnsw.data"] {
-            let p = dir.join(format!("{BASENAME}.{ext}"));
-            if !p.is_file() {
-                return Err(anyhow!("HNSW file {} is missing; run `knockoff catalog compact` to rebuild", p.display()));
-            }
-        }
-        // hnsw_rs's reloaded graph borrows its loader for the graph's whole life; a process holds
-        // one graph, so the loader is leaked on purpose rather than kept in a self-referential struct.
-        let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(dir, BASENAME)));
-        let hnsw: Hnsw<'static, f32, DistDot> = io
-            .load_hnsw::<f32, DistDot>()
-            .map_err(|e| anyhow!("cannot load HNSW graph from {}: {e}; run `knockoff catalog compact` to rebuild", dir.display()))?;
-        Ok(Graph { hnsw, covered })
-    }
-}
-
-/// Directory of graph generation `gen` inside a data directory.
-pub fn graph_dir(data_dir: &Path, gen: u64) -> PathBuf {
-    data_dir.join("hnsw").join(gen.to_string())
-}
 
 /// The searchable reference vectors: stored rows, optionally with an HNSW graph over a prefix.
 pub struct Index {
@@ -206,8 +109,16 @@ impl Index {
         Index::from_rows(Rows::from_f32(dim, vectors), graph, ef_search)
     }
 
-    /// An index over stored rows (float or int8, in memory or memory-mapped).
+    /// An index over stored rows (float or int8, in memory or memory-mapped). A graph that covers
+    /// more vectors than there are rows does not belong to them and is left out (with a warning).
     pub fn from_rows(rows: Rows, graph: Option<Graph>, ef_search: usize) -> Index {
+        let graph = graph.filter(|g| {
+            let fits = g.covered() <= rows.len();
+            if !fits {
+                tracing::warn!("search graph covers {} vectors but only {} are stored; searching exactly", g.covered(), rows.len());
+            }
+            fits
+        });
         Index { rows, graph, ef_search }
     }
 
@@ -236,9 +147,14 @@ impl Index {
         self.ef_search = ef;
     }
 
+    /// The HNSW graph in use, if any.
+    pub fn graph(&self) -> Option<&Graph> {
+        self.graph.as_ref()
+    }
+
     /// Whether an HNSW graph is in use, and how many vectors it covers.
     pub fn graph_covered(&self) -> Option<usize> {
-        self.graph.as_ref().map(|g| g.covered)
+        self.graph.as_ref().map(Graph::covered)
     }
 
     /// The `k` most similar allowed vectors to `query`, best first (`search_batch` of one query).
@@ -260,8 +176,8 @@ impl Index {
         }
         let qs: Vec<&[f32]> = valid.iter().map(|&i| queries[i]).collect();
         let results = match &self.graph {
-            Some(graph) if allowed_fraction(self.len(), allowed) >= SELECTIVE => {
-                qs.iter().map(|q| self.graph_search(graph, q, k, allowed)).collect()
+            Some(graph) if allowed_fraction(self.len(), allowed) >= graph_threshold(self.len()) => {
+                qs.par_iter().map(|q| self.graph_search(graph, q, k, allowed)).collect()
             }
             _ => self.exact_batch(&qs, k, 0, self.len(), allowed),
         };
@@ -279,37 +195,18 @@ impl Index {
         self.exact_batch(queries, k, 0, self.len(), allowed)
     }
 
-    /// One query through the graph, re-scored against the stored rows, plus the rows it lacks.
+    /// One query through the graph, plus an exact scan of the rows the graph does not cover.
     fn graph_search(&self, graph: &Graph, query: &[f32], k: usize, allowed: &(dyn Fn(u32) -> bool + Sync)) -> Vec<Hit> {
-        let covered = graph.covered.min(self.len());
-        // ask the graph for more than k so that filtering leaves enough
-        let want = (k * 2).max(k + 8);
-        let ef = self.ef_search.max(want);
-        let mut hits: Vec<Hit> = graph
-            .hnsw
-            .search(query, want, ef)
-            .into_iter()
-            .filter(|n| n.d_id < covered)
-            .map(|n| n.d_id as u32)
-            .filter(|&id| allowed(id))
-            .map(|id| Hit { vector: id, similarity: self.similarity(query, id as usize) })
-            .collect();
+        let covered = graph.covered();
+        let mut hits = graph.search(&self.rows, query, k, self.ef_search.max(k), allowed);
         if hits.len() < k.min(covered) {
-            // too many candidates were filtered out: an exact scan keeps recall
+            // the filter left too few within the graph's reach: an exact scan keeps recall
             return self.exact_batch(&[query], k, 0, self.len(), allowed).pop().unwrap_or_default();
         }
         hits.extend(self.exact_batch(&[query], k, covered, self.len(), allowed).into_iter().flatten());
         sort_hits(&mut hits);
         hits.truncate(k);
         hits
-    }
-
-    /// Similarity of `query` to row `i` as stored.
-    fn similarity(&self, query: &[f32], i: usize) -> f32 {
-        match self.rows.row(i) {
-            Row::F32(r) => simd::dot(query, r),
-            Row::Int8(scale, r) => simd::dot_i8_x4(query, [r, r, r, r])[0] * scale,
-        }
     }
 
     /// Exact top-k of each query over rows `from..to`, the range split between threads.
@@ -428,6 +325,14 @@ fn score_block<'a>(queries: &[&[f32]], ids: &[u32], row: impl Fn(usize) -> &'a [
     }
 }
 
+/// Allowed fraction from which a graph search beats an exact scan over `n` rows. To fill its list a
+/// filtered graph search visits about 1/f times the nodes of an unfiltered one, while an exact scan
+/// costs about n·f, so the break-even fraction falls as 1/√n: `SELECTIVE` at 100k, 0.45 at 20k
+/// (measured between 0.2 and 0.3 there: on the safe side), 1 (no filter at all) below 4 000.
+fn graph_threshold(n: usize) -> f32 {
+    (SELECTIVE * (SELECTIVE_AT / n.max(1) as f32).sqrt()).min(1.0)
+}
+
 /// Fraction of `n` rows that `allowed` lets through, estimated from up to 256 evenly spread rows.
 fn allowed_fraction(n: usize, allowed: &(dyn Fn(u32) -> bool + Sync)) -> f32 {
     if n == 0 {
@@ -506,5 +411,41 @@ mod tests {
         let res = index.search_batch(&[qs[0], &short], k, &|_| true);
         assert_eq!(res[0].len(), k);
         assert!(res[1].is_empty());
+    }
+
+    #[test]
+    fn graph_covers_a_prefix_and_the_rest_is_searched_exactly() {
+        let (n, covered, dim, k) = (3200, 3000, 32, 5);
+        let rows = unit_rows(n, dim, 9);
+        let cfg = crate::config::IndexConfig { hnsw_m: 8, hnsw_ef_construction: 64, ..Default::default() };
+        let graph = Graph::build(None, &Rows::new(dim, Storage::F32, rows[..covered * dim].to_vec()), &cfg).expect("build");
+        let index = Index::from_rows(Rows::new(dim, Storage::F32, rows.clone()), Some(graph), 64);
+        assert_eq!(index.graph_covered(), Some(covered));
+        // a stored vector finds itself first, whether the graph covers it or not
+        for id in [0usize, 1234, 2999, 3000, 3199] {
+            let q = &rows[id * dim..(id + 1) * dim];
+            assert_eq!(index.search(q, k, &|_| true)[0].vector, id as u32, "vector {id}");
+        }
+        // selective filters go exact: the answer is the brute-force one
+        let queries = unit_rows(4, dim, 10);
+        for q in queries.chunks_exact(dim) {
+            for f in [&(|id: u32| id % 50 == 1) as &(dyn Fn(u32) -> bool + Sync), &|id: u32| id >= 3100] {
+                let got: Vec<u32> = index.search(q, k, f).iter().map(|h| h.vector).collect();
+                assert_eq!(got, brute(&rows, dim, q, k, f));
+            }
+        }
+        // a graph over more vectors than the rows is left out rather than read out of bounds
+        let big = Graph::build(None, &Rows::new(dim, Storage::F32, rows.clone()), &cfg).expect("build");
+        let small = Index::from_rows(Rows::new(dim, Storage::F32, rows[..100 * dim].to_vec()), Some(big), 64);
+        assert_eq!(small.graph_covered(), None);
+        assert_eq!(small.search(&rows[..dim], 1, &|_| true)[0].vector, 0);
+    }
+
+    #[test]
+    fn graph_threshold_falls_with_catalog_size() {
+        assert_eq!(graph_threshold(1000), 1.0);
+        assert!((graph_threshold(100_000) - SELECTIVE).abs() < 1e-6);
+        assert!(graph_threshold(20_000) > graph_threshold(100_000));
+        assert!(graph_threshold(1_000_000) < 0.07);
     }
 }

@@ -2,7 +2,7 @@
 //! genuine price by sellers the brand has not authorised.
 //!
 //! Layers, each readable on its own: `source` and `decode` bring images in; `model` and `embed`
-//! turn them into embeddings; `vectors` and `index` store and search them; `catalog` keeps brands'
+//! turn them into embeddings; `vectors`, `graph` and `index` store and search them; `catalog` keeps brands'
 //! products in a data directory; `scan` and `policy` decide verdicts; `report` writes them; `cli`
 //! is the command line; `bench`, with `attack` and `metrics`, measures accuracy on benchmark photos.
 
@@ -16,6 +16,7 @@ pub mod config;
 pub mod decode;
 pub mod embed;
 pub mod fsutil;
+pub mod graph;
 pub mod index;
 pub mod metrics;
 pub mod model;

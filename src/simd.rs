@@ -83,6 +83,19 @@ pub fn dot_i8_x4(q: &[f32], r: [&[i8]; 4]) -> [f32; 4] {
     out
 }
 
+/// Asks the CPU to start loading the cache line at `p` (a hint: no effect on results, nothing on
+/// targets without a prefetch instruction here).
+#[inline(always)]
+pub fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults, whatever the address; SSE is baseline on x86_64.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Converts int8 values to float (for a block of rows reused by many queries).
 pub fn widen_i8(src: &[i8], dst: &mut [f32]) {
     for (d, &s) in dst.iter_mut().zip(src) {

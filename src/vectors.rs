@@ -281,6 +281,15 @@ impl Rows {
         }
     }
 
+    /// All int8 rows as one byte slice, `dim + 4` bytes per row (an f32 scale, then the integers);
+    /// `None` for float storage.
+    pub fn as_int8_bytes(&self) -> Option<&[u8]> {
+        match self.storage {
+            Storage::Int8 => Some(&self.raw()[..self.count * (self.dim + 4)]),
+            Storage::F32 => None,
+        }
+    }
+
     /// Row `i` as stored (`i < len()`).
     pub fn row(&self, i: usize) -> Row<'_> {
         match self.storage {

@@ -85,6 +85,57 @@ fn lifecycle_with_hnsw_graph() {
     lifecycle(Some("[index]\nhnsw_min_images = 1\n"), true);
 }
 
+/// Names of the search graph files in a data directory.
+fn graph_files(data: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("graph-"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn graph_files_are_replaced_and_bad_or_old_ones_ask_for_compaction() {
+    let data = catalog_with(Some("[index]\nhnsw_min_images = 1\n"));
+    let d = data.path();
+    let files = graph_files(d);
+    assert_eq!(files.len(), 1, "{files:?}");
+    // extending the graph writes the next generation and removes the previous one
+    run_ok(d, &["catalog", "add", testdata("catalog_extra.jsonl").to_str().unwrap()], 0);
+    let next = graph_files(d);
+    assert_eq!(next.len(), 1);
+    assert_ne!(next, files);
+    let current = d.join(&next[0]);
+
+    // a truncated graph file: a clear error naming it, no panic
+    let good = std::fs::read(&current).unwrap();
+    std::fs::write(&current, &good[..good.len() / 2]).unwrap();
+    let img = testdata("listings/L001-copy-crop.jpg");
+    let out = run(d, &["query", img.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&next[0]) && err.contains("knockoff catalog compact"), "{err}");
+
+    // a graph left by the hnsw_rs versions of knockoff: the same advice
+    let gen = next[0].trim_start_matches("graph-").trim_end_matches(".knkg");
+    std::fs::remove_file(&current).unwrap();
+    let legacy = d.join("hnsw").join(gen);
+    std::fs::create_dir_all(&legacy).unwrap();
+    std::fs::write(legacy.join("knockoff.hnsw.graph"), b"old").unwrap();
+    let out = run(d, &["query", img.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("older knockoff") && err.contains("knockoff catalog compact"), "{err}");
+
+    // compaction rebuilds the graph and removes the old directory
+    run_ok(d, &["catalog", "compact"], 0);
+    assert!(!d.join("hnsw").exists());
+    assert_eq!(graph_files(d).len(), 1);
+    assert_eq!(query(d, "listings/L001-copy-crop.jpg")["verdict"], "flag");
+}
+
 #[test]
 fn bad_catalog_records_are_reported_and_the_rest_is_added() {
     let dir = tempdir();
