@@ -280,8 +280,9 @@ impl Scanner {
 }
 
 impl Judge {
-    /// Embeds, searches and decides a chunk of loaded listings; one report each, in order. All
-    /// photos of the chunk are embedded in batches and searched in one batch.
+    /// Embeds, searches and decides a chunk of loaded listings; one report each, in order. The
+    /// chunk's whole photos are embedded in batches and searched together, then the regions of the
+    /// photos that need them (`needs_regions`) the same way.
     pub fn decide(&mut self, chunk: Vec<LoadedListing>) -> Result<Vec<Report>> {
         // each usable photo whole, then the regions of those that need them (see `needs_regions`)
         let photos: Vec<&embed::Loaded> = chunk.iter().flat_map(|p| p.images.iter().filter_map(|i| i.as_ref().ok())).collect();
@@ -295,10 +296,8 @@ impl Judge {
         self.inferences.with_regions += with_regions.iter().filter(|&&r| r).count();
         let region_embeddings = self.embedder.embed(&region_batch)?;
         let mut region_hits = self.search(&region_embeddings).into_iter();
-        let mut per_photo = whole_hits.into_iter().zip(with_regions).map(|(whole, regions)| {
-            let n = if regions { embed::REGIONS.len() } else { 0 };
-            (whole, region_hits.by_ref().take(n).collect::<Vec<_>>())
-        });
+        let region_counts: Vec<usize> = photos.iter().zip(&with_regions).map(|(l, &r)| if r { l.regions.len() } else { 0 }).collect();
+        let mut per_photo = whole_hits.into_iter().zip(region_counts).map(|(whole, n)| (whole, region_hits.by_ref().take(n).collect::<Vec<_>>()));
         let mut out = Vec::with_capacity(chunk.len());
         for p in chunk {
             let listing = match p.listing {
