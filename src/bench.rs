@@ -346,10 +346,7 @@ fn build_catalog(config: &Config, loc: &ModelLocation, opts: &Options, dir: &Pat
     store.update_graph(config, loc.manifest.dim)?;
     let background = background_photos(opts)?;
     if !background.is_empty() {
-        let refs: Vec<ImageRef> = background.iter().map(|p| ImageRef::Path(p.clone())).collect();
-        let r: Vec<&ImageRef> = refs.iter().collect();
-        let loaded = crate::embed::load_images(&fetcher, &r, &limits, &loc.manifest, crate::embed::LoadOptions { hash: true, regions: false });
-        let photos: Vec<(String, _)> = background.iter().map(|p| p.display().to_string()).zip(loaded).collect();
+        let photos = catalog::load_background(&fetcher, &limits, &loc.manifest, &background);
         let done = catalog::ingest_background(&mut store, &mut embedder, &loc.manifest, config.index.storage, &photos)?;
         if let Some((src, e)) = done.errors.first() {
             bail!("benchmark background photo {src}: {e}");
@@ -528,16 +525,9 @@ fn copy_task(config: &Config, loc: &ModelLocation, opts: &Options, match_t: f32,
     let baseline = if opts.baseline {
         say(opts, "copy: pHash baseline");
         let ts = Instant::now();
-        let hasher = crate::baseline::hasher();
-        let mut index = crate::baseline::HashIndex::default();
-        let ref_hashes: Vec<_> = refs.par_iter().map(|(_, p)| load_for_editing(p, &limits).map(|img| crate::baseline::hash(&hasher, &img))).collect::<Result<_>>()?;
-        for ((id, _), h) in refs.iter().zip(ref_hashes) {
-            index.add(id, h);
-        }
-        let ranked: Vec<Vec<(String, f32)>> = queries
-            .par_iter()
-            .map(|q| load_for_editing(&q.path, &limits).map(|img| index.rank(&crate::baseline::hash(&hasher, &img), 10)))
-            .collect::<Result<_>>()?;
+        let ref_photos: Vec<(&str, &Path)> = refs.iter().map(|(id, p)| (id.as_str(), p.as_path())).collect();
+        let query_photos: Vec<&Path> = queries.iter().map(|q| q.path.as_path()).collect();
+        let ranked = phash_rank(&ref_photos, &query_photos, 10, &limits)?;
         // a hash has no calibrated thresholds: report it at the thresholds of its own 99 % / 90 % precision
         let (pre, _) = copy_metrics(&queries, &ranked, refs.len(), distractors.len(), 1.0, 1.0);
         let at = |x: Option<(f64, f32)>| x.map_or(1.0, |(_, t)| t);
@@ -549,6 +539,19 @@ fn copy_task(config: &Config, loc: &ModelLocation, opts: &Options, match_t: f32,
         None
     };
     Ok((res, curve, baseline))
+}
+
+/// The pHash baseline: each query photo's `k` most similar products among the reference photos
+/// (product id, photo), best first.
+fn phash_rank(refs: &[(&str, &Path)], queries: &[&Path], k: usize, limits: &decode::Limits) -> Result<Vec<Vec<(String, f32)>>> {
+    let hasher = crate::baseline::hasher();
+    let hash = |p: &Path| load_for_editing(p, limits).map(|img| crate::baseline::hash(&hasher, &img));
+    let hashes: Vec<_> = refs.par_iter().map(|(_, p)| hash(p)).collect::<Result<_>>()?;
+    let mut index = crate::baseline::HashIndex::default();
+    for ((id, _), h) in refs.iter().zip(hashes) {
+        index.add(id, h);
+    }
+    queries.par_iter().map(|p| hash(p).map(|h| index.rank(&h, k))).collect()
 }
 
 /// Copy-detection figures from each query's ranked matches (catalog product, score), best first.
@@ -742,18 +745,9 @@ fn products_task(config: &Config, loc: &ModelLocation, opts: &Options, k: usize)
     top_confusions.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)).then_with(|| a.1.cmp(&b.1)));
     top_confusions.truncate(10);
     let baseline = if opts.baseline {
-        let limits = scan::decode_limits(config);
-        let hasher = crate::baseline::hasher();
-        let mut index = crate::baseline::HashIndex::default();
-        let refs: Vec<(&String, &PathBuf)> = product_images.iter().flat_map(|(id, ps)| ps.iter().map(move |p| (id, p))).collect();
-        let hashes: Vec<_> = refs.par_iter().map(|(_, p)| load_for_editing(p, &limits).map(|img| crate::baseline::hash(&hasher, &img))).collect::<Result<_>>()?;
-        for ((id, _), h) in refs.iter().zip(hashes) {
-            index.add(id, h);
-        }
-        let ranked: Vec<Vec<(String, f32)>> = branded
-            .par_iter()
-            .map(|(p, _, _)| load_for_editing(p, &limits).map(|img| index.rank(&crate::baseline::hash(&hasher, &img), 5)))
-            .collect::<Result<_>>()?;
+        let refs: Vec<(&str, &Path)> = product_images.iter().flat_map(|(id, ps)| ps.iter().map(move |p| (id.as_str(), p.as_path()))).collect();
+        let query_photos: Vec<&Path> = branded.iter().map(|(p, _, _)| p.as_path()).collect();
+        let ranked = phash_rank(&refs, &query_photos, 5, &scan::decode_limits(config))?;
         let (mut t1, mut t5, mut bpairs) = (0usize, 0usize, Vec::new());
         for ((_, c, _), r) in branded.iter().zip(&ranked) {
             let right = r.first().is_some_and(|m| &m.0 == c);

@@ -765,6 +765,20 @@ pub fn load_products(
         .collect()
 }
 
+/// Reads, decodes and resizes background photo files for the model (in parallel), with their
+/// content hashes; one (source, result) each, in order.
+pub fn load_background(
+    fetcher: &crate::source::Fetcher,
+    limits: &crate::decode::Limits,
+    manifest: &Manifest,
+    paths: &[PathBuf],
+) -> Vec<(String, Result<crate::embed::Loaded, String>)> {
+    let refs: Vec<ImageRef> = paths.iter().map(|p| ImageRef::Path(p.clone())).collect();
+    let r: Vec<&ImageRef> = refs.iter().collect();
+    let loaded = crate::embed::load_images(fetcher, &r, limits, manifest, crate::embed::LoadOptions { hash: true, regions: false });
+    paths.iter().map(|p| p.display().to_string()).zip(loaded).collect()
+}
+
 /// What `ingest` did with one batch of loaded products.
 #[derive(Debug, Default)]
 pub struct Ingested {

@@ -544,15 +544,8 @@ fn background_add(g: &Global, config: &Config, paths: &[PathBuf]) -> Result<i32>
     let limits = scan::decode_limits(config);
     let pb = progress(g.quiet, Some(files.len() as u64), "adding background photos");
     let (mut added, mut known, mut errors) = (0usize, 0usize, 0usize);
-    let chunks = files.chunks(64).map(|c| c.to_vec()).collect::<Vec<_>>().into_iter();
-    let load = |chunk: Vec<PathBuf>| {
-        let refs: Vec<ImageRef> = chunk.iter().map(|p| ImageRef::Path(p.clone())).collect();
-        let r: Vec<&ImageRef> = refs.iter().collect();
-        let opts = crate::embed::LoadOptions { hash: true, regions: false };
-        let loaded = crate::embed::load_images(&fetcher, &r, &limits, &loc.manifest, opts);
-        chunk.iter().map(|p| p.display().to_string()).zip(loaded).collect::<Vec<_>>()
-    };
-    overlapped(chunks, load, |photos| -> Result<()> {
+    let load = |chunk: &[PathBuf]| catalog::load_background(&fetcher, &limits, &loc.manifest, chunk);
+    overlapped(files.chunks(64), load, |photos| -> Result<()> {
         let done = catalog::ingest_background(&mut store, &mut embedder, &loc.manifest, config.index.storage, &photos)?;
         for (source, e) in &done.errors {
             pb.suspend(|| eprintln!("{source}: {e}; photo skipped"));

@@ -372,7 +372,7 @@ impl Judge {
             .into_iter()
             .map(|hits| {
                 let mean = hits.iter().map(|h| h.similarity).sum::<f32>() / hits.len().max(1) as f32;
-                (!hits.is_empty()).then(|| p.background_beta as f32 * mean)
+                (!hits.is_empty()).then_some(p.background_beta as f32 * mean)
             })
             .collect()
     }
