@@ -333,7 +333,7 @@ fn build_catalog(config: &Config, loc: &ModelLocation, opts: &Options, dir: &Pat
     }
     crate::pipeline::overlapped(
         chunks.into_iter(),
-        |c| catalog::load_products(&fetcher, &limits, &loc.manifest, c),
+        |c| catalog::load_products(&fetcher, &limits, &loc.manifest, config.verify.params(), c),
         |loaded| -> Result<()> {
             let done = catalog::ingest(&mut store, &mut embedder, &loc.manifest, config.index.storage, &loaded)?;
             if let Some((_, e)) = done.image_errors.first().or(done.skipped.first()) {
@@ -391,7 +391,11 @@ fn scan_catalog(config: &Config, loc: &ModelLocation, dir: &Path, listings: Vec<
 fn dump_matches<'a>(path: &Path, queries: impl Iterator<Item = (&'a str, Option<&'a str>)>, reports: &[Report]) -> Result<()> {
     let mut text = String::new();
     for ((id, truth), r) in queries.zip(reports) {
-        let m: Vec<(&str, f32)> = r.matches.iter().map(|m| (m.product_id.as_str(), m.similarity)).collect();
+        let m: Vec<serde_json::Value> = r
+            .matches
+            .iter()
+            .map(|m| serde_json::json!({"product": m.product_id, "score": m.similarity, "inliers": m.inliers, "verification": m.verification}))
+            .collect();
         text += &serde_json::json!({"query": id, "truth": truth, "verdict": r.verdict.as_str(), "matches": m}).to_string();
         text.push('\n');
     }

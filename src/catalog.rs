@@ -12,6 +12,9 @@
 //! - `background-<gen>.vec` (optional): embeddings of background photos, images that are not in
 //!   the catalog, for score normalisation (see `Store::add_background`); rows match table
 //!   `background`, count in meta `background_count`;
+//! - table `local_features`: each reference image's local features for geometric verification
+//!   (`verify::Features::to_bytes`, format `KNKORB01`), keyed by content hash like `vectors`;
+//!   images added before knockoff stored them have none until they are added again;
 //! - `config.toml` (optional): settings (see `config`);
 //! - `lock`: held while a command writes, so two writers never interleave.
 //!
@@ -63,6 +66,7 @@ CREATE TABLE IF NOT EXISTS images(
     PRIMARY KEY(product, vector));
 CREATE INDEX IF NOT EXISTS images_vector ON images(vector);
 CREATE TABLE IF NOT EXISTS background(id INTEGER PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE, source TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS local_features(sha256 TEXT PRIMARY KEY, data BLOB NOT NULL);
 ";
 
 /// A product as given in a catalog file.
@@ -145,6 +149,51 @@ pub struct CatalogView {
     pub index: Index,
     /// Embeddings of the background photos (exact search), when the catalog has any.
     pub background: Option<Index>,
+    /// For each product (index into `products`): its reference vectors.
+    pub product_vectors: Vec<Vec<u32>>,
+    /// Local features of the reference images, when geometric verification is on.
+    pub features: Option<FeatureStore>,
+}
+
+/// Local features of reference images, read from the catalog when first needed and kept.
+pub struct FeatureStore {
+    inner: std::sync::Mutex<FeatureCache>,
+}
+
+struct FeatureCache {
+    conn: Option<Connection>,
+    read: HashMap<u32, Option<std::sync::Arc<crate::verify::Features>>>,
+}
+
+impl FeatureStore {
+    /// Opens the features of the catalog database `db` for reading (a catalog written before
+    /// knockoff stored features has none).
+    fn open(db: &Path) -> Result<FeatureStore> {
+        let conn = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_context(|| format!("cannot open {}", db.display()))?;
+        let has: bool = conn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name='local_features'", [], |r| r.get::<_, i64>(0))? > 0;
+        Ok(FeatureStore { inner: std::sync::Mutex::new(FeatureCache { conn: has.then_some(conn), read: HashMap::new() }) })
+    }
+
+    /// The local features of reference vector `id`, `None` when none are stored for it.
+    pub fn get(&self, id: u32) -> Result<Option<std::sync::Arc<crate::verify::Features>>> {
+        let mut c = self.inner.lock().map_err(|_| anyhow::anyhow!("internal error: feature cache poisoned"))?;
+        if let Some(f) = c.read.get(&id) {
+            return Ok(f.clone());
+        }
+        let blob: Option<Vec<u8>> = match &c.conn {
+            None => None,
+            Some(conn) => conn
+                .query_row("SELECT f.data FROM vectors v JOIN local_features f ON f.sha256=v.sha256 WHERE v.id=?1", [id as i64], |r| r.get(0))
+                .optional()?,
+        };
+        let f = match blob {
+            None => None,
+            Some(b) => Some(std::sync::Arc::new(crate::verify::Features::from_bytes(&b).with_context(|| format!("reference image (vector {id})"))?)),
+        };
+        c.read.insert(id, f.clone());
+        Ok(f)
+    }
 }
 
 impl CatalogView {
@@ -365,12 +414,15 @@ impl Store {
     /// embeddings of images not stored before, with their content hashes; `images` of each product
     /// are (content hash, source) pairs whose hashes are stored or among `new_vectors`. A new vector
     /// file stores its rows as `storage`; an existing one keeps its own storage until compaction.
+    /// `features` are local features (content hash, serialised) of the images, stored when the
+    /// image has none yet.
     pub fn add_products(
         &mut self,
         manifest: &Manifest,
         storage: Storage,
         products: &[(ProductRecord, Vec<(String, String)>)],
         new_vectors: &[(String, Vec<f32>)],
+        features: &[(String, Vec<u8>)],
     ) -> Result<()> {
         self.check_model(manifest)?;
         let dim = manifest.dim;
@@ -385,6 +437,9 @@ impl Store {
             tx.execute("INSERT INTO vectors(id, sha256) VALUES(?1, ?2)", params![(committed + i) as i64, hash])?;
         }
         set_meta(&tx, "vector_count", (committed + new_vectors.len()).to_string())?;
+        for (hash, data) in features {
+            tx.execute("INSERT OR IGNORE INTO local_features VALUES(?1, ?2)", params![hash, data])?;
+        }
         let t = now();
         for (p, images) in products {
             tx.execute("INSERT INTO brands(name) VALUES(?1) ON CONFLICT(name) DO NOTHING", [&p.brand])?;
@@ -536,6 +591,7 @@ impl Store {
             .and_then(|_| tx.execute("DELETE FROM products WHERE removed=1", []))?;
         tx.execute("DELETE FROM brands WHERE id NOT IN (SELECT brand FROM products)", [])?;
         let dropped = tx.execute("DELETE FROM vectors WHERE id NOT IN (SELECT vector FROM images)", [])?;
+        tx.execute("DELETE FROM local_features WHERE sha256 NOT IN (SELECT sha256 FROM vectors)", [])?;
         for (new, &old) in live.iter().enumerate() {
             tx.execute("UPDATE vectors SET id=?1 WHERE id=?2", params![-(new as i64) - 1, old])?;
             tx.execute("UPDATE images SET vector=?1 WHERE vector=?2", params![-(new as i64) - 1, old])?;
@@ -646,7 +702,14 @@ impl Store {
             0 => None,
             n => Some(Index::from_rows(self.background_file(dim, config.index.storage)?.map(n)?, None, 0)),
         };
-        Ok(CatalogView { products, vector_products, brand_sellers, index, background })
+        let mut product_vectors = vec![Vec::new(); products.len()];
+        for (v, owners) in vector_products.iter().enumerate() {
+            for (pi, _) in owners {
+                product_vectors[*pi].push(v as u32);
+            }
+        }
+        let features = if config.verify.enabled { Some(FeatureStore::open(&self.dir.join("catalog.sqlite"))?) } else { None };
+        Ok(CatalogView { products, vector_products, brand_sellers, index, background, product_vectors, features })
     }
 
     /// Products for `catalog list`, optionally of one brand, removed ones included when asked.
@@ -746,16 +809,18 @@ fn walk(dir: &Path) -> Vec<u64> {
 /// Products of one batch with their images fetched, decoded and resized (one result per image).
 pub type LoadedProduct = (ProductRecord, Vec<Result<crate::embed::Loaded, String>>);
 
-/// Fetches, decodes and resizes the images of `products` for the model (in parallel); one entry per
-/// product, its image results in the product's order.
+/// Fetches, decodes and resizes the images of `products` for the model and extracts their local
+/// features (in parallel); one entry per product, its image results in the product's order.
 pub fn load_products(
     fetcher: &crate::source::Fetcher,
     limits: &crate::decode::Limits,
     manifest: &Manifest,
+    features: crate::verify::Params,
     products: Vec<ProductRecord>,
 ) -> Vec<LoadedProduct> {
     let refs: Vec<&ImageRef> = products.iter().flat_map(|p| p.images.iter()).collect();
-    let mut loaded = crate::embed::load_images(fetcher, &refs, limits, manifest, crate::embed::LoadOptions { hash: true, regions: false }).into_iter();
+    let opts = crate::embed::LoadOptions { hash: true, regions: false, features: Some(features) };
+    let mut loaded = crate::embed::load_images(fetcher, &refs, limits, manifest, opts).into_iter();
     products
         .into_iter()
         .map(|p| {
@@ -775,7 +840,7 @@ pub fn load_background(
 ) -> Vec<(String, Result<crate::embed::Loaded, String>)> {
     let refs: Vec<ImageRef> = paths.iter().map(|p| ImageRef::Path(p.clone())).collect();
     let r: Vec<&ImageRef> = refs.iter().collect();
-    let loaded = crate::embed::load_images(fetcher, &r, limits, manifest, crate::embed::LoadOptions { hash: true, regions: false });
+    let loaded = crate::embed::load_images(fetcher, &r, limits, manifest, crate::embed::LoadOptions { hash: true, regions: false, features: None });
     paths.iter().map(|p| p.display().to_string()).zip(loaded).collect()
 }
 
@@ -806,6 +871,7 @@ pub fn ingest(
 ) -> Result<Ingested> {
     let mut done = Ingested::default();
     let mut to_embed: Vec<(String, &crate::embed::Prepared)> = Vec::new();
+    let mut features: Vec<(String, Vec<u8>)> = Vec::new();
     let mut keep = Vec::new();
     for (p, imgs) in products {
         let mut refs = Vec::new();
@@ -813,6 +879,9 @@ pub fn ingest(
             match img {
                 Ok(l) => {
                     let Some(hash) = &l.hash else { bail!("internal error: image {} was loaded without its hash", r.display()) };
+                    if let Some(f) = &l.features {
+                        features.push((hash.clone(), f.to_bytes()));
+                    }
                     let known = store.vector_by_hash(hash)?.is_some() || to_embed.iter().any(|(h, _)| h == hash);
                     if known {
                         done.reused += 1;
@@ -835,7 +904,7 @@ pub fn ingest(
     let new_vectors: Vec<(String, Vec<f32>)> = to_embed.iter().map(|(h, _)| h.clone()).zip(vecs).collect();
     done.embedded = new_vectors.len();
     done.products = keep.len();
-    store.add_products(manifest, storage, &keep, &new_vectors)?;
+    store.add_products(manifest, storage, &keep, &new_vectors, &features)?;
     Ok(done)
 }
 

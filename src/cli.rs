@@ -262,6 +262,10 @@ struct ScanArgs {
     /// whose best score is uncertain (`uncertain`). Same as `[scan] region_queries`.
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "all")]
     regions: Option<crate::config::RegionQueries>,
+    /// Verify the best candidates with local features (geometric verification); same as
+    /// `[verify] enabled = true`.
+    #[arg(long)]
+    verify: bool,
 }
 
 #[derive(Args, Debug)]
@@ -284,6 +288,10 @@ struct QueryArgs {
     /// the bare flag) or `uncertain` (only when the whole image's best score is uncertain).
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "all")]
     regions: Option<crate::config::RegionQueries>,
+    /// Verify the best candidates with local features (geometric verification); same as
+    /// `[verify] enabled = true`.
+    #[arg(long)]
+    verify: bool,
     /// JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -463,6 +471,7 @@ fn catalog_add(g: &Global, config: &Config, file: &Path, format: Format) -> Resu
     let manifest = loc.manifest.clone();
     let fetcher = Fetcher::new(&config.limits)?;
     let limits = scan::decode_limits(config);
+    let features = config.verify.params();
     let (reader, base, lines) = open_input(file)?;
     let name = file.display().to_string();
     let pb = progress(g.quiet, lines, "adding products");
@@ -487,7 +496,7 @@ fn catalog_add(g: &Global, config: &Config, file: &Path, format: Format) -> Resu
     let load = |chunk: Vec<Result<catalog::ProductRecord, (usize, String)>>| {
         let mut bad = Vec::new();
         let good: Vec<catalog::ProductRecord> = chunk.into_iter().filter_map(|r| r.map_err(|e| bad.push(e)).ok()).collect();
-        (bad, catalog::load_products(&fetcher, &limits, &manifest, good))
+        (bad, catalog::load_products(&fetcher, &limits, &manifest, features, good))
     };
     overlapped(chunks, load, |(bad, chunk): (Vec<(usize, String)>, Vec<catalog::LoadedProduct>)| -> Result<()> {
         for (line, e) in bad {
@@ -591,6 +600,7 @@ fn scan_cmd(g: &Global, mut config: Config, args: &ScanArgs) -> Result<i32> {
     if let Some(r) = args.regions {
         config.scan.region_queries = r;
     }
+    config.verify.enabled |= args.verify;
     let format = input_format(args.format, &args.input);
     let done = match (&args.output, args.resume) {
         (Some(out), true) => scan::read_done(out)?,
@@ -664,6 +674,7 @@ fn query_cmd(g: &Global, mut config: Config, args: &QueryArgs) -> Result<i32> {
     if let Some(r) = args.regions {
         config.scan.region_queries = r;
     }
+    config.verify.enabled |= args.verify;
     if let Some(k) = args.top {
         if k == 0 {
             bail!("--top must be at least 1");

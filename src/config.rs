@@ -25,6 +25,81 @@ pub struct Config {
     pub index: IndexConfig,
     /// How listing photos are searched.
     pub scan: ScanConfig,
+    /// Geometric verification of the best candidates with local features.
+    pub verify: VerifyConfig,
+}
+
+/// Geometric verification (`[verify]`, or `scan --verify`): the best candidate products of each
+/// listing are checked with local features (see `verify`). The product whose photo shares the most
+/// geometrically consistent points with the listing's photo gains up to `weight`; a candidate with
+/// far fewer such points than that one (`dominance`) is explained away and loses as much. Defaults
+/// measured with `knockoff bench accuracy` (BENCHMARKS.md, "Geometric verification").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct VerifyConfig {
+    /// Whether scans and queries verify their candidates.
+    pub enabled: bool,
+    /// How many of a listing's best products are verified.
+    pub candidates: usize,
+    /// Products scoring below this are not verified (clearly unrelated).
+    pub min_score: f64,
+    /// Inlier count at which verification starts to count (unrelated photo pairs reach about 9).
+    pub min_inliers: usize,
+    /// Inlier count at which it counts fully.
+    pub full_inliers: usize,
+    /// The most verification adds to, or takes from, a score.
+    pub weight: f64,
+    /// A candidate is explained away when the best verified candidate has more than this many
+    /// times its inliers.
+    pub dominance: f64,
+    /// Photos are shrunk to this long side before their features are extracted.
+    pub max_side: u32,
+    /// Most local features kept per photo.
+    pub max_features: usize,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        VerifyConfig {
+            enabled: true,
+            candidates: 5,
+            min_score: 0.15,
+            min_inliers: 12,
+            full_inliers: 40,
+            weight: 0.3,
+            dominance: 1.5,
+            max_side: 512,
+            max_features: 500,
+        }
+    }
+}
+
+impl VerifyConfig {
+    /// Feature extraction settings.
+    pub fn params(&self) -> crate::verify::Params {
+        crate::verify::Params { max_side: self.max_side, max_features: self.max_features }
+    }
+
+    /// How far `inliers` count as evidence: 0 below `min_inliers`, rising linearly to 1 at
+    /// `full_inliers`.
+    fn strength(&self, inliers: usize) -> f64 {
+        if inliers < self.min_inliers {
+            return 0.0;
+        }
+        let span = self.full_inliers.saturating_sub(self.min_inliers).max(1) as f64;
+        ((inliers - self.min_inliers) as f64 / span).min(1.0)
+    }
+
+    /// What verification adds to a candidate's score, given its inliers and the most inliers of
+    /// any candidate of the listing: `weight` × its strength, or minus `weight` × the best one's
+    /// strength when the best has more than `dominance` times its inliers.
+    pub fn adjustment(&self, inliers: usize, best: usize) -> f64 {
+        if inliers < best && (inliers as f64) * self.dominance < best as f64 {
+            -self.weight * self.strength(best)
+        } else {
+            self.weight * self.strength(inliers)
+        }
+    }
 }
 
 /// How listing photos are searched.
@@ -333,6 +408,22 @@ impl Config {
         }
         if !(p.background_beta.is_finite() && (0.0..=2.0).contains(&p.background_beta)) {
             bail!("policy.background_beta must be between 0 and 2, got {}", p.background_beta);
+        }
+        let v = &self.verify;
+        if !(v.weight.is_finite() && (0.0..=1.0).contains(&v.weight)) {
+            bail!("verify.weight must be between 0 and 1, got {}", v.weight);
+        }
+        if v.full_inliers <= v.min_inliers || v.min_inliers < 4 {
+            bail!("verify.min_inliers must be at least 4 and below verify.full_inliers, got {} and {}", v.min_inliers, v.full_inliers);
+        }
+        if !(v.dominance.is_finite() && v.dominance >= 1.0) {
+            bail!("verify.dominance must be at least 1, got {}", v.dominance);
+        }
+        if !(64..=4096).contains(&v.max_side) || !(16..=5000).contains(&v.max_features) {
+            bail!("verify.max_side must be 64..=4096 and verify.max_features 16..=5000, got {} and {}", v.max_side, v.max_features);
+        }
+        if !(v.min_score.is_finite() && (-1.0..=1.0).contains(&v.min_score)) {
+            bail!("verify.min_score must be between -1 and 1, got {}", v.min_score);
         }
         if !(self.scan.region_min_score.is_finite() && (-1.0..=1.0).contains(&self.scan.region_min_score)) {
             bail!("scan.region_min_score must be between -1 and 1, got {}", self.scan.region_min_score);

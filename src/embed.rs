@@ -226,6 +226,8 @@ pub struct Loaded {
     pub prepared: Prepared,
     /// The `REGIONS` of the image as the model takes them, when asked for.
     pub regions: Vec<Prepared>,
+    /// Local features of the image for geometric verification, when asked for.
+    pub features: Option<crate::verify::Features>,
 }
 
 /// What `load_images` computes besides the prepared image.
@@ -235,6 +237,8 @@ pub struct LoadOptions {
     pub hash: bool,
     /// The `REGIONS` of each image.
     pub regions: bool,
+    /// Local features of each image, extracted with these settings.
+    pub features: Option<crate::verify::Params>,
 }
 
 /// Fetches `refs` (bounded in flight), then decodes and resizes them in parallel; one result each,
@@ -263,7 +267,8 @@ pub fn load_images(
             } else {
                 Vec::new()
             };
-            Ok(Loaded { hash, prepared, regions })
+            let features = opts.features.map(|p| crate::verify::Features::extract(&img, &p));
+            Ok(Loaded { hash, prepared, regions, features })
         })
         .collect()
 }

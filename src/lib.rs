@@ -28,3 +28,4 @@ pub mod scan;
 pub mod simd;
 pub mod source;
 pub mod vectors;
+pub mod verify;

@@ -57,7 +57,7 @@ pub struct Match {
     pub listing_image: String,
     /// Score of the match, which the thresholds apply to: the cosine similarity of the best photo
     /// pair, minus `background` when scores are normalised, plus `support` when other reference
-    /// photos of the product match too.
+    /// photos of the product match too, plus `verification` when local features confirm it.
     pub similarity: f32,
     /// With score normalisation: the raw cosine similarity of the two photos.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -70,6 +70,14 @@ pub struct Match {
     /// best photo's score + half the third best's), when the product has several photos.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub support: Option<f32>,
+    /// With geometric verification: the most local-feature pairs that one homography explains
+    /// between a listing photo and a reference photo of the product.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inliers: Option<u32>,
+    /// With geometric verification: what verification added to the score (negative when another
+    /// candidate verified far better; see `[verify]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<f32>,
     /// Reference price of the product.
     pub reference_price: f64,
     /// Currency of the reference price.
@@ -200,6 +208,13 @@ fn decide_one(
     }
     if let Some(s) = m.support {
         parts.push(format!("plus {s:.3} because other reference photos of the product match too"));
+    }
+    if let (Some(v), Some(n)) = (m.verification, m.inliers) {
+        if v > 0.0 {
+            parts.push(format!("plus {v:.3} because {n} local features of the photos agree geometrically"));
+        } else if v < 0.0 {
+            parts.push(format!("minus {:.3} because another product's photo agrees geometrically far better (only {n} local features agree here)", -v));
+        }
     }
     let score = match parts.is_empty() {
         true => format!("similarity {:.3}", m.similarity),
@@ -342,6 +357,8 @@ mod tests {
             raw_similarity: None,
             background: None,
             support: None,
+            inliers: None,
+            verification: None,
             reference_price: 100.0,
             reference_currency: "EUR".into(),
         }

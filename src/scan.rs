@@ -11,6 +11,7 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::verify::Features;
 use crate::catalog::CatalogView;
 use crate::config::{Config, RegionQueries};
 use crate::decode;
@@ -200,13 +201,14 @@ pub struct Loader {
     limits: decode::Limits,
     manifest: crate::model::Manifest,
     regions: bool,
+    features: Option<crate::verify::Params>,
 }
 
 impl Loader {
     /// Fetches and decodes the photos of parsed listings.
     pub fn load(&self, listings: Vec<Parsed>) -> Vec<LoadedListing> {
         let refs: Vec<&ImageRef> = listings.iter().filter_map(|l| l.as_ref().ok()).flat_map(|l| l.images.iter()).collect();
-        let mut loaded = embed::load_images(&self.fetcher, &refs, &self.limits, &self.manifest, embed::LoadOptions { hash: false, regions: self.regions }).into_iter();
+        let mut loaded = embed::load_images(&self.fetcher, &refs, &self.limits, &self.manifest, embed::LoadOptions { hash: false, regions: self.regions, features: self.features }).into_iter();
         listings
             .into_iter()
             .map(|l| {
@@ -250,7 +252,13 @@ impl Scanner {
         let model = manifest.name.clone();
         let thresholds = config.policy.thresholds(&manifest)?;
         Ok(Scanner {
-            loader: Loader { fetcher, limits, manifest, regions: config.scan.region_queries != RegionQueries::Off },
+            loader: Loader {
+                fetcher,
+                limits,
+                manifest,
+                regions: config.scan.region_queries != RegionQueries::Off,
+                features: config.verify.enabled.then(|| config.verify.params()),
+            },
             judge: Judge { view, embedder, ctx: Context { config, thresholds, model }, inferences: Inferences::default() },
         })
     }
@@ -309,9 +317,13 @@ impl Judge {
             };
             let mut image_errors = Vec::new();
             let mut queries = Vec::new();
+            let mut features = Vec::new();
             for (r, img) in listing.images.iter().zip(&p.images) {
                 match img {
-                    Ok(_) => {
+                    Ok(loaded) => {
+                        if let Some(f) = &loaded.features {
+                            features.push((r.display(), f));
+                        }
                         let (whole, regions) = per_photo.next().unwrap_or_default();
                         queries.push((r.display(), whole));
                         for (name, hits) in embed::REGIONS.iter().zip(regions) {
@@ -328,7 +340,7 @@ impl Judge {
                 out.push(rep);
                 continue;
             }
-            out.push(self.judge(listing, &queries, image_errors));
+            out.push(self.judge(listing, &queries, &features, image_errors)?);
         }
         Ok(out)
     }
@@ -377,9 +389,14 @@ impl Judge {
             .collect()
     }
 
-    /// Matches a listing's embedded photos against the catalog and applies the policy.
-    fn judge(&self, listing: Listing, queries: &[(String, Searched)], image_errors: Vec<String>) -> Report {
-        let matches = self.products_from_hits(queries);
+    /// Matches a listing's embedded photos against the catalog, verifies the best candidates with
+    /// the photos' local `features` when verification is on, and applies the policy.
+    fn judge(&self, listing: Listing, queries: &[(String, Searched)], features: &[(String, &Features)], image_errors: Vec<String>) -> Result<Report> {
+        let mut matches = self.products_from_hits(queries);
+        if let Some(store) = &self.view.features {
+            self.verify(&mut matches, features, store)?;
+        }
+        matches.truncate(self.ctx.config.policy.top_k);
         let offer = Offer {
             seller_id: &listing.seller.seller_id,
             price: listing.price.zip(listing.currency.as_deref()),
@@ -389,7 +406,7 @@ impl Judge {
         if !image_errors.is_empty() {
             reasons.push(format!("{} of {} photos could not be used (see image_errors)", image_errors.len(), listing.images.len()));
         }
-        Report {
+        Ok(Report {
             listing_id: Some(listing.listing_id),
             line: listing.line,
             verdict: d.verdict,
@@ -404,19 +421,53 @@ impl Judge {
             title: listing.title,
             thresholds: self.ctx.thresholds.clone(),
             model: self.ctx.model.clone(),
-        }
+        })
     }
 
-    /// The best `top_k` products over photos (name, embedding): each product's best similarity and
-    /// the image pair behind it.
-    pub fn best_products(&self, queries: &[(String, Vec<f32>)]) -> Vec<Match> {
-        let embeddings: Vec<Vec<f32>> = queries.iter().map(|(_, e)| e.clone()).collect();
-        let hits: Vec<(String, Searched)> = queries.iter().map(|(n, _)| n.clone()).zip(self.search(&embeddings)).collect();
-        self.products_from_hits(&hits)
+    /// Geometric verification: for each of the best `verify.candidates` products scoring at least
+    /// `verify.min_score`, the most inliers between any listing photo and any of the product's
+    /// reference photos (see `verify::verify`); each score then moves by
+    /// `VerifyConfig::adjustment`, and the matches are sorted again.
+    fn verify(&self, matches: &mut [Match], photos: &[(String, &Features)], store: &crate::catalog::FeatureStore) -> Result<()> {
+        use rayon::prelude::*;
+        let v = &self.ctx.config.verify;
+        if photos.is_empty() {
+            return Ok(());
+        }
+        let n = matches.len().min(v.candidates);
+        let mut counted: Vec<(usize, usize)> = Vec::new(); // (match index, inliers)
+        for (i, m) in matches[..n].iter().enumerate().filter(|(_, m)| m.similarity as f64 >= v.min_score) {
+            let Some(pi) = self.view.products.iter().position(|p| p.brand == m.brand && p.product_id == m.product_id) else { continue };
+            let mut refs = Vec::new();
+            for &vid in &self.view.product_vectors[pi] {
+                if let Some(f) = store.get(vid)? {
+                    refs.push(f);
+                }
+            }
+            if refs.is_empty() {
+                continue; // images stored before knockoff kept local features: nothing to verify
+            }
+            let pairs: Vec<(&Features, &Features)> = photos.iter().flat_map(|(_, q)| refs.iter().map(move |r| (*q, r.as_ref()))).collect();
+            let inliers = pairs.par_iter().map(|(q, r)| crate::verify::verify(q, r).inliers).max().unwrap_or(0);
+            counted.push((i, inliers));
+        }
+        let best = counted.iter().map(|&(_, c)| c).max().unwrap_or(0);
+        for (i, inliers) in counted {
+            let m = &mut matches[i];
+            let adj = v.adjustment(inliers, best) as f32;
+            m.inliers = Some(inliers as u32);
+            if adj != 0.0 {
+                m.raw_similarity.get_or_insert(m.similarity);
+                m.verification = Some(round4(adj));
+                m.similarity = round4(m.similarity + adj);
+            }
+        }
+        matches.sort_by(|a, b| b.similarity.total_cmp(&a.similarity).then_with(|| a.product_id.cmp(&b.product_id)));
+        Ok(())
     }
 
     /// Groups search hits of a listing's photos by product, keeping each product's best pair by
-    /// score (similarity minus the photo's background term).
+    /// score (similarity minus the photo's background term), best first.
     fn products_from_hits(&self, queries: &[(String, Searched)]) -> Vec<Match> {
         let mut best: HashMap<usize, Match> = HashMap::new();
         // each product's reference photos, with the best score any listing photo got against each
@@ -439,6 +490,8 @@ impl Judge {
                         raw_similarity: None,
                         background: None,
                         support: None,
+                        inliers: None,
+                        verification: None,
                         reference_price: p.price,
                         reference_currency: p.currency.clone(),
                     });
@@ -472,7 +525,7 @@ impl Judge {
             }
         }
         v.sort_by(|a, b| b.similarity.total_cmp(&a.similarity).then_with(|| a.product_id.cmp(&b.product_id)));
-        v.truncate(self.ctx.config.policy.top_k);
+        v.truncate(self.ctx.config.policy.top_k.max(if self.view.features.is_some() { self.ctx.config.verify.candidates } else { 0 }));
         v
     }
 }

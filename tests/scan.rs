@@ -237,3 +237,34 @@ fn region_queries_find_a_product_in_one_tile_of_a_collage() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("regions searched for 1 of 2 photos"), "{err}");
 }
+
+#[test]
+fn geometric_verification_confirms_the_copied_product_and_explains_the_others_away() {
+    let data = catalog_with(None);
+    let img = testdata("listings/L004-copy-text-sale.jpg"); // nw-trail_1 with a sale banner
+    let query = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["query", img.to_str().unwrap(), "--json", "--top", "5"];
+        args.extend_from_slice(extra);
+        serde_json::from_str(&run_ok(data.path(), &args, 0)).unwrap()
+    };
+    let v = query(&[]);
+    let best = &v["matches"][0];
+    assert_eq!(best["product_id"], "nw-trail", "{v}");
+    let inliers = best["inliers"].as_u64().unwrap_or_else(|| panic!("no inliers: {v}"));
+    assert!(inliers >= 40, "a copy shares many consistent local features: {v}");
+    let gain = best["verification"].as_f64().unwrap();
+    assert!(gain > 0.0 && (best["similarity"].as_f64().unwrap() - best["raw_similarity"].as_f64().unwrap() - gain).abs() < 1e-3, "{v}");
+    let reasons = v["reasons"].to_string();
+    assert!(reasons.contains("local features of the photos agree geometrically"), "{reasons}");
+    // the other candidates were verified too, none comes near, and those far behind lose score
+    let others = &v["matches"].as_array().unwrap()[1..];
+    assert!(others.iter().all(|m| m["inliers"].as_u64().is_some_and(|n| n * 3 < inliers)), "{v}");
+    assert!(others.iter().any(|m| m["verification"].as_f64().is_some_and(|g| g < 0.0)), "{v}");
+    // off: plain cosine similarities, no verification fields
+    let off = catalog_with(Some("[verify]\nenabled = false\n"));
+    let w: serde_json::Value =
+        serde_json::from_str(&run_ok(off.path(), &["query", img.to_str().unwrap(), "--json"], 0)).unwrap();
+    assert_eq!(w["matches"][0]["product_id"], "nw-trail");
+    assert!(w["matches"][0].get("inliers").is_none() && w["matches"][0].get("raw_similarity").is_none(), "{w}");
+    assert!((w["matches"][0]["similarity"].as_f64().unwrap() - best["raw_similarity"].as_f64().unwrap()).abs() < 1e-3);
+}

@@ -1,0 +1,729 @@
+//! Geometric verification: local features matched between a listing photo and a reference photo,
+//! and how many of the matches one plane-to-plane mapping (a homography) explains.
+//!
+//! Features are ORB (Rublee et al., ICCV 2011): FAST-9 corners on an image pyramid, ranked by
+//! Harris response, oriented by their intensity centroid, each described by 256 intensity
+//! comparisons (rotated BRIEF) on a smoothed patch. Two photos are matched by Hamming distance with
+//! a ratio test and one-to-one pairs, and RANSAC fits a homography to the pairs; the number of pairs
+//! it explains (inliers) is the evidence. A copy, a crop or a photo of the same package shares many
+//! such points with the reference; a look-alike sibling package or an unrelated photo shares few.
+//!
+//! Serialised features (`Features::to_bytes`, stored by the catalog) start with the magic
+//! `KNKORB01`, then width and height (u16 LE), the count (u32 LE), then per point x and y (f32 LE)
+//! and 32 descriptor bytes.
+
+use std::sync::OnceLock;
+
+use fast_image_resize as fir;
+use thiserror::Error;
+
+use crate::decode::RgbImage;
+
+/// Size and count settings of feature extraction.
+#[derive(Debug, Clone, Copy)]
+pub struct Params {
+    /// The photo is shrunk so its long side is at most this many pixels before extraction.
+    pub max_side: u32,
+    /// Most features kept per photo (the strongest corners).
+    pub max_features: usize,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params { max_side: 512, max_features: 500 }
+    }
+}
+
+/// Local features of one photo: point positions (pixels of the shrunk photo) and descriptors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Features {
+    /// Width of the photo the points are in.
+    pub width: u16,
+    /// Height of the photo the points are in.
+    pub height: u16,
+    /// Point positions (x, y).
+    pub points: Vec<[f32; 2]>,
+    /// 256-bit descriptors, one per point.
+    pub descriptors: Vec<[u64; 4]>,
+}
+
+/// Serialised features that cannot be read.
+#[derive(Debug, Error)]
+#[error("stored local features are damaged: {0}")]
+pub struct FormatError(String);
+
+const MAGIC: &[u8; 8] = b"KNKORB01";
+const PATCH: i32 = 15; // radius of the orientation disc
+const MARGIN: i32 = 19; // rotated BRIEF pairs reach 13·√2 ≈ 18.4 pixels
+const LEVELS: usize = 5;
+const SCALE: f32 = 1.3;
+const FAST_THRESHOLD: i16 = 20;
+const ANGLE_BINS: usize = 30;
+
+impl Features {
+    /// Extracts ORB features from a decoded RGB photo.
+    pub fn extract(img: &RgbImage, params: &Params) -> Features {
+        let gray = to_gray(img, params.max_side);
+        extract_gray(&gray, params.max_features)
+    }
+
+    /// Number of features.
+    pub fn len(&self) -> usize {
+        self.points.len()
+    }
+
+    /// True when the photo has no features (flat or tiny).
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+
+    /// The serialised form (see the module documentation).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.len() * 40);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&self.width.to_le_bytes());
+        out.extend_from_slice(&self.height.to_le_bytes());
+        out.extend_from_slice(&(self.len() as u32).to_le_bytes());
+        for (p, d) in self.points.iter().zip(&self.descriptors) {
+            out.extend_from_slice(&p[0].to_le_bytes());
+            out.extend_from_slice(&p[1].to_le_bytes());
+            for w in d {
+                out.extend_from_slice(&w.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// Reads the serialised form.
+    pub fn from_bytes(b: &[u8]) -> Result<Features, FormatError> {
+        if b.len() < 16 || &b[..8] != MAGIC {
+            return Err(FormatError("not a KNKORB01 record".into()));
+        }
+        let width = u16::from_le_bytes([b[8], b[9]]);
+        let height = u16::from_le_bytes([b[10], b[11]]);
+        let n = u32::from_le_bytes([b[12], b[13], b[14], b[15]]) as usize;
+        if b.len() != 16 + n * 40 {
+            return Err(FormatError(format!("{} bytes for {n} points", b.len())));
+        }
+        let mut points = Vec::with_capacity(n);
+        let mut descriptors = Vec::with_capacity(n);
+        for rec in b[16..].chunks_exact(40) {
+            let f = |i: usize| f32::from_le_bytes([rec[i], rec[i + 1], rec[i + 2], rec[i + 3]]);
+            points.push([f(0), f(4)]);
+            let mut d = [0u64; 4];
+            for (k, w) in d.iter_mut().enumerate() {
+                let s = 8 + k * 8;
+                let mut a = [0u8; 8];
+                a.copy_from_slice(&rec[s..s + 8]);
+                *w = u64::from_le_bytes(a);
+            }
+            descriptors.push(d);
+        }
+        Ok(Features { width, height, points, descriptors })
+    }
+}
+
+/// A greyscale image.
+struct Gray {
+    width: usize,
+    height: usize,
+    data: Vec<u8>,
+}
+
+impl Gray {
+    fn at(&self, x: i32, y: i32) -> i32 {
+        self.data[y as usize * self.width + x as usize] as i32
+    }
+}
+
+/// Shrinks (never enlarges) so the long side is at most `max_side`, then converts to luma.
+fn to_gray(img: &RgbImage, max_side: u32) -> Gray {
+    let long = img.width.max(img.height).max(1);
+    let src = if long > max_side {
+        let s = max_side as f64 / long as f64;
+        let (w, h) = (((img.width as f64 * s).round() as u32).max(1), ((img.height as f64 * s).round() as u32).max(1));
+        crate::decode::resize(img, w, h).ok()
+    } else {
+        None
+    };
+    let img = src.as_ref().unwrap_or(img);
+    let data = img
+        .data
+        .chunks_exact(3)
+        .map(|p| ((77 * p[0] as u32 + 150 * p[1] as u32 + 29 * p[2] as u32 + 128) >> 8) as u8)
+        .collect();
+    Gray { width: img.width as usize, height: img.height as usize, data }
+}
+
+fn resize_gray(g: &Gray, width: usize, height: usize) -> Option<Gray> {
+    let src = fir::images::ImageRef::new(g.width as u32, g.height as u32, &g.data, fir::PixelType::U8).ok()?;
+    let mut dst = fir::images::Image::new(width as u32, height as u32, fir::PixelType::U8);
+    let options = fir::ResizeOptions::new().resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Bilinear));
+    fir::Resizer::new().resize(&src, &mut dst, &options).ok()?;
+    Some(Gray { width, height, data: dst.into_vec() })
+}
+
+/// Separable Gaussian blur, sigma 2, 7 taps (as ORB smooths before its comparisons).
+fn blur(g: &Gray) -> Gray {
+    const K: [u32; 7] = [23, 54, 90, 105, 90, 54, 23]; // sum 439 ≈ Gaussian σ=2
+    let (w, h) = (g.width, g.height);
+    let mut tmp = vec![0u32; w * h];
+    for y in 0..h {
+        let row = &g.data[y * w..(y + 1) * w];
+        for x in 0..w {
+            let mut s = 0;
+            for (k, c) in K.iter().enumerate() {
+                let xx = (x as isize + k as isize - 3).clamp(0, w as isize - 1) as usize;
+                s += c * row[xx] as u32;
+            }
+            tmp[y * w + x] = s;
+        }
+    }
+    let mut data = vec![0u8; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            let mut s = 0u64;
+            for (k, c) in K.iter().enumerate() {
+                let yy = (y as isize + k as isize - 3).clamp(0, h as isize - 1) as usize;
+                s += *c as u64 * tmp[yy * w + x] as u64;
+            }
+            data[y * w + x] = ((s + 439 * 439 / 2) / (439 * 439)) as u8;
+        }
+    }
+    Gray { width: w, height: h, data }
+}
+
+/// Offsets of the 16-pixel Bresenham circle of radius 3 used by FAST.
+const CIRCLE: [(i32, i32); 16] =
+    [(0, -3), (1, -3), (2, -2), (3, -1), (3, 0), (3, 1), (2, 2), (1, 3), (0, 3), (-1, 3), (-2, 2), (-3, 1), (-3, 0), (-3, -1), (-2, -2), (-1, -3)];
+
+/// FAST-9 test at (x, y): a corner when 9 contiguous circle pixels are all brighter or all darker
+/// than the centre by more than the threshold; its score is the sum of those excesses.
+fn fast9(g: &Gray, x: i32, y: i32) -> Option<i32> {
+    let c = g.at(x, y);
+    let t = FAST_THRESHOLD as i32;
+    // quick rejection on the four compass points: a 9-arc covers at least two of them
+    let (n, e, s, w) = (g.at(x, y - 3), g.at(x + 3, y), g.at(x, y + 3), g.at(x - 3, y));
+    let bright = [n, e, s, w].iter().filter(|&&v| v > c + t).count();
+    let dark = [n, e, s, w].iter().filter(|&&v| v < c - t).count();
+    if bright < 2 && dark < 2 {
+        return None;
+    }
+    let mut v = [0i32; 16];
+    for (i, (dx, dy)) in CIRCLE.iter().enumerate() {
+        v[i] = g.at(x + dx, y + dy) - c;
+    }
+    let mut best = None;
+    for sign in [1i32, -1] {
+        let mut run = 0;
+        let mut sum = 0;
+        let mut best_sum = 0;
+        for i in 0..32 {
+            let d = sign * v[i % 16];
+            if d > t {
+                run += 1;
+                sum += d - t;
+                if run >= 9 {
+                    best_sum = best_sum.max(sum);
+                }
+                if run >= 16 {
+                    break;
+                }
+            } else {
+                run = 0;
+                sum = 0;
+            }
+        }
+        if best_sum > 0 {
+            best = Some(best.map_or(best_sum, |b: i32| b.max(best_sum)));
+        }
+    }
+    best
+}
+
+/// Harris corner response over a 7x7 window (central differences).
+fn harris(g: &Gray, x: i32, y: i32) -> f32 {
+    let (mut a, mut b, mut c) = (0f32, 0f32, 0f32);
+    for dy in -3..=3 {
+        for dx in -3..=3 {
+            let (px, py) = (x + dx, y + dy);
+            let ix = (g.at(px + 1, py) - g.at(px - 1, py)) as f32;
+            let iy = (g.at(px, py + 1) - g.at(px, py - 1)) as f32;
+            a += ix * ix;
+            b += iy * iy;
+            c += ix * iy;
+        }
+    }
+    a * b - c * c - 0.04 * (a + b) * (a + b)
+}
+
+/// Orientation of the patch around (x, y) from its intensity centroid, in radians.
+fn orientation(g: &Gray, x: i32, y: i32) -> f32 {
+    let (mut m10, mut m01) = (0i64, 0i64);
+    for dy in -PATCH..=PATCH {
+        let half = ((PATCH * PATCH - dy * dy) as f32).sqrt() as i32;
+        for dx in -half..=half {
+            let v = g.at(x + dx, y + dy) as i64;
+            m10 += dx as i64 * v;
+            m01 += dy as i64 * v;
+        }
+    }
+    (m01 as f32).atan2(m10 as f32)
+}
+
+/// The BRIEF comparison pairs, rotated into `ANGLE_BINS` orientations: for each bin, 256 pairs of
+/// (dx1, dy1, dx2, dy2). The base pattern is drawn once from an isotropic Gaussian (σ = 31/5,
+/// clipped to ±13) with a fixed seed, so descriptors are the same on every run and machine.
+fn patterns() -> &'static Vec<[[i8; 4]; 256]> {
+    static P: OnceLock<Vec<[[i8; 4]; 256]>> = OnceLock::new();
+    P.get_or_init(|| {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut uniform = || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut gauss = || loop {
+            let (u, v) = (uniform().max(1e-12), uniform());
+            let g = (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos() * (31.0 / 5.0);
+            if g.abs() <= 13.0 {
+                return g;
+            }
+        };
+        let base: Vec<[f64; 4]> = (0..256).map(|_| [gauss(), gauss(), gauss(), gauss()]).collect();
+        (0..ANGLE_BINS)
+            .map(|bin| {
+                let a = bin as f64 * 2.0 * std::f64::consts::PI / ANGLE_BINS as f64;
+                let (s, c) = a.sin_cos();
+                let mut out = [[0i8; 4]; 256];
+                for (o, p) in out.iter_mut().zip(&base) {
+                    let rot = |x: f64, y: f64| ((x * c - y * s).round() as i8, (x * s + y * c).round() as i8);
+                    let (a1, b1) = rot(p[0], p[1]);
+                    let (a2, b2) = rot(p[2], p[3]);
+                    *o = [a1, b1, a2, b2];
+                }
+                out
+            })
+            .collect()
+    })
+}
+
+fn extract_gray(level0: &Gray, max_features: usize) -> Features {
+    let (width, height) = (level0.width.min(u16::MAX as usize) as u16, level0.height.min(u16::MAX as usize) as u16);
+    // features per level in proportion to its area, as ORB does
+    let factor = 1.0 / (SCALE * SCALE);
+    let total: f32 = (0..LEVELS).map(|l| factor.powi(l as i32)).sum();
+    let mut points = Vec::new();
+    let mut descriptors = Vec::new();
+    for l in 0..LEVELS {
+        let scale = SCALE.powi(l as i32);
+        let (lw, lh) = ((level0.width as f32 / scale).round() as usize, (level0.height as f32 / scale).round() as usize);
+        if lw <= 2 * MARGIN as usize + 2 || lh <= 2 * MARGIN as usize + 2 {
+            break;
+        }
+        let owned = if l == 0 { None } else { resize_gray(level0, lw, lh) };
+        if l > 0 && owned.is_none() {
+            break;
+        }
+        let g: &Gray = owned.as_ref().unwrap_or(level0);
+        let want = ((max_features as f32 * factor.powi(l as i32) / total).round() as usize).max(1);
+        let (w, h) = (g.width as i32, g.height as i32);
+        // FAST with 3x3 non-maximum suppression on the score
+        let mut score = vec![0i32; g.width * g.height];
+        for y in MARGIN..h - MARGIN {
+            for x in MARGIN..w - MARGIN {
+                if let Some(s) = fast9(g, x, y) {
+                    score[y as usize * g.width + x as usize] = s;
+                }
+            }
+        }
+        let mut corners: Vec<(f32, i32, i32)> = Vec::new();
+        for y in MARGIN..h - MARGIN {
+            for x in MARGIN..w - MARGIN {
+                let s = score[y as usize * g.width + x as usize];
+                if s == 0 {
+                    continue;
+                }
+                let mut is_max = true;
+                'n: for dy in -1..=1 {
+                    for dx in -1..=1 {
+                        if (dx, dy) != (0, 0) {
+                            let o = score[(y + dy) as usize * g.width + (x + dx) as usize];
+                            if o > s || (o == s && (dy, dx) < (0, 0)) {
+                                is_max = false;
+                                break 'n;
+                            }
+                        }
+                    }
+                }
+                if is_max {
+                    corners.push((harris(g, x, y), x, y));
+                }
+            }
+        }
+        corners.sort_by(|a, b| b.0.total_cmp(&a.0).then((a.2, a.1).cmp(&(b.2, b.1))));
+        corners.truncate(want);
+        if corners.is_empty() {
+            continue;
+        }
+        let smooth = blur(g);
+        let pats = patterns();
+        for &(_, x, y) in &corners {
+            let angle = orientation(g, x, y);
+            let bin = ((angle.rem_euclid(2.0 * std::f32::consts::PI) / (2.0 * std::f32::consts::PI) * ANGLE_BINS as f32).round() as usize) % ANGLE_BINS;
+            let mut d = [0u64; 4];
+            for (i, p) in pats[bin].iter().enumerate() {
+                let a = smooth.at(x + p[0] as i32, y + p[1] as i32);
+                let b = smooth.at(x + p[2] as i32, y + p[3] as i32);
+                if a < b {
+                    d[i / 64] |= 1 << (i % 64);
+                }
+            }
+            points.push([x as f32 * scale, y as f32 * scale]);
+            descriptors.push(d);
+        }
+    }
+    Features { width, height, points, descriptors }
+}
+
+fn hamming(a: &[u64; 4], b: &[u64; 4]) -> u32 {
+    (a[0] ^ b[0]).count_ones() + (a[1] ^ b[1]).count_ones() + (a[2] ^ b[2]).count_ones() + (a[3] ^ b[3]).count_ones()
+}
+
+/// Descriptor pairs (query index, reference index): each query point's nearest reference point
+/// when it is clearly nearer than the second nearest (ratio 0.8) and within 64 bits, keeping one
+/// query point per reference point.
+fn match_descriptors(q: &Features, r: &Features) -> Vec<(usize, usize)> {
+    let mut best_for_ref: Vec<Option<(u32, usize)>> = vec![None; r.len()];
+    for (qi, qd) in q.descriptors.iter().enumerate() {
+        let (mut d1, mut d2, mut j1) = (u32::MAX, u32::MAX, 0);
+        for (j, rd) in r.descriptors.iter().enumerate() {
+            let d = hamming(qd, rd);
+            if d < d1 {
+                d2 = d1;
+                d1 = d;
+                j1 = j;
+            } else if d < d2 {
+                d2 = d;
+            }
+        }
+        if d1 <= 64 && (d1 as f32) < 0.8 * d2 as f32 {
+            let slot = &mut best_for_ref[j1];
+            if slot.is_none_or(|(d, _)| d1 < d) {
+                *slot = Some((d1, qi));
+            }
+        }
+    }
+    best_for_ref.iter().enumerate().filter_map(|(j, s)| s.map(|(_, qi)| (qi, j))).collect()
+}
+
+/// The outcome of verifying one photo pair.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Verified {
+    /// Descriptor pairs that passed the ratio test.
+    pub matches: usize,
+    /// Of those, pairs that one homography explains within `INLIER_PIXELS`.
+    pub inliers: usize,
+}
+
+/// Reprojection error (pixels of the reference photo) under which a pair counts as explained.
+pub const INLIER_PIXELS: f64 = 6.0;
+
+/// Matches a query photo's features against a reference photo's and counts the pairs one
+/// homography explains (RANSAC, deterministic).
+pub fn verify(q: &Features, r: &Features) -> Verified {
+    let pairs = match_descriptors(q, r);
+    if pairs.len() < 6 {
+        return Verified { matches: pairs.len(), inliers: 0 };
+    }
+    let src: Vec<[f64; 2]> = pairs.iter().map(|&(i, _)| [q.points[i][0] as f64, q.points[i][1] as f64]).collect();
+    let dst: Vec<[f64; 2]> = pairs.iter().map(|&(_, j)| [r.points[j][0] as f64, r.points[j][1] as f64]).collect();
+    let inliers = ransac_homography(&src, &dst, (q.width as f64, q.height as f64)).map_or(0, |(_, n)| n);
+    Verified { matches: pairs.len(), inliers }
+}
+
+type Mat3 = [[f64; 3]; 3];
+
+/// Isotropic normalisation (Hartley): centroid at 0, mean distance √2. Returns the matrix.
+fn normaliser(p: &[[f64; 2]]) -> Mat3 {
+    let n = p.len() as f64;
+    let (cx, cy) = (p.iter().map(|v| v[0]).sum::<f64>() / n, p.iter().map(|v| v[1]).sum::<f64>() / n);
+    let mean = p.iter().map(|v| ((v[0] - cx).powi(2) + (v[1] - cy).powi(2)).sqrt()).sum::<f64>() / n;
+    let s = if mean > 1e-9 { std::f64::consts::SQRT_2 / mean } else { 1.0 };
+    [[s, 0.0, -s * cx], [0.0, s, -s * cy], [0.0, 0.0, 1.0]]
+}
+
+fn apply(h: &Mat3, p: [f64; 2]) -> Option<[f64; 2]> {
+    let w = h[2][0] * p[0] + h[2][1] * p[1] + h[2][2];
+    if w.abs() < 1e-12 {
+        return None;
+    }
+    Some([(h[0][0] * p[0] + h[0][1] * p[1] + h[0][2]) / w, (h[1][0] * p[0] + h[1][1] * p[1] + h[1][2]) / w])
+}
+
+fn mul(a: &Mat3, b: &Mat3) -> Mat3 {
+    let mut m = [[0.0; 3]; 3];
+    for i in 0..3 {
+        for j in 0..3 {
+            m[i][j] = (0..3).map(|k| a[i][k] * b[k][j]).sum();
+        }
+    }
+    m
+}
+
+fn invert_similarity(t: &Mat3) -> Mat3 {
+    let s = t[0][0];
+    [[1.0 / s, 0.0, -t[0][2] / s], [0.0, 1.0 / s, -t[1][2] / s], [0.0, 0.0, 1.0]]
+}
+
+/// Solves the 8x8 system `a h = b` by Gaussian elimination with partial pivoting.
+fn solve8(mut a: [[f64; 8]; 8], mut b: [f64; 8]) -> Option<[f64; 8]> {
+    for c in 0..8 {
+        let p = (c..8).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))?;
+        if a[p][c].abs() < 1e-10 {
+            return None;
+        }
+        a.swap(c, p);
+        b.swap(c, p);
+        for r in c + 1..8 {
+            let f = a[r][c] / a[c][c];
+            if f != 0.0 {
+                for k in c..8 {
+                    a[r][k] -= f * a[c][k];
+                }
+                b[r] -= f * b[c];
+            }
+        }
+    }
+    let mut x = [0.0; 8];
+    for c in (0..8).rev() {
+        let s: f64 = (c + 1..8).map(|k| a[c][k] * x[k]).sum();
+        x[c] = (b[c] - s) / a[c][c];
+    }
+    x.iter().all(|v| v.is_finite()).then_some(x)
+}
+
+/// The two equations of one correspondence, for the unknowns h11..h32 with h33 = 1.
+fn rows(s: [f64; 2], d: [f64; 2]) -> [([f64; 8], f64); 2] {
+    let (x, y, u, v) = (s[0], s[1], d[0], d[1]);
+    [([x, y, 1.0, 0.0, 0.0, 0.0, -u * x, -u * y], u), ([0.0, 0.0, 0.0, x, y, 1.0, -v * x, -v * y], v)]
+}
+
+/// Least-squares homography through the correspondences (exact for four).
+fn fit(src: &[[f64; 2]], dst: &[[f64; 2]]) -> Option<Mat3> {
+    let mut ata = [[0.0; 8]; 8];
+    let mut atb = [0.0; 8];
+    for (s, d) in src.iter().zip(dst) {
+        for (row, rhs) in rows(*s, *d) {
+            for i in 0..8 {
+                atb[i] += row[i] * rhs;
+                for j in 0..8 {
+                    ata[i][j] += row[i] * row[j];
+                }
+            }
+        }
+    }
+    let h = solve8(ata, atb)?;
+    Some([[h[0], h[1], h[2]], [h[3], h[4], h[5]], [h[6], h[7], 1.0]])
+}
+
+/// True when three points are (nearly) on one line, in normalised coordinates.
+fn collinear(a: [f64; 2], b: [f64; 2], c: [f64; 2]) -> bool {
+    ((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])).abs() < 1e-3
+}
+
+/// A homography that a real photo could produce from the query photo (`size`, pixels): it keeps
+/// orientation (no mirror, which descriptors would not match anyway), the query's corners stay in
+/// front of the camera, and the scale change is within 1/10..10.
+fn plausible(h: &Mat3, size: (f64, f64)) -> bool {
+    let det = h[0][0] * h[1][1] - h[0][1] * h[1][0];
+    let h33 = h[2][2];
+    if !(det.is_finite() && h33.abs() > 1e-12) {
+        return false;
+    }
+    let scale = det / (h33 * h33);
+    if !(0.01..=100.0).contains(&scale) {
+        return false;
+    }
+    [(0.0, 0.0), (size.0, 0.0), (0.0, size.1), (size.0, size.1)].iter().all(|&(x, y)| (h[2][0] * x + h[2][1] * y + h33) / h33 > 0.1)
+}
+
+/// RANSAC over minimal samples of four pairs, then a least-squares refit on the inliers: the best
+/// plausible homography (pixels to pixels) and its inlier count.
+fn ransac_homography(src: &[[f64; 2]], dst: &[[f64; 2]], size: (f64, f64)) -> Option<(Mat3, usize)> {
+    let n = src.len();
+    let (ts, td) = (normaliser(src), normaliser(dst));
+    let ns: Vec<[f64; 2]> = src.iter().filter_map(|&p| apply(&ts, p)).collect();
+    let nd: Vec<[f64; 2]> = dst.iter().filter_map(|&p| apply(&td, p)).collect();
+    if ns.len() != n || nd.len() != n {
+        return None;
+    }
+    let td_inv = invert_similarity(&td);
+    let to_pixels = |hn: &Mat3| mul(&td_inv, &mul(hn, &ts));
+    let count = |h: &Mat3, keep: Option<&mut Vec<usize>>| -> usize {
+        let thr2 = INLIER_PIXELS * INLIER_PIXELS;
+        let mut c = 0;
+        let mut keep = keep;
+        for i in 0..n {
+            if let Some(p) = apply(h, src[i]) {
+                if (p[0] - dst[i][0]).powi(2) + (p[1] - dst[i][1]).powi(2) < thr2 {
+                    c += 1;
+                    if let Some(k) = keep.as_deref_mut() {
+                        k.push(i);
+                    }
+                }
+            }
+        }
+        c
+    };
+    let mut rng = 0x2545_F491_4F6C_DD1Du64 ^ (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut next = |m: usize| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % m as u64) as usize
+    };
+    let mut best: Option<(Mat3, usize)> = None;
+    let mut iterations = 2000usize;
+    let mut it = 0;
+    while it < iterations {
+        it += 1;
+        let mut idx = [0usize; 4];
+        for k in 0..4 {
+            idx[k] = next(n);
+        }
+        if idx[0] == idx[1] || idx[0] == idx[2] || idx[0] == idx[3] || idx[1] == idx[2] || idx[1] == idx[3] || idx[2] == idx[3] {
+            continue;
+        }
+        let s4 = idx.map(|i| ns[i]);
+        let d4 = idx.map(|i| nd[i]);
+        if [(0, 1, 2), (0, 1, 3), (0, 2, 3), (1, 2, 3)].iter().any(|&(a, b, c)| collinear(s4[a], s4[b], s4[c]) || collinear(d4[a], d4[b], d4[c])) {
+            continue;
+        }
+        let Some(hn) = fit(&s4, &d4) else { continue };
+        let h = to_pixels(&hn);
+        if !plausible(&h, size) {
+            continue;
+        }
+        let c = count(&h, None);
+        if best.as_ref().is_none_or(|(_, b)| c > *b) {
+            best = Some((h, c));
+            // enough samples to draw one all-inlier sample with probability 0.999
+            let w = c as f64 / n as f64;
+            let need = ((1.0 - 0.999f64).ln() / (1.0 - w.powi(4)).max(1e-12).ln()).ceil();
+            if need.is_finite() && need >= 0.0 {
+                iterations = iterations.min((need as usize).max(50));
+            }
+        }
+    }
+    let (h, c) = best?;
+    if c < 4 {
+        return None;
+    }
+    // refit on the inliers; keep the refit only if it explains at least as many pairs
+    let mut inl = Vec::new();
+    count(&h, Some(&mut inl));
+    let s: Vec<[f64; 2]> = inl.iter().map(|&i| ns[i]).collect();
+    let d: Vec<[f64; 2]> = inl.iter().map(|&i| nd[i]).collect();
+    if let Some(hn) = fit(&s, &d) {
+        let h2 = to_pixels(&hn);
+        if plausible(&h2, size) {
+            let c2 = count(&h2, None);
+            if c2 >= c {
+                return Some((h2, c2));
+            }
+        }
+    }
+    Some((h, c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic textured test picture: blocks of varying grey with a few shapes.
+    fn picture(w: u32, h: u32, seed: u64) -> RgbImage {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut rnd = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let mut data = vec![200u8; (w * h * 3) as usize];
+        for _ in 0..60 {
+            let (x0, y0) = ((rnd() % w as u64) as u32, (rnd() % h as u64) as u32);
+            let (bw, bh) = (8 + (rnd() % 60) as u32, 8 + (rnd() % 60) as u32);
+            let c = [(rnd() % 256) as u8, (rnd() % 256) as u8, (rnd() % 256) as u8];
+            for y in y0..(y0 + bh).min(h) {
+                for x in x0..(x0 + bw).min(w) {
+                    let i = ((y * w + x) * 3) as usize;
+                    data[i..i + 3].copy_from_slice(&c);
+                }
+            }
+        }
+        RgbImage { width: w, height: h, data }
+    }
+
+    fn rotate(img: &RgbImage, deg: f64) -> RgbImage {
+        let (w, h) = (img.width as f64, img.height as f64);
+        let (s, c) = deg.to_radians().sin_cos();
+        let mut data = vec![255u8; img.data.len()];
+        for y in 0..img.height {
+            for x in 0..img.width {
+                let (dx, dy) = (x as f64 - w / 2.0, y as f64 - h / 2.0);
+                let (sx, sy) = (c * dx + s * dy + w / 2.0, -s * dx + c * dy + h / 2.0);
+                if sx >= 0.0 && sy >= 0.0 && (sx as u32) < img.width && (sy as u32) < img.height {
+                    let si = ((sy as u32 * img.width + sx as u32) * 3) as usize;
+                    let di = ((y * img.width + x) * 3) as usize;
+                    data[di..di + 3].copy_from_slice(&img.data[si..si + 3]);
+                }
+            }
+        }
+        RgbImage { width: img.width, height: img.height, data }
+    }
+
+    #[test]
+    fn a_rotated_copy_verifies_and_an_unrelated_picture_does_not() {
+        let p = Params::default();
+        let a = picture(400, 300, 1);
+        let fa = Features::extract(&a, &p);
+        assert!(fa.len() > 100, "only {} features", fa.len());
+        let copy = Features::extract(&rotate(&a, 12.0), &p);
+        let other = Features::extract(&picture(400, 300, 2), &p);
+        let same = verify(&copy, &fa);
+        let diff = verify(&other, &fa);
+        assert!(same.inliers >= 30, "rotated copy: {same:?}");
+        assert!(diff.inliers < 10, "unrelated picture: {diff:?}");
+    }
+
+    #[test]
+    fn a_downscaled_copy_verifies() {
+        let a = picture(480, 480, 3);
+        let small = crate::decode::resize(&a, 300, 300).expect("resize");
+        let fa = Features::extract(&a, &Params::default());
+        let fs = Features::extract(&small, &Params::default());
+        let v = verify(&fs, &fa);
+        assert!(v.inliers >= 20, "{v:?}");
+    }
+
+    #[test]
+    fn features_survive_serialisation_and_damage_is_reported() {
+        let f = Features::extract(&picture(200, 160, 4), &Params::default());
+        let b = f.to_bytes();
+        assert_eq!(Features::from_bytes(&b).expect("read back"), f);
+        assert!(Features::from_bytes(&b[..b.len() - 1]).is_err());
+        assert!(Features::from_bytes(b"KNKORB00xxxxxxxx").is_err());
+    }
+
+    #[test]
+    fn a_flat_or_tiny_photo_has_no_features() {
+        let flat = RgbImage { width: 100, height: 100, data: vec![128; 30000] };
+        assert!(Features::extract(&flat, &Params::default()).is_empty());
+        let tiny = RgbImage { width: 10, height: 10, data: vec![0; 300] };
+        assert!(Features::extract(&tiny, &Params::default()).is_empty());
+        assert_eq!(verify(&Features::extract(&flat, &Params::default()), &Features::extract(&tiny, &Params::default())).inliers, 0);
+    }
+}
