@@ -155,7 +155,11 @@ pub struct CatalogView {
     pub features: Option<FeatureStore>,
 }
 
-/// Local features of reference images, read from the catalog when first needed and kept.
+/// Reference images whose local features `FeatureStore` keeps in memory at most.
+const FEATURE_CACHE_IMAGES: usize = 10_000;
+
+/// Local features of reference images, read from the catalog when first needed and kept (up to
+/// `FEATURE_CACHE_IMAGES`).
 pub struct FeatureStore {
     inner: std::sync::Mutex<FeatureCache>,
 }
@@ -191,6 +195,9 @@ impl FeatureStore {
             None => None,
             Some(b) => Some(std::sync::Arc::new(crate::verify::Features::from_bytes(&b).with_context(|| format!("reference image (vector {id})"))?)),
         };
+        if c.read.len() >= FEATURE_CACHE_IMAGES {
+            c.read.clear(); // bounded memory on long scans of large catalogs (about 40 KB per image)
+        }
         c.read.insert(id, f.clone());
         Ok(f)
     }
@@ -220,6 +227,8 @@ pub struct Stats {
     pub hnsw_covered: usize,
     /// Background photos stored for score normalisation.
     pub background_images: usize,
+    /// Reference images of live products with local features stored (geometric verification).
+    pub live_vectors_with_features: usize,
     /// Model the catalog was built with.
     pub model: Option<String>,
     /// Size of the data directory's files in bytes.
@@ -761,6 +770,12 @@ impl Store {
             live_vectors: q("SELECT COUNT(DISTINCT i.vector) FROM images i JOIN products p ON p.id=i.product WHERE p.removed=0")?,
             hnsw_covered: self.meta_num("hnsw_covered")? as usize,
             background_images: self.meta_num("background_count")? as usize,
+            live_vectors_with_features: if q("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name='local_features'")? > 0 {
+                q("SELECT COUNT(DISTINCT v.id) FROM images i JOIN products p ON p.id=i.product JOIN vectors v ON v.id=i.vector
+                   JOIN local_features f ON f.sha256=v.sha256 WHERE p.removed=0")?
+            } else {
+                0
+            },
             model: self.model()?,
             disk_bytes,
         })

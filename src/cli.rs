@@ -455,6 +455,12 @@ fn catalog_cmd(g: &Global, config: Config, cmd: &CatalogCmd) -> Result<i32> {
                 println!("products:         {} live, {} removed (until compaction)", s.products, s.removed_products);
                 println!("reference images: {} stored, {} of live products", s.vectors, s.live_vectors);
                 println!("background:       {}", if s.background_images > 0 { format!("{} photos (scores normalised)", s.background_images) } else { "none (raw scores)".to_string() });
+                println!(
+                    "local features:   {} of {} live reference images{}",
+                    s.live_vectors_with_features,
+                    s.live_vectors,
+                    if s.live_vectors_with_features < s.live_vectors { " (add the others again to verify them geometrically)" } else { "" }
+                );
                 println!("search:           {}", if s.hnsw_covered > 0 { format!("HNSW over {} images, exact over the rest", s.hnsw_covered) } else { "exact".to_string() });
                 println!("disk:             {:.1} MB in {}", s.disk_bytes as f64 / 1e6, g.data.display());
             }

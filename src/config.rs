@@ -54,6 +54,8 @@ pub struct VerifyConfig {
     pub dominance: f64,
     /// Photos are shrunk to this long side before their features are extracted.
     pub max_side: u32,
+    /// Smaller photos are enlarged to this long side first.
+    pub min_side: u32,
     /// Most local features kept per photo.
     pub max_features: usize,
 }
@@ -62,14 +64,15 @@ impl Default for VerifyConfig {
     fn default() -> Self {
         VerifyConfig {
             enabled: true,
-            candidates: 5,
+            candidates: 10,
             min_score: 0.15,
             min_inliers: 12,
             full_inliers: 40,
-            weight: 0.3,
-            dominance: 1.5,
+            weight: 0.5,
+            dominance: 1.25,
             max_side: 512,
-            max_features: 500,
+            min_side: 384,
+            max_features: 1000,
         }
     }
 }
@@ -77,7 +80,7 @@ impl Default for VerifyConfig {
 impl VerifyConfig {
     /// Feature extraction settings.
     pub fn params(&self) -> crate::verify::Params {
-        crate::verify::Params { max_side: self.max_side, max_features: self.max_features }
+        crate::verify::Params { max_side: self.max_side, min_side: self.min_side, max_features: self.max_features }
     }
 
     /// How far `inliers` count as evidence: 0 below `min_inliers`, rising linearly to 1 at
@@ -419,6 +422,9 @@ impl Config {
         if !(v.dominance.is_finite() && v.dominance >= 1.0) {
             bail!("verify.dominance must be at least 1, got {}", v.dominance);
         }
+        if v.min_side > v.max_side {
+            bail!("verify.min_side ({}) must not exceed verify.max_side ({})", v.min_side, v.max_side);
+        }
         if !(64..=4096).contains(&v.max_side) || !(16..=5000).contains(&v.max_features) {
             bail!("verify.max_side must be 64..=4096 and verify.max_features 16..=5000, got {} and {}", v.max_side, v.max_features);
         }
@@ -463,6 +469,24 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verification_raises_the_dominant_candidate_and_lowers_those_far_behind() {
+        let v = VerifyConfig::default(); // weight 0.5, inliers count from 12, fully at 40, dominance 1.25
+        assert_eq!(v.adjustment(8, 8), 0.0, "below min_inliers: no evidence either way");
+        assert_eq!(v.adjustment(40, 40), 0.5);
+        assert_eq!(v.adjustment(400, 400), 0.5, "capped at weight");
+        assert!((v.adjustment(26, 26) - 0.25).abs() < 1e-12, "linear between 12 and 40");
+        assert!((v.adjustment(34, 40) - 0.5 * 22.0 / 28.0).abs() < 1e-12, "close behind the best: its own strength");
+        assert_eq!(v.adjustment(30, 300), -0.5, "far behind a verified best: explained away");
+        assert_eq!(v.adjustment(5, 10), 0.0, "the best itself too weak to explain anything away");
+        let mut bad = Config::default();
+        bad.verify.dominance = 0.5;
+        assert!(bad.validate().unwrap_err().to_string().contains("verify.dominance"));
+        bad = Config::default();
+        bad.verify.min_side = 1000;
+        assert!(bad.validate().unwrap_err().to_string().contains("verify.min_side"));
+    }
 
     #[test]
     fn hnsw_m_outside_its_range_is_a_config_error() {

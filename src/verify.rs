@@ -24,13 +24,16 @@ use crate::decode::RgbImage;
 pub struct Params {
     /// The photo is shrunk so its long side is at most this many pixels before extraction.
     pub max_side: u32,
+    /// A smaller photo is enlarged so its long side is this many pixels (small web-shop photos
+    /// otherwise yield few features at the scale of a phone photo).
+    pub min_side: u32,
     /// Most features kept per photo (the strongest corners).
     pub max_features: usize,
 }
 
 impl Default for Params {
     fn default() -> Self {
-        Params { max_side: 512, max_features: 500 }
+        Params { max_side: 512, min_side: 384, max_features: 1000 }
     }
 }
 
@@ -63,7 +66,7 @@ const ANGLE_BINS: usize = 30;
 impl Features {
     /// Extracts ORB features from a decoded RGB photo.
     pub fn extract(img: &RgbImage, params: &Params) -> Features {
-        let gray = to_gray(img, params.max_side);
+        let gray = to_gray(img, params.min_side, params.max_side);
         extract_gray(&gray, params.max_features)
     }
 
@@ -136,11 +139,12 @@ impl Gray {
     }
 }
 
-/// Shrinks (never enlarges) so the long side is at most `max_side`, then converts to luma.
-fn to_gray(img: &RgbImage, max_side: u32) -> Gray {
+/// Resizes so the long side is within `min_side..=max_side`, then converts to luma.
+fn to_gray(img: &RgbImage, min_side: u32, max_side: u32) -> Gray {
     let long = img.width.max(img.height).max(1);
-    let src = if long > max_side {
-        let s = max_side as f64 / long as f64;
+    let target = long.clamp(min_side.min(max_side), max_side);
+    let src = if long != target {
+        let s = target as f64 / long as f64;
         let (w, h) = (((img.width as f64 * s).round() as u32).max(1), ((img.height as f64 * s).round() as u32).max(1));
         crate::decode::resize(img, w, h).ok()
     } else {

@@ -22,6 +22,7 @@ fn lifecycle(config: Option<&str>, expect_hnsw: bool) {
     let s = stats(d);
     assert_eq!(s["products"], 9);
     assert_eq!(s["vectors"], 14);
+    assert_eq!(s["live_vectors_with_features"], 14, "every reference image gets local features");
     assert_eq!(s["hnsw_covered"].as_u64().unwrap() > 0, expect_hnsw);
 
     let v = query(d, "listings/L001-copy-crop.jpg");
@@ -60,6 +61,7 @@ fn lifecycle(config: Option<&str>, expect_hnsw: bool) {
     assert_eq!(s["products"], 10);
     assert_eq!(s["removed_products"], 0);
     assert_eq!(s["vectors"], 14); // 16 images minus nw-runner's two
+    assert_eq!(s["live_vectors_with_features"], 14);
     assert_eq!(s["hnsw_covered"].as_u64().unwrap() > 0, expect_hnsw);
     let after = query(d, "listings/L009-copy-mirror.png");
     assert_eq!(before["matches"][0], after["matches"][0]);
