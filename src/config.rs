@@ -41,6 +41,9 @@ pub struct VerifyConfig {
     pub enabled: bool,
     /// How many of a listing's best products are verified.
     pub candidates: usize,
+    /// How many reference photos of each candidate are verified: those most similar to the
+    /// listing's photos.
+    pub references: usize,
     /// Products scoring below this are not verified (clearly unrelated).
     pub min_score: f64,
     /// Inlier count at which verification starts to count (unrelated photo pairs reach about 9).
@@ -64,7 +67,8 @@ impl Default for VerifyConfig {
     fn default() -> Self {
         VerifyConfig {
             enabled: true,
-            candidates: 10,
+            candidates: 8,
+            references: 6,
             min_score: 0.15,
             min_inliers: 12,
             full_inliers: 40,
@@ -418,6 +422,9 @@ impl Config {
         }
         if v.full_inliers <= v.min_inliers || v.min_inliers < 4 {
             bail!("verify.min_inliers must be at least 4 and below verify.full_inliers, got {} and {}", v.min_inliers, v.full_inliers);
+        }
+        if v.candidates == 0 || v.references == 0 {
+            bail!("verify.candidates and verify.references must be at least 1");
         }
         if !(v.dominance.is_finite() && v.dominance >= 1.0) {
             bail!("verify.dominance must be at least 1, got {}", v.dominance);

@@ -394,7 +394,7 @@ impl Judge {
     fn judge(&self, listing: Listing, queries: &[(String, Searched)], features: &[(String, &Features)], image_errors: Vec<String>) -> Result<Report> {
         let mut matches = self.products_from_hits(queries);
         if let Some(store) = &self.view.features {
-            self.verify(&mut matches, features, store)?;
+            self.verify(&mut matches, queries, features, store)?;
         }
         matches.truncate(self.ctx.config.policy.top_k);
         let offer = Offer {
@@ -425,21 +425,35 @@ impl Judge {
     }
 
     /// Geometric verification: for each of the best `verify.candidates` products scoring at least
-    /// `verify.min_score`, the most inliers between any listing photo and any of the product's
-    /// reference photos (see `verify::verify`); each score then moves by
-    /// `VerifyConfig::adjustment`, and the matches are sorted again.
-    fn verify(&self, matches: &mut [Match], photos: &[(String, &Features)], store: &crate::catalog::FeatureStore) -> Result<()> {
+    /// `verify.min_score`, the most inliers between any listing photo and the product's
+    /// `verify.references` reference photos most similar to the listing's photos (see
+    /// `verify::verify`); each score then moves by `VerifyConfig::adjustment`, and the matches are
+    /// sorted again.
+    fn verify(&self, matches: &mut [Match], queries: &[(String, Searched)], photos: &[(String, &Features)], store: &crate::catalog::FeatureStore) -> Result<()> {
         use rayon::prelude::*;
         let v = &self.ctx.config.verify;
         if photos.is_empty() {
             return Ok(());
         }
+        // each reference vector's best similarity to any of the listing's photos, where searched
+        let mut seen: HashMap<u32, f32> = HashMap::new();
+        for (_, searched) in queries {
+            for h in &searched.hits {
+                let e = seen.entry(h.vector).or_insert(f32::MIN);
+                *e = e.max(h.similarity);
+            }
+        }
         let n = matches.len().min(v.candidates);
         let mut counted: Vec<(usize, usize)> = Vec::new(); // (match index, inliers)
         for (i, m) in matches[..n].iter().enumerate().filter(|(_, m)| m.similarity as f64 >= v.min_score) {
             let Some(pi) = self.view.products.iter().position(|p| p.brand == m.brand && p.product_id == m.product_id) else { continue };
+            let mut vids = self.view.product_vectors[pi].clone();
+            vids.sort_by(|a, b| seen.get(b).unwrap_or(&f32::MIN).total_cmp(seen.get(a).unwrap_or(&f32::MIN)).then(a.cmp(b)));
             let mut refs = Vec::new();
-            for &vid in &self.view.product_vectors[pi] {
+            for vid in vids {
+                if refs.len() == v.references {
+                    break;
+                }
                 if let Some(f) = store.get(vid)? {
                     refs.push(f);
                 }
@@ -448,7 +462,7 @@ impl Judge {
                 continue; // images stored before knockoff kept local features: nothing to verify
             }
             let pairs: Vec<(&Features, &Features)> = photos.iter().flat_map(|(_, q)| refs.iter().map(move |r| (*q, r.as_ref()))).collect();
-            let inliers = pairs.par_iter().map(|(q, r)| crate::verify::verify(q, r).inliers).max().unwrap_or(0);
+            let inliers = pairs.par_iter().map(|(q, r)| crate::verify::verify(q, r, v.min_inliers).inliers).max().unwrap_or(0);
             counted.push((i, inliers));
         }
         let best = counted.iter().map(|&(_, c)| c).max().unwrap_or(0);
