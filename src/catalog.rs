@@ -151,6 +151,8 @@ pub struct CatalogView {
     pub background: Option<Index>,
     /// For each product (index into `products`): its reference vectors.
     pub product_vectors: Vec<Vec<u32>>,
+    /// Index into `products` by (brand, product id).
+    pub product_index: HashMap<(String, String), usize>,
     /// Local features of the reference images, when geometric verification is on.
     pub features: Option<FeatureStore>,
 }
@@ -179,7 +181,8 @@ impl FeatureStore {
         Ok(FeatureStore { inner: std::sync::Mutex::new(FeatureCache { conn: has.then_some(conn), read: HashMap::new() }) })
     }
 
-    /// The local features of reference vector `id`, `None` when none are stored for it.
+    /// The local features of reference vector `id`, `None` when none are stored for it (or they
+    /// are damaged, which is logged).
     pub fn get(&self, id: u32) -> Result<Option<std::sync::Arc<crate::verify::Features>>> {
         let mut c = self.inner.lock().map_err(|_| anyhow::anyhow!("internal error: feature cache poisoned"))?;
         if let Some(f) = c.read.get(&id) {
@@ -191,9 +194,14 @@ impl FeatureStore {
                 .query_row("SELECT f.data FROM vectors v JOIN local_features f ON f.sha256=v.sha256 WHERE v.id=?1", [id as i64], |r| r.get(0))
                 .optional()?,
         };
-        let f = match blob {
+        // damaged features cost that image its verification, not the scan
+        let f = match blob.map(|b| crate::verify::Features::from_bytes(&b)) {
             None => None,
-            Some(b) => Some(std::sync::Arc::new(crate::verify::Features::from_bytes(&b).with_context(|| format!("reference image (vector {id})"))?)),
+            Some(Ok(f)) => Some(std::sync::Arc::new(f)),
+            Some(Err(e)) => {
+                tracing::warn!("reference image (vector {id}) is not verified: {e}; add it again to store new features");
+                None
+            }
         };
         if c.read.len() >= FEATURE_CACHE_IMAGES {
             c.read.clear(); // bounded memory on long scans of large catalogs (about 40 KB per image)
@@ -717,8 +725,9 @@ impl Store {
                 product_vectors[*pi].push(v as u32);
             }
         }
+        let product_index = products.iter().enumerate().map(|(i, p)| ((p.brand.clone(), p.product_id.clone()), i)).collect();
         let features = if config.verify.enabled { Some(FeatureStore::open(&self.dir.join("catalog.sqlite"))?) } else { None };
-        Ok(CatalogView { products, vector_products, brand_sellers, index, background, product_vectors, features })
+        Ok(CatalogView { products, vector_products, brand_sellers, index, background, product_vectors, product_index, features })
     }
 
     /// Products for `catalog list`, optionally of one brand, removed ones included when asked.

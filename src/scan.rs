@@ -11,7 +11,6 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::verify::Features;
 use crate::catalog::CatalogView;
 use crate::config::{Config, RegionQueries};
 use crate::decode;
@@ -20,6 +19,7 @@ use crate::index::Hit;
 use crate::policy::{self, Authorisations, Decision, Match, Offer, Thresholds, Verdict};
 use crate::records::{self, Format, RawRecord, RecordReader};
 use crate::source::{Fetcher, ImageRef};
+use crate::verify::Features;
 
 /// Seller details kept with each verdict for later network analysis.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -446,7 +446,7 @@ impl Judge {
         let n = matches.len().min(v.candidates);
         let mut counted: Vec<(usize, usize)> = Vec::new(); // (match index, inliers)
         for (i, m) in matches[..n].iter().enumerate().filter(|(_, m)| m.similarity as f64 >= v.min_score) {
-            let Some(pi) = self.view.products.iter().position(|p| p.brand == m.brand && p.product_id == m.product_id) else { continue };
+            let Some(&pi) = self.view.product_index.get(&(m.brand.clone(), m.product_id.clone())) else { continue };
             let mut vids = self.view.product_vectors[pi].clone();
             vids.sort_by(|a, b| seen.get(b).unwrap_or(&f32::MIN).total_cmp(seen.get(a).unwrap_or(&f32::MIN)).then(a.cmp(b)));
             let mut refs = Vec::new();
