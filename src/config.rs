@@ -46,7 +46,7 @@ pub struct VerifyConfig {
     pub references: usize,
     /// Products scoring below this are not verified (clearly unrelated).
     pub min_score: f64,
-    /// Inlier count at which verification starts to count (unrelated photo pairs reach about 9).
+    /// Inlier count at which verification starts to count (unrelated photos share a few by chance).
     pub min_inliers: usize,
     /// Inlier count at which it counts fully.
     pub full_inliers: usize,
