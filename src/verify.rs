@@ -686,22 +686,9 @@ fn ransac_homography(src: &[[f64; 2]], dst: &[[f64; 2]], size: (f64, f64)) -> Op
     }
     let td_inv = invert_similarity(&td);
     let to_pixels = |hn: &Mat3| mul(&td_inv, &mul(hn, &ts));
-    let count = |h: &Mat3, keep: Option<&mut Vec<usize>>| -> usize {
-        let thr2 = INLIER_PIXELS * INLIER_PIXELS;
-        let mut c = 0;
-        let mut keep = keep;
-        for i in 0..n {
-            if let Some(p) = apply(h, src[i]) {
-                if (p[0] - dst[i][0]).powi(2) + (p[1] - dst[i][1]).powi(2) < thr2 {
-                    c += 1;
-                    if let Some(k) = keep.as_deref_mut() {
-                        k.push(i);
-                    }
-                }
-            }
-        }
-        c
-    };
+    let thr2 = INLIER_PIXELS * INLIER_PIXELS;
+    let explains = |h: &Mat3, i: usize| apply(h, src[i]).is_some_and(|p| (p[0] - dst[i][0]).powi(2) + (p[1] - dst[i][1]).powi(2) < thr2);
+    let count = |h: &Mat3| (0..n).filter(|&i| explains(h, i)).count();
     let mut rng = 0x2545_F491_4F6C_DD1Du64 ^ (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let mut next = |m: usize| {
         rng ^= rng << 13;
@@ -731,7 +718,7 @@ fn ransac_homography(src: &[[f64; 2]], dst: &[[f64; 2]], size: (f64, f64)) -> Op
         if !plausible(&h, size) {
             continue;
         }
-        let c = count(&h, None);
+        let c = count(&h);
         if best.as_ref().is_none_or(|(_, b)| c > *b) {
             best = Some((h, c));
             // enough samples to draw one all-inlier sample with probability 0.999
@@ -747,14 +734,13 @@ fn ransac_homography(src: &[[f64; 2]], dst: &[[f64; 2]], size: (f64, f64)) -> Op
         return None;
     }
     // refit on the inliers; keep the refit only if it explains at least as many pairs
-    let mut inl = Vec::new();
-    count(&h, Some(&mut inl));
+    let inl: Vec<usize> = (0..n).filter(|&i| explains(&h, i)).collect();
     let s: Vec<[f64; 2]> = inl.iter().map(|&i| ns[i]).collect();
     let d: Vec<[f64; 2]> = inl.iter().map(|&i| nd[i]).collect();
     if let Some(hn) = fit(&s, &d) {
         let h2 = to_pixels(&hn);
         if plausible(&h2, size) {
-            let c2 = count(&h2, None);
+            let c2 = count(&h2);
             if c2 >= c {
                 return Some((h2, c2));
             }
