@@ -13,8 +13,9 @@
 //!   the catalog, for score normalisation (see `Store::add_background`); rows match table
 //!   `background`, count in meta `background_count`;
 //! - table `local_features`: each reference image's local features for geometric verification
-//!   (`verify::Features::to_bytes`, format `KNKORB01`), keyed by content hash like `vectors`;
-//!   images added before knockoff stored them have none until they are added again;
+//!   (`verify::Features::to_bytes`, format `KNKORB02`), keyed by content hash like `vectors`;
+//!   images added before knockoff stored them, or stored in the outdated format `KNKORB01`, are
+//!   not verified until they are added again (which replaces outdated features);
 //! - `config.toml` (optional): settings (see `config`);
 //! - `lock`: held while a command writes, so two writers never interleave.
 //!
@@ -169,6 +170,8 @@ pub struct FeatureStore {
 struct FeatureCache {
     conn: Option<Connection>,
     read: HashMap<u32, Option<std::sync::Arc<crate::verify::Features>>>,
+    /// Whether outdated features were reported (once per scan, not once per image).
+    warned_outdated: bool,
 }
 
 impl FeatureStore {
@@ -178,7 +181,7 @@ impl FeatureStore {
         let conn = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .with_context(|| format!("cannot open {}", db.display()))?;
         let has: bool = conn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name='local_features'", [], |r| r.get::<_, i64>(0))? > 0;
-        Ok(FeatureStore { inner: std::sync::Mutex::new(FeatureCache { conn: has.then_some(conn), read: HashMap::new() }) })
+        Ok(FeatureStore { inner: std::sync::Mutex::new(FeatureCache { conn: has.then_some(conn), read: HashMap::new(), warned_outdated: false }) })
     }
 
     /// The local features of reference vector `id`, `None` when none are stored for it (or they
@@ -194,10 +197,17 @@ impl FeatureStore {
                 .query_row("SELECT f.data FROM vectors v JOIN local_features f ON f.sha256=v.sha256 WHERE v.id=?1", [id as i64], |r| r.get(0))
                 .optional()?,
         };
-        // damaged features cost that image its verification, not the scan
+        // damaged or outdated features cost that image its verification, not the scan
         let f = match blob.map(|b| crate::verify::Features::from_bytes(&b)) {
             None => None,
             Some(Ok(f)) => Some(std::sync::Arc::new(f)),
+            Some(Err(e @ crate::verify::FormatError::Outdated(_))) => {
+                if !c.warned_outdated {
+                    c.warned_outdated = true;
+                    tracing::warn!("reference images are not verified: {e}; add the catalog's products again to store new features (`knockoff catalog stats` counts the images verified)");
+                }
+                None
+            }
             Some(Err(e)) => {
                 tracing::warn!("reference image (vector {id}) is not verified: {e}; add it again to store new features");
                 None
@@ -235,7 +245,8 @@ pub struct Stats {
     pub hnsw_covered: usize,
     /// Background photos stored for score normalisation.
     pub background_images: usize,
-    /// Reference images of live products with local features stored (geometric verification).
+    /// Reference images of live products with usable local features stored (geometric
+    /// verification; features in an outdated format do not count).
     pub live_vectors_with_features: usize,
     /// Model the catalog was built with.
     pub model: Option<String>,
@@ -455,7 +466,12 @@ impl Store {
         }
         set_meta(&tx, "vector_count", (committed + new_vectors.len()).to_string())?;
         for (hash, data) in features {
-            tx.execute("INSERT OR IGNORE INTO local_features VALUES(?1, ?2)", params![hash, data])?;
+            // an image added again keeps its features, unless they are in an outdated format
+            tx.execute(
+                "INSERT INTO local_features VALUES(?1, ?2)
+                 ON CONFLICT(sha256) DO UPDATE SET data=excluded.data WHERE substr(local_features.data, 1, 8) <> ?3",
+                params![hash, data, &crate::verify::MAGIC[..]],
+            )?;
         }
         let t = now();
         for (p, images) in products {
@@ -780,8 +796,12 @@ impl Store {
             hnsw_covered: self.meta_num("hnsw_covered")? as usize,
             background_images: self.meta_num("background_count")? as usize,
             live_vectors_with_features: if q("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name='local_features'")? > 0 {
-                q("SELECT COUNT(DISTINCT v.id) FROM images i JOIN products p ON p.id=i.product JOIN vectors v ON v.id=i.vector
-                   JOIN local_features f ON f.sha256=v.sha256 WHERE p.removed=0")?
+                self.conn.query_row(
+                    "SELECT COUNT(DISTINCT v.id) FROM images i JOIN products p ON p.id=i.product JOIN vectors v ON v.id=i.vector
+                     JOIN local_features f ON f.sha256=v.sha256 WHERE p.removed=0 AND substr(f.data, 1, 8) = ?1",
+                    [&crate::verify::MAGIC[..]],
+                    |r| r.get::<_, i64>(0),
+                )? as usize
             } else {
                 0
             },

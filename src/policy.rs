@@ -78,6 +78,10 @@ pub struct Match {
     /// candidate verified far better; see `[verify]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<f32>,
+    /// With geometric verification: true when the photos agree only once the listing photo is
+    /// mirrored (left and right swapped).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub mirrored: bool,
     /// Reference price of the product.
     pub reference_price: f64,
     /// Currency of the reference price.
@@ -211,7 +215,8 @@ fn decide_one(
     }
     if let (Some(v), Some(n)) = (m.verification, m.inliers) {
         if v > 0.0 {
-            parts.push(format!("plus {v:.3} because {n} local features of the photos agree geometrically"));
+            let flip = if m.mirrored { " once the listing photo is mirrored" } else { "" };
+            parts.push(format!("plus {v:.3} because {n} local features of the photos agree geometrically{flip}"));
         } else if v < 0.0 {
             parts.push(format!("minus {:.3} because another product's photo agrees geometrically far better (only {n} local features agree here)", -v));
         }
@@ -359,6 +364,7 @@ mod tests {
             support: None,
             inliers: None,
             verification: None,
+            mirrored: false,
             reference_price: 100.0,
             reference_currency: "EUR".into(),
         }

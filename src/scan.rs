@@ -428,7 +428,10 @@ impl Judge {
     /// `verify.min_score`, the most inliers between any listing photo and the product's
     /// `verify.references` reference photos most similar to the listing's photos (see
     /// `verify::verify`); each score then moves by `VerifyConfig::adjustment`, and the matches are
-    /// sorted again.
+    /// sorted again. A candidate that scores at least the review threshold but whose photos do not
+    /// verify fully (`verify.full_inliers`) is tried once more with the listing photos mirrored (a
+    /// flipped copy is a common way to dodge duplicate checks), and keeps the better of the two;
+    /// the many candidates SSCD rates low cost nothing more.
     fn verify(&self, matches: &mut [Match], queries: &[(String, Searched)], photos: &[(String, &Features)], store: &crate::catalog::FeatureStore) -> Result<()> {
         use rayon::prelude::*;
         let v = &self.ctx.config.verify;
@@ -444,7 +447,8 @@ impl Judge {
             }
         }
         let n = matches.len().min(v.candidates);
-        let mut counted: Vec<(usize, usize)> = Vec::new(); // (match index, inliers)
+        let mut counted: Vec<(usize, usize, bool)> = Vec::new(); // (match index, inliers, mirrored)
+        let mut mirrored: Option<Vec<Features>> = None;
         for (i, m) in matches[..n].iter().enumerate().filter(|(_, m)| m.similarity as f64 >= v.min_score) {
             let Some(&pi) = self.view.product_index.get(&(m.brand.clone(), m.product_id.clone())) else { continue };
             let mut vids = self.view.product_vectors[pi].clone();
@@ -461,15 +465,27 @@ impl Judge {
             if refs.is_empty() {
                 continue; // images stored before knockoff kept local features: nothing to verify
             }
-            let pairs: Vec<(&Features, &Features)> = photos.iter().flat_map(|(_, q)| refs.iter().map(move |r| (*q, r.as_ref()))).collect();
-            let inliers = pairs.par_iter().map(|(q, r)| crate::verify::verify(q, r, v.min_inliers).inliers).max().unwrap_or(0);
-            counted.push((i, inliers));
+            let most = |qs: Vec<&Features>| -> usize {
+                let pairs: Vec<(&Features, &Features)> = qs.iter().flat_map(|q| refs.iter().map(move |r| (*q, r.as_ref()))).collect();
+                pairs.par_iter().map(|(q, r)| crate::verify::verify(q, r, v.min_inliers).inliers).max().unwrap_or(0)
+            };
+            let mut inliers = most(photos.iter().map(|(_, q)| *q).collect());
+            let mut flipped = false;
+            if inliers < v.full_inliers && m.similarity as f64 >= self.ctx.thresholds.review_threshold {
+                let mirror = mirrored.get_or_insert_with(|| photos.iter().map(|(_, q)| q.mirrored()).collect());
+                let n = most(mirror.iter().collect());
+                if n > inliers {
+                    (inliers, flipped) = (n, n >= v.min_inliers);
+                }
+            }
+            counted.push((i, inliers, flipped));
         }
-        let best = counted.iter().map(|&(_, c)| c).max().unwrap_or(0);
-        for (i, inliers) in counted {
+        let best = counted.iter().map(|&(_, c, _)| c).max().unwrap_or(0);
+        for (i, inliers, flipped) in counted {
             let m = &mut matches[i];
             let adj = v.adjustment(inliers, best) as f32;
             m.inliers = Some(inliers as u32);
+            m.mirrored = flipped;
             if adj != 0.0 {
                 m.raw_similarity.get_or_insert(m.similarity);
                 m.verification = Some(round4(adj));
@@ -506,6 +522,7 @@ impl Judge {
                         support: None,
                         inliers: None,
                         verification: None,
+                        mirrored: false,
                         reference_price: p.price,
                         reference_currency: p.currency.clone(),
                     });

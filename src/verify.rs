@@ -8,9 +8,16 @@
 //! it explains (inliers) is the evidence. A copy, a crop or a photo of the same package shares many
 //! such points with the reference; a look-alike sibling package or an unrelated photo shares few.
 //!
+//! The comparison pattern is its own mirror image: the second 128 comparisons are the first 128
+//! flipped top to bottom. A photo's mirror image therefore has the same points, mirrored, with the
+//! two halves of each descriptor swapped (`Features::mirrored`), so a mirrored copy is verified
+//! without extracting its features again.
+//!
 //! Serialised features (`Features::to_bytes`, stored by the catalog) start with the magic
-//! `KNKORB01`, then width and height (u16 LE), the count (u32 LE), then per point x and y (f32 LE)
-//! and 32 descriptor bytes.
+//! `KNKORB02`, then width and height (u16 LE), the count (u32 LE), then per point x and y (f32 LE,
+//! the centre of the point's pixel in the photo as extracted) and 32 descriptor bytes. `KNKORB01`
+//! (knockoff before mirrored copies were verified) used another pattern and is refused as
+//! `FormatError::Outdated`.
 
 use std::sync::OnceLock;
 
@@ -50,15 +57,25 @@ pub struct Features {
     pub descriptors: Vec<[u64; 4]>,
 }
 
-/// Serialised features that cannot be read.
+/// Serialised features that cannot be used.
 #[derive(Debug, Error)]
-#[error("stored local features are damaged: {0}")]
-pub struct FormatError(String);
+pub enum FormatError {
+    /// Written by an older knockoff whose descriptors do not compare with today's.
+    #[error("stored local features are in the outdated format {0}")]
+    Outdated(String),
+    /// Not a features record, or cut short.
+    #[error("stored local features are damaged: {0}")]
+    Damaged(String),
+}
 
-const MAGIC: &[u8; 8] = b"KNKORB01";
+/// Magic of the current serialised format.
+pub const MAGIC: &[u8; 8] = b"KNKORB02";
+/// Bytes per point in the serialised form: x, y, descriptor.
+const RECORD: usize = 4 + 4 + 32;
+const OUTDATED: [&[u8; 8]; 1] = [b"KNKORB01"];
 const PATCH: i32 = 15; // radius of the orientation disc
 const MARGIN: i32 = 19; // rotated BRIEF pairs reach 13·√2 ≈ 18.4 pixels
-const LEVELS: usize = 5;
+const LEVELS: usize = 8; // 1.3^7 ≈ 6: a product filling a sixth of the listing photo still meets the reference
 const SCALE: f32 = 1.3;
 const FAST_THRESHOLD: i16 = 20;
 const ANGLE_BINS: usize = 30;
@@ -80,9 +97,21 @@ impl Features {
         self.points.is_empty()
     }
 
+    /// The features of the photo's mirror image (left and right swapped): points mirrored, and each
+    /// descriptor's halves swapped, which the mirror-symmetric pattern makes exact up to rounding.
+    pub fn mirrored(&self) -> Features {
+        let right = self.width as f32 - 1.0;
+        Features {
+            width: self.width,
+            height: self.height,
+            points: self.points.iter().map(|p| [right - p[0], p[1]]).collect(),
+            descriptors: self.descriptors.iter().map(|d| [d[2], d[3], d[0], d[1]]).collect(),
+        }
+    }
+
     /// The serialised form (see the module documentation).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(16 + self.len() * 40);
+        let mut out = Vec::with_capacity(16 + self.len() * RECORD);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&self.width.to_le_bytes());
         out.extend_from_slice(&self.height.to_le_bytes());
@@ -99,18 +128,21 @@ impl Features {
 
     /// Reads the serialised form.
     pub fn from_bytes(b: &[u8]) -> Result<Features, FormatError> {
+        if let Some(old) = OUTDATED.iter().find(|m| b.len() >= 8 && b[..8] == m[..]) {
+            return Err(FormatError::Outdated(String::from_utf8_lossy(&old[..]).into_owned()));
+        }
         if b.len() < 16 || &b[..8] != MAGIC {
-            return Err(FormatError("not a KNKORB01 record".into()));
+            return Err(FormatError::Damaged("not a KNKORB02 record".into()));
         }
         let width = u16::from_le_bytes([b[8], b[9]]);
         let height = u16::from_le_bytes([b[10], b[11]]);
         let n = u32::from_le_bytes([b[12], b[13], b[14], b[15]]) as usize;
-        if b.len() != 16 + n * 40 {
-            return Err(FormatError(format!("{} bytes for {n} points", b.len())));
+        if b.len() != 16 + n * RECORD {
+            return Err(FormatError::Damaged(format!("{} bytes for {n} points", b.len())));
         }
         let mut points = Vec::with_capacity(n);
         let mut descriptors = Vec::with_capacity(n);
-        for rec in b[16..].chunks_exact(40) {
+        for rec in b[16..].chunks_exact(RECORD) {
             let f = |i: usize| f32::from_le_bytes([rec[i], rec[i + 1], rec[i + 2], rec[i + 3]]);
             points.push([f(0), f(4)]);
             let mut d = [0u64; 4];
@@ -296,7 +328,12 @@ fn patterns() -> &'static Vec<[[i8; 4]; 256]> {
                 return g;
             }
         };
-        let base: Vec<[f64; 4]> = (0..256).map(|_| [gauss(), gauss(), gauss(), gauss()]).collect();
+        // 128 comparisons, then the same flipped top to bottom: the mirror image of a patch at
+        // angle a, described at angle π − a (its mirrored orientation), gives the same bits with
+        // the halves swapped
+        let mut base: Vec<[f64; 4]> = (0..128).map(|_| [gauss(), gauss(), gauss(), gauss()]).collect();
+        let flipped: Vec<[f64; 4]> = base.iter().map(|p| [p[0], -p[1], p[2], -p[3]]).collect();
+        base.extend(flipped);
         (0..ANGLE_BINS)
             .map(|bin| {
                 let a = bin as f64 * 2.0 * std::f64::consts::PI / ANGLE_BINS as f64;
@@ -385,7 +422,8 @@ fn extract_gray(level0: &Gray, max_features: usize) -> Features {
                     d[i / 64] |= 1 << (i % 64);
                 }
             }
-            points.push([x as f32 * scale, y as f32 * scale]);
+            // the centre of the level's pixel, in pixels of the first level
+            points.push([(x as f32 + 0.5) * scale - 0.5, (y as f32 + 0.5) * scale - 0.5]);
             descriptors.push(d);
         }
     }
@@ -807,6 +845,33 @@ mod tests {
         let diff = verify(&other, &fa, 0);
         assert!(same.inliers >= 30, "rotated copy: {same:?}");
         assert!(diff.inliers < 10, "unrelated picture: {diff:?}");
+    }
+
+    fn mirror(img: &RgbImage) -> RgbImage {
+        let mut data = Vec::with_capacity(img.data.len());
+        for row in img.data.chunks_exact(img.width as usize * 3) {
+            data.extend(row.chunks_exact(3).rev().flatten());
+        }
+        RgbImage { width: img.width, height: img.height, data }
+    }
+
+    #[test]
+    fn a_mirrored_copy_verifies_only_through_the_mirrored_features() {
+        let p = Params::default();
+        let a = picture(400, 300, 7);
+        let fa = Features::extract(&a, &p);
+        let flipped = Features::extract(&mirror(&rotate(&a, 6.0)), &p);
+        let direct = verify(&flipped, &fa, 0);
+        let unflipped = verify(&flipped.mirrored(), &fa, 0);
+        assert!(direct.inliers < 10, "a mirror image is not a plausible homography: {direct:?}");
+        assert!(unflipped.inliers >= 30, "{unflipped:?}");
+        // mirroring is its own inverse, and it equals extracting from the mirror image
+        let twice = flipped.mirrored().mirrored();
+        assert_eq!(twice.descriptors, flipped.descriptors);
+        assert!(twice.points.iter().zip(&flipped.points).all(|(a, b)| (a[0] - b[0]).abs() < 1e-3 && a[1] == b[1]));
+        let exact = Features::extract(&mirror(&a), &p).mirrored();
+        let same = fa.descriptors.iter().filter(|d| exact.descriptors.contains(d)).count();
+        assert!(same * 10 >= fa.len() * 8, "{same} of {} descriptors survive mirroring exactly", fa.len());
     }
 
     #[test]

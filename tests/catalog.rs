@@ -142,6 +142,37 @@ fn graph_files_are_replaced_and_bad_or_old_ones_ask_for_compaction() {
 }
 
 #[test]
+fn outdated_local_features_are_reported_once_and_replaced_by_adding_again() {
+    let data = catalog_with(None);
+    let d = data.path();
+    // turn the stored features into the format of an older knockoff (another descriptor pattern)
+    let db = rusqlite::Connection::open(d.join("catalog.sqlite")).unwrap();
+    let rows: Vec<(String, Vec<u8>)> =
+        db.prepare("SELECT sha256, data FROM local_features").unwrap().query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 14);
+    for (hash, mut blob) in rows {
+        blob[..8].copy_from_slice(b"KNKORB01");
+        db.execute("UPDATE local_features SET data=?1 WHERE sha256=?2", rusqlite::params![blob, hash]).unwrap();
+    }
+    drop(db);
+    assert_eq!(stats(d)["live_vectors_with_features"], 0, "outdated features do not count");
+    let img = testdata("listings/L004-copy-text-sale.jpg");
+    let out = run(d, &["query", img.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["matches"][0]["product_id"], "nw-trail", "the embedding alone still finds it: {v}");
+    assert!(v["matches"][0].get("inliers").is_none(), "{v}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("outdated format KNKORB01").count(), 1, "one warning, not one per image: {err}");
+    assert!(err.contains("add the catalog's products again"), "{err}");
+    // adding the same products again replaces them (and embeds nothing anew)
+    run_ok(d, &["catalog", "add", testdata("catalog.csv").to_str().unwrap()], 0);
+    assert_eq!(stats(d)["live_vectors_with_features"], 14);
+    let w = query(d, "listings/L004-copy-text-sale.jpg");
+    assert!(w["matches"][0]["inliers"].as_u64().is_some_and(|n| n >= 40), "{w}");
+}
+
+#[test]
 fn bad_catalog_records_are_reported_and_the_rest_is_added() {
     let dir = tempdir();
     let cat = dir.path().join("cat.jsonl");

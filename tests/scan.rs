@@ -278,3 +278,23 @@ fn geometric_verification_confirms_the_copied_product_and_explains_the_others_aw
     assert!(w["matches"][0].get("inliers").is_none() && w["matches"][0].get("raw_similarity").is_none(), "{w}");
     assert!((w["matches"][0]["similarity"].as_f64().unwrap() - best["raw_similarity"].as_f64().unwrap()).abs() < 1e-3);
 }
+
+#[test]
+fn a_mirrored_copy_is_verified_once_mirrored_back_and_says_so() {
+    let data = catalog_with(None);
+    let dir = tempdir();
+    let path = dir.path().join("flipped.jpg");
+    image::open(testdata("listings/L004-copy-text-sale.jpg")).unwrap().fliph().save(&path).unwrap();
+    let out = run_ok(data.path(), &["query", path.to_str().unwrap(), "--json", "--price", "10", "--currency", "EUR"], 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let best = &v["matches"][0];
+    assert_eq!(best["product_id"], "nw-trail", "{v}");
+    assert_eq!(best["mirrored"], true, "{v}");
+    assert!(best["inliers"].as_u64().is_some_and(|n| n >= 40), "{v}");
+    assert!(v["reasons"].to_string().contains("agree geometrically once the listing photo is mirrored"), "{v}");
+    assert_eq!(v["verdict"], "flag", "{v}");
+    // the photo as it is: verified directly, no "mirrored" field
+    let out = run_ok(data.path(), &["query", testdata("listings/L004-copy-text-sale.jpg").to_str().unwrap(), "--json"], 0);
+    let w: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(w["matches"][0].get("mirrored").is_none() && w["matches"][0]["inliers"].as_u64().is_some_and(|n| n >= 40), "{w}");
+}
