@@ -31,9 +31,11 @@ pub struct Config {
 
 /// Geometric verification (`[verify]`, or `scan --verify`): the best candidate products of each
 /// listing are checked with local features (see `verify`). The product whose photo shares the most
-/// geometrically consistent points with the listing's photo gains up to `weight`; a candidate with
-/// far fewer such points than that one (`dominance`) is explained away and loses as much. Defaults
-/// measured with `knockoff bench accuracy` (BENCHMARKS.md, "Geometric verification").
+/// geometrically consistent points with the listing's photo (its evidence: inliers in the centre
+/// of the reference photo, the others at a quarter, see `verify::Verified::evidence`) gains up to
+/// `weight`; a candidate with far less evidence than that one (`dominance`) is explained away and
+/// loses as much. Defaults measured with `knockoff bench accuracy` (BENCHMARKS.md, "Geometric
+/// verification").
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct VerifyConfig {
@@ -46,14 +48,16 @@ pub struct VerifyConfig {
     pub references: usize,
     /// Products scoring below this are not verified (clearly unrelated).
     pub min_score: f64,
-    /// Inlier count at which verification starts to count (unrelated photos share a few by chance).
+    /// Evidence (inliers, those off the reference photo's centre counted a quarter) at which
+    /// verification starts to count (unrelated photos share a few by chance); pairs of photos with
+    /// fewer descriptor matches are not fitted at all.
     pub min_inliers: usize,
-    /// Inlier count at which it counts fully.
+    /// Evidence at which it counts fully.
     pub full_inliers: usize,
     /// The most verification adds to, or takes from, a score.
     pub weight: f64,
     /// A candidate is explained away when the best verified candidate has more than this many
-    /// times its inliers.
+    /// times its evidence.
     pub dominance: f64,
     /// Photos are shrunk to this long side before their features are extracted.
     pub max_side: u32,
@@ -70,8 +74,8 @@ impl Default for VerifyConfig {
             candidates: 8,
             references: 6,
             min_score: 0.15,
-            min_inliers: 12,
-            full_inliers: 40,
+            min_inliers: 8,
+            full_inliers: 30,
             weight: 0.5,
             dominance: 1.25,
             max_side: 512,
@@ -87,24 +91,24 @@ impl VerifyConfig {
         crate::verify::Params { max_side: self.max_side, min_side: self.min_side, max_features: self.max_features }
     }
 
-    /// How far `inliers` count as evidence: 0 below `min_inliers`, rising linearly to 1 at
-    /// `full_inliers`.
-    fn strength(&self, inliers: usize) -> f64 {
-        if inliers < self.min_inliers {
+    /// How far `evidence` counts: 0 below `min_inliers`, rising linearly to 1 at `full_inliers`.
+    fn strength(&self, evidence: f64) -> f64 {
+        let min = self.min_inliers as f64;
+        if evidence < min {
             return 0.0;
         }
-        let span = self.full_inliers.saturating_sub(self.min_inliers).max(1) as f64;
-        ((inliers - self.min_inliers) as f64 / span).min(1.0)
+        let span = (self.full_inliers as f64 - min).max(1.0);
+        ((evidence - min) / span).min(1.0)
     }
 
-    /// What verification adds to a candidate's score, given its inliers and the most inliers of
+    /// What verification adds to a candidate's score, given its evidence and the most evidence of
     /// any candidate of the listing: `weight` × its strength, or minus `weight` × the best one's
-    /// strength when the best has more than `dominance` times its inliers.
-    pub fn adjustment(&self, inliers: usize, best: usize) -> f64 {
-        if inliers < best && (inliers as f64) * self.dominance < best as f64 {
+    /// strength when the best has more than `dominance` times its evidence.
+    pub fn adjustment(&self, evidence: f64, best: f64) -> f64 {
+        if evidence < best && evidence * self.dominance < best {
             -self.weight * self.strength(best)
         } else {
-            self.weight * self.strength(inliers)
+            self.weight * self.strength(evidence)
         }
     }
 }
@@ -479,14 +483,14 @@ mod tests {
 
     #[test]
     fn verification_raises_the_dominant_candidate_and_lowers_those_far_behind() {
-        let v = VerifyConfig::default(); // weight 0.5, inliers count from 12, fully at 40, dominance 1.25
-        assert_eq!(v.adjustment(8, 8), 0.0, "below min_inliers: no evidence either way");
-        assert_eq!(v.adjustment(40, 40), 0.5);
-        assert_eq!(v.adjustment(400, 400), 0.5, "capped at weight");
-        assert!((v.adjustment(26, 26) - 0.25).abs() < 1e-12, "linear between 12 and 40");
-        assert!((v.adjustment(34, 40) - 0.5 * 22.0 / 28.0).abs() < 1e-12, "close behind the best: its own strength");
-        assert_eq!(v.adjustment(30, 300), -0.5, "far behind a verified best: explained away");
-        assert_eq!(v.adjustment(5, 10), 0.0, "the best itself too weak to explain anything away");
+        let v = VerifyConfig::default(); // weight 0.5, evidence counts from 8, fully at 30, dominance 1.25
+        assert_eq!(v.adjustment(6.0, 6.0), 0.0, "below min_inliers: no evidence either way");
+        assert_eq!(v.adjustment(30.0, 30.0), 0.5);
+        assert_eq!(v.adjustment(400.0, 400.0), 0.5, "capped at weight");
+        assert!((v.adjustment(19.0, 19.0) - 0.25).abs() < 1e-12, "linear between 8 and 30");
+        assert!((v.adjustment(25.0, 30.0) - 0.5 * 17.0 / 22.0).abs() < 1e-12, "close behind the best: its own strength");
+        assert_eq!(v.adjustment(30.0, 300.0), -0.5, "far behind a verified best: explained away");
+        assert_eq!(v.adjustment(3.0, 7.5), 0.0, "the best itself too weak to explain anything away");
         let mut bad = Config::default();
         bad.verify.dominance = 0.5;
         assert!(bad.validate().unwrap_err().to_string().contains("verify.dominance"));

@@ -74,6 +74,10 @@ pub struct Match {
     /// between a listing photo and a reference photo of the product.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inliers: Option<u32>,
+    /// With geometric verification: of `inliers`, those in the centre of the reference photo,
+    /// where its product is; the others count a quarter (`verify::Verified::evidence`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub central_inliers: Option<u32>,
     /// With geometric verification: what verification added to the score (negative when another
     /// candidate verified far better; see `[verify]`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -216,7 +220,8 @@ fn decide_one(
     if let (Some(v), Some(n)) = (m.verification, m.inliers) {
         if v > 0.0 {
             let flip = if m.mirrored { " once the listing photo is mirrored" } else { "" };
-            parts.push(format!("plus {v:.3} because {n} local features of the photos agree geometrically{flip}"));
+            let centre = m.central_inliers.map(|c| format!(", {c} of them in the middle of the reference photo")).unwrap_or_default();
+            parts.push(format!("plus {v:.3} because {n} local features of the photos agree geometrically{flip}{centre}"));
         } else if v < 0.0 {
             parts.push(format!("minus {:.3} because another product's photo agrees geometrically far better (only {n} local features agree here)", -v));
         }
@@ -363,6 +368,7 @@ mod tests {
             background: None,
             support: None,
             inliers: None,
+            central_inliers: None,
             verification: None,
             mirrored: false,
             reference_price: 100.0,

@@ -427,11 +427,13 @@ impl Judge {
     /// Geometric verification: for each of the best `verify.candidates` products scoring at least
     /// `verify.min_score`, the most inliers between any listing photo and the product's
     /// `verify.references` reference photos most similar to the listing's photos (see
-    /// `verify::verify`); each score then moves by `VerifyConfig::adjustment`, and the matches are
+    /// `verify::verify`), weighed as `Verified::evidence` (inliers off the centre of the reference
+    /// photo count a quarter); each score then moves by `VerifyConfig::adjustment`, and the matches are
     /// sorted again. A candidate that scores at least the review threshold but whose photos do not
     /// verify fully (`verify.full_inliers`) is tried once more with the listing photos mirrored (a
     /// flipped copy is a common way to dodge duplicate checks), and keeps the better of the two;
-    /// the many candidates SSCD rates low cost nothing more.
+    /// when that finds a mirrored copy, the other such candidates are tried mirrored too. The many
+    /// candidates SSCD rates low cost nothing more.
     fn verify(&self, matches: &mut [Match], queries: &[(String, Searched)], photos: &[(String, &Features)], store: &crate::catalog::FeatureStore) -> Result<()> {
         use rayon::prelude::*;
         let v = &self.ctx.config.verify;
@@ -447,8 +449,8 @@ impl Judge {
             }
         }
         let n = matches.len().min(v.candidates);
-        let mut counted: Vec<(usize, usize, bool)> = Vec::new(); // (match index, inliers, mirrored)
-        let mut mirrored: Option<Vec<Features>> = None;
+        // each candidate's reference photos, the most similar to the listing's photos first
+        let mut candidates: Vec<(usize, Vec<std::sync::Arc<Features>>)> = Vec::new();
         for (i, m) in matches[..n].iter().enumerate().filter(|(_, m)| m.similarity as f64 >= v.min_score) {
             let Some(&pi) = self.view.product_index.get(&(m.brand.clone(), m.product_id.clone())) else { continue };
             let mut vids = self.view.product_vectors[pi].clone();
@@ -462,29 +464,50 @@ impl Judge {
                     refs.push(f);
                 }
             }
-            if refs.is_empty() {
-                continue; // images stored before knockoff kept local features: nothing to verify
+            if !refs.is_empty() {
+                candidates.push((i, refs)); // (images stored before knockoff kept local features: nothing to verify)
             }
-            let most = |qs: Vec<&Features>| -> usize {
-                let pairs: Vec<(&Features, &Features)> = qs.iter().flat_map(|q| refs.iter().map(move |r| (*q, r.as_ref()))).collect();
-                pairs.par_iter().map(|(q, r)| crate::verify::verify(q, r, v.min_inliers).inliers).max().unwrap_or(0)
-            };
-            let mut inliers = most(photos.iter().map(|(_, q)| *q).collect());
-            let mut flipped = false;
-            if inliers < v.full_inliers && m.similarity as f64 >= self.ctx.thresholds.review_threshold {
-                let mirror = mirrored.get_or_insert_with(|| photos.iter().map(|(_, q)| q.mirrored()).collect());
-                let n = most(mirror.iter().collect());
-                if n > inliers {
-                    (inliers, flipped) = (n, n >= v.min_inliers);
+        }
+        // the photo pair with the most evidence
+        let most = |qs: &[&Features], refs: &[std::sync::Arc<Features>]| -> crate::verify::Verified {
+            let pairs: Vec<(&Features, &Features)> = qs.iter().flat_map(|q| refs.iter().map(move |r| (*q, r.as_ref()))).collect();
+            pairs
+                .par_iter()
+                .map(|(q, r)| crate::verify::verify(q, r, v.min_inliers))
+                .reduce(crate::verify::Verified::default, |a, b| if b.evidence() > a.evidence() { b } else { a })
+        };
+        let direct: Vec<&Features> = photos.iter().map(|(_, q)| *q).collect();
+        let mut counted: Vec<(usize, crate::verify::Verified, bool)> = candidates.iter().map(|(i, refs)| (*i, most(&direct, refs), false)).collect();
+        // the mirror pass: for candidates the embedding rates a possible copy that did not verify
+        // fully, and once the listing photos turn out mirrored, for every such candidate (so a
+        // sibling does not win on its mirror image against the true product's few direct inliers)
+        let review = |i: usize| matches[i].similarity as f64 >= self.ctx.thresholds.review_threshold;
+        let flipped: Vec<Features> = photos.iter().map(|(_, q)| q.mirrored()).collect();
+        let flipped: Vec<&Features> = flipped.iter().collect();
+        let mut done = vec![false; counted.len()];
+        for all in [false, true] {
+            let mut gained = false;
+            for (k, (i, refs)) in candidates.iter().enumerate() {
+                if done[k] || !review(*i) || (!all && counted[k].1.evidence() >= v.full_inliers as f64) {
+                    continue;
+                }
+                done[k] = true;
+                let other = most(&flipped, refs);
+                if other.evidence() > counted[k].1.evidence() {
+                    gained |= other.evidence() >= v.min_inliers as f64;
+                    counted[k] = (*i, other, other.evidence() >= v.min_inliers as f64);
                 }
             }
-            counted.push((i, inliers, flipped));
+            if !gained {
+                break;
+            }
         }
-        let best = counted.iter().map(|&(_, c, _)| c).max().unwrap_or(0);
-        for (i, inliers, flipped) in counted {
+        let best = counted.iter().map(|(_, c, _)| c.evidence()).fold(0.0, f64::max);
+        for (i, ver, flipped) in counted {
             let m = &mut matches[i];
-            let adj = v.adjustment(inliers, best) as f32;
-            m.inliers = Some(inliers as u32);
+            let adj = v.adjustment(ver.evidence(), best) as f32;
+            m.inliers = Some(ver.inliers as u32);
+            m.central_inliers = Some(ver.central as u32);
             m.mirrored = flipped;
             if adj != 0.0 {
                 m.raw_similarity.get_or_insert(m.similarity);
@@ -521,6 +544,7 @@ impl Judge {
                         background: None,
                         support: None,
                         inliers: None,
+                        central_inliers: None,
                         verification: None,
                         mirrored: false,
                         reference_price: p.price,

@@ -584,7 +584,24 @@ pub struct Verified {
     pub matches: usize,
     /// Of those, pairs that one homography explains within `INLIER_PIXELS`.
     pub inliers: usize,
+    /// Of those, pairs whose reference point lies in the reference photo's centre (`CENTRE_MARGIN`
+    /// in from each side), where a photo of a product shows the product.
+    pub central: usize,
 }
+
+impl Verified {
+    /// The evidence for the reference photo's product: its central inliers, plus the others at
+    /// `PERIPHERY_WEIGHT` each. A shop photo also shows the shelf around its product, and a listing
+    /// of a sibling product on that shelf matches there, not in the centre.
+    pub fn evidence(&self) -> f64 {
+        self.central as f64 + PERIPHERY_WEIGHT * (self.inliers - self.central) as f64
+    }
+}
+
+/// Share of the reference photo's width and height, from each side, outside its centre.
+pub const CENTRE_MARGIN: f32 = 0.15;
+/// What an inlier outside the reference photo's centre counts for.
+pub const PERIPHERY_WEIGHT: f64 = 0.25;
 
 /// Most RANSAC samples drawn for one photo pair (fewer when a good fit is found early).
 const MAX_ITERATIONS: usize = 1000;
@@ -598,12 +615,17 @@ pub const INLIER_PIXELS: f64 = 6.0;
 pub fn verify(q: &Features, r: &Features, min_inliers: usize) -> Verified {
     let pairs = match_descriptors(q, r);
     if pairs.len() < min_inliers.max(6) {
-        return Verified { matches: pairs.len(), inliers: 0 };
+        return Verified { matches: pairs.len(), inliers: 0, central: 0 };
     }
     let src: Vec<[f64; 2]> = pairs.iter().map(|&(i, _)| [q.points[i][0] as f64, q.points[i][1] as f64]).collect();
     let dst: Vec<[f64; 2]> = pairs.iter().map(|&(_, j)| [r.points[j][0] as f64, r.points[j][1] as f64]).collect();
-    let inliers = ransac_homography(&src, &dst, (q.width as f64, q.height as f64)).map_or(0, |(_, n)| n);
-    Verified { matches: pairs.len(), inliers }
+    let Some((_, inl)) = ransac_homography(&src, &dst, (q.width as f64, q.height as f64)) else {
+        return Verified { matches: pairs.len(), inliers: 0, central: 0 };
+    };
+    let (w, h) = (r.width as f32, r.height as f32);
+    let inside = |p: [f32; 2]| p[0] >= CENTRE_MARGIN * w && p[0] <= (1.0 - CENTRE_MARGIN) * w && p[1] >= CENTRE_MARGIN * h && p[1] <= (1.0 - CENTRE_MARGIN) * h;
+    let central = inl.iter().filter(|&&k| inside(r.points[pairs[k].1])).count();
+    Verified { matches: pairs.len(), inliers: inl.len(), central }
 }
 
 type Mat3 = [[f64; 3]; 3];
@@ -714,7 +736,7 @@ fn plausible(h: &Mat3, size: (f64, f64)) -> bool {
 
 /// RANSAC over minimal samples of four pairs, then a least-squares refit on the inliers: the best
 /// plausible homography (pixels to pixels) and its inlier count.
-fn ransac_homography(src: &[[f64; 2]], dst: &[[f64; 2]], size: (f64, f64)) -> Option<(Mat3, usize)> {
+fn ransac_homography(src: &[[f64; 2]], dst: &[[f64; 2]], size: (f64, f64)) -> Option<(Mat3, Vec<usize>)> {
     let n = src.len();
     let (ts, td) = (normaliser(src), normaliser(dst));
     let ns: Vec<[f64; 2]> = src.iter().filter_map(|&p| apply(&ts, p)).collect();
@@ -780,11 +802,11 @@ fn ransac_homography(src: &[[f64; 2]], dst: &[[f64; 2]], size: (f64, f64)) -> Op
         if plausible(&h2, size) {
             let c2 = count(&h2);
             if c2 >= c {
-                return Some((h2, c2));
+                return Some((h2, (0..n).filter(|&i| explains(&h2, i)).collect()));
             }
         }
     }
-    Some((h, c))
+    Some((h, inl))
 }
 
 #[cfg(test)]
@@ -872,6 +894,28 @@ mod tests {
         let exact = Features::extract(&mirror(&a), &p).mirrored();
         let same = fa.descriptors.iter().filter(|d| exact.descriptors.contains(d)).count();
         assert!(same * 10 >= fa.len() * 8, "{same} of {} descriptors survive mirroring exactly", fa.len());
+    }
+
+    #[test]
+    fn inliers_off_the_centre_of_the_reference_count_a_quarter() {
+        let p = Params::default();
+        let a = picture(400, 300, 11);
+        // the same picture with its centre (and a little more) painted flat: it matches only on its border
+        let mut border = a.clone();
+        for y in 35..265 {
+            for x in 50..350 {
+                let i = ((y * 400 + x) * 3) as usize;
+                border.data[i..i + 3].copy_from_slice(&[128, 128, 128]);
+            }
+        }
+        let listing = Features::extract(&rotate(&a, 5.0), &p);
+        let whole = verify(&listing, &Features::extract(&a, &p), 0);
+        let edge = verify(&listing, &Features::extract(&border, &p), 0);
+        assert!(whole.inliers >= 30 && whole.central * 3 >= whole.inliers, "{whole:?}");
+        assert!(edge.inliers >= 15 && edge.central * 5 < edge.inliers, "{edge:?}");
+        let expected = edge.central as f64 + 0.25 * (edge.inliers - edge.central) as f64;
+        assert!((edge.evidence() - expected).abs() < 1e-9);
+        assert!(edge.evidence() * 1.25 < whole.evidence(), "the border alone is far weaker evidence");
     }
 
     #[test]

@@ -260,8 +260,11 @@ fn geometric_verification_confirms_the_copied_product_and_explains_the_others_aw
     assert!(inliers >= 40, "a copy shares many consistent local features: {v}");
     let gain = best["verification"].as_f64().unwrap();
     assert!(gain > 0.0 && (best["similarity"].as_f64().unwrap() - best["raw_similarity"].as_f64().unwrap() - gain).abs() < 1e-3, "{v}");
+    let central = best["central_inliers"].as_u64().unwrap_or_else(|| panic!("no central_inliers: {v}"));
+    assert!(central > 0 && central <= inliers, "{v}");
     let reasons = v["reasons"].to_string();
     assert!(reasons.contains("local features of the photos agree geometrically"), "{reasons}");
+    assert!(reasons.contains(&format!("{central} of them in the middle of the reference photo")), "{reasons}");
     // the other candidates scoring at least verify.min_score were verified too, none comes near,
     // and those far behind lose score; clearly unrelated ones are not verified at all
     let others = &v["matches"].as_array().unwrap()[1..];
