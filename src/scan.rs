@@ -464,8 +464,9 @@ impl Judge {
                     refs.push(f);
                 }
             }
+            // (images stored before knockoff kept local features have none: nothing to verify)
             if !refs.is_empty() {
-                candidates.push((i, refs)); // (images stored before knockoff kept local features: nothing to verify)
+                candidates.push((i, refs));
             }
         }
         // the photo pair with the most evidence
