@@ -483,8 +483,7 @@ impl Judge {
         // fully, and once the listing photos turn out mirrored, for every such candidate (so a
         // sibling does not win on its mirror image against the true product's few direct inliers)
         let review = |i: usize| matches[i].similarity as f64 >= self.ctx.thresholds.review_threshold;
-        let flipped: Vec<Features> = photos.iter().map(|(_, q)| q.mirrored()).collect();
-        let flipped: Vec<&Features> = flipped.iter().collect();
+        let mut flipped: Option<Vec<Features>> = None; // the listing photos mirrored, made when first needed
         let mut done = vec![false; counted.len()];
         for all in [false, true] {
             let mut gained = false;
@@ -493,10 +492,12 @@ impl Judge {
                     continue;
                 }
                 done[k] = true;
-                let other = most(&flipped, refs);
+                let mirror: Vec<&Features> = flipped.get_or_insert_with(|| photos.iter().map(|(_, q)| q.mirrored()).collect()).iter().collect();
+                let other = most(&mirror, refs);
                 if other.evidence() > counted[k].1.evidence() {
-                    gained |= other.evidence() >= v.min_inliers as f64;
-                    counted[k] = (*i, other, other.evidence() >= v.min_inliers as f64);
+                    let verified = other.evidence() >= v.min_inliers as f64;
+                    gained |= verified;
+                    counted[k] = (*i, other, verified);
                 }
             }
             if !gained {

@@ -800,9 +800,9 @@ fn ransac_homography(src: &[[f64; 2]], dst: &[[f64; 2]], size: (f64, f64)) -> Op
     if let Some(hn) = fit(&s, &d) {
         let h2 = to_pixels(&hn);
         if plausible(&h2, size) {
-            let c2 = count(&h2);
-            if c2 >= c {
-                return Some((h2, (0..n).filter(|&i| explains(&h2, i)).collect()));
+            let inl2: Vec<usize> = (0..n).filter(|&i| explains(&h2, i)).collect();
+            if inl2.len() >= c {
+                return Some((h2, inl2));
             }
         }
     }
