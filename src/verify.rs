@@ -233,6 +233,40 @@ fn blur(g: &Gray) -> Gray {
 const CIRCLE: [(i32, i32); 16] =
     [(0, -3), (1, -3), (2, -2), (3, -1), (3, 0), (3, 1), (2, 2), (1, 3), (0, 3), (-1, 3), (-2, 2), (-3, 1), (-3, 0), (-3, -1), (-2, -2), (-1, -3)];
 
+/// FAST-9 scores of every pixel at least `MARGIN` from the border (0 where there is no corner).
+/// Each row first runs `fast9`'s compass test on all its pixels at once, in a loop the compiler
+/// vectorises; most pixels fail it, and only the rest get the full test.
+fn fast_scores(g: &Gray) -> Vec<i32> {
+    let (w, h, m) = (g.width, g.height, MARGIN as usize);
+    let mut score = vec![0i32; w * h];
+    if w <= 2 * m || h <= 2 * m {
+        return score;
+    }
+    let t = FAST_THRESHOLD;
+    let mut candidate = vec![false; w - 2 * m];
+    for y in m..h - m {
+        let row = &g.data[y * w..(y + 1) * w];
+        let (up, down) = (&g.data[(y - 3) * w..(y - 2) * w], &g.data[(y + 3) * w..(y + 4) * w]);
+        let centre = &row[m..w - m];
+        let (north, south) = (&up[m..w - m], &down[m..w - m]);
+        let (east, west) = (&row[m + 3..w - m + 3], &row[m - 3..w - m - 3]);
+        for (i, c) in candidate.iter_mut().enumerate() {
+            let v = centre[i] as i16;
+            let (hi, lo) = (v + t, v - t);
+            let (n, e, s, wv) = (north[i] as i16, east[i] as i16, south[i] as i16, west[i] as i16);
+            let bright = (n > hi) as u8 + (e > hi) as u8 + (s > hi) as u8 + (wv > hi) as u8;
+            let dark = (n < lo) as u8 + (e < lo) as u8 + (s < lo) as u8 + (wv < lo) as u8;
+            *c = bright >= 2 || dark >= 2;
+        }
+        for (i, _) in candidate.iter().enumerate().filter(|(_, c)| **c) {
+            if let Some(s) = fast9(g, (m + i) as i32, y as i32) {
+                score[y * w + m + i] = s;
+            }
+        }
+    }
+    score
+}
+
 /// FAST-9 test at (x, y): a corner when 9 contiguous circle pixels are all brighter or all darker
 /// than the centre by more than the threshold; its score is the sum of those excesses.
 fn fast9(g: &Gray, x: i32, y: i32) -> Option<i32> {
@@ -372,14 +406,7 @@ fn extract_gray(level0: &Gray, max_features: usize) -> Features {
         let want = ((max_features as f32 * factor.powi(l as i32) / total).round() as usize).max(1);
         let (w, h) = (g.width as i32, g.height as i32);
         // FAST with 3x3 non-maximum suppression on the score
-        let mut score = vec![0i32; g.width * g.height];
-        for y in MARGIN..h - MARGIN {
-            for x in MARGIN..w - MARGIN {
-                if let Some(s) = fast9(g, x, y) {
-                    score[y as usize * g.width + x as usize] = s;
-                }
-            }
-        }
+        let score = fast_scores(g);
         let mut corners: Vec<(f32, i32, i32)> = Vec::new();
         for y in MARGIN..h - MARGIN {
             for x in MARGIN..w - MARGIN {
@@ -695,6 +722,21 @@ fn rows(s: [f64; 2], d: [f64; 2]) -> [([f64; 8], f64); 2] {
     [([x, y, 1.0, 0.0, 0.0, 0.0, -u * x, -u * y], u), ([0.0, 0.0, 0.0, x, y, 1.0, -v * x, -v * y], v)]
 }
 
+/// The homography through exactly four correspondences: the eight equations solved directly
+/// (a third of the work of `fit`'s normal equations, which RANSAC would pay for every sample).
+fn fit4(src: &[[f64; 2]; 4], dst: &[[f64; 2]; 4]) -> Option<Mat3> {
+    let mut a = [[0.0; 8]; 8];
+    let mut b = [0.0; 8];
+    for k in 0..4 {
+        for (r, (row, rhs)) in rows(src[k], dst[k]).into_iter().enumerate() {
+            a[2 * k + r] = row;
+            b[2 * k + r] = rhs;
+        }
+    }
+    let h = solve8(a, b)?;
+    Some([[h[0], h[1], h[2]], [h[3], h[4], h[5]], [h[6], h[7], 1.0]])
+}
+
 /// Least-squares homography through the correspondences (exact for four).
 fn fit(src: &[[f64; 2]], dst: &[[f64; 2]]) -> Option<Mat3> {
     let mut ata = [[0.0; 8]; 8];
@@ -713,9 +755,20 @@ fn fit(src: &[[f64; 2]], dst: &[[f64; 2]]) -> Option<Mat3> {
     Some([[h[0], h[1], h[2]], [h[3], h[4], h[5]], [h[6], h[7], 1.0]])
 }
 
-/// True when three points are (nearly) on one line, in normalised coordinates.
-fn collinear(a: [f64; 2], b: [f64; 2], c: [f64; 2]) -> bool {
-    ((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])).abs() < 1e-3
+/// Twice the signed area of the triangle a, b, c (positive when counter-clockwise).
+fn cross(a: [f64; 2], b: [f64; 2], c: [f64; 2]) -> f64 {
+    (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+}
+
+/// Whether four pairs can come from a plausible homography: no three points (nearly) on one line,
+/// in normalised coordinates, and every triangle of them turning the same way in both photos (a
+/// homography that keeps orientation and the points in front of the camera keeps those signs).
+/// Most samples of a photo pair that does not match fail this before anything is fitted.
+fn consistent(s4: &[[f64; 2]; 4], d4: &[[f64; 2]; 4]) -> bool {
+    [(0, 1, 2), (0, 1, 3), (0, 2, 3), (1, 2, 3)].iter().all(|&(a, b, c)| {
+        let (cs, cd) = (cross(s4[a], s4[b], s4[c]), cross(d4[a], d4[b], d4[c]));
+        cs.abs() >= 1e-3 && cd.abs() >= 1e-3 && (cs > 0.0) == (cd > 0.0)
+    })
 }
 
 /// A homography that a real photo could produce from the query photo (`size`, pixels): it keeps
@@ -770,10 +823,10 @@ fn ransac_homography(src: &[[f64; 2]], dst: &[[f64; 2]], size: (f64, f64)) -> Op
         }
         let s4 = idx.map(|i| ns[i]);
         let d4 = idx.map(|i| nd[i]);
-        if [(0, 1, 2), (0, 1, 3), (0, 2, 3), (1, 2, 3)].iter().any(|&(a, b, c)| collinear(s4[a], s4[b], s4[c]) || collinear(d4[a], d4[b], d4[c])) {
+        if !consistent(&s4, &d4) {
             continue;
         }
-        let Some(hn) = fit(&s4, &d4) else { continue };
+        let Some(hn) = fit4(&s4, &d4) else { continue };
         let h = to_pixels(&hn);
         if !plausible(&h, size) {
             continue;
@@ -853,6 +906,42 @@ mod tests {
             }
         }
         RgbImage { width: img.width, height: img.height, data }
+    }
+
+    #[test]
+    fn row_wise_fast_scores_equal_the_test_at_every_pixel() {
+        for (w, h, seed) in [(400, 300, 3), (97, 61, 4), (39, 39, 5)] {
+            let g = to_gray(&picture(w, h, seed), 0, 4096);
+            let fast = fast_scores(&g);
+            let mut corners = 0;
+            for y in 0..g.height as i32 {
+                for x in 0..g.width as i32 {
+                    let inside = x >= MARGIN && y >= MARGIN && x < g.width as i32 - MARGIN && y < g.height as i32 - MARGIN;
+                    let want = if inside { fast9(&g, x, y).unwrap_or(0) } else { 0 };
+                    assert_eq!(fast[y as usize * g.width + x as usize], want, "{w}x{h} at ({x}, {y})");
+                    corners += (want > 0) as usize;
+                }
+            }
+            assert!(w < 100 || corners > 100, "{w}x{h}: only {corners} corners");
+        }
+    }
+
+    #[test]
+    fn four_point_fit_recovers_a_homography_and_mirrored_samples_are_refused() {
+        let h: Mat3 = [[0.9, -0.2, 0.1], [0.15, 1.1, -0.05], [0.05, -0.03, 1.0]];
+        let src = [[-1.0, -0.8], [1.2, -0.9], [0.9, 1.1], [-1.1, 0.7]];
+        let dst = src.map(|p| apply(&h, p).expect("in front"));
+        assert!(consistent(&src, &dst));
+        let fitted = fit4(&src, &dst).expect("fit");
+        for (r, row) in fitted.iter().enumerate() {
+            for (c, v) in row.iter().enumerate() {
+                assert!((v - h[r][c]).abs() < 1e-9, "h[{r}][{c}] = {v}, want {}", h[r][c]);
+            }
+        }
+        let mirrored = dst.map(|p| [-p[0], p[1]]);
+        assert!(!consistent(&src, &mirrored), "a mirrored sample turns every triangle the other way");
+        let on_a_line = [[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [0.0, 1.0]];
+        assert!(!consistent(&on_a_line, &dst));
     }
 
     #[test]
