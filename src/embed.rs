@@ -26,7 +26,11 @@ pub struct Prepared {
 
 /// Resizes (and crops) a decoded image as the manifest says.
 pub fn prepare(img: &RgbImage, manifest: &Manifest) -> Result<Prepared, decode::DecodeError> {
-    let size = manifest.size;
+    prepare_at(img, manifest, manifest.size)
+}
+
+/// Resizes (and crops) a decoded image as the manifest says, to `size` instead of its `size`.
+fn prepare_at(img: &RgbImage, manifest: &Manifest, size: u32) -> Result<Prepared, decode::DecodeError> {
     let out = match manifest.resize {
         ResizeMode::ShortSide => decode::resize_short_side(img, size)?,
         ResizeMode::Square => decode::resize(img, size, size)?,
@@ -257,13 +261,13 @@ pub fn load_images(
         .map(|b| {
             let b = b?;
             let hash = opts.hash.then(|| crate::source::content_hash(&b));
-            // the decoder may shrink a JPEG down to the model's size (DCT scaling); regions need
-            // the detail of the full photo, so twice that then
-            let short = manifest.size * if opts.regions { 2 } else { 1 };
+            // the decoder may shrink a JPEG down to the model's size (DCT scaling); a region is
+            // half the photo's side, so regions need twice their own size
+            let short = if opts.regions { manifest.size.max(2 * manifest.region_size()) } else { manifest.size };
             let img = decode::decode(&b, limits, short).map_err(|e| e.to_string())?;
             let prepared = prepare(&img, manifest).map_err(|e| e.to_string())?;
             let regions = if opts.regions {
-                regions(&img).iter().map(|r| prepare(r, manifest)).collect::<Result<_, _>>().map_err(|e| e.to_string())?
+                regions(&img).iter().map(|r| prepare_at(r, manifest, manifest.region_size())).collect::<Result<_, _>>().map_err(|e| e.to_string())?
             } else {
                 Vec::new()
             };

@@ -59,6 +59,10 @@ pub struct Manifest {
     pub resize: ResizeMode,
     /// Target size in pixels (short side, or square side).
     pub size: u32,
+    /// Target size of the regions that region queries search (quadrants and centre half of a
+    /// listing photo); `size` when absent. Smaller is cheaper: inference grows with its square.
+    #[serde(default)]
+    pub region_size: Option<u32>,
     /// Embedding dimension.
     pub dim: usize,
     /// Default `policy.match_threshold` for this model: similarity from which a photo is a copy.
@@ -90,8 +94,8 @@ impl Manifest {
         if !(-1.0..=1.0).contains(&m.match_threshold) || !(-1.0..=1.0).contains(&m.review_threshold) {
             bail!("model manifest {}: thresholds must be cosine similarities between -1 and 1", path.display());
         }
-        if m.size == 0 || m.size > 4096 || m.dim == 0 {
-            bail!("model manifest {}: `size` must be 1..=4096 and `dim` positive", path.display());
+        if m.size == 0 || m.size > 4096 || m.dim == 0 || m.region_size.is_some_and(|r| r == 0 || r > 4096) {
+            bail!("model manifest {}: `size` and `region_size` must be 1..=4096 and `dim` positive", path.display());
         }
         Ok(m)
     }
@@ -100,6 +104,11 @@ impl Manifest {
     /// never mixes embeddings made differently.
     pub fn preprocessing(&self) -> String {
         format!("{:?} {} {:?}", self.resize, self.size, self.layout)
+    }
+
+    /// The target size of region queries' regions (`region_size`, else `size`).
+    pub fn region_size(&self) -> u32 {
+        self.region_size.unwrap_or(self.size)
     }
 
     /// Path of the ONNX file.
@@ -196,4 +205,24 @@ fn find_ort_in(dir: &Path) -> Option<PathBuf> {
         .collect();
     libs.sort();
     libs.pop()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_size_defaults_to_size_and_is_checked() {
+        let shipped = Manifest::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/sscd.toml")).expect("shipped manifest");
+        assert_eq!((shipped.size, shipped.region_size()), (288, 216));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/sscd.toml")).expect("read");
+        let without: String = text.lines().filter(|l| !l.starts_with("region_size")).map(|l| format!("{l}\n")).collect();
+        let path = dir.path().join("m.toml");
+        std::fs::write(&path, &without).expect("write");
+        assert_eq!(Manifest::from_file(&path).expect("manifest").region_size(), 288);
+        std::fs::write(&path, without.replace("size = 288\n", "size = 288\nregion_size = 0\n")).expect("write");
+        let err = Manifest::from_file(&path).expect_err("region_size 0 is refused").to_string();
+        assert!(err.contains("region_size"), "{err}");
+    }
 }
