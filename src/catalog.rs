@@ -863,7 +863,7 @@ pub fn load_products(
     products: Vec<ProductRecord>,
 ) -> Vec<LoadedProduct> {
     let refs: Vec<&ImageRef> = products.iter().flat_map(|p| p.images.iter()).collect();
-    let opts = crate::embed::LoadOptions { hash: true, regions: false, features: Some(features) };
+    let opts = crate::embed::LoadOptions { hash: true, regions: false, features: crate::embed::LocalFeatures::Extract(features) };
     let mut loaded = crate::embed::load_images(fetcher, &refs, limits, manifest, opts).into_iter();
     products
         .into_iter()
@@ -884,7 +884,7 @@ pub fn load_background(
 ) -> Vec<(String, Result<crate::embed::Loaded, String>)> {
     let refs: Vec<ImageRef> = paths.iter().map(|p| ImageRef::Path(p.clone())).collect();
     let r: Vec<&ImageRef> = refs.iter().collect();
-    let loaded = crate::embed::load_images(fetcher, &r, limits, manifest, crate::embed::LoadOptions { hash: true, regions: false, features: None });
+    let loaded = crate::embed::load_images(fetcher, &r, limits, manifest, crate::embed::LoadOptions { hash: true, regions: false, features: crate::embed::LocalFeatures::Skip });
     paths.iter().map(|p| p.display().to_string()).zip(loaded).collect()
 }
 

@@ -230,8 +230,24 @@ pub struct Loaded {
     pub prepared: Prepared,
     /// The `REGIONS` of the image as the model takes them, when asked for.
     pub regions: Vec<Prepared>,
-    /// Local features of the image for geometric verification, when asked for.
+    /// Local features of the image for geometric verification, when asked for
+    /// (`LocalFeatures::Extract`).
     pub features: Option<crate::verify::Features>,
+    /// The image ready for feature extraction, when asked for (`LocalFeatures::Prepare`).
+    pub ready: Option<crate::verify::Ready>,
+}
+
+/// What `load_images` does about local features.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum LocalFeatures {
+    /// Nothing.
+    #[default]
+    Skip,
+    /// Extracts them: a catalog stores the features of every reference image.
+    Extract(crate::verify::Params),
+    /// Makes the image ready for extraction and leaves that to the caller: a scan verifies few of
+    /// its listing photos, and extracts only those.
+    Prepare(crate::verify::Params),
 }
 
 /// What `load_images` computes besides the prepared image.
@@ -241,8 +257,8 @@ pub struct LoadOptions {
     pub hash: bool,
     /// The `REGIONS` of each image.
     pub regions: bool,
-    /// Local features of each image, extracted with these settings.
-    pub features: Option<crate::verify::Params>,
+    /// Local features of each image.
+    pub features: LocalFeatures,
 }
 
 /// Fetches `refs` (bounded in flight), then decodes and resizes them in parallel; one result each,
@@ -271,8 +287,12 @@ pub fn load_images(
             } else {
                 Vec::new()
             };
-            let features = opts.features.map(|p| crate::verify::Features::extract(&img, &p));
-            Ok(Loaded { hash, prepared, regions, features })
+            let (features, ready) = match opts.features {
+                LocalFeatures::Skip => (None, None),
+                LocalFeatures::Extract(p) => (Some(crate::verify::Features::extract(&img, &p)), None),
+                LocalFeatures::Prepare(p) => (None, Some(crate::verify::Ready::new(&img, &p))),
+            };
+            Ok(Loaded { hash, prepared, regions, features, ready })
         })
         .collect()
 }

@@ -201,7 +201,7 @@ pub struct Loader {
     limits: decode::Limits,
     manifest: crate::model::Manifest,
     regions: bool,
-    features: Option<crate::verify::Params>,
+    features: embed::LocalFeatures,
 }
 
 impl Loader {
@@ -257,7 +257,7 @@ impl Scanner {
                 limits,
                 manifest,
                 regions: config.scan.region_queries != RegionQueries::Off,
-                features: config.verify.enabled.then(|| config.verify.params()),
+                features: if config.verify.enabled { embed::LocalFeatures::Prepare(config.verify.params()) } else { embed::LocalFeatures::Skip },
             },
             judge: Judge { view, embedder, ctx: Context { config, thresholds, model }, inferences: Inferences::default() },
         })
@@ -290,7 +290,8 @@ impl Scanner {
 impl Judge {
     /// Embeds, searches and decides a chunk of loaded listings; one report each, in order. The
     /// chunk's whole photos are embedded in batches and searched together, then the regions of the
-    /// photos that need them (`needs_regions`) the same way.
+    /// photos that need them (`needs_regions`) the same way; local features are extracted only for
+    /// the photos of listings that will be verified (`will_verify`).
     pub fn decide(&mut self, chunk: Vec<LoadedListing>) -> Result<Vec<Report>> {
         // each usable photo whole, then the regions of those that need them (see `needs_regions`)
         let photos: Vec<&embed::Loaded> = chunk.iter().flat_map(|p| p.images.iter().filter_map(|i| i.as_ref().ok())).collect();
@@ -306,23 +307,20 @@ impl Judge {
         let mut region_hits = self.search(&region_embeddings).into_iter();
         let region_counts: Vec<usize> = photos.iter().zip(&with_regions).map(|(l, &r)| if r { l.regions.len() } else { 0 }).collect();
         let mut per_photo = whole_hits.into_iter().zip(region_counts).map(|(whole, n)| (whole, region_hits.by_ref().take(n).collect::<Vec<_>>()));
-        let mut out = Vec::with_capacity(chunk.len());
-        for p in chunk {
-            let listing = match p.listing {
-                Ok(l) => l,
-                Err((line, id, why)) => {
-                    out.push(Report::error(line, id, why, &self.ctx));
-                    continue;
-                }
-            };
+        // each listing's queries, and its photos ready for local features (nothing for a listing
+        // that could not be read)
+        let (listings, images): (Vec<_>, Vec<_>) = chunk.into_iter().map(|p| (p.listing, p.images)).unzip();
+        let mut pending = Vec::with_capacity(listings.len());
+        for (listing, images) in listings.iter().zip(&images) {
             let mut image_errors = Vec::new();
             let mut queries = Vec::new();
-            let mut features = Vec::new();
-            for (r, img) in listing.images.iter().zip(&p.images) {
+            let mut ready = Vec::new();
+            let refs = listing.as_ref().map(|l| l.images.as_slice()).unwrap_or_default();
+            for (r, img) in refs.iter().zip(images) {
                 match img {
                     Ok(loaded) => {
-                        if let Some(f) = &loaded.features {
-                            features.push((r.display(), f));
+                        if let Some(f) = &loaded.ready {
+                            ready.push((r.display(), f));
                         }
                         let (whole, regions) = per_photo.next().unwrap_or_default();
                         queries.push((r.display(), whole));
@@ -333,6 +331,34 @@ impl Judge {
                     Err(e) => image_errors.push(format!("{}: {e}", r.display())),
                 }
             }
+            pending.push((queries, ready, image_errors));
+        }
+        // local features only of the photos of listings that will be verified, all at once
+        let wanted: Vec<(usize, &crate::verify::Ready)> = pending
+            .iter()
+            .enumerate()
+            .filter(|(_, (queries, ready, _))| !ready.is_empty() && self.will_verify(queries))
+            .flat_map(|(i, (_, ready, _))| ready.iter().map(move |(_, r)| (i, *r)))
+            .collect();
+        let extracted: Vec<Features> = {
+            use rayon::prelude::*;
+            wanted.par_iter().map(|(_, r)| r.extract()).collect()
+        };
+        let mut extracted = wanted.iter().map(|(i, _)| *i).zip(extracted).peekable();
+        let mut out = Vec::with_capacity(listings.len());
+        for (i, (listing, (queries, ready, image_errors))) in listings.into_iter().zip(pending).enumerate() {
+            let listing = match listing {
+                Ok(l) => l,
+                Err((line, id, why)) => {
+                    out.push(Report::error(line, id, why, &self.ctx));
+                    continue;
+                }
+            };
+            let mut mine = Vec::new();
+            while let Some((_, f)) = extracted.next_if(|(j, _)| *j == i) {
+                mine.push(f);
+            }
+            let features: Vec<(String, &Features)> = ready.iter().map(|(name, _)| name.clone()).zip(mine.iter()).collect();
             if queries.is_empty() {
                 let why = format!("no usable photo: {}", image_errors.join("; "));
                 let mut rep = Report::error(listing.line, Some(listing.listing_id), why, &self.ctx);
@@ -422,6 +448,14 @@ impl Judge {
             thresholds: self.ctx.thresholds.clone(),
             model: self.ctx.model.clone(),
         })
+    }
+
+    /// Whether `judge` will verify a listing with these search results: verification is on and
+    /// one of its best `verify.candidates` products scores at least `verify.min_score`. Only such
+    /// listings get their photos' local features extracted.
+    fn will_verify(&self, queries: &[(String, Searched)]) -> bool {
+        let v = &self.ctx.config.verify;
+        self.view.features.is_some() && self.products_from_hits(queries).iter().take(v.candidates).any(|m| m.similarity as f64 >= v.min_score)
     }
 
     /// Geometric verification: for each of the best `verify.candidates` products scoring at least

@@ -83,8 +83,7 @@ const ANGLE_BINS: usize = 30;
 impl Features {
     /// Extracts ORB features from a decoded RGB photo.
     pub fn extract(img: &RgbImage, params: &Params) -> Features {
-        let gray = to_gray(img, params.min_side, params.max_side);
-        extract_gray(&gray, params.max_features)
+        Ready::new(img, params).extract()
     }
 
     /// Number of features.
@@ -158,7 +157,28 @@ impl Features {
     }
 }
 
+/// A photo made ready for feature extraction: grey, and resized as `Params` say. A scan keeps
+/// this instead of the features, and extracts only the photos it verifies.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    gray: Gray,
+    max_features: usize,
+}
+
+impl Ready {
+    /// Converts and resizes a decoded photo.
+    pub fn new(img: &RgbImage, params: &Params) -> Ready {
+        Ready { gray: to_gray(img, params.min_side, params.max_side), max_features: params.max_features }
+    }
+
+    /// Extracts the photo's ORB features.
+    pub fn extract(&self) -> Features {
+        extract_gray(&self.gray, self.max_features)
+    }
+}
+
 /// A greyscale image.
+#[derive(Debug, Clone)]
 struct Gray {
     width: usize,
     height: usize,
