@@ -258,9 +258,9 @@ struct ScanArgs {
     #[arg(long, default_value_t = 32)]
     chunk: usize,
     /// Also search the quadrants and centre of photos, to find collages and products small in the
-    /// frame: of every photo (`all`, the default of the bare flag; 3.8x the inference with sscd's
-    /// 216-px regions) or of photos whose best score is uncertain (`uncertain`). Same as
-    /// `[scan] region_queries`.
+    /// frame: of every photo (`all`, the default of the bare flag; 3.8x the inference with the
+    /// shipped models' 216-px regions) or of photos whose best score is uncertain
+    /// (`uncertain`). Same as `[scan] region_queries`.
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "all")]
     regions: Option<crate::config::RegionQueries>,
     /// Verify the best candidates with local features (geometric verification); same as

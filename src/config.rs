@@ -140,7 +140,8 @@ pub enum RegionQueries {
     /// Regions of photos whose whole-photo score is between `region_min_score` and the match
     /// threshold: neither clearly unrelated nor already a copy.
     Uncertain,
-    /// Regions of every photo (1 + 5 x (region_size / size)^2 the inference: 3.8x for sscd).
+    /// Regions of every photo (1 + 5 x (region_size / size)^2 the inference: 3.8x for the
+    /// shipped models).
     All,
 }
 
