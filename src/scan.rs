@@ -331,14 +331,15 @@ impl Judge {
                     Err(e) => image_errors.push(format!("{}: {e}", r.display())),
                 }
             }
-            pending.push((queries, ready, image_errors));
+            let matches = self.products_from_hits(&queries);
+            pending.push((queries, matches, ready, image_errors));
         }
         // local features only of the photos of listings that will be verified, all at once
         let wanted: Vec<(usize, &crate::verify::Ready)> = pending
             .iter()
             .enumerate()
-            .filter(|(_, (queries, ready, _))| !ready.is_empty() && self.will_verify(queries))
-            .flat_map(|(i, (_, ready, _))| ready.iter().map(move |(_, r)| (i, *r)))
+            .filter(|(_, (_, matches, ready, _))| !ready.is_empty() && self.will_verify(matches))
+            .flat_map(|(i, (_, _, ready, _))| ready.iter().map(move |(_, r)| (i, *r)))
             .collect();
         let extracted: Vec<Features> = {
             use rayon::prelude::*;
@@ -346,7 +347,7 @@ impl Judge {
         };
         let mut extracted = wanted.iter().map(|(i, _)| *i).zip(extracted).peekable();
         let mut out = Vec::with_capacity(listings.len());
-        for (i, (listing, (queries, ready, image_errors))) in listings.into_iter().zip(pending).enumerate() {
+        for (i, (listing, (queries, matches, ready, image_errors))) in listings.into_iter().zip(pending).enumerate() {
             let listing = match listing {
                 Ok(l) => l,
                 Err((line, id, why)) => {
@@ -366,7 +367,7 @@ impl Judge {
                 out.push(rep);
                 continue;
             }
-            out.push(self.judge(listing, &queries, &features, image_errors)?);
+            out.push(self.judge(listing, &queries, matches, &features, image_errors)?);
         }
         Ok(out)
     }
@@ -415,10 +416,10 @@ impl Judge {
             .collect()
     }
 
-    /// Matches a listing's embedded photos against the catalog, verifies the best candidates with
-    /// the photos' local `features` when verification is on, and applies the policy.
-    fn judge(&self, listing: Listing, queries: &[(String, Searched)], features: &[(String, &Features)], image_errors: Vec<String>) -> Result<Report> {
-        let mut matches = self.products_from_hits(queries);
+    /// Decides a listing from its candidate `matches` (`products_from_hits` of its `queries`):
+    /// verifies the best candidates with the photos' local `features` when verification is on, and
+    /// applies the policy.
+    fn judge(&self, listing: Listing, queries: &[(String, Searched)], mut matches: Vec<Match>, features: &[(String, &Features)], image_errors: Vec<String>) -> Result<Report> {
         if let Some(store) = &self.view.features {
             self.verify(&mut matches, queries, features, store)?;
         }
@@ -450,12 +451,17 @@ impl Judge {
         })
     }
 
-    /// Whether `judge` will verify a listing with these search results: verification is on and
-    /// one of its best `verify.candidates` products scores at least `verify.min_score`. Only such
-    /// listings get their photos' local features extracted.
-    fn will_verify(&self, queries: &[(String, Searched)]) -> bool {
-        let v = &self.ctx.config.verify;
-        self.view.features.is_some() && self.products_from_hits(queries).iter().take(v.candidates).any(|m| m.similarity as f64 >= v.min_score)
+    /// The candidates `verify` checks: of the best `verify.candidates` matches, those scoring at
+    /// least `verify.min_score`, with their index.
+    fn to_verify<'a>(&self, matches: &'a [Match]) -> impl Iterator<Item = (usize, &'a Match)> {
+        let (n, min) = (self.ctx.config.verify.candidates, self.ctx.config.verify.min_score);
+        matches.iter().take(n).enumerate().filter(move |(_, m)| m.similarity as f64 >= min)
+    }
+
+    /// Whether `judge` will verify a listing with these candidate matches: verification is on and
+    /// `to_verify` leaves one. Only such listings get their photos' local features extracted.
+    fn will_verify(&self, matches: &[Match]) -> bool {
+        self.view.features.is_some() && self.to_verify(matches).next().is_some()
     }
 
     /// Geometric verification: for each of the best `verify.candidates` products scoring at least
@@ -482,10 +488,9 @@ impl Judge {
                 *e = e.max(h.similarity);
             }
         }
-        let n = matches.len().min(v.candidates);
         // each candidate's reference photos, the most similar to the listing's photos first
         let mut candidates: Vec<(usize, Vec<std::sync::Arc<Features>>)> = Vec::new();
-        for (i, m) in matches[..n].iter().enumerate().filter(|(_, m)| m.similarity as f64 >= v.min_score) {
+        for (i, m) in self.to_verify(matches) {
             let Some(&pi) = self.view.product_index.get(&(m.brand.clone(), m.product_id.clone())) else { continue };
             let mut vids = self.view.product_vectors[pi].clone();
             vids.sort_by(|a, b| seen.get(b).unwrap_or(&f32::MIN).total_cmp(seen.get(a).unwrap_or(&f32::MIN)).then(a.cmp(b)));

@@ -747,8 +747,8 @@ fn rows(s: [f64; 2], d: [f64; 2]) -> [([f64; 8], f64); 2] {
 fn fit4(src: &[[f64; 2]; 4], dst: &[[f64; 2]; 4]) -> Option<Mat3> {
     let mut a = [[0.0; 8]; 8];
     let mut b = [0.0; 8];
-    for k in 0..4 {
-        for (r, (row, rhs)) in rows(src[k], dst[k]).into_iter().enumerate() {
+    for (k, (s, d)) in src.iter().zip(dst).enumerate() {
+        for (r, (row, rhs)) in rows(*s, *d).into_iter().enumerate() {
             a[2 * k + r] = row;
             b[2 * k + r] = rhs;
         }
