@@ -53,7 +53,8 @@ struct Global {
     /// Config file (TOML); default: DATA/config.toml when it exists.
     #[arg(long, global = true, env = "KNOCKOFF_CONFIG")]
     config: Option<PathBuf>,
-    /// Model: a manifest name in the models directory (sscd, sscd_distilled) or a .toml path.
+    /// Model: a manifest name in the models directory (sscd, sscd_distilled) or a .toml path
+    /// [default: the model the catalog was built with; sscd_distilled for a new catalog].
     #[arg(long, global = true, env = "KNOCKOFF_MODEL")]
     model: Option<String>,
     /// Directory with model manifests, model files and ONNX Runtime [default: ./models, or models/ near the executable].
@@ -257,10 +258,10 @@ struct ScanArgs {
     /// Listings per chunk (decoding of the next chunk overlaps inference on this one).
     #[arg(long, default_value_t = 32)]
     chunk: usize,
-    /// Also search the quadrants and centre of photos, to find collages and products small in the
-    /// frame: of every photo (`all`, the default of the bare flag; 3.8x the inference with the
-    /// shipped models' 216-px regions) or of photos whose best score is uncertain
-    /// (`uncertain`). Same as `[scan] region_queries`.
+    /// Which photos also have their quadrants and centre searched, to find collages and products
+    /// small in the frame: every photo (`all`, the default; 3.8x the inference with the shipped
+    /// models' 216-px regions), photos whose best score is uncertain (`uncertain`), or none
+    /// (`off`). Same as `[scan] region_queries`.
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "all")]
     regions: Option<crate::config::RegionQueries>,
     /// Verify the best candidates with local features (geometric verification); same as
@@ -285,8 +286,8 @@ struct QueryArgs {
     /// How many products to list.
     #[arg(long)]
     top: Option<usize>,
-    /// Also search the quadrants and centre of the image (finds collages): `all` (the default of
-    /// the bare flag) or `uncertain` (only when the whole image's best score is uncertain).
+    /// Also search the quadrants and centre of the image (finds collages): `all` (the default),
+    /// `uncertain` (only when the whole image's best score is uncertain) or `off`.
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "all")]
     regions: Option<crate::config::RegionQueries>,
     /// Verify the best candidates with local features (geometric verification); same as
@@ -303,7 +304,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     let g = &cli.global;
     let mut config = Config::load(g.config.as_deref(), &g.data)?;
     if let Some(m) = &g.model {
-        config.model.name = m.clone();
+        config.model.name = Some(m.clone());
     }
     if let Some(d) = &g.models_dir {
         config.model.dir = Some(d.clone());
@@ -324,7 +325,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             if args.limit == 0 {
                 bail!("--limit must be at least 1");
             }
-            let loc = locate(&config)?;
+            let loc = locate(&config, None)?;
             let opts = crate::bench::Options {
                 bench_dir: args.bench_dir.clone(),
                 out: args.out.clone(),
@@ -344,9 +345,16 @@ pub fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-fn locate(config: &Config) -> Result<ModelLocation> {
+/// Finds the model chosen by flag, environment or config; unchosen, the model `store`'s catalog was
+/// built with, or `DEFAULT_MODEL`.
+fn locate(config: &Config, store: Option<&Store>) -> Result<ModelLocation> {
+    let name = match (&config.model.name, store) {
+        (Some(name), _) => name.clone(),
+        (None, Some(store)) => store.model()?.unwrap_or_else(|| crate::config::DEFAULT_MODEL.to_string()),
+        (None, None) => crate::config::DEFAULT_MODEL.to_string(),
+    };
     model::locate(&ModelChoice {
-        name: config.model.name.clone(),
+        name,
         dir: config.model.dir.clone(),
         ort_lib: config.model.ort_lib.clone(),
     })
@@ -472,7 +480,7 @@ fn catalog_cmd(g: &Global, config: Config, cmd: &CatalogCmd) -> Result<i32> {
 
 fn catalog_add(g: &Global, config: &Config, file: &Path, format: Format) -> Result<i32> {
     let mut store = Store::open(&g.data, true)?;
-    let loc = locate(config)?;
+    let loc = locate(config, Some(&store))?;
     store.check_model(&loc.manifest)?;
     let mut embedder = Embedder::load(&loc, config.model.batch_size, config.model.intra_threads)?;
     let manifest = loc.manifest.clone();
@@ -553,7 +561,7 @@ fn background_add(g: &Global, config: &Config, paths: &[PathBuf]) -> Result<i32>
         bail!("no image files (jpg, png, webp, gif, bmp, tiff) in {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
     }
     let mut store = Store::open(&g.data, true)?;
-    let loc = locate(config)?;
+    let loc = locate(config, Some(&store))?;
     store.check_model(&loc.manifest)?;
     let mut embedder = Embedder::load(&loc, config.model.batch_size, config.model.intra_threads)?;
     let fetcher = Fetcher::new(&config.limits)?;
@@ -579,7 +587,7 @@ fn background_add(g: &Global, config: &Config, paths: &[PathBuf]) -> Result<i32>
 
 fn open_scanner(g: &Global, config: Config) -> Result<Scanner> {
     let store = Store::open(&g.data, false)?;
-    let loc = locate(&config)?;
+    let loc = locate(&config, Some(&store))?;
     store.check_model(&loc.manifest)?;
     // the catalog view and the model load independently: on two cores, at the same time
     let (view, embedder) = std::thread::scope(|s| {

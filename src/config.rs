@@ -118,7 +118,9 @@ impl VerifyConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ScanConfig {
     /// When to also search the four quadrants and the centre half of a listing photo, so collages
-    /// and products small in the frame are found (5 more inferences for each such photo).
+    /// and products small in the frame are found (5 smaller inferences for each such photo: 3.8x the
+    /// inference of the whole photo alone at the shipped models' region size). Default `all`: with the default model it
+    /// scans as fast as `sscd` without regions (BENCHMARKS.md).
     pub region_queries: RegionQueries,
     /// With `region_queries = "uncertain"`: a photo's regions are searched when its best score is
     /// at least this and below the match threshold.
@@ -127,7 +129,7 @@ pub struct ScanConfig {
 
 impl Default for ScanConfig {
     fn default() -> Self {
-        ScanConfig { region_queries: RegionQueries::Off, region_min_score: 0.15 }
+        ScanConfig { region_queries: RegionQueries::All, region_min_score: 0.15 }
     }
 }
 
@@ -311,12 +313,18 @@ impl Default for LimitsConfig {
     }
 }
 
+/// The model of a new catalog when none is chosen: the distilled SSCD with region queries finds
+/// more copies than `sscd` without them at the same scan speed (BENCHMARKS.md, "Default model").
+pub const DEFAULT_MODEL: &str = "sscd_distilled";
+
 /// Model and runtime selection; empty values mean "search the usual places" (see `model`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
-    /// Model name (a manifest `NAME.toml` in the models directory) or a path to a manifest.
-    pub name: String,
+    /// Model name (a manifest `NAME.toml` in the models directory) or a path to a manifest; unset:
+    /// the model the catalog was built with, or `DEFAULT_MODEL` for a new catalog.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Directory holding manifests, model files and ONNX Runtime; empty: look for `models/`.
     pub dir: Option<PathBuf>,
     /// Path of `libonnxruntime.so`; empty: look in the models directory.
@@ -330,7 +338,7 @@ pub struct ModelConfig {
 impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
-            name: "sscd".into(),
+            name: None,
             dir: None,
             ort_lib: None,
             batch_size: 8,

@@ -200,9 +200,10 @@ fn bad_catalog_records_are_reported_and_the_rest_is_added() {
 fn a_catalog_built_with_one_model_refuses_another() {
     let data = catalog_with(None);
     let img = testdata("listings/L001-copy-crop.jpg");
-    let out = run(data.path(), &["--model", "sscd_distilled", "query", img.to_str().unwrap()]);
+    let out = run(data.path(), &["--model", "sscd", "query", img.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("was built with model \"sscd\""));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("was built with model \"sscd_distilled\""), "{err}");
 }
 
 #[test]
@@ -216,12 +217,18 @@ fn missing_runtime_says_how_to_install_it() {
 }
 
 #[test]
-fn distilled_model_works_through_its_manifest() {
+fn a_catalog_is_searched_with_the_model_it_was_built_with() {
     let data = tempdir();
     let csv = testdata("catalog.csv");
-    run_ok(data.path(), &["--model", "sscd_distilled", "catalog", "add", csv.to_str().unwrap()], 0);
+    run_ok(data.path(), &["--model", "sscd", "catalog", "add", csv.to_str().unwrap()], 0);
     let img = testdata("listings/L004-copy-text-sale.jpg");
-    let out = run_ok(data.path(), &["--model", "sscd_distilled", "query", img.to_str().unwrap(), "--json"], 0);
+    let out = run_ok(data.path(), &["query", img.to_str().unwrap(), "--json"], 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["model"], "sscd");
+    assert_eq!(v["matches"][0]["product_id"], "nw-trail");
+    // a new catalog gets the default model
+    let fresh = catalog_with(None);
+    let out = run_ok(fresh.path(), &["query", img.to_str().unwrap(), "--json"], 0);
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["model"], "sscd_distilled");
     assert_eq!(v["matches"][0]["product_id"], "nw-trail");

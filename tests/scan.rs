@@ -212,15 +212,16 @@ fn region_queries_find_a_product_in_one_tile_of_a_collage() {
         serde_json::from_str(&out).unwrap()
     };
     // region queries alone: geometric verification (which finds the tile by itself) off
-    let plain = catalog_with(Some("[verify]\nenabled = false\n"));
+    let plain = catalog_with(Some("[scan]\nregion_queries = \"off\"\n[verify]\nenabled = false\n"));
     let v = query(plain.path());
     assert_ne!(v["verdict"], "flag", "the whole collage is not a copy: {v}");
-    let verified = catalog_with(None);
+    let verified = catalog_with(Some("[scan]\nregion_queries = \"off\"\n"));
     let g = query(verified.path());
     assert_eq!(g["verdict"], "flag", "local features find the catalog photo in its tile: {g}");
     assert_eq!(g["matches"][0]["product_id"], "nw-runner");
     assert!(g["matches"][0]["verification"].as_f64().is_some_and(|x| x > 0.0), "{g}");
-    let regions = catalog_with(Some("[scan]\nregion_queries = true\n[verify]\nenabled = false\n"));
+    // on by default
+    let regions = catalog_with(Some("[verify]\nenabled = false\n"));
     let v = query(regions.path());
     assert_eq!(v["verdict"], "flag", "{v}");
     // the flag does the same as the config key
