@@ -325,6 +325,7 @@ fn build_catalog(config: &Config, loc: &ModelLocation, opts: &Options, dir: &Pat
     let fetcher = Fetcher::new(&config.limits)?;
     let limits = scan::decode_limits(config);
     let mut images = 0;
+    let mut stored = std::collections::BTreeSet::new();
     let mut chunks = Vec::new();
     let mut rest = products;
     while !rest.is_empty() {
@@ -340,10 +341,11 @@ fn build_catalog(config: &Config, loc: &ModelLocation, opts: &Options, dir: &Pat
                 bail!("benchmark catalog: {e}");
             }
             images += done.embedded + done.reused;
+            stored.extend(done.images);
             Ok(())
         },
     )?;
-    store.update_graph(config, loc.manifest.dim)?;
+    store.finish_adding(config, loc.manifest.dim, &stored.into_iter().collect::<Vec<_>>())?;
     let background = background_photos(opts)?;
     if !background.is_empty() {
         let photos = catalog::load_background(&fetcher, &limits, &loc.manifest, &background);

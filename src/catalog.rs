@@ -16,6 +16,10 @@
 //!   (`verify::Features::to_bytes`, format `KNKORB02`), keyed by content hash like `vectors`;
 //!   images added before knockoff stored them, or stored in the outdated format `KNKORB01`, are
 //!   not verified until they are added again (which replaces outdated features);
+//! - table `shared_points`: for each reference image, which of its local feature points images of
+//!   the brand's other products share (`verify::Shared::to_bytes`, format `KNKSHR01`), keyed by
+//!   content hash; found again for a brand whenever `catalog add` stores products of it or
+//!   `catalog compact` deletes some (see `Store::mark_shared`);
 //! - `config.toml` (optional): settings (see `config`);
 //! - `lock`: held while a command writes, so two writers never interleave.
 //!
@@ -68,7 +72,13 @@ CREATE TABLE IF NOT EXISTS images(
 CREATE INDEX IF NOT EXISTS images_vector ON images(vector);
 CREATE TABLE IF NOT EXISTS background(id INTEGER PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE, source TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS local_features(sha256 TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS shared_points(sha256 TEXT PRIMARY KEY, data BLOB NOT NULL);
 ";
+
+/// Images of the brand's other products each reference image is compared with to find its shared
+/// points (`Store::mark_shared`): the most similar ones, so a brand's large catalog costs linear
+/// time.
+pub const SHARED_NEIGHBOURS: usize = 32;
 
 /// A product as given in a catalog file.
 #[derive(Debug, Clone, PartialEq)]
@@ -169,7 +179,10 @@ pub struct FeatureStore {
 
 struct FeatureCache {
     conn: Option<Connection>,
+    /// Whether the catalog has the `shared_points` table (older ones do not).
+    has_shared: bool,
     read: HashMap<u32, Option<std::sync::Arc<crate::verify::Features>>>,
+    shared: HashMap<u32, Option<std::sync::Arc<crate::verify::Shared>>>,
     /// Whether outdated features were reported (once per scan, not once per image).
     warned_outdated: bool,
 }
@@ -180,8 +193,12 @@ impl FeatureStore {
     fn open(db: &Path) -> Result<FeatureStore> {
         let conn = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .with_context(|| format!("cannot open {}", db.display()))?;
-        let has: bool = conn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name='local_features'", [], |r| r.get::<_, i64>(0))? > 0;
-        Ok(FeatureStore { inner: std::sync::Mutex::new(FeatureCache { conn: has.then_some(conn), read: HashMap::new(), warned_outdated: false }) })
+        let table = |name: &str| -> Result<bool> {
+            Ok(conn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name=?1", [name], |r| r.get::<_, i64>(0))? > 0)
+        };
+        let (has, has_shared) = (table("local_features")?, table("shared_points")?);
+        let cache = FeatureCache { conn: has.then_some(conn), has_shared, read: HashMap::new(), shared: HashMap::new(), warned_outdated: false };
+        Ok(FeatureStore { inner: std::sync::Mutex::new(cache) })
     }
 
     /// The local features of reference vector `id`, `None` when none are stored for it (or they
@@ -219,6 +236,35 @@ impl FeatureStore {
         c.read.insert(id, f.clone());
         Ok(f)
     }
+
+    /// The points of reference vector `id` that images of the brand's other products share, `None`
+    /// when they were not found (a catalog from before knockoff looked for them, or damaged, which
+    /// is logged).
+    pub fn shared(&self, id: u32) -> Result<Option<std::sync::Arc<crate::verify::Shared>>> {
+        let mut c = self.inner.lock().map_err(|_| anyhow::anyhow!("internal error: feature cache poisoned"))?;
+        if let Some(s) = c.shared.get(&id) {
+            return Ok(s.clone());
+        }
+        let blob: Option<Vec<u8>> = match (&c.conn, c.has_shared) {
+            (Some(conn), true) => conn
+                .query_row("SELECT s.data FROM vectors v JOIN shared_points s ON s.sha256=v.sha256 WHERE v.id=?1", [id as i64], |r| r.get(0))
+                .optional()?,
+            _ => None,
+        };
+        let s = match blob.map(|b| crate::verify::Shared::from_bytes(&b)) {
+            None => None,
+            Some(Ok(s)) => Some(std::sync::Arc::new(s)),
+            Some(Err(e)) => {
+                tracing::warn!("reference image (vector {id}): {e}; add its brand's products again to find its shared points");
+                None
+            }
+        };
+        if c.shared.len() >= FEATURE_CACHE_IMAGES {
+            c.shared.clear();
+        }
+        c.shared.insert(id, s.clone());
+        Ok(s)
+    }
 }
 
 impl CatalogView {
@@ -226,6 +272,16 @@ impl CatalogView {
     pub fn visible(&self, id: u32) -> bool {
         self.vector_products.get(id as usize).is_some_and(|v| !v.is_empty())
     }
+}
+
+/// Which reference images `Store::mark_shared` examines.
+#[derive(Debug, Clone, Copy)]
+pub enum SharedScope<'a> {
+    /// Every image of these brands' live products.
+    Brands(&'a [String]),
+    /// The images with these content hashes, and their `SHARED_NEIGHBOURS` nearest images of
+    /// their brand's other products, whose neighbourhood they may have joined.
+    Near(&'a [String]),
 }
 
 /// Counts shown by `catalog stats`.
@@ -248,6 +304,9 @@ pub struct Stats {
     /// Reference images of live products with usable local features stored (geometric
     /// verification; features in an outdated format do not count).
     pub live_vectors_with_features: usize,
+    /// Reference images of live products whose points shared with the brand's other products
+    /// were looked for (`Store::mark_shared`).
+    pub live_vectors_with_shared: usize,
     /// Model the catalog was built with.
     pub model: Option<String>,
     /// Size of the data directory's files in bytes.
@@ -504,6 +563,123 @@ impl Store {
         Ok(())
     }
 
+    /// What follows adding products whose images have the content hashes `images`: the search
+    /// graph is extended (`update_graph`) and shared points are found again around those images
+    /// (`mark_shared`).
+    pub fn finish_adding(&mut self, config: &Config, dim: usize, images: &[String]) -> Result<()> {
+        self.update_graph(config, dim)?;
+        let t = std::time::Instant::now();
+        let n = self.mark_shared(config, SharedScope::Near(images))?;
+        tracing::debug!("shared points of {n} reference images found in {:?}", t.elapsed());
+        Ok(())
+    }
+
+    /// Finds which local feature points of reference images of live products images of the
+    /// brand's other products share (`verify::Shared`), comparing each image with its
+    /// `SHARED_NEIGHBOURS` most similar images (embeddings) of those products, and stores them in
+    /// one transaction. `scope` says which images are examined. Returns how many were.
+    pub fn mark_shared(&mut self, config: &Config, scope: SharedScope) -> Result<usize> {
+        use rayon::prelude::*;
+        let Some(dim) = self.meta("dim")?.and_then(|d| d.parse::<usize>().ok()) else {
+            return Ok(0); // empty catalog
+        };
+        let count = self.vector_count()?;
+        let rows = self.vector_file(dim, config.index.storage)?.map(count)?;
+        let given: HashSet<&str> = match scope {
+            SharedScope::Near(images) => images.iter().map(String::as_str).collect(),
+            SharedScope::Brands(_) => HashSet::new(),
+        };
+        let brands: Vec<String> = match scope {
+            SharedScope::Brands(b) => b.to_vec(),
+            SharedScope::Near(images) => {
+                let mut st = self.conn.prepare(
+                    "SELECT DISTINCT b.name FROM vectors v JOIN images i ON i.vector=v.id JOIN products p ON p.id=i.product
+                     JOIN brands b ON b.id=p.brand WHERE v.sha256=?1 AND p.removed=0",
+                )?;
+                let mut names = std::collections::BTreeSet::new();
+                for sha in images {
+                    for name in st.query_map([sha], |r| r.get::<_, String>(0))? {
+                        names.insert(name?);
+                    }
+                }
+                names.into_iter().collect()
+            }
+        };
+        let mut found: Vec<(String, Option<Vec<u8>>)> = Vec::new();
+        for brand in &brands {
+            // the brand's live images: content hash, products, embedding
+            let mut owners: HashMap<u32, (String, HashSet<i64>)> = HashMap::new();
+            {
+                let mut st = self.conn.prepare(
+                    "SELECT i.vector, i.product, v.sha256 FROM images i JOIN products p ON p.id=i.product
+                     JOIN brands b ON b.id=p.brand JOIN vectors v ON v.id=i.vector WHERE b.name=?1 AND p.removed=0",
+                )?;
+                let mut q = st.query([brand])?;
+                while let Some(r) = q.next()? {
+                    let (vid, product, sha): (i64, i64, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
+                    owners.entry(vid as u32).or_insert_with(|| (sha, HashSet::new())).1.insert(product);
+                }
+            }
+            let mut vids: Vec<u32> = owners.keys().copied().filter(|&v| (v as usize) < rows.len()).collect();
+            vids.sort_unstable();
+            let embeddings: HashMap<u32, Vec<f32>> = vids.iter().map(|&v| (v, rows.row_f32(v as usize))).collect();
+            // each image's most similar images of the brand's other products
+            let nearest = |vid: u32| -> Vec<u32> {
+                let (e, own) = (&embeddings[&vid], &owners[&vid].1);
+                let mut others: Vec<(f32, u32)> = vids
+                    .iter()
+                    .filter(|o| owners[o].1.is_disjoint(own))
+                    .map(|o| (e.iter().zip(&embeddings[o]).map(|(a, b)| a * b).sum::<f32>(), *o))
+                    .collect();
+                others.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                others.into_iter().take(SHARED_NEIGHBOURS).map(|(_, o)| o).collect()
+            };
+            // the images to examine: all of the brand's, or the given ones and their neighbours
+            // (whose neighbourhood the given ones may have joined)
+            let targets: Vec<u32> = if given.is_empty() {
+                vids.clone()
+            } else {
+                let mut t: std::collections::BTreeSet<u32> = std::collections::BTreeSet::new();
+                for &v in vids.iter().filter(|v| given.contains(owners[v].0.as_str())) {
+                    t.insert(v);
+                    t.extend(nearest(v));
+                }
+                t.into_iter().collect()
+            };
+            let plan: Vec<(u32, Vec<u32>)> = targets.par_iter().map(|&v| (v, nearest(v))).collect();
+            let mut features: HashMap<u32, crate::verify::Features> = HashMap::new();
+            for v in plan.iter().flat_map(|(v, n)| std::iter::once(v).chain(n)) {
+                if features.contains_key(v) {
+                    continue;
+                }
+                let blob: Option<Vec<u8>> =
+                    self.conn.query_row("SELECT data FROM local_features WHERE sha256=?1", [&owners[v].0], |r| r.get(0)).optional()?;
+                if let Some(Ok(f)) = blob.map(|b| crate::verify::Features::from_bytes(&b)) {
+                    features.insert(*v, f);
+                }
+            }
+            let marked: Vec<(String, Option<Vec<u8>>)> = plan
+                .par_iter()
+                .map(|(v, near)| {
+                    let sha = owners[v].0.clone();
+                    let Some(f) = features.get(v) else { return (sha, None) }; // no usable features: nothing to mark
+                    let others: Vec<&crate::verify::Features> = near.iter().filter_map(|o| features.get(o)).collect();
+                    (sha, Some(crate::verify::Shared::find(f, &others, config.verify.min_inliers).to_bytes()))
+                })
+                .collect();
+            found.extend(marked);
+        }
+        let tx = self.conn.transaction()?;
+        for (sha, data) in &found {
+            match data {
+                Some(d) => tx.execute("INSERT OR REPLACE INTO shared_points VALUES(?1, ?2)", params![sha, d])?,
+                None => tx.execute("DELETE FROM shared_points WHERE sha256=?1", [sha])?,
+            };
+        }
+        tx.commit().context("cannot commit the shared points")?;
+        Ok(found.len())
+    }
+
     /// Builds or extends the HNSW graph when the catalog is large enough, as a new generation. A
     /// graph in the old hnsw_rs format is not extended but built anew.
     pub fn update_graph(&mut self, config: &Config, dim: usize) -> Result<()> {
@@ -616,6 +792,11 @@ impl Store {
         } else {
             0
         };
+        let touched: Vec<String> = {
+            let mut st = self.conn.prepare("SELECT DISTINCT b.name FROM products p JOIN brands b ON b.id=p.brand WHERE p.removed=1")?;
+            let names = st.query_map([], |r| r.get(0))?;
+            names.collect::<Result<_, _>>()?
+        };
         let tx = self.conn.transaction()?;
         // ids are renumbered in two steps; foreign keys are checked once, at commit
         tx.execute_batch("PRAGMA defer_foreign_keys = ON")?;
@@ -625,6 +806,7 @@ impl Store {
         tx.execute("DELETE FROM brands WHERE id NOT IN (SELECT brand FROM products)", [])?;
         let dropped = tx.execute("DELETE FROM vectors WHERE id NOT IN (SELECT vector FROM images)", [])?;
         tx.execute("DELETE FROM local_features WHERE sha256 NOT IN (SELECT sha256 FROM vectors)", [])?;
+        tx.execute("DELETE FROM shared_points WHERE sha256 NOT IN (SELECT sha256 FROM vectors)", [])?;
         for (new, &old) in live.iter().enumerate() {
             tx.execute("UPDATE vectors SET id=?1 WHERE id=?2", params![-(new as i64) - 1, old])?;
             tx.execute("UPDATE images SET vector=?1 WHERE vector=?2", params![-(new as i64) - 1, old])?;
@@ -641,6 +823,8 @@ impl Store {
         }
         tx.commit().context("cannot commit the compaction")?;
         self.cleanup();
+        // what a deleted product shared with its siblings no longer counts against them
+        self.mark_shared(config, SharedScope::Brands(&touched))?;
         Ok((removed_products, dropped))
     }
 
@@ -805,6 +989,12 @@ impl Store {
             } else {
                 0
             },
+            live_vectors_with_shared: if q("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name='shared_points'")? > 0 {
+                q("SELECT COUNT(DISTINCT v.id) FROM images i JOIN products p ON p.id=i.product JOIN vectors v ON v.id=i.vector
+                   JOIN shared_points s ON s.sha256=v.sha256 WHERE p.removed=0")?
+            } else {
+                0
+            },
             model: self.model()?,
             disk_bytes,
         })
@@ -893,6 +1083,8 @@ pub fn load_background(
 pub struct Ingested {
     /// Products added or updated.
     pub products: usize,
+    /// Content hashes of their images.
+    pub images: Vec<String>,
     /// Images embedded and stored now.
     pub embedded: usize,
     /// Images whose embedding was already stored (same bytes).
@@ -948,6 +1140,7 @@ pub fn ingest(
     let new_vectors: Vec<(String, Vec<f32>)> = to_embed.iter().map(|(h, _)| h.clone()).zip(vecs).collect();
     done.embedded = new_vectors.len();
     done.products = keep.len();
+    done.images = keep.iter().flat_map(|(_, refs)| refs.iter().map(|(h, _)| h.clone())).collect();
     store.add_products(manifest, storage, &keep, &new_vectors, &features)?;
     Ok(done)
 }

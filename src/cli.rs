@@ -470,6 +470,12 @@ fn catalog_cmd(g: &Global, config: Config, cmd: &CatalogCmd) -> Result<i32> {
                     s.live_vectors,
                     if s.live_vectors_with_features < s.live_vectors { " (add the others again to verify them geometrically)" } else { "" }
                 );
+                println!(
+                    "shared points:    looked for in {} of {} live reference images{}",
+                    s.live_vectors_with_shared,
+                    s.live_vectors,
+                    if s.live_vectors_with_shared < s.live_vectors { " (add the others' brands again to tell sibling products apart better)" } else { "" }
+                );
                 println!("search:           {}", if s.hnsw_covered > 0 { format!("HNSW over {} images, exact over the rest", s.hnsw_covered) } else { "exact".to_string() });
                 println!("disk:             {:.1} MB in {}", s.disk_bytes as f64 / 1e6, g.data.display());
             }
@@ -493,6 +499,7 @@ fn catalog_add(g: &Global, config: &Config, file: &Path, format: Format) -> Resu
     let mut records = RecordReader::new(reader, format, config.limits.max_line_bytes);
     let mut errors = 0usize;
     let (mut added, mut embedded, mut reused) = (0usize, 0usize, 0usize);
+    let mut stored = std::collections::BTreeSet::new();
     let mut io_error = None;
     let chunks = std::iter::from_fn(|| {
         let mut chunk = Vec::new();
@@ -530,6 +537,7 @@ fn catalog_add(g: &Global, config: &Config, file: &Path, format: Format) -> Resu
         embedded += done.embedded;
         reused += done.reused;
         added += done.products;
+        stored.extend(done.images);
         pb.inc(chunk.len() as u64);
         Ok(())
     })?;
@@ -537,7 +545,7 @@ fn catalog_add(g: &Global, config: &Config, file: &Path, format: Format) -> Resu
     if let Some(e) = io_error {
         return Err(e).with_context(|| format!("cannot read {name}"));
     }
-    store.update_graph(config, manifest.dim)?;
+    store.finish_adding(config, manifest.dim, &stored.into_iter().collect::<Vec<_>>())?;
     if !g.quiet {
         eprintln!(
             "{name}: added or updated {added} product(s); embedded {embedded} new image(s), {reused} already stored; {errors} error(s)"

@@ -33,7 +33,8 @@ pub struct Config {
 /// listing are checked with local features (see `verify`). The product whose photo shares the most
 /// geometrically consistent points with the listing's photo (its evidence: inliers in the centre
 /// of the reference photo, the others at a quarter, see `verify::Verified::evidence`) gains up to
-/// `weight`; a candidate with far less evidence than that one (`dominance`) is explained away and
+/// `weight`; a candidate with far less distinct evidence than the most (`dominance`; points the
+/// brand's other products share count a quarter there, see `verify::Shared`) is explained away and
 /// loses as much. Defaults measured with `knockoff bench accuracy` (BENCHMARKS.md, "Geometric
 /// verification").
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -101,12 +102,14 @@ impl VerifyConfig {
         ((evidence - min) / span).min(1.0)
     }
 
-    /// What verification adds to a candidate's score, given its evidence and the most evidence of
-    /// any candidate of the listing: `weight` × its strength, or minus `weight` × the best one's
-    /// strength when the best has more than `dominance` times its evidence.
-    pub fn adjustment(&self, evidence: f64, best: f64) -> f64 {
-        if evidence < best && evidence * self.dominance < best {
-            -self.weight * self.strength(best)
+    /// What verification adds to a candidate's score, given its evidence and distinct evidence
+    /// (`verify::Verified`) and the most of each among the listing's candidates: `weight` × its
+    /// strength, or minus `weight` × the strongest one's strength when another candidate has more
+    /// than `dominance` times its distinct evidence. Sibling products share their brand's logo and
+    /// layout, so which of them a photo shows is decided on the points they do not share.
+    pub fn adjustment(&self, evidence: f64, distinct: f64, best_evidence: f64, best_distinct: f64) -> f64 {
+        if distinct < best_distinct && distinct * self.dominance < best_distinct {
+            -self.weight * self.strength(best_evidence)
         } else {
             self.weight * self.strength(evidence)
         }
@@ -493,13 +496,18 @@ mod tests {
     #[test]
     fn verification_raises_the_dominant_candidate_and_lowers_those_far_behind() {
         let v = VerifyConfig::default(); // weight 0.5, evidence counts from 8, fully at 30, dominance 1.25
-        assert_eq!(v.adjustment(6.0, 6.0), 0.0, "below min_inliers: no evidence either way");
-        assert_eq!(v.adjustment(30.0, 30.0), 0.5);
-        assert_eq!(v.adjustment(400.0, 400.0), 0.5, "capped at weight");
-        assert!((v.adjustment(19.0, 19.0) - 0.25).abs() < 1e-12, "linear between 8 and 30");
-        assert!((v.adjustment(25.0, 30.0) - 0.5 * 17.0 / 22.0).abs() < 1e-12, "close behind the best: its own strength");
-        assert_eq!(v.adjustment(30.0, 300.0), -0.5, "far behind a verified best: explained away");
-        assert_eq!(v.adjustment(3.0, 7.5), 0.0, "the best itself too weak to explain anything away");
+        let plain = |e: f64, best: f64| v.adjustment(e, e, best, best); // nothing shared
+        assert_eq!(plain(6.0, 6.0), 0.0, "below min_inliers: no evidence either way");
+        assert_eq!(plain(30.0, 30.0), 0.5);
+        assert_eq!(plain(400.0, 400.0), 0.5, "capped at weight");
+        assert!((plain(19.0, 19.0) - 0.25).abs() < 1e-12, "linear between 8 and 30");
+        assert!((plain(25.0, 30.0) - 0.5 * 17.0 / 22.0).abs() < 1e-12, "close behind the best: its own strength");
+        assert_eq!(plain(30.0, 300.0), -0.5, "far behind a verified best: explained away");
+        assert_eq!(plain(3.0, 7.5), 0.0, "the best itself too weak to explain anything away");
+        // a sibling with as many inliers, but on the brand's shared logo and layout: explained away
+        assert_eq!(v.adjustment(100.0, 25.0, 100.0, 100.0), -0.5);
+        assert_eq!(v.adjustment(100.0, 100.0, 100.0, 100.0), 0.5, "the product whose own design agrees");
+        assert_eq!(v.adjustment(40.0, 90.0, 100.0, 100.0), 0.5, "within the dominance band on distinct points: its own strength");
         let mut bad = Config::default();
         bad.verify.dominance = 0.5;
         assert!(bad.validate().unwrap_err().to_string().contains("verify.dominance"));

@@ -78,6 +78,11 @@ pub struct Match {
     /// where its product is; the others count a quarter (`verify::Verified::evidence`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub central_inliers: Option<u32>,
+    /// With geometric verification: of `inliers`, those on points of the reference photo that
+    /// photos of the brand's other products share (logo, layout); which sibling a photo shows is
+    /// decided on the others (`verify::Shared`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared_inliers: Option<u32>,
     /// With geometric verification: what verification added to the score (negative when another
     /// candidate verified far better; see `[verify]`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -218,12 +223,13 @@ fn decide_one(
         parts.push(format!("plus {s:.3} because other reference photos of the product match too"));
     }
     if let (Some(v), Some(n)) = (m.verification, m.inliers) {
+        let shared = m.shared_inliers.map(|s| format!(", {s} of them on design the brand's other products share")).unwrap_or_default();
         if v > 0.0 {
             let flip = if m.mirrored { " once the listing photo is mirrored" } else { "" };
             let centre = m.central_inliers.map(|c| format!(", {c} of them in the middle of the reference photo")).unwrap_or_default();
-            parts.push(format!("plus {v:.3} because {n} local features of the photos agree geometrically{flip}{centre}"));
+            parts.push(format!("plus {v:.3} because {n} local features of the photos agree geometrically{flip}{centre}{shared}"));
         } else if v < 0.0 {
-            parts.push(format!("minus {:.3} because another product's photo agrees geometrically far better (only {n} local features agree here)", -v));
+            parts.push(format!("minus {:.3} because another product's photo agrees geometrically far better on what sets the products apart (only {n} local features agree here{shared})", -v));
         }
     }
     let score = match parts.is_empty() {
@@ -369,6 +375,7 @@ mod tests {
             support: None,
             inliers: None,
             central_inliers: None,
+            shared_inliers: None,
             verification: None,
             mirrored: false,
             reference_price: 100.0,

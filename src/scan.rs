@@ -468,8 +468,9 @@ impl Judge {
     /// `verify.min_score`, the most inliers between any listing photo and the product's
     /// `verify.references` reference photos most similar to the listing's photos (see
     /// `verify::verify`), weighed as `Verified::evidence` (inliers off the centre of the reference
-    /// photo count a quarter); each score then moves by `VerifyConfig::adjustment`, and the matches are
-    /// sorted again. A candidate that scores at least the review threshold but whose photos do not
+    /// photo count a quarter), with the most `Verified::distinct` evidence of any photo pair (points
+    /// the brand's other products share count a quarter); each score then moves by
+    /// `VerifyConfig::adjustment`, and the matches are sorted again. A candidate that scores at least the review threshold but whose photos do not
     /// verify fully (`verify.full_inliers`) is tried once more with the listing photos mirrored (a
     /// flipped copy is a common way to dodge duplicate checks), and keeps the better of the two;
     /// when that finds a mirrored copy, the other such candidates are tried mirrored too. The many
@@ -488,8 +489,10 @@ impl Judge {
                 *e = e.max(h.similarity);
             }
         }
-        // each candidate's reference photos, the most similar to the listing's photos first
-        let mut candidates: Vec<(usize, Vec<std::sync::Arc<Features>>)> = Vec::new();
+        // each candidate's reference photos, the most similar to the listing's photos first, with
+        // the points its brand's other products share
+        type Reference = (std::sync::Arc<Features>, Option<std::sync::Arc<crate::verify::Shared>>);
+        let mut candidates: Vec<(usize, Vec<Reference>)> = Vec::new();
         for (i, m) in self.to_verify(matches) {
             let Some(&pi) = self.view.product_index.get(&(m.brand.clone(), m.product_id.clone())) else { continue };
             let mut vids = self.view.product_vectors[pi].clone();
@@ -500,7 +503,7 @@ impl Judge {
                     break;
                 }
                 if let Some(f) = store.get(vid)? {
-                    refs.push(f);
+                    refs.push((f, store.shared(vid)?));
                 }
             }
             // (images stored before knockoff kept local features have none: nothing to verify)
@@ -508,13 +511,14 @@ impl Judge {
                 candidates.push((i, refs));
             }
         }
-        // the photo pair with the most evidence
-        let most = |qs: &[&Features], refs: &[std::sync::Arc<Features>]| -> crate::verify::Verified {
-            let pairs: Vec<(&Features, &Features)> = qs.iter().flat_map(|q| refs.iter().map(move |r| (*q, r.as_ref()))).collect();
-            pairs
-                .par_iter()
-                .map(|(q, r)| crate::verify::verify(q, r, v.min_inliers))
-                .reduce(crate::verify::Verified::default, |a, b| if b.evidence() > a.evidence() { b } else { a })
+        // the photo pair with the most evidence, with the most distinct evidence of any pair
+        let most = |qs: &[&Features], refs: &[Reference]| -> crate::verify::Verified {
+            let pairs: Vec<(&Features, &Reference)> = qs.iter().flat_map(|q| refs.iter().map(move |r| (*q, r))).collect();
+            pairs.par_iter().map(|(q, (r, shared))| crate::verify::verify(q, r, shared.as_deref(), v.min_inliers)).reduce(crate::verify::Verified::default, |a, b| {
+                let (mut most, other) = if b.evidence() > a.evidence() { (b, a) } else { (a, b) };
+                most.distinct = most.distinct.max(other.distinct);
+                most
+            })
         };
         let direct: Vec<&Features> = photos.iter().map(|(_, q)| *q).collect();
         let mut counted: Vec<(usize, crate::verify::Verified, bool)> = candidates.iter().map(|(i, refs)| (*i, most(&direct, refs), false)).collect();
@@ -532,8 +536,9 @@ impl Judge {
                 }
                 done[k] = true;
                 let mirror: Vec<&Features> = flipped.get_or_insert_with(|| photos.iter().map(|(_, q)| q.mirrored()).collect()).iter().collect();
-                let other = most(&mirror, refs);
+                let mut other = most(&mirror, refs);
                 if other.evidence() > counted[k].1.evidence() {
+                    other.distinct = other.distinct.max(counted[k].1.distinct);
                     let verified = other.evidence() >= v.min_inliers as f64;
                     gained |= verified;
                     counted[k] = (*i, other, verified);
@@ -544,11 +549,13 @@ impl Judge {
             }
         }
         let best = counted.iter().map(|(_, c, _)| c.evidence()).fold(0.0, f64::max);
+        let best_distinct = counted.iter().map(|(_, c, _)| c.distinct).fold(0.0, f64::max);
         for (i, ver, flipped) in counted {
             let m = &mut matches[i];
-            let adj = v.adjustment(ver.evidence(), best) as f32;
+            let adj = v.adjustment(ver.evidence(), ver.distinct, best, best_distinct) as f32;
             m.inliers = Some(ver.inliers as u32);
             m.central_inliers = Some(ver.central as u32);
+            m.shared_inliers = (ver.shared > 0).then_some(ver.shared as u32);
             m.mirrored = flipped;
             if adj != 0.0 {
                 m.raw_similarity.get_or_insert(m.similarity);
@@ -586,6 +593,7 @@ impl Judge {
                         support: None,
                         inliers: None,
                         central_inliers: None,
+                        shared_inliers: None,
                         verification: None,
                         mirrored: false,
                         reference_price: p.price,

@@ -634,6 +634,11 @@ pub struct Verified {
     /// Of those, pairs whose reference point lies in the reference photo's centre (`CENTRE_MARGIN`
     /// in from each side), where a photo of a product shows the product.
     pub central: usize,
+    /// Of the inliers, pairs whose reference point the brand's other products share (`Shared`).
+    pub shared: usize,
+    /// The evidence with inliers on shared points counted at `SHARED_WEIGHT`: how far the photos
+    /// agree on what sets the product apart from its siblings.
+    pub distinct: f64,
 }
 
 impl Verified {
@@ -649,6 +654,8 @@ impl Verified {
 pub const CENTRE_MARGIN: f32 = 0.15;
 /// What an inlier outside the reference photo's centre counts for.
 pub const PERIPHERY_WEIGHT: f64 = 0.25;
+/// What an inlier on a point the brand's other products share counts for in `Verified::distinct`.
+pub const SHARED_WEIGHT: f64 = 0.25;
 
 /// Most RANSAC samples drawn for one photo pair (fewer when a good fit is found early).
 const MAX_ITERATIONS: usize = 1000;
@@ -658,21 +665,100 @@ pub const INLIER_PIXELS: f64 = 6.0;
 
 /// Matches a query photo's features against a reference photo's and counts the pairs one
 /// homography explains (RANSAC, deterministic). With fewer than `min_inliers` descriptor pairs
-/// the homography is not fitted (it could not explain enough) and `inliers` is 0.
-pub fn verify(q: &Features, r: &Features, min_inliers: usize) -> Verified {
+/// the homography is not fitted (it could not explain enough) and `inliers` is 0. `shared` marks
+/// the reference points the brand's other products share, if known.
+pub fn verify(q: &Features, r: &Features, shared: Option<&Shared>, min_inliers: usize) -> Verified {
+    let (matches, inl) = inlier_pairs(q, r, min_inliers);
+    let (w, h) = (r.width as f32, r.height as f32);
+    let inside = |p: [f32; 2]| p[0] >= CENTRE_MARGIN * w && p[0] <= (1.0 - CENTRE_MARGIN) * w && p[1] >= CENTRE_MARGIN * h && p[1] <= (1.0 - CENTRE_MARGIN) * h;
+    let shared = shared.filter(|s| s.len == r.len());
+    let mut v = Verified { matches, inliers: inl.len(), ..Verified::default() };
+    for &(_, j) in &inl {
+        let central = inside(r.points[j]);
+        let common = shared.is_some_and(|s| s.contains(j));
+        v.central += usize::from(central);
+        v.shared += usize::from(common);
+        v.distinct += if central { 1.0 } else { PERIPHERY_WEIGHT } * if common { SHARED_WEIGHT } else { 1.0 };
+    }
+    v
+}
+
+/// The descriptor pairs that passed the ratio test, and those of them (query index, reference
+/// index) that one homography explains; none when fewer than `min_inliers` pairs passed.
+fn inlier_pairs(q: &Features, r: &Features, min_inliers: usize) -> (usize, Vec<(usize, usize)>) {
     let pairs = match_descriptors(q, r);
     if pairs.len() < min_inliers.max(6) {
-        return Verified { matches: pairs.len(), inliers: 0, central: 0 };
+        return (pairs.len(), Vec::new());
     }
     let src: Vec<[f64; 2]> = pairs.iter().map(|&(i, _)| [q.points[i][0] as f64, q.points[i][1] as f64]).collect();
     let dst: Vec<[f64; 2]> = pairs.iter().map(|&(_, j)| [r.points[j][0] as f64, r.points[j][1] as f64]).collect();
-    let Some((_, inl)) = ransac_homography(&src, &dst, (q.width as f64, q.height as f64)) else {
-        return Verified { matches: pairs.len(), inliers: 0, central: 0 };
-    };
-    let (w, h) = (r.width as f32, r.height as f32);
-    let inside = |p: [f32; 2]| p[0] >= CENTRE_MARGIN * w && p[0] <= (1.0 - CENTRE_MARGIN) * w && p[1] >= CENTRE_MARGIN * h && p[1] <= (1.0 - CENTRE_MARGIN) * h;
-    let central = inl.iter().filter(|&&k| inside(r.points[pairs[k].1])).count();
-    Verified { matches: pairs.len(), inliers: inl.len(), central }
+    match ransac_homography(&src, &dst, (q.width as f64, q.height as f64)) {
+        Some((_, inl)) => (pairs.len(), inl.iter().map(|&k| pairs[k]).collect()),
+        None => (pairs.len(), Vec::new()),
+    }
+}
+
+/// The points of a reference photo that photos of the brand's other products share: its logo,
+/// lettering and layout, which say the brand but not which of its products. A point is shared when
+/// it is an inlier (`verify`, at least `min_inliers` of them) against a photo of another product.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Shared {
+    /// Number of points of the reference photo's features.
+    len: usize,
+    /// One bit per point, set when shared.
+    bits: Vec<u64>,
+}
+
+/// Magic of the serialised `Shared` format.
+const SHARED_MAGIC: &[u8; 8] = b"KNKSHR01";
+
+impl Shared {
+    /// Marks the points of `r` that are inliers against any of `others` (photos of the brand's
+    /// other products).
+    pub fn find(r: &Features, others: &[&Features], min_inliers: usize) -> Shared {
+        use rayon::prelude::*;
+        let mut s = Shared { len: r.len(), bits: vec![0; r.len().div_ceil(64)] };
+        let found: Vec<Vec<(usize, usize)>> = others.par_iter().map(|o| inlier_pairs(r, o, min_inliers).1).collect();
+        for &(i, _) in found.iter().flatten() {
+            s.bits[i / 64] |= 1 << (i % 64);
+        }
+        s
+    }
+
+    /// Whether point `i` is shared.
+    pub fn contains(&self, i: usize) -> bool {
+        self.bits.get(i / 64).is_some_and(|b| b >> (i % 64) & 1 == 1)
+    }
+
+    /// Number of shared points.
+    pub fn count(&self) -> usize {
+        self.bits.iter().map(|b| b.count_ones() as usize).sum()
+    }
+
+    /// Serialises: magic, point count (u32 little-endian), then the bits as u64 little-endian.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(12 + 8 * self.bits.len());
+        out.extend_from_slice(SHARED_MAGIC);
+        out.extend_from_slice(&(self.len as u32).to_le_bytes());
+        for b in &self.bits {
+            out.extend_from_slice(&b.to_le_bytes());
+        }
+        out
+    }
+
+    /// Reads `to_bytes` output.
+    pub fn from_bytes(b: &[u8]) -> Result<Shared, FormatError> {
+        if b.len() < 12 || &b[..8] != SHARED_MAGIC {
+            return Err(FormatError::Damaged("not a shared-points record".into()));
+        }
+        let len = u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize;
+        let words = len.div_ceil(64);
+        if b.len() != 12 + 8 * words {
+            return Err(FormatError::Damaged(format!("shared-points record of {} bytes for {len} points", b.len())));
+        }
+        let bits = b[12..].chunks_exact(8).map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect();
+        Ok(Shared { len, bits })
+    }
 }
 
 type Mat3 = [[f64; 3]; 3];
@@ -972,8 +1058,8 @@ mod tests {
         assert!(fa.len() > 100, "only {} features", fa.len());
         let copy = Features::extract(&rotate(&a, 12.0), &p);
         let other = Features::extract(&picture(400, 300, 2), &p);
-        let same = verify(&copy, &fa, 0);
-        let diff = verify(&other, &fa, 0);
+        let same = verify(&copy, &fa, None, 0);
+        let diff = verify(&other, &fa, None, 0);
         assert!(same.inliers >= 30, "rotated copy: {same:?}");
         assert!(diff.inliers < 10, "unrelated picture: {diff:?}");
     }
@@ -992,8 +1078,8 @@ mod tests {
         let a = picture(400, 300, 7);
         let fa = Features::extract(&a, &p);
         let flipped = Features::extract(&mirror(&rotate(&a, 6.0)), &p);
-        let direct = verify(&flipped, &fa, 0);
-        let unflipped = verify(&flipped.mirrored(), &fa, 0);
+        let direct = verify(&flipped, &fa, None, 0);
+        let unflipped = verify(&flipped.mirrored(), &fa, None, 0);
         assert!(direct.inliers < 10, "a mirror image is not a plausible homography: {direct:?}");
         assert!(unflipped.inliers >= 30, "{unflipped:?}");
         // mirroring is its own inverse, and it equals extracting from the mirror image
@@ -1018,8 +1104,8 @@ mod tests {
             }
         }
         let listing = Features::extract(&rotate(&a, 5.0), &p);
-        let whole = verify(&listing, &Features::extract(&a, &p), 0);
-        let edge = verify(&listing, &Features::extract(&border, &p), 0);
+        let whole = verify(&listing, &Features::extract(&a, &p), None, 0);
+        let edge = verify(&listing, &Features::extract(&border, &p), None, 0);
         assert!(whole.inliers >= 30 && whole.central * 3 >= whole.inliers, "{whole:?}");
         assert!(edge.inliers >= 15 && edge.central * 5 < edge.inliers, "{edge:?}");
         let expected = edge.central as f64 + 0.25 * (edge.inliers - edge.central) as f64;
@@ -1033,7 +1119,7 @@ mod tests {
         let small = crate::decode::resize(&a, 300, 300).expect("resize");
         let fa = Features::extract(&a, &Params::default());
         let fs = Features::extract(&small, &Params::default());
-        let v = verify(&fs, &fa, 0);
+        let v = verify(&fs, &fa, None, 0);
         assert!(v.inliers >= 20, "{v:?}");
     }
 
@@ -1066,6 +1152,59 @@ mod tests {
         assert!(Features::extract(&flat, &Params::default()).is_empty());
         let tiny = RgbImage { width: 10, height: 10, data: vec![0; 300] };
         assert!(Features::extract(&tiny, &Params::default()).is_empty());
-        assert_eq!(verify(&Features::extract(&flat, &Params::default()), &Features::extract(&tiny, &Params::default()), 0).inliers, 0);
+        assert_eq!(verify(&Features::extract(&flat, &Params::default()), &Features::extract(&tiny, &Params::default()), None, 0).inliers, 0);
+    }
+
+    /// Two sibling packages: the same top half (brand logo and layout), different bottom halves.
+    fn siblings() -> (RgbImage, RgbImage) {
+        let stack = |top: &RgbImage, bottom: &RgbImage| {
+            let mut data = top.data.clone();
+            data.extend_from_slice(&bottom.data);
+            RgbImage { width: top.width, height: top.height + bottom.height, data }
+        };
+        let top = picture(400, 150, 11);
+        (stack(&top, &picture(400, 150, 12)), stack(&top, &picture(400, 150, 13)))
+    }
+
+    #[test]
+    fn points_a_sibling_shares_are_marked_and_decide_less() {
+        let p = Params::default();
+        let (a, b) = siblings();
+        let (fa, fb) = (Features::extract(&a, &p), Features::extract(&b, &p));
+        let (sa, sb) = (Shared::find(&fa, &[&fb], 8), Shared::find(&fb, &[&fa], 8));
+        // the points are in the shrunk photo's pixels: the seam lies at half its height
+        let seam = fa.height as f32 / 2.0;
+        let (mut top, mut top_shared, mut bottom_shared) = (0, 0, 0);
+        for (i, pt) in fa.points.iter().enumerate() {
+            if pt[1] < seam - 20.0 {
+                top += 1;
+                top_shared += usize::from(sa.contains(i));
+            } else if pt[1] > seam + 20.0 {
+                bottom_shared += usize::from(sa.contains(i));
+            }
+        }
+        assert!(top_shared * 2 > top, "most of the shared half is marked: {top_shared} of {top}");
+        assert_eq!(bottom_shared, 0, "nothing of the product's own half is marked");
+        assert_eq!(Shared::find(&fa, &[], 8).count(), 0, "a brand's only product shares nothing");
+        // a copy of `a`: `b` matches it on the shared half only, so its distinct evidence is far less
+        let q = Features::extract(&rotate(&a, 4.0), &p);
+        let (va, vb) = (verify(&q, &fa, Some(&sa), 8), verify(&q, &fb, Some(&sb), 8));
+        assert!(vb.inliers > 30 && vb.shared * 10 >= vb.inliers * 9, "{vb:?}");
+        assert!(va.distinct > 2.0 * vb.distinct && va.shared < va.inliers, "{va:?} {vb:?}");
+        // marks for other features (the reference's features were extracted again) are ignored
+        let stale = Shared { len: fa.len() + 1, bits: sa.bits.clone() };
+        assert_eq!(verify(&q, &fa, Some(&stale), 8).shared, 0);
+    }
+
+    #[test]
+    fn shared_points_survive_serialisation_and_damage_is_reported() {
+        let p = Params::default();
+        let (a, b) = siblings();
+        let s = Shared::find(&Features::extract(&a, &p), &[&Features::extract(&b, &p)], 8);
+        assert!(s.count() > 0);
+        let bytes = s.to_bytes();
+        assert_eq!(Shared::from_bytes(&bytes).unwrap(), s);
+        assert!(matches!(Shared::from_bytes(&bytes[..bytes.len() - 1]), Err(FormatError::Damaged(_))));
+        assert!(matches!(Shared::from_bytes(b"KNKORB02xxxx"), Err(FormatError::Damaged(_))));
     }
 }

@@ -44,7 +44,9 @@ fn lifecycle(config: Option<&str>, expect_hnsw: bool) {
     let v = query(d, "listings/L028-copy-extra-product.jpg");
     assert_eq!(v["verdict"], "flag");
     assert_eq!(v["matches"][0]["product_id"], "nw-slide");
-    assert_eq!(stats(d)["products"], 11);
+    let s = stats(d);
+    assert_eq!(s["products"], 11);
+    assert_eq!(s["live_vectors_with_shared"], s["live_vectors"], "{s}");
 
     // removal hides the product at once
     run_ok(d, &["catalog", "remove", "Northwind", "nw-runner"], 0);
@@ -62,6 +64,7 @@ fn lifecycle(config: Option<&str>, expect_hnsw: bool) {
     assert_eq!(s["removed_products"], 0);
     assert_eq!(s["vectors"], 14); // 16 images minus nw-runner's two
     assert_eq!(s["live_vectors_with_features"], 14);
+    assert_eq!(s["live_vectors_with_shared"], 14, "shared points follow their images and are found again");
     assert_eq!(s["hnsw_covered"].as_u64().unwrap() > 0, expect_hnsw);
     let after = query(d, "listings/L009-copy-mirror.png");
     assert_eq!(before["matches"][0], after["matches"][0]);

@@ -274,6 +274,15 @@ fn geometric_verification_confirms_the_copied_product_and_explains_the_others_aw
     assert!(verified.iter().all(|m| m["inliers"].as_u64().is_some_and(|n| n * 3 < inliers)), "{v}");
     assert!(verified.iter().any(|m| m["verification"].as_f64().is_some_and(|g| g < 0.0)), "{v}");
     assert!(others.iter().filter(|m| m.get("inliers").is_none()).all(|m| m["similarity"].as_f64().unwrap() < 0.15), "{v}");
+    // nw-court, a sibling of nw-trail, agrees with the copy on the brand's shared design, which
+    // catalog add marked on its photo; the copied product agrees mostly elsewhere
+    let court = others.iter().find(|m| m["product_id"] == "nw-court").unwrap_or_else(|| panic!("{v}"));
+    let (n, shared) = (court["inliers"].as_u64().unwrap(), court["shared_inliers"].as_u64().unwrap_or(0));
+    assert!(n >= 8 && shared * 4 >= n * 3, "{court}");
+    assert!(court["verification"].as_f64().unwrap() < 0.0, "{court}");
+    assert!(best["shared_inliers"].as_u64().unwrap_or(0) * 10 < inliers, "{best}");
+    let stats: serde_json::Value = serde_json::from_str(&run_ok(data.path(), &["catalog", "stats", "--json"], 0)).unwrap();
+    assert_eq!(stats["live_vectors_with_shared"], stats["live_vectors"], "{stats}");
     // off: plain cosine similarities, no verification fields
     let off = catalog_with(Some("[verify]\nenabled = false\n"));
     let w: serde_json::Value =
