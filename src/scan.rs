@@ -536,12 +536,12 @@ impl Judge {
                 }
                 done[k] = true;
                 let mirror: Vec<&Features> = flipped.get_or_insert_with(|| photos.iter().map(|(_, q)| q.mirrored()).collect()).iter().collect();
+                // taken only when it verifies, so the counts a verdict shows and `mirrored` agree
                 let mut other = most(&mirror, refs);
-                if other.evidence() > counted[k].1.evidence() {
+                if other.evidence() > counted[k].1.evidence() && other.evidence() >= v.min_inliers as f64 {
                     other.distinct = other.distinct.max(counted[k].1.distinct);
-                    let verified = other.evidence() >= v.min_inliers as f64;
-                    gained |= verified;
-                    counted[k] = (*i, other, verified);
+                    gained = true;
+                    counted[k] = (*i, other, true);
                 }
             }
             if !gained {
