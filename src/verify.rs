@@ -18,6 +18,12 @@
 //! the centre of the point's pixel in the photo as extracted) and 32 descriptor bytes. `KNKORB01`
 //! (knockoff before mirrored copies were verified) used another pattern and is refused as
 //! `FormatError::Outdated`.
+//!
+//! Sibling products of one brand share their logo and layout, so a photo of one verifies against
+//! the other too. `Shared` marks the points of a reference photo that photos of the brand's other
+//! products share; `Verified::distinct` counts inliers on them at `SHARED_WEIGHT`, and which
+//! sibling a photo shows is decided on that. Serialised (`Shared::to_bytes`): the magic
+//! `KNKSHR01`, the reference photo's point count (u32 LE), then one bit per point in u64 LE words.
 
 use std::sync::OnceLock;
 
