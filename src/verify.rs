@@ -725,7 +725,8 @@ impl Shared {
         use rayon::prelude::*;
         let mut s = Shared { len: r.len(), bits: vec![0; r.len().div_ceil(64)] };
         let found: Vec<Vec<(usize, usize)>> = others.par_iter().map(|o| inlier_pairs(r, o, min_inliers).1).collect();
-        for &(i, _) in found.iter().flatten() {
+        // a few inliers happen by chance between unrelated photos: only real agreement counts
+        for &(i, _) in found.iter().filter(|inl| inl.len() >= min_inliers).flatten() {
             s.bits[i / 64] |= 1 << (i % 64);
         }
         s
