@@ -121,9 +121,9 @@ impl VerifyConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ScanConfig {
     /// When to also search the four quadrants and the centre half of a listing photo, so collages
-    /// and products small in the frame are found (5 smaller inferences for each such photo: 3.8x the
-    /// inference of the whole photo alone at the shipped models' region size). Default `all`: with the default model it
-    /// scans as fast as `sscd` without regions (BENCHMARKS.md).
+    /// and products small in the frame are found (5 smaller inferences for each such photo: 3.8x
+    /// the inference of the whole photo alone at the shipped models' region size). Default `all`:
+    /// with the default model it scans as fast as `sscd` without regions (BENCHMARKS.md).
     pub region_queries: RegionQueries,
     /// With `region_queries = "uncertain"`: a photo's regions are searched when its best score is
     /// at least this and below the match threshold.
