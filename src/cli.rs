@@ -259,9 +259,9 @@ struct ScanArgs {
     #[arg(long, default_value_t = 32)]
     chunk: usize,
     /// Which photos also have their quadrants and centre searched, to find collages and products
-    /// small in the frame: every photo (`all`, the default; 3.8x the inference with the shipped
-    /// models' 216-px regions), photos whose best score is uncertain (`uncertain`), or none
-    /// (`off`). Same as `[scan] region_queries`.
+    /// small in the frame: every photo (`all`, sscd_distilled's default; 3.8x the inference with
+    /// the shipped models' 216-px regions), photos whose best score is uncertain (`uncertain`), or
+    /// none (`off`, sscd's default). Same as `[scan] region_queries`.
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "all")]
     regions: Option<crate::config::RegionQueries>,
     /// Verify the best candidates with local features (geometric verification); same as
@@ -286,8 +286,9 @@ struct QueryArgs {
     /// How many products to list.
     #[arg(long)]
     top: Option<usize>,
-    /// Also search the quadrants and centre of the image (finds collages): `all` (the default),
-    /// `uncertain` (only when the whole image's best score is uncertain) or `off`.
+    /// Also search the quadrants and centre of the image (finds collages): `all` (the default with
+    /// sscd_distilled), `uncertain` (only when the whole image's best score is uncertain) or `off`
+    /// (the default with sscd).
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "all")]
     regions: Option<crate::config::RegionQueries>,
     /// Verify the best candidates with local features (geometric verification); same as
@@ -621,7 +622,7 @@ fn open_scanner(g: &Global, config: Config) -> Result<Scanner> {
 
 fn scan_cmd(g: &Global, mut config: Config, args: &ScanArgs) -> Result<i32> {
     if let Some(r) = args.regions {
-        config.scan.region_queries = r;
+        config.scan.region_queries = Some(r);
     }
     config.verify.enabled |= args.verify;
     let format = input_format(args.format, &args.input);
@@ -695,7 +696,7 @@ fn scan_cmd(g: &Global, mut config: Config, args: &ScanArgs) -> Result<i32> {
 
 fn query_cmd(g: &Global, mut config: Config, args: &QueryArgs) -> Result<i32> {
     if let Some(r) = args.regions {
-        config.scan.region_queries = r;
+        config.scan.region_queries = Some(r);
     }
     config.verify.enabled |= args.verify;
     if let Some(k) = args.top {

@@ -122,9 +122,11 @@ impl VerifyConfig {
 pub struct ScanConfig {
     /// When to also search the four quadrants and the centre half of a listing photo, so collages
     /// and products small in the frame are found (5 smaller inferences for each such photo: 3.8x
-    /// the inference of the whole photo alone at the shipped models' region size). Default `all`:
-    /// with the default model it scans as fast as `sscd` without regions (BENCHMARKS.md).
-    pub region_queries: RegionQueries,
+    /// the inference of the whole photo alone at the shipped models' region size). Unset: the
+    /// model's default (`Manifest::region_queries`), `all` for `sscd_distilled`, which then scans as
+    /// fast as `sscd` without regions, and `off` for `sscd` (BENCHMARKS.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region_queries: Option<RegionQueries>,
     /// With `region_queries = "uncertain"`: a photo's regions are searched when its best score is
     /// at least this and below the match threshold.
     pub region_min_score: f64,
@@ -132,7 +134,7 @@ pub struct ScanConfig {
 
 impl Default for ScanConfig {
     fn default() -> Self {
-        ScanConfig { region_queries: RegionQueries::All, region_min_score: 0.15 }
+        ScanConfig { region_queries: None, region_min_score: 0.15 }
     }
 }
 

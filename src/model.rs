@@ -63,6 +63,10 @@ pub struct Manifest {
     /// listing photo); `size` when absent. Smaller is cheaper: inference grows with its square.
     #[serde(default)]
     pub region_size: Option<u32>,
+    /// The model's default `[scan] region_queries`, chosen by the cost of its inference; `off` when
+    /// absent.
+    #[serde(default)]
+    pub region_queries: Option<crate::config::RegionQueries>,
     /// Embedding dimension.
     pub dim: usize,
     /// Default `policy.match_threshold` for this model: similarity from which a photo is a copy.
@@ -109,6 +113,11 @@ impl Manifest {
     /// The target size of region queries' regions (`region_size`, else `size`).
     pub fn region_size(&self) -> u32 {
         self.region_size.unwrap_or(self.size)
+    }
+
+    /// The model's default region queries (`region_queries`, else off).
+    pub fn region_queries(&self) -> crate::config::RegionQueries {
+        self.region_queries.unwrap_or(crate::config::RegionQueries::Off)
     }
 
     /// Path of the ONNX file.
@@ -217,10 +226,14 @@ mod tests {
         assert_eq!((shipped.size, shipped.region_size()), (288, 216));
         let dir = tempfile::tempdir().expect("tempdir");
         let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/sscd.toml")).expect("read");
-        let without: String = text.lines().filter(|l| !l.starts_with("region_size")).map(|l| format!("{l}\n")).collect();
+        let without: String = text.lines().filter(|l| !l.starts_with("region_")).map(|l| format!("{l}\n")).collect();
         let path = dir.path().join("m.toml");
         std::fs::write(&path, &without).expect("write");
-        assert_eq!(Manifest::from_file(&path).expect("manifest").region_size(), 288);
+        let plain = Manifest::from_file(&path).expect("manifest");
+        assert_eq!((plain.region_size(), plain.region_queries()), (288, crate::config::RegionQueries::Off));
+        // each shipped model's default region queries, chosen by the cost of its inference
+        let distilled = Manifest::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/sscd_distilled.toml")).expect("shipped manifest");
+        assert_eq!((shipped.region_queries(), distilled.region_queries()), (crate::config::RegionQueries::Off, crate::config::RegionQueries::All));
         std::fs::write(&path, without.replace("size = 288\n", "size = 288\nregion_size = 0\n")).expect("write");
         let err = Manifest::from_file(&path).expect_err("region_size 0 is refused").to_string();
         assert!(err.contains("region_size"), "{err}");

@@ -166,6 +166,8 @@ pub struct Context {
     pub thresholds: Thresholds,
     /// Name of the model.
     pub model: String,
+    /// When region queries run: `[scan] region_queries`, else the model's default.
+    pub regions: RegionQueries,
 }
 
 impl Authorisations for CatalogView {
@@ -251,15 +253,16 @@ impl Scanner {
         let manifest = embedder.manifest().clone();
         let model = manifest.name.clone();
         let thresholds = config.policy.thresholds(&manifest)?;
+        let regions = config.scan.region_queries.unwrap_or(manifest.region_queries());
         Ok(Scanner {
             loader: Loader {
                 fetcher,
                 limits,
                 manifest,
-                regions: config.scan.region_queries != RegionQueries::Off,
+                regions: regions != RegionQueries::Off,
                 features: if config.verify.enabled { embed::LocalFeatures::Prepare(config.verify.params()) } else { embed::LocalFeatures::Skip },
             },
-            judge: Judge { view, embedder, ctx: Context { config, thresholds, model }, inferences: Inferences::default() },
+            judge: Judge { view, embedder, ctx: Context { config, thresholds, model, regions }, inferences: Inferences::default() },
         })
     }
 
@@ -388,7 +391,7 @@ impl Judge {
     /// `region_min_score` and below the match threshold (clearly unrelated photos and photos
     /// already found as copies are left alone).
     fn needs_regions(&self, whole: &Searched) -> bool {
-        match self.ctx.config.scan.region_queries {
+        match self.ctx.regions {
             RegionQueries::Off => false,
             RegionQueries::All => true,
             RegionQueries::Uncertain => {

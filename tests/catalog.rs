@@ -229,12 +229,19 @@ fn a_catalog_is_searched_with_the_model_it_was_built_with() {
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["model"], "sscd");
     assert_eq!(v["matches"][0]["product_id"], "nw-trail");
+    // and with sscd's default region queries (off; the distilled model's are on)
+    let listings = testdata("listings.jsonl");
+    let scan = |d: &std::path::Path| String::from_utf8_lossy(&run(d, &["scan", listings.to_str().unwrap(), "--json"]).stderr).to_string();
+    let err = scan(data.path());
+    assert!(err.contains("scanned 35 listings") && !err.contains("regions searched"), "{err}");
     // a new catalog gets the default model
     let fresh = catalog_with(None);
     let out = run_ok(fresh.path(), &["query", img.to_str().unwrap(), "--json"], 0);
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["model"], "sscd_distilled");
     assert_eq!(v["matches"][0]["product_id"], "nw-trail");
+    let err = scan(fresh.path());
+    assert!(err.contains("regions searched for 29 of 29 photos"), "{err}");
 }
 
 #[test]
