@@ -636,17 +636,20 @@ impl Store {
             };
             // the images to examine: all of the brand's, or the given ones and their neighbours
             // (whose neighbourhood the given ones may have joined)
+            let mut known: HashMap<u32, Vec<u32>> = HashMap::new();
             let targets: Vec<u32> = if given.is_empty() {
                 vids.clone()
             } else {
                 let mut t: std::collections::BTreeSet<u32> = std::collections::BTreeSet::new();
                 for &v in vids.iter().filter(|v| given.contains(owners[v].0.as_str())) {
+                    let near = nearest(v);
                     t.insert(v);
-                    t.extend(nearest(v));
+                    t.extend(near.iter().copied());
+                    known.insert(v, near);
                 }
                 t.into_iter().collect()
             };
-            let plan: Vec<(u32, Vec<u32>)> = targets.par_iter().map(|&v| (v, nearest(v))).collect();
+            let plan: Vec<(u32, Vec<u32>)> = targets.par_iter().map(|&v| (v, known.get(&v).cloned().unwrap_or_else(|| nearest(v)))).collect();
             let mut features: HashMap<u32, crate::verify::Features> = HashMap::new();
             for v in plan.iter().flat_map(|(v, n)| std::iter::once(v).chain(n)) {
                 if features.contains_key(v) {

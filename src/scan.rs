@@ -473,11 +473,12 @@ impl Judge {
     /// `verify::verify`), weighed as `Verified::evidence` (inliers off the centre of the reference
     /// photo count a quarter), with the most `Verified::distinct` evidence of any photo pair (points
     /// the brand's other products share count a quarter); each score then moves by
-    /// `VerifyConfig::adjustment`, and the matches are sorted again. A candidate that scores at least the review threshold but whose photos do not
-    /// verify fully (`verify.full_inliers`) is tried once more with the listing photos mirrored (a
-    /// flipped copy is a common way to dodge duplicate checks), and keeps the better of the two;
-    /// when that finds a mirrored copy, the other such candidates are tried mirrored too. The many
-    /// candidates SSCD rates low cost nothing more.
+    /// `VerifyConfig::adjustment`, and the matches are sorted again. A candidate that scores at
+    /// least the review threshold but whose photos do not verify fully (`verify.full_inliers`) is
+    /// tried once more with the listing photos mirrored (a flipped copy is a common way to dodge
+    /// duplicate checks), and keeps the better of the two; when that finds a mirrored copy, the
+    /// other such candidates are tried mirrored too. The many candidates SSCD rates low cost
+    /// nothing more.
     fn verify(&self, matches: &mut [Match], queries: &[(String, Searched)], photos: &[(String, &Features)], store: &crate::catalog::FeatureStore) -> Result<()> {
         use rayon::prelude::*;
         let v = &self.ctx.config.verify;
