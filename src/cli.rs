@@ -258,10 +258,11 @@ struct ScanArgs {
     /// Listings per chunk (decoding of the next chunk overlaps inference on this one).
     #[arg(long, default_value_t = 32)]
     chunk: usize,
-    /// Which photos also have their quadrants and centre searched, to find collages and products
-    /// small in the frame: every photo (`all`, sscd_distilled's default; 3.8x the inference with
-    /// the shipped models' 216-px regions), photos whose best score is uncertain (`uncertain`), or
-    /// none (`off`, sscd's default). Same as `[scan] region_queries`.
+    /// Which photos also have their quadrants, centre and inset (a photo pasted or framed inside
+    /// them) searched, to find collages and products small in the frame: every photo (`all`,
+    /// sscd_distilled's default; 3.8x the inference with the shipped models' 216-px regions, 4.4x
+    /// with an inset), photos whose best score is uncertain (`uncertain`), or none (`off`, sscd's
+    /// default). Same as `[scan] region_queries`.
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "all")]
     regions: Option<crate::config::RegionQueries>,
     /// Verify the best candidates with local features (geometric verification); same as
@@ -286,9 +287,9 @@ struct QueryArgs {
     /// How many products to list.
     #[arg(long)]
     top: Option<usize>,
-    /// Also search the quadrants and centre of the image (finds collages): `all` (the default with
-    /// sscd_distilled), `uncertain` (only when the whole image's best score is uncertain) or `off`
-    /// (the default with sscd).
+    /// Also search the quadrants, centre and inset of the image (finds collages and pasted
+    /// photos): `all` (the default with sscd_distilled), `uncertain` (only when the whole image's
+    /// best score is uncertain) or `off` (the default with sscd).
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "all")]
     regions: Option<crate::config::RegionQueries>,
     /// Verify the best candidates with local features (geometric verification); same as

@@ -120,9 +120,10 @@ impl VerifyConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScanConfig {
-    /// When to also search the four quadrants and the centre half of a listing photo, so collages
-    /// and products small in the frame are found (5 smaller inferences for each such photo: 3.8x
-    /// the inference of the whole photo alone at the shipped models' region size). Unset: the
+    /// When to also search the four quadrants, the centre half and the inset (`inset::find`) of a
+    /// listing photo, so collages, products small in the frame and photos pasted into others are
+    /// found (5 or 6 smaller inferences for each such photo: 3.8x or 4.4x the inference of the
+    /// whole photo alone at the shipped models' region size). Unset: the
     /// model's default (`Manifest::region_queries`), `all` for `sscd_distilled`, which then scans as
     /// fast as `sscd` without regions, and `off` for `sscd` (BENCHMARKS.md).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -147,8 +148,8 @@ pub enum RegionQueries {
     /// Regions of photos whose whole-photo score is between `region_min_score` and the match
     /// threshold: neither clearly unrelated nor already a copy.
     Uncertain,
-    /// Regions of every photo (1 + 5 x (region_size / size)^2 the inference: 3.8x for the
-    /// shipped models).
+    /// Regions of every photo (1 + 5 x (region_size / size)^2 the inference, one more region for a
+    /// photo with an inset: 3.8x or 4.4x for the shipped models).
     All,
 }
 

@@ -54,22 +54,39 @@ fn crop(img: &RgbImage, x0: u32, y0: u32, w: u32, h: u32) -> RgbImage {
     RgbImage { width: w, height: h, data }
 }
 
-/// Names of the regions searched besides the whole photo when region queries are on.
+/// Names of the fixed regions searched besides the whole photo when region queries are on.
 pub const REGIONS: [&str; 5] = ["top-left", "top-right", "bottom-left", "bottom-right", "centre"];
 
-/// The regions of `REGIONS`, in order: the four quadrants and the centre half of the photo, so a
-/// product that fills only part of a listing photo (a collage tile, a product small in a scene)
-/// is also compared on its own.
-pub fn regions(img: &RgbImage) -> Vec<RgbImage> {
+/// Name of the region that is an inset of the photo (`inset::find`), searched when there is one.
+pub const INSET: &str = "inset";
+
+/// One region of a photo, as the model takes it.
+#[derive(Debug, Clone)]
+pub struct Region {
+    /// One of `REGIONS`, or `INSET`.
+    pub name: &'static str,
+    /// The region resized for the model.
+    pub prepared: Prepared,
+}
+
+/// The regions of `REGIONS`, in order (the four quadrants and the centre half of the photo), then
+/// the photo's inset if it has one, so a product that fills only part of a listing photo (a
+/// collage tile, a product small in a scene, a photo pasted onto another) is also compared on its
+/// own.
+pub fn regions(img: &RgbImage) -> Vec<(&'static str, RgbImage)> {
     let (w, h) = (img.width, img.height);
     let (hw, hh) = ((w / 2).max(1), (h / 2).max(1));
-    vec![
-        crop(img, 0, 0, hw, hh),
-        crop(img, w - hw, 0, hw, hh),
-        crop(img, 0, h - hh, hw, hh),
-        crop(img, w - hw, h - hh, hw, hh),
-        crop(img, (w - hw) / 2, (h - hh) / 2, hw, hh),
-    ]
+    let mut out = vec![
+        (REGIONS[0], crop(img, 0, 0, hw, hh)),
+        (REGIONS[1], crop(img, w - hw, 0, hw, hh)),
+        (REGIONS[2], crop(img, 0, h - hh, hw, hh)),
+        (REGIONS[3], crop(img, w - hw, h - hh, hw, hh)),
+        (REGIONS[4], crop(img, (w - hw) / 2, (h - hh) / 2, hw, hh)),
+    ];
+    if let Some(r) = crate::inset::find(img) {
+        out.push((INSET, crop(img, r.x, r.y, r.width, r.height)));
+    }
+    out
 }
 
 static ENVIRONMENT: OnceLock<std::result::Result<ort::environment::Environment, String>> = OnceLock::new();
@@ -228,8 +245,8 @@ pub struct Loaded {
     pub hash: Option<String>,
     /// The image as the model takes it.
     pub prepared: Prepared,
-    /// The `REGIONS` of the image as the model takes them, when asked for.
-    pub regions: Vec<Prepared>,
+    /// The `regions` of the image as the model takes them, when asked for.
+    pub regions: Vec<Region>,
     /// Local features of the image for geometric verification, when asked for
     /// (`LocalFeatures::Extract`).
     pub features: Option<crate::verify::Features>,
@@ -255,7 +272,7 @@ pub enum LocalFeatures {
 pub struct LoadOptions {
     /// The content hash of each file.
     pub hash: bool,
-    /// The `REGIONS` of each image.
+    /// The `regions` of each image.
     pub regions: bool,
     /// Local features of each image.
     pub features: LocalFeatures,
@@ -283,7 +300,11 @@ pub fn load_images(
             let img = decode::decode(&b, limits, short).map_err(|e| e.to_string())?;
             let prepared = prepare(&img, manifest).map_err(|e| e.to_string())?;
             let regions = if opts.regions {
-                regions(&img).iter().map(|r| prepare_at(r, manifest, manifest.region_size())).collect::<Result<_, _>>().map_err(|e| e.to_string())?
+                regions(&img)
+                    .iter()
+                    .map(|(name, r)| Ok(Region { name, prepared: prepare_at(r, manifest, manifest.region_size())? }))
+                    .collect::<Result<_, decode::DecodeError>>()
+                    .map_err(|e| e.to_string())?
             } else {
                 Vec::new()
             };

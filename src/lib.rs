@@ -2,9 +2,11 @@
 //! genuine price by sellers the brand has not authorised.
 //!
 //! Layers, each readable on its own: `source` and `decode` bring images in; `model` and `embed`
-//! turn them into embeddings; `vectors`, `graph` and `index` store and search them; `catalog` keeps brands'
-//! products in a data directory; `scan` and `policy` decide verdicts; `report` writes them; `cli`
-//! is the command line; `bench`, with `attack` and `metrics`, measures accuracy on benchmark photos.
+//! turn them and their regions (`inset` finds a photo shown inside a photo) into embeddings;
+//! `vectors`, `graph` and `index` store and search them; `catalog` keeps brands' products in a
+//! data directory; `scan` and `policy` decide verdicts, with `verify` checking candidates on local
+//! features; `report` writes them; `cli` is the command line; `bench`, with `attack` and
+//! `metrics`, measures accuracy on benchmark photos.
 
 pub mod attack;
 pub mod baseline;
@@ -18,6 +20,7 @@ pub mod embed;
 pub mod fsutil;
 pub mod graph;
 pub mod index;
+pub mod inset;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;

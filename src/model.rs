@@ -59,8 +59,8 @@ pub struct Manifest {
     pub resize: ResizeMode,
     /// Target size in pixels (short side, or square side).
     pub size: u32,
-    /// Target size of the regions that region queries search (quadrants and centre half of a
-    /// listing photo); `size` when absent. Smaller is cheaper: inference grows with its square.
+    /// Target size of the regions that region queries search (quadrants, centre half and inset of
+    /// a listing photo); `size` when absent. Smaller is cheaper: inference grows with its square.
     #[serde(default)]
     pub region_size: Option<u32>,
     /// The model's default `[scan] region_queries`, chosen by the cost of its inference; `off` when

@@ -303,13 +303,16 @@ impl Judge {
         let whole_hits = self.search(&embeddings);
         let with_regions: Vec<bool> = photos.iter().zip(&whole_hits).map(|(l, h)| !l.regions.is_empty() && self.needs_regions(h)).collect();
         let region_batch: Vec<&embed::Prepared> =
-            photos.iter().zip(&with_regions).filter(|(_, &r)| r).flat_map(|(l, _)| l.regions.iter()).collect();
+            photos.iter().zip(&with_regions).filter(|(_, &r)| r).flat_map(|(l, _)| l.regions.iter().map(|r| &r.prepared)).collect();
         self.inferences.photos += photos.len();
         self.inferences.with_regions += with_regions.iter().filter(|&&r| r).count();
         let region_embeddings = self.embedder.embed(&region_batch)?;
         let mut region_hits = self.search(&region_embeddings).into_iter();
         let region_counts: Vec<usize> = photos.iter().zip(&with_regions).map(|(l, &r)| if r { l.regions.len() } else { 0 }).collect();
-        let mut per_photo = whole_hits.into_iter().zip(region_counts).map(|(whole, n)| (whole, region_hits.by_ref().take(n).collect::<Vec<_>>()));
+        let mut per_photo = whole_hits
+            .into_iter()
+            .zip(region_counts)
+            .map(|(whole, n)| (whole, region_hits.by_ref().take(n).collect::<Vec<_>>()));
         // each listing's queries, and its photos ready for local features (nothing for a listing
         // that could not be read)
         let (listings, images): (Vec<_>, Vec<_>) = chunk.into_iter().map(|p| (p.listing, p.images)).unzip();
@@ -327,7 +330,7 @@ impl Judge {
                         }
                         let (whole, regions) = per_photo.next().unwrap_or_default();
                         queries.push((r.display(), whole));
-                        for (name, hits) in embed::REGIONS.iter().zip(regions) {
+                        for (name, hits) in loaded.regions.iter().map(|r| r.name).zip(regions) {
                             queries.push((format!("{}#{name}", r.display()), hits));
                         }
                     }

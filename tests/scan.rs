@@ -246,6 +246,30 @@ fn region_queries_find_a_product_in_one_tile_of_a_collage() {
 }
 
 #[test]
+fn a_photo_pasted_small_onto_another_is_searched_as_an_inset() {
+    // a catalog photo at a quarter of the width, pasted across the middle lines of an unrelated
+    // photo, so no quadrant or the centre holds it whole
+    let mut scene = image::open(testdata("listings/L023-unrelated-lamp.jpg")).unwrap().resize_exact(960, 720, image::imageops::FilterType::Triangle).to_rgb8();
+    let product = image::open(testdata("catalog/northwind/nw-runner_1.jpg")).unwrap().resize_exact(240, 225, image::imageops::FilterType::Triangle).to_rgb8();
+    image::imageops::replace(&mut scene, &product, 560, 300);
+    let dir = tempdir();
+    let path = dir.path().join("pasted.jpg");
+    scene.save(&path).unwrap();
+    // embeddings alone decide: geometric verification off
+    let query = |config: &str| -> serde_json::Value {
+        let data = catalog_with(Some(config));
+        let out = run_ok(data.path(), &["query", path.to_str().unwrap(), "--json", "--price", "10", "--currency", "EUR"], 0);
+        serde_json::from_str(&out).unwrap()
+    };
+    let whole = query("[scan]\nregion_queries = \"off\"\n[verify]\nenabled = false\n");
+    assert_ne!(whole["verdict"], "flag", "the scene as a whole is not a copy: {whole}");
+    let v = query("[verify]\nenabled = false\n");
+    assert_eq!(v["verdict"], "flag", "{v}");
+    assert_eq!(v["matches"][0]["product_id"], "nw-runner", "{v}");
+    assert!(v["matches"][0]["listing_image"].as_str().unwrap().ends_with("pasted.jpg#inset"), "{v}");
+}
+
+#[test]
 fn geometric_verification_confirms_the_copied_product_and_explains_the_others_away() {
     let data = catalog_with(None);
     let img = testdata("listings/L004-copy-text-sale.jpg"); // nw-trail_1 with a sale banner
