@@ -20,6 +20,9 @@
 //!   the brand's other products share (`verify::Shared::to_bytes`, format `KNKSHR01`), keyed by
 //!   content hash; found again for a brand whenever `catalog add` stores products of it or
 //!   `catalog compact` deletes some (see `Store::mark_shared`);
+//! - table `colours`: the colour histogram of each reference image not on a white backdrop
+//!   (`colour::Colours::to_bytes`, format `KNKCOL01`), keyed by content hash; images added before
+//!   knockoff stored them have none, and take no part in telling siblings apart by colour;
 //! - `config.toml` (optional): settings (see `config`);
 //! - `lock`: held while a command writes, so two writers never interleave.
 //!
@@ -73,6 +76,7 @@ CREATE INDEX IF NOT EXISTS images_vector ON images(vector);
 CREATE TABLE IF NOT EXISTS background(id INTEGER PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE, source TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS local_features(sha256 TEXT PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS shared_points(sha256 TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS colours(sha256 TEXT PRIMARY KEY, data BLOB NOT NULL);
 ";
 
 /// Images of the brand's other products each reference image is compared with to find its shared
@@ -183,6 +187,9 @@ struct FeatureCache {
     has_shared: bool,
     read: HashMap<u32, Option<std::sync::Arc<crate::verify::Features>>>,
     shared: HashMap<u32, Option<std::sync::Arc<crate::verify::Shared>>>,
+    /// Whether the catalog has the `colours` table (older ones do not).
+    has_colours: bool,
+    colours: HashMap<u32, Option<crate::colour::Colours>>,
     /// Whether outdated features were reported (once per scan, not once per image).
     warned_outdated: bool,
 }
@@ -196,8 +203,16 @@ impl FeatureStore {
         let table = |name: &str| -> Result<bool> {
             Ok(conn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name=?1", [name], |r| r.get::<_, i64>(0))? > 0)
         };
-        let (has, has_shared) = (table("local_features")?, table("shared_points")?);
-        let cache = FeatureCache { conn: has.then_some(conn), has_shared, read: HashMap::new(), shared: HashMap::new(), warned_outdated: false };
+        let (has, has_shared, has_colours) = (table("local_features")?, table("shared_points")?, table("colours")?);
+        let cache = FeatureCache {
+            conn: has.then_some(conn),
+            has_shared,
+            read: HashMap::new(),
+            shared: HashMap::new(),
+            has_colours,
+            colours: HashMap::new(),
+            warned_outdated: false,
+        };
         Ok(FeatureStore { inner: std::sync::Mutex::new(cache) })
     }
 
@@ -265,6 +280,27 @@ impl FeatureStore {
         c.shared.insert(id, s.clone());
         Ok(s)
     }
+
+    /// The colours of reference vector `id`, `None` when none are stored (a photo on a white
+    /// backdrop, one added before knockoff stored colours, or damaged ones).
+    pub fn colours(&self, id: u32) -> Result<Option<crate::colour::Colours>> {
+        let mut c = self.inner.lock().map_err(|_| anyhow::anyhow!("internal error: feature cache poisoned"))?;
+        if let Some(s) = c.colours.get(&id) {
+            return Ok(s.clone());
+        }
+        let blob: Option<Vec<u8>> = match (&c.conn, c.has_colours) {
+            (Some(conn), true) => conn
+                .query_row("SELECT s.data FROM vectors v JOIN colours s ON s.sha256=v.sha256 WHERE v.id=?1", [id as i64], |r| r.get(0))
+                .optional()?,
+            _ => None,
+        };
+        let s = blob.and_then(|b| crate::colour::Colours::from_bytes(&b));
+        if c.colours.len() >= FEATURE_CACHE_IMAGES {
+            c.colours.clear();
+        }
+        c.colours.insert(id, s.clone());
+        Ok(s)
+    }
 }
 
 impl CatalogView {
@@ -307,6 +343,9 @@ pub struct Stats {
     /// Reference images of live products whose points shared with the brand's other products
     /// were looked for (`Store::mark_shared`).
     pub live_vectors_with_shared: usize,
+    /// Reference images of live products with colours stored (`colour::Colours::of_reference`;
+    /// photos on a white backdrop have none).
+    pub live_vectors_with_colours: usize,
     /// Model the catalog was built with.
     pub model: Option<String>,
     /// Size of the data directory's files in bytes.
@@ -510,6 +549,7 @@ impl Store {
         products: &[(ProductRecord, Vec<(String, String)>)],
         new_vectors: &[(String, Vec<f32>)],
         features: &[(String, Vec<u8>)],
+        colours: &[(String, Vec<u8>)],
     ) -> Result<()> {
         self.check_model(manifest)?;
         let dim = manifest.dim;
@@ -531,6 +571,9 @@ impl Store {
                  ON CONFLICT(sha256) DO UPDATE SET data=excluded.data WHERE substr(local_features.data, 1, 8) <> ?3",
                 params![hash, data, &crate::verify::MAGIC[..]],
             )?;
+        }
+        for (hash, data) in colours {
+            tx.execute("INSERT OR REPLACE INTO colours VALUES(?1, ?2)", params![hash, data])?;
         }
         let t = now();
         for (p, images) in products {
@@ -810,6 +853,7 @@ impl Store {
         let dropped = tx.execute("DELETE FROM vectors WHERE id NOT IN (SELECT vector FROM images)", [])?;
         tx.execute("DELETE FROM local_features WHERE sha256 NOT IN (SELECT sha256 FROM vectors)", [])?;
         tx.execute("DELETE FROM shared_points WHERE sha256 NOT IN (SELECT sha256 FROM vectors)", [])?;
+        tx.execute("DELETE FROM colours WHERE sha256 NOT IN (SELECT sha256 FROM vectors)", [])?;
         for (new, &old) in live.iter().enumerate() {
             tx.execute("UPDATE vectors SET id=?1 WHERE id=?2", params![-(new as i64) - 1, old])?;
             tx.execute("UPDATE images SET vector=?1 WHERE vector=?2", params![-(new as i64) - 1, old])?;
@@ -998,6 +1042,12 @@ impl Store {
             } else {
                 0
             },
+            live_vectors_with_colours: if q("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name='colours'")? > 0 {
+                q("SELECT COUNT(DISTINCT v.id) FROM images i JOIN products p ON p.id=i.product JOIN vectors v ON v.id=i.vector
+                   JOIN colours c ON c.sha256=v.sha256 WHERE p.removed=0")?
+            } else {
+                0
+            },
             model: self.model()?,
             disk_bytes,
         })
@@ -1111,6 +1161,7 @@ pub fn ingest(
     let mut done = Ingested::default();
     let mut to_embed: Vec<(String, &crate::embed::Prepared)> = Vec::new();
     let mut features: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut colours: Vec<(String, Vec<u8>)> = Vec::new();
     let mut keep = Vec::new();
     for (p, imgs) in products {
         let mut refs = Vec::new();
@@ -1120,6 +1171,9 @@ pub fn ingest(
                     let Some(hash) = &l.hash else { bail!("internal error: image {} was loaded without its hash", r.display()) };
                     if let Some(f) = &l.features {
                         features.push((hash.clone(), f.to_bytes()));
+                    }
+                    if let Some(c) = &l.colours {
+                        colours.push((hash.clone(), c.to_bytes()));
                     }
                     let known = store.vector_by_hash(hash)?.is_some() || to_embed.iter().any(|(h, _)| h == hash);
                     if known {
@@ -1144,7 +1198,7 @@ pub fn ingest(
     done.embedded = new_vectors.len();
     done.products = keep.len();
     done.images = keep.iter().flat_map(|(_, refs)| refs.iter().map(|(h, _)| h.clone())).collect();
-    store.add_products(manifest, storage, &keep, &new_vectors, &features)?;
+    store.add_products(manifest, storage, &keep, &new_vectors, &features, &colours)?;
     Ok(done)
 }
 

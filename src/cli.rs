@@ -478,6 +478,10 @@ fn catalog_cmd(g: &Global, config: Config, cmd: &CatalogCmd) -> Result<i32> {
                     s.live_vectors,
                     if s.live_vectors_with_shared < s.live_vectors { " (add the others' brands again to tell sibling products apart better)" } else { "" }
                 );
+                println!(
+                    "colours:          {} of {} live reference images (photos on a white backdrop have none)",
+                    s.live_vectors_with_colours, s.live_vectors
+                );
                 println!("search:           {}", if s.hnsw_covered > 0 { format!("HNSW over {} images, exact over the rest", s.hnsw_covered) } else { "exact".to_string() });
                 println!("disk:             {:.1} MB in {}", s.disk_bytes as f64 / 1e6, g.data.display());
             }

@@ -252,6 +252,9 @@ pub struct Loaded {
     pub features: Option<crate::verify::Features>,
     /// The image ready for feature extraction, when asked for (`LocalFeatures::Prepare`).
     pub ready: Option<crate::verify::Ready>,
+    /// Its colours, with local features: a reference photo's (`Colours::of_reference`, none on a
+    /// white backdrop) with `Extract`, a listing photo's with `Prepare`.
+    pub colours: Option<crate::colour::Colours>,
 }
 
 /// What `load_images` does about local features.
@@ -260,10 +263,10 @@ pub enum LocalFeatures {
     /// Nothing.
     #[default]
     Skip,
-    /// Extracts them: a catalog stores the features of every reference image.
+    /// Extracts them: a catalog stores the features (and colours) of every reference image.
     Extract(crate::verify::Params),
     /// Makes the image ready for extraction and leaves that to the caller: a scan verifies few of
-    /// its listing photos, and extracts only those.
+    /// its listing photos, and extracts only those (their colours are counted at once: cheap).
     Prepare(crate::verify::Params),
 }
 
@@ -308,12 +311,12 @@ pub fn load_images(
             } else {
                 Vec::new()
             };
-            let (features, ready) = match opts.features {
-                LocalFeatures::Skip => (None, None),
-                LocalFeatures::Extract(p) => (Some(crate::verify::Features::extract(&img, &p)), None),
-                LocalFeatures::Prepare(p) => (None, Some(crate::verify::Ready::new(&img, &p))),
+            let (features, ready, colours) = match opts.features {
+                LocalFeatures::Skip => (None, None, None),
+                LocalFeatures::Extract(p) => (Some(crate::verify::Features::extract(&img, &p)), None, crate::colour::Colours::of_reference(&img)),
+                LocalFeatures::Prepare(p) => (None, Some(crate::verify::Ready::new(&img, &p)), Some(crate::colour::Colours::of(&img))),
             };
-            Ok(Loaded { hash, prepared, regions, features, ready })
+            Ok(Loaded { hash, prepared, regions, features, ready, colours })
         })
         .collect()
 }

@@ -5,7 +5,7 @@
 //! turn them and their regions (`inset` finds a photo shown inside a photo) into embeddings;
 //! `vectors`, `graph` and `index` store and search them; `catalog` keeps brands' products in a
 //! data directory; `scan` and `policy` decide verdicts, with `verify` checking candidates on local
-//! features; `report` writes them; `cli` is the command line; `bench`, with `attack` and
+//! features and `colour` telling look-alike siblings apart; `report` writes them; `cli` is the command line; `bench`, with `attack` and
 //! `metrics`, measures accuracy on benchmark photos.
 
 pub mod attack;
@@ -14,6 +14,7 @@ pub mod bench;
 pub mod calibrate;
 pub mod catalog;
 pub mod cli;
+pub mod colour;
 pub mod config;
 pub mod decode;
 pub mod embed;

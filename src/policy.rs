@@ -91,6 +91,11 @@ pub struct Match {
     /// mirrored (left and right swapped).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub mirrored: bool,
+    /// With geometric verification, when the two best matches are look-alike siblings of one
+    /// brand: the share of the listing photo's colour (0 to 1) that the product's reference photos
+    /// have; the one with more goes first (see `colour`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub colour: Option<f32>,
     /// Reference price of the product.
     pub reference_price: f64,
     /// Currency of the reference price.
@@ -231,6 +236,9 @@ fn decide_one(
         } else if v < 0.0 {
             parts.push(format!("minus {:.3} because another product's photo agrees geometrically far better on what sets the products apart (only {n} local features agree here{shared})", -v));
         }
+    }
+    if let Some(c) = m.colour {
+        parts.push(format!("ranked against its look-alike sibling on colour: its reference photos share {c:.2} of the listing photo's colour"));
     }
     let score = match parts.is_empty() {
         true => format!("similarity {:.3}", m.similarity),
@@ -378,6 +386,7 @@ mod tests {
             shared_inliers: None,
             verification: None,
             mirrored: false,
+            colour: None,
             reference_price: 100.0,
             reference_currency: "EUR".into(),
         }

@@ -12,6 +12,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::catalog::CatalogView;
+use crate::colour::Colours;
 use crate::config::{Config, RegionQueries};
 use crate::decode;
 use crate::embed::{self, Embedder, Loaded};
@@ -326,7 +327,7 @@ impl Judge {
                 match img {
                     Ok(loaded) => {
                         if let Some(f) = &loaded.ready {
-                            ready.push((r.display(), f));
+                            ready.push((r.display(), f, loaded.colours.as_ref()));
                         }
                         let (whole, regions) = per_photo.next().unwrap_or_default();
                         queries.push((r.display(), whole));
@@ -345,7 +346,7 @@ impl Judge {
             .iter()
             .enumerate()
             .filter(|(_, (_, matches, ready, _))| !ready.is_empty() && self.will_verify(matches))
-            .flat_map(|(i, (_, _, ready, _))| ready.iter().map(move |(_, r)| (i, *r)))
+            .flat_map(|(i, (_, _, ready, _))| ready.iter().map(move |(_, r, _)| (i, *r)))
             .collect();
         let extracted: Vec<Features> = {
             use rayon::prelude::*;
@@ -365,7 +366,8 @@ impl Judge {
             while let Some((_, f)) = extracted.next_if(|(j, _)| *j == i) {
                 mine.push(f);
             }
-            let features: Vec<(String, &Features)> = ready.iter().map(|(name, _)| name.clone()).zip(mine.iter()).collect();
+            let features: Vec<(String, &Features)> = ready.iter().map(|(name, _, _)| name.clone()).zip(mine.iter()).collect();
+            let colours: Vec<(String, &Colours)> = ready.iter().filter_map(|(name, _, c)| c.map(|c| (name.clone(), c))).collect();
             if queries.is_empty() {
                 let why = format!("no usable photo: {}", image_errors.join("; "));
                 let mut rep = Report::error(listing.line, Some(listing.listing_id), why, &self.ctx);
@@ -373,7 +375,7 @@ impl Judge {
                 out.push(rep);
                 continue;
             }
-            out.push(self.judge(listing, &queries, matches, &features, image_errors)?);
+            out.push(self.judge(listing, &queries, matches, &features, &colours, image_errors)?);
         }
         Ok(out)
     }
@@ -423,11 +425,23 @@ impl Judge {
     }
 
     /// Decides a listing from its candidate `matches` (`products_from_hits` of its `queries`):
-    /// verifies the best candidates with the photos' local `features` when verification is on, and
+    /// verifies the best candidates with the photos' local `features` when verification is on (and
+    /// lets the photos' `colours` decide between look-alike siblings, `prefer_by_colour`), and
     /// applies the policy.
-    fn judge(&self, listing: Listing, queries: &[(String, Searched)], mut matches: Vec<Match>, features: &[(String, &Features)], image_errors: Vec<String>) -> Result<Report> {
+    fn judge(
+        &self,
+        listing: Listing,
+        queries: &[(String, Searched)],
+        mut matches: Vec<Match>,
+        features: &[(String, &Features)],
+        colours: &[(String, &Colours)],
+        image_errors: Vec<String>,
+    ) -> Result<Report> {
         if let Some(store) = &self.view.features {
             self.verify(&mut matches, queries, features, store)?;
+            if !features.is_empty() {
+                self.prefer_by_colour(&mut matches, colours, store)?;
+            }
         }
         matches.truncate(self.ctx.config.policy.top_k);
         let offer = Offer {
@@ -574,6 +588,47 @@ impl Judge {
         Ok(())
     }
 
+    /// Siblings told apart by colour: when the two best matches are look-alike products of one
+    /// brand (both verified with at least `verify.min_inliers` inliers, scores within
+    /// `colour::SIBLING_GAP` of each other), each product's reference photos that have
+    /// colours (`colour::Colours::of_reference`) are compared with the listing photo it matched,
+    /// and the second goes first when it shares more than `colour::SIBLING_MARGIN` more of that
+    /// photo's colour. The embedding ignores colour by design and local features agree on the
+    /// design siblings share, so colour is what is left to tell a brand's milks or juices apart.
+    /// Both get `colour`; scores are left as they are.
+    fn prefer_by_colour(&self, matches: &mut [Match], colours: &[(String, &Colours)], store: &crate::catalog::FeatureStore) -> Result<()> {
+        let [first, second, ..] = matches else { return Ok(()) };
+        let verified = |m: &Match| m.inliers.is_some_and(|n| n as usize >= self.ctx.config.verify.min_inliers);
+        if first.brand != second.brand || !verified(first) || !verified(second) || first.similarity - second.similarity >= crate::colour::SIBLING_GAP {
+            return Ok(());
+        }
+        // the share of the listing photo's colour that the product's reference photos have at most
+        let share = |m: &Match| -> Result<Option<f32>> {
+            // the photo, without the region suffix `scan` gives region queries ("photo.jpg#inset")
+            let photo = match m.listing_image.rsplit_once('#') {
+                Some((p, r)) if r == embed::INSET || embed::REGIONS.contains(&r) => p,
+                _ => m.listing_image.as_str(),
+            };
+            let Some((_, seen)) = colours.iter().find(|(name, _)| name == photo) else { return Ok(None) };
+            let Some(&pi) = self.view.product_index.get(&(m.brand.clone(), m.product_id.clone())) else { return Ok(None) };
+            let mut best: Option<f32> = None;
+            for &vid in &self.view.product_vectors[pi] {
+                if let Some(c) = store.colours(vid)? {
+                    let s = seen.similarity(&c);
+                    best = Some(best.map_or(s, |b| b.max(s)));
+                }
+            }
+            Ok(best)
+        };
+        let (Some(a), Some(b)) = (share(first)?, share(second)?) else { return Ok(()) };
+        first.colour = Some(round4(a));
+        second.colour = Some(round4(b));
+        if b - a > crate::colour::SIBLING_MARGIN {
+            matches.swap(0, 1);
+        }
+        Ok(())
+    }
+
     /// Groups search hits of a listing's photos by product, keeping each product's best pair by
     /// score (similarity minus the photo's background term), best first.
     fn products_from_hits(&self, queries: &[(String, Searched)]) -> Vec<Match> {
@@ -603,6 +658,7 @@ impl Judge {
                         shared_inliers: None,
                         verification: None,
                         mirrored: false,
+                        colour: None,
                         reference_price: p.price,
                         reference_currency: p.currency.clone(),
                     });

@@ -270,6 +270,51 @@ fn a_photo_pasted_small_onto_another_is_searched_as_an_inset() {
 }
 
 #[test]
+fn look_alike_siblings_that_differ_only_in_colour_are_told_apart_by_colour() {
+    // two products of one brand whose photos differ only in the colour of a panel in the middle,
+    // as one brand's milks or juices do; listings show a crop of one or the other
+    let dir = tempdir();
+    let photo = image::open(testdata("catalog/northwind/nw-runner_1.jpg")).unwrap().to_rgb8();
+    let paint = |rgb: [u8; 3]| {
+        let mut img = photo.clone();
+        let (w, h) = img.dimensions();
+        for y in h * 3 / 10..h * 7 / 10 {
+            for x in w * 3 / 10..w * 7 / 10 {
+                img.put_pixel(x, y, image::Rgb(rgb));
+            }
+        }
+        img
+    };
+    let (warm, cold) = (paint([210, 40, 30]), paint([30, 90, 200]));
+    warm.save(dir.path().join("tint-warm.jpg")).unwrap();
+    cold.save(dir.path().join("tint-cold.jpg")).unwrap();
+    let csv = dir.path().join("catalog.csv");
+    std::fs::write(
+        &csv,
+        "brand,product_id,title,price,currency,images,authorized_sellers,category\n\
+         Tint,tint-warm,Tint Warm,100,EUR,tint-warm.jpg,tint-official,shoes\n\
+         Tint,tint-cold,Tint Cold,100,EUR,tint-cold.jpg,tint-official,shoes\n",
+    )
+    .unwrap();
+    let data = tempdir();
+    run_ok(data.path(), &["catalog", "add", csv.to_str().unwrap()], 0);
+    for (img, want, other) in [(&warm, "tint-warm", "tint-cold"), (&cold, "tint-cold", "tint-warm")] {
+        let listing = dir.path().join(format!("listing-{want}.jpg"));
+        image::imageops::crop_imm(img, 40, 30, 420, 400).to_image().save(&listing).unwrap();
+        let out = run_ok(data.path(), &["query", listing.to_str().unwrap(), "--json", "--price", "10", "--currency", "EUR"], 0);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["matches"][0]["product_id"], want, "{v}");
+        assert_eq!(v["matches"][1]["product_id"], other, "{v}");
+        // both agree geometrically and score within 0.3, so their colours are compared (here the
+        // embedding ranks them the same way), and the verdict says so
+        let colour = |i: usize| v["matches"][i]["colour"].as_f64().unwrap_or_else(|| panic!("no colour on match {i}: {v}"));
+        assert!(colour(0) > colour(1) + 0.2, "{v}");
+        assert!(v["matches"][1]["inliers"].as_u64().is_some_and(|n| n >= 8), "{v}");
+        assert!(v["reasons"].to_string().contains("on colour"), "{v}");
+    }
+}
+
+#[test]
 fn geometric_verification_confirms_the_copied_product_and_explains_the_others_away() {
     let data = catalog_with(None);
     let img = testdata("listings/L004-copy-text-sale.jpg"); // nw-trail_1 with a sale banner
