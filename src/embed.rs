@@ -252,6 +252,10 @@ pub struct Loaded {
     pub features: Option<crate::verify::Features>,
     /// The image ready for feature extraction, when asked for (`LocalFeatures::Prepare`).
     pub ready: Option<crate::verify::Ready>,
+    /// Its inset (see `regions`) ready for feature extraction, with `Prepare` and regions when it
+    /// has one: a photo pasted small has too few of the whole photo's features to verify, so it is
+    /// verified as a photo of its own.
+    pub inset_ready: Option<crate::verify::Ready>,
     /// Its colours, with local features: a reference photo's (`Colours::of_reference`, none on a
     /// white backdrop) with `Extract`, a listing photo's with `Prepare`.
     pub colours: Option<crate::colour::Colours>,
@@ -302,8 +306,13 @@ pub fn load_images(
             let short = if opts.regions { manifest.size.max(2 * manifest.region_size()) } else { manifest.size };
             let img = decode::decode(&b, limits, short).map_err(|e| e.to_string())?;
             let prepared = prepare(&img, manifest).map_err(|e| e.to_string())?;
+            let crops = if opts.regions { regions(&img) } else { Vec::new() };
+            let inset_ready = match opts.features {
+                LocalFeatures::Prepare(p) => crops.iter().find(|(name, _)| *name == INSET).map(|(_, r)| crate::verify::Ready::new(r, &p)),
+                _ => None,
+            };
             let regions = if opts.regions {
-                regions(&img)
+                crops
                     .iter()
                     .map(|(name, r)| Ok(Region { name, prepared: prepare_at(r, manifest, manifest.region_size())? }))
                     .collect::<Result<_, decode::DecodeError>>()
@@ -316,7 +325,7 @@ pub fn load_images(
                 LocalFeatures::Extract(p) => (Some(crate::verify::Features::extract(&img, &p)), None, crate::colour::Colours::of_reference(&img)),
                 LocalFeatures::Prepare(p) => (None, Some(crate::verify::Ready::new(&img, &p)), Some(crate::colour::Colours::of(&img))),
             };
-            Ok(Loaded { hash, prepared, regions, features, ready, colours })
+            Ok(Loaded { hash, prepared, regions, features, ready, inset_ready, colours })
         })
         .collect()
 }

@@ -329,6 +329,9 @@ impl Judge {
                         if let Some(f) = &loaded.ready {
                             ready.push((r.display(), f, loaded.colours.as_ref()));
                         }
+                        if let Some(f) = &loaded.inset_ready {
+                            ready.push((format!("{}#{}", r.display(), embed::INSET), f, None));
+                        }
                         let (whole, regions) = per_photo.next().unwrap_or_default();
                         queries.push((r.display(), whole));
                         for (name, hits) in loaded.regions.iter().map(|r| r.name).zip(regions) {

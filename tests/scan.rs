@@ -267,6 +267,12 @@ fn a_photo_pasted_small_onto_another_is_searched_as_an_inset() {
     assert_eq!(v["verdict"], "flag", "{v}");
     assert_eq!(v["matches"][0]["product_id"], "nw-runner", "{v}");
     assert!(v["matches"][0]["listing_image"].as_str().unwrap().ends_with("pasted.jpg#inset"), "{v}");
+    // with verification (the default), the inset is verified as a photo of its own: the whole
+    // photo, shrunk for feature extraction, leaves the pasted product a few dozen points at most
+    let g = query("");
+    assert_eq!(g["verdict"], "flag", "{g}");
+    assert_eq!(g["matches"][0]["product_id"], "nw-runner", "{g}");
+    assert!(g["matches"][0]["inliers"].as_u64().is_some_and(|n| n >= 100), "{g}");
 }
 
 #[test]
