@@ -192,6 +192,16 @@ mod tests {
     }
 
     #[test]
+    fn tiny_and_thin_photos_have_colours_and_an_empty_one_none() {
+        for (w, h) in [(1, 1), (1, 5000), (5000, 1), (3, 2)] {
+            let c = Colours::of(&filled(w, h, [90, 80, 70], [200, 30, 30]));
+            let total: f32 = c.shares.iter().sum();
+            assert!(total == 0.0 || (total - 1.0).abs() < 1e-3, "{w}x{h}: {total}");
+        }
+        assert_eq!(Colours::of_reference(&RgbImage { width: 0, height: 0, data: Vec::new() }), None);
+    }
+
+    #[test]
     fn hue_saturation_and_value_follow_the_usual_8_bit_convention() {
         assert_eq!(hsv(255, 0, 0), (0, 255, 255));
         assert_eq!(hsv(0, 255, 0), (60, 255, 255));

@@ -207,6 +207,13 @@ mod tests {
     }
 
     #[test]
+    fn extreme_shapes_have_no_inset_and_do_not_panic() {
+        for (w, h) in [(20, 4000), (4000, 20), (16, 16), (17, 9000)] {
+            assert_eq!(find(&texture(w, h, 2)), None, "{w}x{h}");
+        }
+    }
+
+    #[test]
     fn a_rectangle_covering_most_of_the_photo_is_not_an_inset() {
         let mut canvas = texture(400, 300, 1);
         paste(&mut canvas, &RgbImage { width: 360, height: 270, data: vec![250; 360 * 270 * 3] }, 20, 15);
