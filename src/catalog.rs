@@ -194,6 +194,29 @@ struct FeatureCache {
     warned_outdated: bool,
 }
 
+impl FeatureCache {
+    /// The `data` stored for reference vector `id` in `table` (keyed by content hash), when the
+    /// catalog has the table (`present`) and a row for the image.
+    fn blob(&self, table: &str, present: bool, id: u32) -> Result<Option<Vec<u8>>> {
+        match (&self.conn, present) {
+            (Some(conn), true) => Ok(conn
+                .query_row(&format!("SELECT t.data FROM vectors v JOIN {table} t ON t.sha256=v.sha256 WHERE v.id=?1"), [id as i64], |r| r.get(0))
+                .optional()?),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Keeps `value` for `id` in a cache of at most `FEATURE_CACHE_IMAGES` entries (emptied when full:
+/// bounded memory on long scans of large catalogs, about 40 KB per image of features) and returns it.
+fn remember<T: Clone>(cache: &mut HashMap<u32, T>, id: u32, value: T) -> T {
+    if cache.len() >= FEATURE_CACHE_IMAGES {
+        cache.clear();
+    }
+    cache.insert(id, value.clone());
+    value
+}
+
 impl FeatureStore {
     /// Opens the features of the catalog database `db` for reading (a catalog written before
     /// knockoff stored features has none).
@@ -223,12 +246,7 @@ impl FeatureStore {
         if let Some(f) = c.read.get(&id) {
             return Ok(f.clone());
         }
-        let blob: Option<Vec<u8>> = match &c.conn {
-            None => None,
-            Some(conn) => conn
-                .query_row("SELECT f.data FROM vectors v JOIN local_features f ON f.sha256=v.sha256 WHERE v.id=?1", [id as i64], |r| r.get(0))
-                .optional()?,
-        };
+        let blob = c.blob("local_features", true, id)?;
         // damaged or outdated features cost that image its verification, not the scan
         let f = match blob.map(|b| crate::verify::Features::from_bytes(&b)) {
             None => None,
@@ -245,11 +263,7 @@ impl FeatureStore {
                 None
             }
         };
-        if c.read.len() >= FEATURE_CACHE_IMAGES {
-            c.read.clear(); // bounded memory on long scans of large catalogs (about 40 KB per image)
-        }
-        c.read.insert(id, f.clone());
-        Ok(f)
+        Ok(remember(&mut c.read, id, f))
     }
 
     /// The points of reference vector `id` that images of the brand's other products share, `None`
@@ -260,12 +274,7 @@ impl FeatureStore {
         if let Some(s) = c.shared.get(&id) {
             return Ok(s.clone());
         }
-        let blob: Option<Vec<u8>> = match (&c.conn, c.has_shared) {
-            (Some(conn), true) => conn
-                .query_row("SELECT s.data FROM vectors v JOIN shared_points s ON s.sha256=v.sha256 WHERE v.id=?1", [id as i64], |r| r.get(0))
-                .optional()?,
-            _ => None,
-        };
+        let blob = c.blob("shared_points", c.has_shared, id)?;
         let s = match blob.map(|b| crate::verify::Shared::from_bytes(&b)) {
             None => None,
             Some(Ok(s)) => Some(std::sync::Arc::new(s)),
@@ -274,11 +283,7 @@ impl FeatureStore {
                 None
             }
         };
-        if c.shared.len() >= FEATURE_CACHE_IMAGES {
-            c.shared.clear();
-        }
-        c.shared.insert(id, s.clone());
-        Ok(s)
+        Ok(remember(&mut c.shared, id, s))
     }
 
     /// The colours of reference vector `id`, `None` when none are stored (a photo on a white
@@ -288,18 +293,8 @@ impl FeatureStore {
         if let Some(s) = c.colours.get(&id) {
             return Ok(s.clone());
         }
-        let blob: Option<Vec<u8>> = match (&c.conn, c.has_colours) {
-            (Some(conn), true) => conn
-                .query_row("SELECT s.data FROM vectors v JOIN colours s ON s.sha256=v.sha256 WHERE v.id=?1", [id as i64], |r| r.get(0))
-                .optional()?,
-            _ => None,
-        };
-        let s = blob.and_then(|b| crate::colour::Colours::from_bytes(&b));
-        if c.colours.len() >= FEATURE_CACHE_IMAGES {
-            c.colours.clear();
-        }
-        c.colours.insert(id, s.clone());
-        Ok(s)
+        let s = c.blob("colours", c.has_colours, id)?.and_then(|b| crate::colour::Colours::from_bytes(&b));
+        Ok(remember(&mut c.colours, id, s))
     }
 }
 

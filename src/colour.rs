@@ -44,8 +44,15 @@ pub struct Colours {
 impl Colours {
     /// The histogram of the centre of `img`.
     pub fn of(img: &RgbImage) -> Colours {
+        match shrink(img) {
+            Some(work) => Colours::count(&work),
+            None => Colours { shares: [0.0; BINS] },
+        }
+    }
+
+    /// The histogram of the centre of `work`, a photo already within `WORK_SIDE`.
+    fn count(work: &RgbImage) -> Colours {
         let mut shares = [0f32; BINS];
-        let Some(work) = shrink(img) else { return Colours { shares } };
         let (w, h) = (work.width as usize, work.height as usize);
         let (mx, my) = ((w as f32 * (1.0 - CENTRE) / 2.0) as usize, (h as f32 * (1.0 - CENTRE) / 2.0) as usize);
         let mut n = 0usize;
@@ -65,7 +72,7 @@ impl Colours {
     /// The histogram of a reference photo, or `None` when it is on a white backdrop.
     pub fn of_reference(img: &RgbImage) -> Option<Colours> {
         let work = shrink(img)?;
-        (!on_backdrop(&work)).then(|| Colours::of(&work))
+        (!on_backdrop(&work)).then(|| Colours::count(&work))
     }
 
     /// Histogram intersection: the share of colour two photos have in common, 0 to 1.
@@ -97,17 +104,11 @@ impl Colours {
 }
 
 /// `img` at most `WORK_SIDE` pixels on its long side; `None` for an empty image.
-fn shrink(img: &RgbImage) -> Option<RgbImage> {
+fn shrink(img: &RgbImage) -> Option<std::borrow::Cow<'_, RgbImage>> {
     if img.width == 0 || img.height == 0 {
         return None;
     }
-    let scale = (WORK_SIDE as f32 / img.width.max(img.height) as f32).min(1.0);
-    if scale >= 1.0 {
-        return Some(img.clone());
-    }
-    let w = ((img.width as f32 * scale).round() as u32).max(1);
-    let h = ((img.height as f32 * scale).round() as u32).max(1);
-    decode::resize(img, w, h).ok()
+    decode::fit_long_side(img, WORK_SIDE).ok()
 }
 
 /// Whether at least `BACKDROP_BORDER` of the photo's border pixels are near-white.

@@ -185,6 +185,19 @@ pub fn resize(img: &RgbImage, width: u32, height: u32) -> Result<RgbImage, Decod
     })
 }
 
+/// The image shrunk so its long side is at most `side` pixels (keeping the aspect ratio, each side
+/// at least 1), or the image itself when it is within that already.
+pub fn fit_long_side(img: &RgbImage, side: u32) -> Result<std::borrow::Cow<'_, RgbImage>, DecodeError> {
+    let long = img.width.max(img.height);
+    if long <= side {
+        return Ok(std::borrow::Cow::Borrowed(img));
+    }
+    let scale = side as f32 / long as f32;
+    let w = ((img.width as f32 * scale).round() as u32).max(1);
+    let h = ((img.height as f32 * scale).round() as u32).max(1);
+    resize(img, w, h).map(std::borrow::Cow::Owned)
+}
+
 /// Resizes so the short side equals `short`, keeping the aspect ratio (long side rounded); returns the image unchanged if already that size.
 pub fn resize_short_side(img: &RgbImage, short: u32) -> Result<RgbImage, DecodeError> {
     let (w, h) = short_side_size(img.width, img.height, short)?;

@@ -43,15 +43,7 @@ pub fn find(img: &RgbImage) -> Option<Inset> {
         return None;
     }
     let scale = (WORK_SIDE as f32 / img.width.max(img.height) as f32).min(1.0);
-    let small;
-    let work = if scale < 1.0 {
-        let w = ((img.width as f32 * scale).round() as u32).max(1);
-        let h = ((img.height as f32 * scale).round() as u32).max(1);
-        small = decode::resize(img, w, h).ok()?;
-        &small
-    } else {
-        img
-    };
+    let work = decode::fit_long_side(img, WORK_SIDE).ok()?;
     let (w, h) = (work.width as usize, work.height as usize);
     let luma: Vec<i16> =
         work.data.chunks_exact(3).map(|p| ((77 * u32::from(p[0]) + 150 * u32::from(p[1]) + 29 * u32::from(p[2])) >> 8) as i16).collect();
