@@ -51,6 +51,8 @@ pub struct Options {
     pub background: usize,
     /// Also run the pHash baseline on the same queries.
     pub baseline: bool,
+    /// Which draw of edits and samples (0: the one BENCHMARKS.md records).
+    pub seed: u64,
     /// Print progress on stderr.
     pub verbose: bool,
 }
@@ -66,6 +68,8 @@ pub struct Results {
     pub review_threshold: f64,
     /// Sample limit used.
     pub limit: usize,
+    /// The draw of edits and samples (`--seed`).
+    pub seed: u64,
     /// Background photos in each catalog (score normalisation; 0: raw scores).
     pub background: usize,
     /// Copy-detection results, when run.
@@ -222,6 +226,7 @@ pub fn run(config: &Config, loc: &ModelLocation, opts: &Options) -> Result<(Resu
         match_threshold: thresholds.match_threshold,
         review_threshold: thresholds.review_threshold,
         limit: opts.limit,
+        seed: opts.seed,
         background: background_photos(opts)?.len(),
         copy: None,
         products: Vec::new(),
@@ -264,11 +269,24 @@ fn say(opts: &Options, msg: impl AsRef<str>) {
 }
 
 /// At most `n` items spread evenly over `v` (deterministic).
-fn sample<T: Clone>(v: &[T], n: usize) -> Vec<T> {
+/// `n` elements of `v` spread evenly over it (all of them when it has no more), starting at an
+/// offset that `seed` picks (none for seed 0).
+fn sample<T: Clone>(v: &[T], n: usize, seed: u64) -> Vec<T> {
     if v.len() <= n {
         return v.to_vec();
     }
-    (0..n).map(|i| v[i * v.len() / n].clone()).collect()
+    let offset = (mix(seed) % v.len() as u64) as usize;
+    (0..n).map(|i| v[(i * v.len() / n + offset) % v.len()].clone()).collect()
+}
+
+/// A draw's seed spread over 64 bits (0 stays 0, so seed 0 keeps the recorded draw).
+fn mix(seed: u64) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// The last part of a path or URL (`photo.jpg#inset` for a region of `/x/photo.jpg`).
+fn file_name(p: &str) -> &str {
+    p.rsplit(['/', '\\']).next().unwrap_or(p)
 }
 
 fn stem(p: &Path) -> String {
@@ -363,7 +381,7 @@ fn background_photos(opts: &Options) -> Result<Vec<PathBuf>> {
         return Ok(Vec::new());
     }
     let val: Vec<PathBuf> = grocery_split(&opts.bench_dir, "val")?.into_iter().filter(|(_, _, branded)| !branded).map(|(p, _, _)| p).collect();
-    Ok(sample(&val, opts.background))
+    Ok(sample(&val, opts.background, 0))
 }
 
 /// Scans `listings` against the catalog in `dir` with the real scanner; one report each, in order,
@@ -389,14 +407,15 @@ fn scan_catalog(config: &Config, loc: &ModelLocation, dir: &Path, listings: Vec<
 }
 
 /// Writes one JSON line per query: its id, the right reference (if any), the verdict and the
-/// best matches with their similarities, for looking into the figures.
+/// best matches with their similarities and the listing photo (file name, with the region when a
+/// region matched), for looking into the figures.
 fn dump_matches<'a>(path: &Path, queries: impl Iterator<Item = (&'a str, Option<&'a str>)>, reports: &[Report]) -> Result<()> {
     let mut text = String::new();
     for ((id, truth), r) in queries.zip(reports) {
         let m: Vec<serde_json::Value> = r
             .matches
             .iter()
-            .map(|m| serde_json::json!({"product": m.product_id, "score": m.similarity, "inliers": m.inliers, "verification": m.verification}))
+            .map(|m| serde_json::json!({"product": m.product_id, "score": m.similarity, "inliers": m.inliers, "verification": m.verification, "photo": file_name(&m.listing_image)}))
             .collect();
         text += &serde_json::json!({"query": id, "truth": truth, "verdict": r.verdict.as_str(), "matches": m}).to_string();
         text.push('\n');
@@ -471,7 +490,7 @@ fn copy_task(config: &Config, loc: &ModelLocation, opts: &Options, match_t: f32,
     }
     // distractors: shop photos of the test split and the labelme subset
     let test: Vec<PathBuf> = grocery_split(b, "test")?.into_iter().map(|(p, _, _)| p).collect();
-    let mut distractors = sample(&test, opts.limit);
+    let mut distractors = sample(&test, opts.limit, opts.seed);
     distractors.extend(crate::source::image_files_in(&b.join("pdq/labelme-subset"))?);
     for p in &distractors {
         queries.push(Query { id: format!("distractor/{}", stem(p)), family: "distractor".into(), truth: None, path: p.clone() });
@@ -479,7 +498,7 @@ fn copy_task(config: &Config, loc: &ModelLocation, opts: &Options, match_t: f32,
     // generated edits; fillers for collages and backdrops are train-split shop photos
     let limits = scan::decode_limits(config);
     let train: Vec<PathBuf> = grocery_split(b, "train")?.into_iter().map(|(p, _, _)| p).collect();
-    let fillers: Vec<image::RgbImage> = sample(&train, 24).par_iter().map(|p| load_for_editing(p, &limits)).collect::<Result<_>>()?;
+    let fillers: Vec<image::RgbImage> = sample(&train, 24, opts.seed).par_iter().map(|p| load_for_editing(p, &limits)).collect::<Result<_>>()?;
     let qdir = opts.out.join("work/copy-queries");
     for f in Family::ALL {
         std::fs::create_dir_all(qdir.join(f.name())).with_context(|| format!("cannot create {}", qdir.display()))?;
@@ -491,7 +510,7 @@ fn copy_task(config: &Config, loc: &ModelLocation, opts: &Options, match_t: f32,
             let img = load_for_editing(path, &limits)?;
             let mut out = Vec::new();
             for f in Family::ALL {
-                let a = attack::apply(&img, f, attack::seed_of(id), &fillers);
+                let a = attack::apply(&img, f, attack::seed_of(id) ^ mix(opts.seed), &fillers);
                 let dest = qdir.join(f.name()).join(format!("{id}.jpg"));
                 let file = std::fs::File::create(&dest).with_context(|| format!("cannot create {}", dest.display()))?;
                 let mut w = std::io::BufWriter::new(file);
@@ -664,7 +683,10 @@ fn products_task(config: &Config, loc: &ModelLocation, opts: &Options, k: usize)
         let s = stem(&p);
         let Some(class) = s.strip_suffix("_Iconic") else { continue };
         let mut images = vec![p.clone()];
-        images.extend(train.iter().filter(|(_, c, br)| *br && c == class).take(k).map(|(p, _, _)| p.clone()));
+        // K of the class's shop photos, from an offset the seed picks
+        let shop: Vec<&PathBuf> = train.iter().filter(|(_, c, br)| *br && c == class).map(|(p, _, _)| p).collect();
+        let start = if shop.is_empty() { 0 } else { (mix(opts.seed) % shop.len() as u64) as usize };
+        images.extend(shop.iter().cycle().skip(start).take(k.min(shop.len())).map(|p| (*p).clone()));
         products.push(product(products.len(), brand_of(class), class, images, REFERENCE_PRICE));
     }
     if products.is_empty() {
@@ -682,8 +704,8 @@ fn products_task(config: &Config, loc: &ModelLocation, opts: &Options, k: usize)
     let test = grocery_split(b, "test")?;
     let branded: Vec<_> = test.iter().filter(|(_, c, br)| *br && known.contains(c)).cloned().collect();
     let unbranded: Vec<_> = test.iter().filter(|(_, _, br)| !*br).cloned().collect();
-    let branded = sample(&branded, opts.limit);
-    let unbranded = sample(&unbranded, opts.limit);
+    let branded = sample(&branded, opts.limit, opts.seed);
+    let unbranded = sample(&unbranded, opts.limit, opts.seed);
     // (class if branded, suspicious price)
     let mut truth: Vec<(Option<String>, bool)> = Vec::new();
     let mut listings = Vec::new();
@@ -804,11 +826,12 @@ fn at_p(x: &Option<(f64, f32)>) -> String {
 /// The results as Markdown tables.
 pub fn markdown(r: &Results) -> String {
     let mut s = format!(
-        "## Accuracy benchmark — model `{}` (match threshold {:.2}, review {:.2}, --limit {}, {})\n\n",
+        "## Accuracy benchmark — model `{}` (match threshold {:.2}, review {:.2}, --limit {}{}, {})\n\n",
         r.model,
         r.match_threshold,
         r.review_threshold,
         r.limit,
+        if r.seed != 0 { format!(", --seed {}", r.seed) } else { String::new() },
         if r.background > 0 { format!("scores normalised against {} background photos", r.background) } else { "raw scores".into() }
     );
     if let Some(c) = &r.copy {
@@ -913,4 +936,24 @@ fn baseline_markdown(r: &Results) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_seed_draws_another_even_sample_of_distinct_elements() {
+        let v: Vec<usize> = (0..100).collect();
+        assert_eq!(sample(&v, 4, 0), vec![0, 25, 50, 75], "seed 0 keeps the recorded draw");
+        let other = sample(&v, 4, 1);
+        assert_ne!(other, sample(&v, 4, 0));
+        let mut distinct = other.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 4, "{other:?}");
+        let gaps: Vec<usize> = other.windows(2).map(|w| (w[1] + 100 - w[0]) % 100).collect();
+        assert_eq!(gaps, vec![25, 25, 25], "still spread evenly: {other:?}");
+        assert_eq!(sample(&v[..3], 4, 7), vec![0, 1, 2], "a short list is taken whole");
+    }
 }

@@ -145,6 +145,11 @@ struct AccuracyArgs {
     /// Also measure a perceptual-hash baseline (64-bit DCT pHash) on the same queries, side by side.
     #[arg(long)]
     baseline: bool,
+    /// Draws another benchmark: other random edits, filler photos, distractors, listings and shop
+    /// reference photos, to check that figures hold on a draw the defaults were not tuned on.
+    /// 0: the draw BENCHMARKS.md records.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 const CATALOG_ADD_HELP: &str = "\
@@ -335,6 +340,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 limit: args.limit,
                 background: args.background,
                 baseline: args.baseline,
+                seed: args.seed,
                 verbose: !g.quiet,
             };
             let (_, md) = crate::bench::run(&config, &loc, &opts)?;
