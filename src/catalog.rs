@@ -287,13 +287,22 @@ impl FeatureStore {
     }
 
     /// The colours of reference vector `id`, `None` when none are stored (a photo on a white
-    /// backdrop, one added before knockoff stored colours, or damaged ones).
+    /// backdrop, one added before knockoff stored colours, or damaged ones, which is logged).
     pub fn colours(&self, id: u32) -> Result<Option<crate::colour::Colours>> {
         let mut c = self.inner.lock().map_err(|_| anyhow::anyhow!("internal error: feature cache poisoned"))?;
         if let Some(s) = c.colours.get(&id) {
             return Ok(s.clone());
         }
-        let s = c.blob("colours", c.has_colours, id)?.and_then(|b| crate::colour::Colours::from_bytes(&b));
+        let s = match c.blob("colours", c.has_colours, id)? {
+            None => None,
+            Some(b) => {
+                let s = crate::colour::Colours::from_bytes(&b);
+                if s.is_none() {
+                    tracing::warn!("reference image (vector {id}): its stored colours are damaged ({} bytes); add it again to store them", b.len());
+                }
+                s
+            }
+        };
         Ok(remember(&mut c.colours, id, s))
     }
 }
