@@ -60,11 +60,19 @@ pub const REGIONS: [&str; 5] = ["top-left", "top-right", "bottom-left", "bottom-
 /// Name of the region that is an inset of the photo (`inset::find`), searched when there is one.
 pub const INSET: &str = "inset";
 
+/// Part of a photo: left, top, right and bottom edges as shares (0 to 1) of its width and height.
+pub type Area = [f32; 4];
+
+/// The whole photo as an `Area`.
+pub const WHOLE: Area = [0.0, 0.0, 1.0, 1.0];
+
 /// One region of a photo, as the model takes it.
 #[derive(Debug, Clone)]
 pub struct Region {
     /// One of `REGIONS`, or `INSET`.
     pub name: &'static str,
+    /// Where in the photo it is.
+    pub area: Area,
     /// The region resized for the model.
     pub prepared: Prepared,
 }
@@ -72,19 +80,23 @@ pub struct Region {
 /// The regions of `REGIONS`, in order (the four quadrants and the centre half of the photo), then
 /// the photo's inset if it has one, so a product that fills only part of a listing photo (a
 /// collage tile, a product small in a scene, a photo pasted onto another) is also compared on its
-/// own.
-pub fn regions(img: &RgbImage) -> Vec<(&'static str, RgbImage)> {
+/// own. Each comes with where it is in the photo.
+pub fn regions(img: &RgbImage) -> Vec<(&'static str, Area, RgbImage)> {
     let (w, h) = (img.width, img.height);
     let (hw, hh) = ((w / 2).max(1), (h / 2).max(1));
+    let cut = |name, x: u32, y: u32, cw: u32, ch: u32| {
+        let area = [x as f32 / w as f32, y as f32 / h as f32, (x + cw) as f32 / w as f32, (y + ch) as f32 / h as f32];
+        (name, area, crop(img, x, y, cw, ch))
+    };
     let mut out = vec![
-        (REGIONS[0], crop(img, 0, 0, hw, hh)),
-        (REGIONS[1], crop(img, w - hw, 0, hw, hh)),
-        (REGIONS[2], crop(img, 0, h - hh, hw, hh)),
-        (REGIONS[3], crop(img, w - hw, h - hh, hw, hh)),
-        (REGIONS[4], crop(img, (w - hw) / 2, (h - hh) / 2, hw, hh)),
+        cut(REGIONS[0], 0, 0, hw, hh),
+        cut(REGIONS[1], w - hw, 0, hw, hh),
+        cut(REGIONS[2], 0, h - hh, hw, hh),
+        cut(REGIONS[3], w - hw, h - hh, hw, hh),
+        cut(REGIONS[4], (w - hw) / 2, (h - hh) / 2, hw, hh),
     ];
     if let Some(r) = crate::inset::find(img) {
-        out.push((INSET, crop(img, r.x, r.y, r.width, r.height)));
+        out.push(cut(INSET, r.x, r.y, r.width, r.height));
     }
     out
 }
@@ -308,13 +320,13 @@ pub fn load_images(
             let prepared = prepare(&img, manifest).map_err(|e| e.to_string())?;
             let crops = if opts.regions { regions(&img) } else { Vec::new() };
             let inset_ready = match opts.features {
-                LocalFeatures::Prepare(p) => crops.iter().find(|(name, _)| *name == INSET).map(|(_, r)| crate::verify::Ready::new(r, &p)),
+                LocalFeatures::Prepare(p) => crops.iter().find(|(name, _, _)| *name == INSET).map(|(_, _, r)| crate::verify::Ready::new(r, &p)),
                 _ => None,
             };
             let regions = if opts.regions {
                 crops
                     .iter()
-                    .map(|(name, r)| Ok(Region { name, prepared: prepare_at(r, manifest, manifest.region_size())? }))
+                    .map(|(name, area, r)| Ok(Region { name, area: *area, prepared: prepare_at(r, manifest, manifest.region_size())? }))
                     .collect::<Result<_, decode::DecodeError>>()
                     .map_err(|e| e.to_string())?
             } else {

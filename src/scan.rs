@@ -63,6 +63,56 @@ pub struct Listing {
     pub seller: Seller,
 }
 
+/// Each query's and local-feature photo's name (`photo` or `photo#region`) → the listing photo it
+/// belongs to and where in that photo it is.
+type Places = HashMap<String, (String, embed::Area)>;
+
+/// What `Scanner::judge` knows of a listing's photos besides their search results.
+struct Photos<'a> {
+    /// Local features of the photos (and insets) to verify, by name.
+    features: &'a [(String, &'a Features)],
+    /// Where each photo and region is.
+    places: &'a Places,
+    /// Colours of the photos, by name.
+    colours: &'a [(String, &'a Colours)],
+}
+
+/// Where in a listing something was found: a photo and the part of it.
+#[derive(Debug, Clone, PartialEq)]
+struct Place {
+    /// The listing photo.
+    photo: String,
+    /// The part of it.
+    area: embed::Area,
+}
+
+/// How far an inlier box is widened on each side (shares of the photo), so a few points in a line
+/// still cover an area.
+const SPOT_MARGIN: f32 = 0.02;
+
+/// Share of the smaller of two places that must lie in the other for them to overlap.
+const OVERLAP: f32 = 0.5;
+
+impl Place {
+    /// `spot` (shares of the part `area` of `photo`) as a place in the photo, widened by
+    /// `SPOT_MARGIN`.
+    fn within(photo: &str, area: embed::Area, spot: [f32; 4]) -> Place {
+        let (w, h) = (area[2] - area[0], area[3] - area[1]);
+        let x = |share: f32, m: f32| (area[0] + share * w + m).clamp(0.0, 1.0);
+        let y = |share: f32, m: f32| (area[1] + share * h + m).clamp(0.0, 1.0);
+        Place { photo: photo.to_string(), area: [x(spot[0], -SPOT_MARGIN), y(spot[1], -SPOT_MARGIN), x(spot[2], SPOT_MARGIN), y(spot[3], SPOT_MARGIN)] }
+    }
+
+    /// Whether the two are in the same photo and at least `OVERLAP` of the smaller lies in the
+    /// other.
+    fn overlaps(&self, other: &Place) -> bool {
+        let size = |a: &embed::Area| (a[2] - a[0]).max(0.0) * (a[3] - a[1]).max(0.0);
+        let (a, b) = (&self.area, &other.area);
+        let inter = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0) * (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+        self.photo == other.photo && inter >= OVERLAP * size(a).min(size(b))
+    }
+}
+
 /// Parses a raw input record into a listing; on failure returns the listing id (when readable) and why.
 pub fn parse_listing(raw: &RawRecord, base_dir: &Path, max_images: usize) -> Result<Listing, (Option<String>, String)> {
     let f = raw.fields.as_ref().map_err(|e| (None, e.clone()))?;
@@ -322,6 +372,7 @@ impl Judge {
             let mut image_errors = Vec::new();
             let mut queries = Vec::new();
             let mut ready = Vec::new();
+            let mut places = Places::new();
             let refs = listing.as_ref().map(|l| l.images.as_slice()).unwrap_or_default();
             for (r, img) in refs.iter().zip(images) {
                 match img {
@@ -331,6 +382,10 @@ impl Judge {
                         }
                         if let Some(f) = &loaded.inset_ready {
                             ready.push((format!("{}#{}", r.display(), embed::INSET), f, None));
+                        }
+                        places.insert(r.display(), (r.display(), embed::WHOLE));
+                        for region in &loaded.regions {
+                            places.insert(format!("{}#{}", r.display(), region.name), (r.display(), region.area));
                         }
                         let (whole, regions) = per_photo.next().unwrap_or_default();
                         queries.push((r.display(), whole));
@@ -342,14 +397,14 @@ impl Judge {
                 }
             }
             let matches = self.products_from_hits(&queries);
-            pending.push((queries, matches, ready, image_errors));
+            pending.push((queries, matches, ready, places, image_errors));
         }
         // local features only of the photos of listings that will be verified, all at once
         let wanted: Vec<(usize, &crate::verify::Ready)> = pending
             .iter()
             .enumerate()
-            .filter(|(_, (_, matches, ready, _))| !ready.is_empty() && self.will_verify(matches))
-            .flat_map(|(i, (_, _, ready, _))| ready.iter().map(move |(_, r, _)| (i, *r)))
+            .filter(|(_, (_, matches, ready, _, _))| !ready.is_empty() && self.will_verify(matches))
+            .flat_map(|(i, (_, _, ready, _, _))| ready.iter().map(move |(_, r, _)| (i, *r)))
             .collect();
         let extracted: Vec<Features> = {
             use rayon::prelude::*;
@@ -357,7 +412,7 @@ impl Judge {
         };
         let mut extracted = wanted.iter().map(|(i, _)| *i).zip(extracted).peekable();
         let mut out = Vec::with_capacity(listings.len());
-        for (i, (listing, (queries, matches, ready, image_errors))) in listings.into_iter().zip(pending).enumerate() {
+        for (i, (listing, (queries, matches, ready, places, image_errors))) in listings.into_iter().zip(pending).enumerate() {
             let listing = match listing {
                 Ok(l) => l,
                 Err((line, id, why)) => {
@@ -378,7 +433,8 @@ impl Judge {
                 out.push(rep);
                 continue;
             }
-            out.push(self.judge(listing, &queries, matches, &features, &colours, image_errors)?);
+            let photos = Photos { features: &features, places: &places, colours: &colours };
+            out.push(self.judge(listing, &queries, matches, &photos, image_errors)?);
         }
         Ok(out)
     }
@@ -428,22 +484,14 @@ impl Judge {
     }
 
     /// Decides a listing from its candidate `matches` (`products_from_hits` of its `queries`):
-    /// verifies the best candidates with the photos' local `features` when verification is on (and
-    /// lets the photos' `colours` decide between look-alike siblings, `prefer_by_colour`), and
+    /// verifies the best candidates with the photos' local features when verification is on (and
+    /// lets the photos' colours decide between look-alike siblings, `prefer_by_colour`), and
     /// applies the policy.
-    fn judge(
-        &self,
-        listing: Listing,
-        queries: &[(String, Searched)],
-        mut matches: Vec<Match>,
-        features: &[(String, &Features)],
-        colours: &[(String, &Colours)],
-        image_errors: Vec<String>,
-    ) -> Result<Report> {
+    fn judge(&self, listing: Listing, queries: &[(String, Searched)], mut matches: Vec<Match>, photos: &Photos<'_>, image_errors: Vec<String>) -> Result<Report> {
         if let Some(store) = &self.view.features {
-            self.verify(&mut matches, queries, features, store)?;
-            if !features.is_empty() {
-                self.prefer_by_colour(&mut matches, colours, store)?;
+            self.verify(&mut matches, queries, photos.features, photos.places, store)?;
+            if !photos.features.is_empty() {
+                self.prefer_by_colour(&mut matches, photos.colours, store)?;
             }
         }
         matches.truncate(self.ctx.config.policy.top_k);
@@ -498,8 +546,18 @@ impl Judge {
     /// tried once more with the listing photos mirrored (a flipped copy is a common way to dodge
     /// duplicate checks), and keeps the better of the two; when that finds a mirrored copy, the
     /// other such candidates are tried mirrored too. The many candidates SSCD rates low cost
-    /// nothing more.
-    fn verify(&self, matches: &mut [Match], queries: &[(String, Searched)], photos: &[(String, &Features)], store: &crate::catalog::FeatureStore) -> Result<()> {
+    /// nothing more. A candidate is explained away (`VerifyConfig::adjustment`) only by candidates
+    /// verified in the same part of the same listing photo (`Place::overlaps`): a photo can show
+    /// two products, a shelf behind a pasted copy or a collage of several, and one product found
+    /// there is no evidence against another found elsewhere.
+    fn verify(
+        &self,
+        matches: &mut [Match],
+        queries: &[(String, Searched)],
+        photos: &[(String, &Features)],
+        places: &Places,
+        store: &crate::catalog::FeatureStore,
+    ) -> Result<()> {
         use rayon::prelude::*;
         let v = &self.ctx.config.verify;
         if photos.is_empty() {
@@ -535,17 +593,35 @@ impl Judge {
                 candidates.push((i, refs));
             }
         }
-        // the photo pair with the most evidence, with the most distinct evidence of any pair
-        let most = |qs: &[&Features], refs: &[Reference]| -> crate::verify::Verified {
-            let pairs: Vec<(&Features, &Reference)> = qs.iter().flat_map(|q| refs.iter().map(move |r| (*q, r))).collect();
-            pairs.par_iter().map(|(q, (r, shared))| crate::verify::verify(q, r, shared.as_deref(), v.min_inliers)).reduce(crate::verify::Verified::default, |a, b| {
-                let (mut most, other) = if b.evidence() > a.evidence() { (b, a) } else { (a, b) };
-                most.distinct = most.distinct.max(other.distinct);
-                most
-            })
+        // the photo pair with the most evidence, with the most distinct evidence of any pair, and
+        // where in the listing photo its inliers are
+        let most = |qs: &[(&str, &Features)], mirrored: bool, refs: &[Reference]| -> (crate::verify::Verified, Option<Place>) {
+            let pairs: Vec<(&str, &Features, &Reference)> = qs.iter().flat_map(|(name, q)| refs.iter().map(move |r| (*name, *q, r))).collect();
+            let (ver, name) = pairs
+                .par_iter()
+                .map(|(name, q, (r, shared))| (crate::verify::verify(q, r, shared.as_deref(), v.min_inliers), Some(*name)))
+                .reduce(
+                    || (crate::verify::Verified::default(), None),
+                    |a, b| {
+                        let (mut most, other) = if b.0.evidence() > a.0.evidence() { (b, a) } else { (a, b) };
+                        most.0.distinct = most.0.distinct.max(other.0.distinct);
+                        most
+                    },
+                );
+            let place = ver.spot.zip(name).and_then(|(spot, name)| {
+                let spot = if mirrored { [1.0 - spot[2], spot[1], 1.0 - spot[0], spot[3]] } else { spot };
+                places.get(name).map(|(photo, area)| Place::within(photo, *area, spot))
+            });
+            (ver, place)
         };
-        let direct: Vec<&Features> = photos.iter().map(|(_, q)| *q).collect();
-        let mut counted: Vec<(usize, crate::verify::Verified, bool)> = candidates.iter().map(|(i, refs)| (*i, most(&direct, refs), false)).collect();
+        let direct: Vec<(&str, &Features)> = photos.iter().map(|(name, q)| (name.as_str(), *q)).collect();
+        let mut counted: Vec<(usize, crate::verify::Verified, bool, Option<Place>)> = candidates
+            .iter()
+            .map(|(i, refs)| {
+                let (ver, place) = most(&direct, false, refs);
+                (*i, ver, false, place)
+            })
+            .collect();
         // the mirror pass: for candidates the embedding rates a possible copy that did not verify
         // fully, and once the listing photos turn out mirrored, for every such candidate (so a
         // sibling does not win on its mirror image against the true product's few direct inliers)
@@ -559,24 +635,43 @@ impl Judge {
                     continue;
                 }
                 done[k] = true;
-                let mirror: Vec<&Features> = flipped.get_or_insert_with(|| photos.iter().map(|(_, q)| q.mirrored()).collect()).iter().collect();
+                let flipped = flipped.get_or_insert_with(|| photos.iter().map(|(_, q)| q.mirrored()).collect());
+                let mirror: Vec<(&str, &Features)> = photos.iter().zip(flipped.iter()).map(|((name, _), q)| (name.as_str(), q)).collect();
                 // taken only when it verifies, so the counts a verdict shows and `mirrored` agree
-                let mut other = most(&mirror, refs);
+                let (mut other, place) = most(&mirror, true, refs);
                 if other.evidence() > counted[k].1.evidence() && other.evidence() >= v.min_inliers as f64 {
                     other.distinct = other.distinct.max(counted[k].1.distinct);
                     gained = true;
-                    counted[k] = (*i, other, true);
+                    counted[k] = (*i, other, true, place);
                 }
             }
             if !gained {
                 break;
             }
         }
-        let best = counted.iter().map(|(_, c, _)| c.evidence()).fold(0.0, f64::max);
-        let best_distinct = counted.iter().map(|(_, c, _)| c.distinct).fold(0.0, f64::max);
-        for (i, ver, flipped) in counted {
+        // where each candidate is: where its inliers are when it verified, else the part of the
+        // photo its embedding matched best (the whole photo or a region)
+        let verified = |ver: &crate::verify::Verified| ver.evidence() >= v.min_inliers as f64;
+        let here: Vec<Option<Place>> = counted
+            .iter()
+            .map(|(i, ver, _, place)| match verified(ver) {
+                true => place.clone(),
+                false => places.get(&matches[*i].listing_image).map(|(photo, area)| Place { photo: photo.clone(), area: *area }),
+            })
+            .collect();
+        // the most evidence and distinct evidence among the candidates verified where each one is
+        let rivals: Vec<(f64, f64)> = here
+            .iter()
+            .map(|at| {
+                counted
+                    .iter()
+                    .filter(|(_, ver, _, place)| verified(ver) && at.as_ref().zip(place.as_ref()).is_none_or(|(a, b)| a.overlaps(b)))
+                    .fold((0.0, 0.0), |(e, d), (_, ver, _, _)| (f64::max(e, ver.evidence()), f64::max(d, ver.distinct)))
+            })
+            .collect();
+        for ((i, ver, flipped, _), (best, best_distinct)) in counted.into_iter().zip(rivals) {
             let m = &mut matches[i];
-            let adj = v.adjustment(ver.evidence(), ver.distinct, best, best_distinct) as f32;
+            let adj = v.adjustment(ver.evidence(), ver.distinct, best.max(ver.evidence()), best_distinct.max(ver.distinct)) as f32;
             m.inliers = Some(ver.inliers as u32);
             m.central_inliers = Some(ver.central as u32);
             m.shared_inliers = (ver.shared > 0).then_some(ver.shared as u32);
@@ -789,4 +884,25 @@ pub fn listing_chunks<R: BufRead + Send>(
         }
         (!out.is_empty()).then_some(Ok(out))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spot_is_placed_in_its_region_and_places_overlap_only_in_one_photo() {
+        // the right half of a region that is the photo's bottom-left quadrant
+        let p = Place::within("a.jpg", [0.0, 0.5, 0.5, 1.0], [0.5, 0.0, 1.0, 1.0]);
+        let expect = [0.25 - SPOT_MARGIN, 0.5 - SPOT_MARGIN, 0.5 + SPOT_MARGIN, 1.0];
+        assert!(p.area.iter().zip(expect).all(|(a, b)| (a - b).abs() < 1e-6), "{p:?}");
+        let whole = Place { photo: "a.jpg".into(), area: embed::WHOLE };
+        assert!(p.overlaps(&whole) && whole.overlaps(&p), "a part overlaps the whole photo");
+        let right = Place { photo: "a.jpg".into(), area: [0.5, 0.0, 1.0, 1.0] };
+        assert!(!p.overlaps(&right), "{p:?} and {right:?} share only their margin");
+        let elsewhere = Place { photo: "b.jpg".into(), area: embed::WHOLE };
+        assert!(!p.overlaps(&elsewhere), "another photo");
+        let half_in = Place { photo: "a.jpg".into(), area: [0.1, 0.5, 0.4, 1.0] };
+        assert!(p.overlaps(&half_in), "more than half of the smaller lies in the other");
+    }
 }

@@ -645,6 +645,9 @@ pub struct Verified {
     /// The evidence with inliers on shared points counted at `SHARED_WEIGHT`: how far the photos
     /// agree on what sets the product apart from its siblings.
     pub distinct: f64,
+    /// Where the inliers are in the query photo: the box around them (left, top, right, bottom, as
+    /// shares of its width and height); `None` without inliers.
+    pub spot: Option<[f32; 4]>,
 }
 
 impl Verified {
@@ -686,6 +689,11 @@ pub fn verify(q: &Features, r: &Features, shared: Option<&Shared>, min_inliers: 
         v.shared += usize::from(common);
         v.distinct += if central { 1.0 } else { PERIPHERY_WEIGHT } * if common { SHARED_WEIGHT } else { 1.0 };
     }
+    let (qw, qh) = (f32::from(q.width.max(1)), f32::from(q.height.max(1)));
+    v.spot = inl.iter().map(|&(i, _)| q.points[i]).fold(None, |b: Option<[f32; 4]>, [x, y]| {
+        let (x, y) = ((x / qw).clamp(0.0, 1.0), (y / qh).clamp(0.0, 1.0));
+        Some(b.map_or([x, y, x, y], |b| [b[0].min(x), b[1].min(y), b[2].max(x), b[3].max(y)]))
+    });
     v
 }
 
@@ -1055,6 +1063,24 @@ mod tests {
         assert!(!consistent(&src, &mirrored), "a mirrored sample turns every triangle the other way");
         let on_a_line = [[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [0.0, 1.0]];
         assert!(!consistent(&on_a_line, &dst));
+    }
+
+    #[test]
+    fn the_spot_is_where_the_copy_is_in_the_query_photo() {
+        let p = Params::default();
+        let a = picture(300, 300, 1);
+        // the picture in the right half of a wider, plain query photo
+        let mut wide = RgbImage { width: 600, height: 300, data: vec![90u8; 600 * 300 * 3] };
+        for y in 0..300usize {
+            wide.data[(y * 600 + 300) * 3..(y * 600 + 600) * 3].copy_from_slice(&a.data[y * 300 * 3..(y + 1) * 300 * 3]);
+        }
+        let v = verify(&Features::extract(&wide, &p), &Features::extract(&a, &p), None, 8);
+        assert!(v.inliers >= 30, "{v:?}");
+        let s = v.spot.expect("inliers have a spot");
+        assert!(s[0] >= 0.48 && s[2] <= 1.0 && s[2] > 0.9, "in the right half: {s:?}");
+        assert!(s[1] < 0.1 && s[3] > 0.9, "from top to bottom: {s:?}");
+        let none = verify(&Features::extract(&picture(300, 300, 2), &p), &Features::extract(&a, &p), None, 8);
+        assert_eq!(none.spot.is_some(), none.inliers > 0, "{none:?}");
     }
 
     #[test]

@@ -276,6 +276,31 @@ fn a_photo_pasted_small_onto_another_is_searched_as_an_inset() {
 }
 
 #[test]
+fn two_products_side_by_side_in_one_photo_are_both_verified() {
+    // a Northwind shoe on the left half, a smaller Acme watch on the right: the shoe verifies on
+    // far more points, but the watch is found elsewhere in the photo, so the shoe does not explain
+    // it away; the shoe's look-alike sibling, found where the shoe is, still is
+    let mut scene = image::RgbImage::from_pixel(1000, 500, image::Rgb([128, 128, 128]));
+    let shoe = image::open(testdata("catalog/northwind/nw-runner_1.jpg")).unwrap().resize_exact(500, 500, image::imageops::FilterType::Triangle).to_rgb8();
+    let watch = image::open(testdata("catalog/acme/acme-chrono_1.jpg")).unwrap().resize_exact(300, 300, image::imageops::FilterType::Triangle).to_rgb8();
+    image::imageops::replace(&mut scene, &shoe, 0, 0);
+    image::imageops::replace(&mut scene, &watch, 600, 100);
+    let dir = tempdir();
+    let path = dir.path().join("two.jpg");
+    scene.save(&path).unwrap();
+    let data = catalog_with(None);
+    let out = run_ok(data.path(), &["query", path.to_str().unwrap(), "--json", "--price", "10", "--currency", "EUR"], 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let found = |id: &str| v["matches"].as_array().unwrap().iter().find(|m| m["product_id"] == id).cloned().unwrap_or_else(|| panic!("{id} not among the matches: {v}"));
+    let (shoe, watch, sibling) = (found("nw-runner"), found("acme-chrono"), found("nw-court"));
+    assert_eq!(v["matches"][0]["product_id"], "nw-runner", "{v}");
+    assert!(shoe["inliers"].as_u64().unwrap() > 2 * watch["inliers"].as_u64().unwrap(), "the shoe verifies far better: {v}");
+    assert!(watch["verification"].as_f64().unwrap() > 0.0, "the watch is verified, not explained away: {v}");
+    assert!(watch["similarity"].as_f64().unwrap() >= v["thresholds"]["match_threshold"].as_f64().unwrap(), "{v}");
+    assert!(sibling["verification"].as_f64().unwrap() < 0.0, "the shoe's sibling is explained away: {v}");
+}
+
+#[test]
 fn look_alike_siblings_that_differ_only_in_colour_are_told_apart_by_colour() {
     // two products of one brand whose photos differ only in the colour of a panel in the middle,
     // as one brand's milks or juices do; listings show a crop of one or the other
