@@ -120,7 +120,7 @@ fn main() -> Result<()> {
                 )
             })
             .collect();
-        store.add_products(&loc.manifest, storage, &products, part, &[], &[])?;
+        store.add_products(&loc.manifest, storage, &products, part, &Default::default())?;
     }
     let t = std::time::Instant::now();
     if args.get(4).is_some_and(|a| a == "graph") {

@@ -569,14 +569,13 @@ fn copy_task(config: &Config, loc: &ModelLocation, opts: &Options, match_t: f32,
 /// The pHash baseline: each query photo's `k` most similar products among the reference photos
 /// (product id, photo), best first.
 fn phash_rank(refs: &[(&str, &Path)], queries: &[&Path], k: usize, limits: &decode::Limits) -> Result<Vec<Vec<(String, f32)>>> {
-    let hasher = crate::baseline::hasher();
-    let hash = |p: &Path| load_for_editing(p, limits).map(|img| crate::baseline::hash(&hasher, &img));
+    let hash = |p: &Path| load_for_editing(p, limits).map(|img| crate::baseline::hash(&img));
     let hashes: Vec<_> = refs.par_iter().map(|(_, p)| hash(p)).collect::<Result<_>>()?;
     let mut index = crate::baseline::HashIndex::default();
     for ((id, _), h) in refs.iter().zip(hashes) {
         index.add(id, h);
     }
-    queries.par_iter().map(|p| hash(p).map(|h| index.rank(&h, k))).collect()
+    queries.par_iter().map(|p| hash(p).map(|h| index.rank(h, k))).collect()
 }
 
 /// Copy-detection figures from each query's ranked matches (catalog product, score), best first.

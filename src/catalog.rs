@@ -23,6 +23,9 @@
 //! - table `colours`: the colour histogram of each reference image not on a white backdrop
 //!   (`colour::Colours::to_bytes`, format `KNKCOL01`), keyed by content hash; images added before
 //!   knockoff stored them have none, and take no part in telling siblings apart by colour;
+//! - table `phashes`: the perceptual hash of each reference image (`phash::of`, 8 bytes, u64
+//!   LE), keyed by content hash; images added before knockoff stored them are not recognised as
+//!   near-duplicates (`scan` verifies them on local features only);
 //! - `config.toml` (optional): settings (see `config`);
 //! - `lock`: held while a command writes, so two writers never interleave.
 //!
@@ -77,6 +80,7 @@ CREATE TABLE IF NOT EXISTS background(id INTEGER PRIMARY KEY, sha256 TEXT NOT NU
 CREATE TABLE IF NOT EXISTS local_features(sha256 TEXT PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS shared_points(sha256 TEXT PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS colours(sha256 TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS phashes(sha256 TEXT PRIMARY KEY, data BLOB NOT NULL);
 ";
 
 /// Images of the brand's other products each reference image is compared with to find its shared
@@ -190,6 +194,9 @@ struct FeatureCache {
     /// Whether the catalog has the `colours` table (older ones do not).
     has_colours: bool,
     colours: HashMap<u32, Option<crate::colour::Colours>>,
+    /// Whether the catalog has the `phashes` table (older ones do not).
+    has_phashes: bool,
+    phashes: HashMap<u32, Option<u64>>,
     /// Whether outdated features were reported (once per scan, not once per image).
     warned_outdated: bool,
 }
@@ -226,7 +233,7 @@ impl FeatureStore {
         let table = |name: &str| -> Result<bool> {
             Ok(conn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name=?1", [name], |r| r.get::<_, i64>(0))? > 0)
         };
-        let (has, has_shared, has_colours) = (table("local_features")?, table("shared_points")?, table("colours")?);
+        let (has, has_shared, has_colours, has_phashes) = (table("local_features")?, table("shared_points")?, table("colours")?, table("phashes")?);
         let cache = FeatureCache {
             conn: has.then_some(conn),
             has_shared,
@@ -234,6 +241,8 @@ impl FeatureStore {
             shared: HashMap::new(),
             has_colours,
             colours: HashMap::new(),
+            has_phashes,
+            phashes: HashMap::new(),
             warned_outdated: false,
         };
         Ok(FeatureStore { inner: std::sync::Mutex::new(cache) })
@@ -304,6 +313,26 @@ impl FeatureStore {
             }
         };
         Ok(remember(&mut c.colours, id, s))
+    }
+
+    /// The perceptual hash of reference vector `id` (`phash::of`), `None` when none is stored (an
+    /// image added before knockoff stored them, or a damaged row, which is logged).
+    pub fn phash(&self, id: u32) -> Result<Option<u64>> {
+        let mut c = self.inner.lock().map_err(|_| anyhow::anyhow!("internal error: feature cache poisoned"))?;
+        if let Some(h) = c.phashes.get(&id) {
+            return Ok(*h);
+        }
+        let h = match c.blob("phashes", c.has_phashes, id)? {
+            None => None,
+            Some(b) => match <[u8; 8]>::try_from(b.as_slice()) {
+                Ok(bytes) => Some(u64::from_le_bytes(bytes)),
+                Err(_) => {
+                    tracing::warn!("reference image (vector {id}): its stored perceptual hash is damaged ({} bytes); add it again to store it", b.len());
+                    None
+                }
+            },
+        };
+        Ok(remember(&mut c.phashes, id, h))
     }
 }
 
@@ -544,16 +573,14 @@ impl Store {
     /// embeddings of images not stored before, with their content hashes; `images` of each product
     /// are (content hash, source) pairs whose hashes are stored or among `new_vectors`. A new vector
     /// file stores its rows as `storage`; an existing one keeps its own storage until compaction.
-    /// `features` are local features (content hash, serialised) of the images, stored when the
-    /// image has none yet.
+    /// `notes` are what else is known of the images (`ImageNotes`).
     pub fn add_products(
         &mut self,
         manifest: &Manifest,
         storage: Storage,
         products: &[(ProductRecord, Vec<(String, String)>)],
         new_vectors: &[(String, Vec<f32>)],
-        features: &[(String, Vec<u8>)],
-        colours: &[(String, Vec<u8>)],
+        notes: &ImageNotes,
     ) -> Result<()> {
         self.check_model(manifest)?;
         let dim = manifest.dim;
@@ -568,7 +595,7 @@ impl Store {
             tx.execute("INSERT INTO vectors(id, sha256) VALUES(?1, ?2)", params![(committed + i) as i64, hash])?;
         }
         set_meta(&tx, "vector_count", (committed + new_vectors.len()).to_string())?;
-        for (hash, data) in features {
+        for (hash, data) in &notes.features {
             // an image added again keeps its features, unless they are in an outdated format
             tx.execute(
                 "INSERT INTO local_features VALUES(?1, ?2)
@@ -576,8 +603,11 @@ impl Store {
                 params![hash, data, &crate::verify::MAGIC[..]],
             )?;
         }
-        for (hash, data) in colours {
+        for (hash, data) in &notes.colours {
             tx.execute("INSERT OR REPLACE INTO colours VALUES(?1, ?2)", params![hash, data])?;
+        }
+        for (hash, h) in &notes.phashes {
+            tx.execute("INSERT OR REPLACE INTO phashes VALUES(?1, ?2)", params![hash, &h.to_le_bytes()[..]])?;
         }
         let t = now();
         for (p, images) in products {
@@ -858,6 +888,7 @@ impl Store {
         tx.execute("DELETE FROM local_features WHERE sha256 NOT IN (SELECT sha256 FROM vectors)", [])?;
         tx.execute("DELETE FROM shared_points WHERE sha256 NOT IN (SELECT sha256 FROM vectors)", [])?;
         tx.execute("DELETE FROM colours WHERE sha256 NOT IN (SELECT sha256 FROM vectors)", [])?;
+        tx.execute("DELETE FROM phashes WHERE sha256 NOT IN (SELECT sha256 FROM vectors)", [])?;
         for (new, &old) in live.iter().enumerate() {
             tx.execute("UPDATE vectors SET id=?1 WHERE id=?2", params![-(new as i64) - 1, old])?;
             tx.execute("UPDATE images SET vector=?1 WHERE vector=?2", params![-(new as i64) - 1, old])?;
@@ -1152,6 +1183,18 @@ pub struct Ingested {
     pub skipped: Vec<(usize, String)>,
 }
 
+/// What `catalog add` stores about reference images besides their embeddings, each by content
+/// hash.
+#[derive(Debug, Default)]
+pub struct ImageNotes {
+    /// Local features (`verify::Features::to_bytes`), stored when the image has none yet.
+    pub features: Vec<(String, Vec<u8>)>,
+    /// Colour histograms (`colour::Colours::to_bytes`) of images not on a white backdrop.
+    pub colours: Vec<(String, Vec<u8>)>,
+    /// Perceptual hashes (`phash::of`).
+    pub phashes: Vec<(String, u64)>,
+}
+
 /// Adds loaded products to `store`: embeds the images not stored yet (by content hash) with
 /// `embedder` and stores the products in one transaction (new vectors in `storage` when the catalog
 /// is new). This is the core of `catalog add`.
@@ -1164,8 +1207,7 @@ pub fn ingest(
 ) -> Result<Ingested> {
     let mut done = Ingested::default();
     let mut to_embed: Vec<(String, &crate::embed::Prepared)> = Vec::new();
-    let mut features: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut colours: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut notes = ImageNotes::default();
     let mut keep = Vec::new();
     for (p, imgs) in products {
         let mut refs = Vec::new();
@@ -1174,10 +1216,13 @@ pub fn ingest(
                 Ok(l) => {
                     let Some(hash) = &l.hash else { bail!("internal error: image {} was loaded without its hash", r.display()) };
                     if let Some(f) = &l.features {
-                        features.push((hash.clone(), f.to_bytes()));
+                        notes.features.push((hash.clone(), f.to_bytes()));
                     }
                     if let Some(c) = &l.colours {
-                        colours.push((hash.clone(), c.to_bytes()));
+                        notes.colours.push((hash.clone(), c.to_bytes()));
+                    }
+                    if let Some(h) = l.phash {
+                        notes.phashes.push((hash.clone(), h));
                     }
                     let known = store.vector_by_hash(hash)?.is_some() || to_embed.iter().any(|(h, _)| h == hash);
                     if known {
@@ -1202,7 +1247,7 @@ pub fn ingest(
     done.embedded = new_vectors.len();
     done.products = keep.len();
     done.images = keep.iter().flat_map(|(_, refs)| refs.iter().map(|(h, _)| h.clone())).collect();
-    store.add_products(manifest, storage, &keep, &new_vectors, &features, &colours)?;
+    store.add_products(manifest, storage, &keep, &new_vectors, &notes)?;
     Ok(done)
 }
 

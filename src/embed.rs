@@ -271,6 +271,9 @@ pub struct Loaded {
     /// Its colours, with local features: a reference photo's (`Colours::of_reference`, none on a
     /// white backdrop) with `Extract`, a listing photo's with `Prepare`.
     pub colours: Option<crate::colour::Colours>,
+    /// Its perceptual hash (`phash::of`, none for a flat photo), with local features (`Extract` or
+    /// `Prepare`).
+    pub phash: Option<u64>,
 }
 
 /// What `load_images` does about local features.
@@ -337,7 +340,8 @@ pub fn load_images(
                 LocalFeatures::Extract(p) => (Some(crate::verify::Features::extract(&img, &p)), None, crate::colour::Colours::of_reference(&img)),
                 LocalFeatures::Prepare(p) => (None, Some(crate::verify::Ready::new(&img, &p)), Some(crate::colour::Colours::of(&img))),
             };
-            Ok(Loaded { hash, prepared, regions, features, ready, inset_ready, colours })
+            let phash = if matches!(opts.features, LocalFeatures::Skip) { None } else { crate::phash::of(&img) };
+            Ok(Loaded { hash, prepared, regions, features, ready, inset_ready, colours, phash })
         })
         .collect()
 }

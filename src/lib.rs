@@ -24,6 +24,7 @@ pub mod index;
 pub mod inset;
 pub mod metrics;
 pub mod model;
+pub mod phash;
 pub mod pipeline;
 pub mod policy;
 pub mod records;

@@ -83,6 +83,11 @@ pub struct Match {
     /// decided on the others (`verify::Shared`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shared_inliers: Option<u32>,
+    /// With geometric verification: when a listing photo is a near-duplicate of a reference photo
+    /// of the product, how many of the 64 bits of their perceptual hashes differ (at most
+    /// `phash::NEAR`); that counts as verified, for copies too smooth for local features.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash_distance: Option<u32>,
     /// With geometric verification: what verification added to the score (negative when another
     /// candidate verified far better; see `[verify]`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -232,7 +237,10 @@ fn decide_one(
         if v > 0.0 {
             let flip = if m.mirrored { " once the listing photo is mirrored" } else { "" };
             let centre = m.central_inliers.map(|c| format!(", {c} of them in the middle of the reference photo")).unwrap_or_default();
-            parts.push(format!("plus {v:.3} because {n} local features of the photos agree geometrically{flip}{centre}{shared}"));
+            parts.push(match m.hash_distance {
+                Some(bits) => format!("plus {v:.3} because the photos are near-duplicates (their perceptual hashes differ in {bits} of 64 bits; {n} local features agree geometrically{flip})"),
+                None => format!("plus {v:.3} because {n} local features of the photos agree geometrically{flip}{centre}{shared}"),
+            });
         } else if v < 0.0 {
             parts.push(format!("minus {:.3} because another product's photo agrees geometrically far better on what sets the products apart (only {n} local features agree here{shared})", -v));
         }
@@ -383,6 +391,7 @@ mod tests {
             support: None,
             inliers: None,
             central_inliers: None,
+            hash_distance: None,
             shared_inliers: None,
             verification: None,
             mirrored: false,

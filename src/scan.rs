@@ -75,6 +75,8 @@ struct Photos<'a> {
     places: &'a Places,
     /// Colours of the photos, by name.
     colours: &'a [(String, &'a Colours)],
+    /// Perceptual hashes of the photos (`phash::of`), by name.
+    hashes: &'a [(String, u64)],
 }
 
 /// Where in a listing something was found: a photo and the part of it.
@@ -373,6 +375,7 @@ impl Judge {
             let mut queries = Vec::new();
             let mut ready = Vec::new();
             let mut places = Places::new();
+            let mut hashes = Vec::new();
             let refs = listing.as_ref().map(|l| l.images.as_slice()).unwrap_or_default();
             for (r, img) in refs.iter().zip(images) {
                 match img {
@@ -384,6 +387,9 @@ impl Judge {
                             ready.push((format!("{}#{}", r.display(), embed::INSET), f, None));
                         }
                         places.insert(r.display(), (r.display(), embed::WHOLE));
+                        if let Some(h) = loaded.phash {
+                            hashes.push((r.display(), h));
+                        }
                         for region in &loaded.regions {
                             places.insert(format!("{}#{}", r.display(), region.name), (r.display(), region.area));
                         }
@@ -397,7 +403,7 @@ impl Judge {
                 }
             }
             let matches = self.products_from_hits(&queries);
-            pending.push((queries, matches, ready, places, image_errors));
+            pending.push((queries, matches, ready, (places, hashes), image_errors));
         }
         // local features only of the photos of listings that will be verified, all at once
         let wanted: Vec<(usize, &crate::verify::Ready)> = pending
@@ -412,7 +418,7 @@ impl Judge {
         };
         let mut extracted = wanted.iter().map(|(i, _)| *i).zip(extracted).peekable();
         let mut out = Vec::with_capacity(listings.len());
-        for (i, (listing, (queries, matches, ready, places, image_errors))) in listings.into_iter().zip(pending).enumerate() {
+        for (i, (listing, (queries, matches, ready, (places, hashes), image_errors))) in listings.into_iter().zip(pending).enumerate() {
             let listing = match listing {
                 Ok(l) => l,
                 Err((line, id, why)) => {
@@ -433,7 +439,7 @@ impl Judge {
                 out.push(rep);
                 continue;
             }
-            let photos = Photos { features: &features, places: &places, colours: &colours };
+            let photos = Photos { features: &features, places: &places, colours: &colours, hashes: &hashes };
             out.push(self.judge(listing, &queries, matches, &photos, image_errors)?);
         }
         Ok(out)
@@ -489,7 +495,7 @@ impl Judge {
     /// applies the policy.
     fn judge(&self, listing: Listing, queries: &[(String, Searched)], mut matches: Vec<Match>, photos: &Photos<'_>, image_errors: Vec<String>) -> Result<Report> {
         if let Some(store) = &self.view.features {
-            self.verify(&mut matches, queries, photos.features, photos.places, store)?;
+            self.verify(&mut matches, queries, photos, store)?;
             if !photos.features.is_empty() {
                 self.prefer_by_colour(&mut matches, photos.colours, store)?;
             }
@@ -550,15 +556,13 @@ impl Judge {
     /// verified in the same part of the same listing photo (`Place::overlaps`): a photo can show
     /// two products, a shelf behind a pasted copy or a collage of several, and one product found
     /// there is no evidence against another found elsewhere.
-    fn verify(
-        &self,
-        matches: &mut [Match],
-        queries: &[(String, Searched)],
-        photos: &[(String, &Features)],
-        places: &Places,
-        store: &crate::catalog::FeatureStore,
-    ) -> Result<()> {
+    ///
+    /// A candidate with a reference photo that is a near-duplicate of a listing photo (perceptual
+    /// hashes at most `phash::NEAR` bits apart) counts as verified fully, on the whole photo: a
+    /// shrunk, blurred or pixelated copy of a smooth photo has too few corners for local features.
+    fn verify(&self, matches: &mut [Match], queries: &[(String, Searched)], listing_photos: &Photos<'_>, store: &crate::catalog::FeatureStore) -> Result<()> {
         use rayon::prelude::*;
+        let (photos, places) = (listing_photos.features, listing_photos.places);
         let v = &self.ctx.config.verify;
         if photos.is_empty() {
             return Ok(());
@@ -574,7 +578,9 @@ impl Judge {
         // each candidate's reference photos, the most similar to the listing's photos first, with
         // the points its brand's other products share
         type Reference = (std::sync::Arc<Features>, Option<std::sync::Arc<crate::verify::Shared>>);
-        let mut candidates: Vec<(usize, Vec<Reference>)> = Vec::new();
+        // (match index, reference photos, near-duplicate: hash distance and listing photo)
+        type Candidate<'p> = (usize, Vec<Reference>, Option<(u32, &'p str)>);
+        let mut candidates: Vec<Candidate> = Vec::new();
         for (i, m) in self.to_verify(matches) {
             let Some(&pi) = self.view.product_index.get(&(m.brand.clone(), m.product_id.clone())) else { continue };
             let mut vids = self.view.product_vectors[pi].clone();
@@ -588,9 +594,21 @@ impl Judge {
                     refs.push((f, store.shared(vid)?));
                 }
             }
+            // the listing photo nearest to one of the product's reference photos by perceptual hash,
+            // when a near-duplicate
+            let mut near: Option<(u32, &str)> = None;
+            for &vid in &self.view.product_vectors[pi] {
+                let Some(r) = store.phash(vid)? else { continue };
+                for (photo, h) in listing_photos.hashes {
+                    let d = crate::phash::distance(*h, r);
+                    if d <= crate::phash::NEAR && near.is_none_or(|(best, _)| d < best) {
+                        near = Some((d, photo.as_str()));
+                    }
+                }
+            }
             // (images stored before knockoff kept local features have none: nothing to verify)
-            if !refs.is_empty() {
-                candidates.push((i, refs));
+            if !refs.is_empty() || near.is_some() {
+                candidates.push((i, refs, near));
             }
         }
         // the photo pair with the most evidence, with the most distinct evidence of any pair, and
@@ -617,7 +635,7 @@ impl Judge {
         let direct: Vec<(&str, &Features)> = photos.iter().map(|(name, q)| (name.as_str(), *q)).collect();
         let mut counted: Vec<(usize, crate::verify::Verified, bool, Option<Place>)> = candidates
             .iter()
-            .map(|(i, refs)| {
+            .map(|(i, refs, _)| {
                 let (ver, place) = most(&direct, false, refs);
                 (*i, ver, false, place)
             })
@@ -630,7 +648,7 @@ impl Judge {
         let mut done = vec![false; counted.len()];
         for all in [false, true] {
             let mut gained = false;
-            for (k, (i, refs)) in candidates.iter().enumerate() {
+            for (k, (i, refs, _)) in candidates.iter().enumerate() {
                 if done[k] || !review(*i) || (!all && counted[k].1.evidence() >= v.full_inliers as f64) {
                     continue;
                 }
@@ -649,12 +667,26 @@ impl Judge {
                 break;
             }
         }
-        // where each candidate is: where its inliers are when it verified, else the part of the
-        // photo its embedding matched best (the whole photo or a region)
-        let verified = |ver: &crate::verify::Verified| ver.evidence() >= v.min_inliers as f64;
+        // each candidate's evidence and distinct evidence, a near-duplicate's at least full
+        let (min, full) = (v.min_inliers as f64, v.full_inliers as f64);
+        let weighed: Vec<(f64, f64, Option<Place>)> = counted
+            .iter()
+            .zip(&candidates)
+            .map(|((_, ver, _, place), (_, _, near))| match near {
+                Some((_, photo)) if ver.evidence() < full => {
+                    // verified on the whole photo, unless its inliers already say where
+                    let at = if ver.evidence() >= min { place.clone() } else { Some(Place { photo: photo.to_string(), area: embed::WHOLE }) };
+                    (full, ver.distinct.max(full), at)
+                }
+                _ => (ver.evidence(), ver.distinct, place.clone()),
+            })
+            .collect();
+        // where each candidate is: where it verified, else the part of the photo its embedding
+        // matched best (the whole photo or a region)
         let here: Vec<Option<Place>> = counted
             .iter()
-            .map(|(i, ver, _, place)| match verified(ver) {
+            .zip(&weighed)
+            .map(|((i, _, _, _), (e, _, place))| match *e >= min {
                 true => place.clone(),
                 false => places.get(&matches[*i].listing_image).map(|(photo, area)| Place { photo: photo.clone(), area: *area }),
             })
@@ -663,18 +695,19 @@ impl Judge {
         let rivals: Vec<(f64, f64)> = here
             .iter()
             .map(|at| {
-                counted
+                weighed
                     .iter()
-                    .filter(|(_, ver, _, place)| verified(ver) && at.as_ref().zip(place.as_ref()).is_none_or(|(a, b)| a.overlaps(b)))
-                    .fold((0.0, 0.0), |(e, d), (_, ver, _, _)| (f64::max(e, ver.evidence()), f64::max(d, ver.distinct)))
+                    .filter(|(e, _, place)| *e >= min && at.as_ref().zip(place.as_ref()).is_none_or(|(a, b)| a.overlaps(b)))
+                    .fold((0.0, 0.0), |(be, bd), (e, d, _)| (f64::max(be, *e), f64::max(bd, *d)))
             })
             .collect();
-        for ((i, ver, flipped, _), (best, best_distinct)) in counted.into_iter().zip(rivals) {
+        for ((((i, ver, flipped, _), (_, _, near)), (e, d, _)), (best, best_distinct)) in counted.into_iter().zip(&candidates).zip(weighed).zip(rivals) {
             let m = &mut matches[i];
-            let adj = v.adjustment(ver.evidence(), ver.distinct, best.max(ver.evidence()), best_distinct.max(ver.distinct)) as f32;
+            let adj = v.adjustment(e, d, best.max(e), best_distinct.max(d)) as f32;
             m.inliers = Some(ver.inliers as u32);
             m.central_inliers = Some(ver.central as u32);
             m.shared_inliers = (ver.shared > 0).then_some(ver.shared as u32);
+            m.hash_distance = near.map(|(bits, _)| bits);
             m.mirrored = flipped;
             if adj != 0.0 {
                 m.raw_similarity.get_or_insert(m.similarity);
@@ -753,6 +786,7 @@ impl Judge {
                         support: None,
                         inliers: None,
                         central_inliers: None,
+                        hash_distance: None,
                         shared_inliers: None,
                         verification: None,
                         mirrored: false,

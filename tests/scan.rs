@@ -276,6 +276,47 @@ fn a_photo_pasted_small_onto_another_is_searched_as_an_inset() {
 }
 
 #[test]
+fn a_shrunk_blurred_copy_of_a_smooth_photo_is_verified_as_a_near_duplicate() {
+    // two smooth "fruit on white" photos: too few corners for local features once a copy is
+    // shrunk and blurred, but its perceptual hash stays near the original's
+    let dir = tempdir();
+    let fruit = |cx: f32, cy: f32, r: f32, rgb: [f32; 3]| {
+        image::RgbImage::from_fn(600, 600, |x, y| {
+            let d = (((x as f32 - cx).powi(2) + (y as f32 - cy).powi(2)).sqrt() / r).min(1.2);
+            let shade = 1.0 - 0.35 * d * d; // lit from the front, darker to the rim
+            let inside = ((1.0 - d) * 20.0).clamp(0.0, 1.0); // a soft edge
+            image::Rgb(rgb.map(|c| (255.0 * (1.0 - inside) + c * shade * inside) as u8))
+        })
+    };
+    fruit(280.0, 320.0, 200.0, [235.0, 140.0, 60.0]).save(dir.path().join("peach.jpg")).unwrap();
+    fruit(340.0, 260.0, 150.0, [90.0, 170.0, 60.0]).save(dir.path().join("lime.jpg")).unwrap();
+    let csv = dir.path().join("catalog.csv");
+    std::fs::write(
+        &csv,
+        "brand,product_id,title,price,currency,images,authorized_sellers,category\n\
+         Orchard,peach,Peach,10,EUR,peach.jpg,orchard-official,fruit\n\
+         Orchard,lime,Lime,10,EUR,lime.jpg,orchard-official,fruit\n",
+    )
+    .unwrap();
+    let data = tempdir();
+    run_ok(data.path(), &["catalog", "add", csv.to_str().unwrap()], 0);
+    let copy = image::imageops::blur(&image::open(dir.path().join("peach.jpg")).unwrap().resize_exact(150, 150, image::imageops::FilterType::Triangle).to_rgb8(), 1.5);
+    let listing = dir.path().join("copy.jpg");
+    copy.save(&listing).unwrap();
+    let out = run_ok(data.path(), &["query", listing.to_str().unwrap(), "--json", "--price", "2", "--currency", "EUR"], 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let best = &v["matches"][0];
+    assert_eq!(best["product_id"], "peach", "{v}");
+    assert!(best["inliers"].as_u64().unwrap() < 8, "local features alone would not verify it: {v}");
+    assert!(best["hash_distance"].as_u64().is_some_and(|d| d <= 4), "{v}");
+    assert!(best["verification"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["reasons"][0].as_str().unwrap().contains("near-duplicates"), "{v}");
+    assert_eq!(v["verdict"], "flag", "{v}");
+    let other = v["matches"].as_array().unwrap().iter().find(|m| m["product_id"] == "lime");
+    assert!(other.is_none_or(|m| m.get("hash_distance").is_none()), "another smooth photo is no near-duplicate: {v}");
+}
+
+#[test]
 fn two_products_side_by_side_in_one_photo_are_both_verified() {
     // a Northwind shoe on the left half, a smaller Acme watch on the right: the shoe verifies on
     // far more points, but the watch is found elsewhere in the photo, so the shoe does not explain

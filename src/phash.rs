@@ -1,0 +1,119 @@
+//! Perceptual hash: 64 bits that say a photo's coarse layout of light and dark, so a photo
+//! downscaled, blurred, recompressed or recoloured keeps (nearly) the same bits.
+//!
+//! The photo is squashed to 32×32 grey pixels, transformed with a 2-D DCT-II, and the 8×8 lowest
+//! frequencies are compared with the median of all but the constant term: one bit each (bit
+//! `8 × row + column` set when above). Two hashes compare by how many bits differ (Hamming
+//! distance). A scan uses it where local features cannot help: a copy of a smooth photo (a fruit
+//! on white, shrunk or blurred) has too few corners to verify, but its hash stays within `NEAR`
+//! bits of the original's (`scan` then counts the copy as verified). The accuracy benchmark's
+//! baseline ranks photos by the same hash alone.
+
+use std::sync::OnceLock;
+
+use crate::decode::{self, RgbImage};
+
+/// Side of the grey square the DCT runs on.
+const SIDE: usize = 32;
+/// Side of the square of lowest frequencies that make the hash.
+const LOW: usize = 8;
+
+/// Hashes at most this many bits apart are near-duplicates: on the accuracy benchmark, shrunk,
+/// blurred, recompressed and greyscale copies were at most 6 bits from their original (4 but for
+/// one shrunk copy), and no other photo within 6 bits of a catalog photo other than its own
+/// (BENCHMARKS.md "Near-duplicates by perceptual hash").
+pub const NEAR: u32 = 4;
+
+/// A photo whose grey levels (at 32×32) vary by less than this standard deviation is flat (a
+/// blank or single-colour image): its bits would say nothing, and two such photos would look alike.
+const MIN_DEVIATION: f64 = 2.0;
+
+/// The perceptual hash of `img`; `None` for an empty or flat image (`MIN_DEVIATION`).
+pub fn of(img: &RgbImage) -> Option<u64> {
+    if img.width == 0 || img.height == 0 {
+        return None;
+    }
+    let small = decode::resize(img, SIDE as u32, SIDE as u32).ok()?;
+    let grey: Vec<f64> = small.data.chunks_exact(3).map(|p| 0.299 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.114 * f64::from(p[2])).collect();
+    let mean = grey.iter().sum::<f64>() / grey.len() as f64;
+    if (grey.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / grey.len() as f64).sqrt() < MIN_DEVIATION {
+        return None;
+    }
+    let c = cosines();
+    // rows first (LOW frequencies of each of SIDE rows), then columns
+    let mut rows = [[0f64; LOW]; SIDE];
+    for (y, row) in rows.iter_mut().enumerate() {
+        for (u, out) in row.iter_mut().enumerate() {
+            *out = (0..SIDE).map(|x| c[u][x] * grey[y * SIDE + x]).sum();
+        }
+    }
+    let mut coeffs = [0f64; LOW * LOW];
+    for v in 0..LOW {
+        for u in 0..LOW {
+            coeffs[v * LOW + u] = (0..SIDE).map(|y| c[v][y] * rows[y][u]).sum();
+        }
+    }
+    let mut ac: Vec<f64> = coeffs[1..].to_vec();
+    ac.sort_by(f64::total_cmp);
+    let median = (ac[ac.len() / 2 - 1] + ac[ac.len() / 2]) / 2.0;
+    Some(coeffs.iter().enumerate().fold(0u64, |h, (i, &v)| if v > median { h | 1 << i } else { h }))
+}
+
+/// Bits in which two hashes differ.
+pub fn distance(a: u64, b: u64) -> u32 {
+    (a ^ b).count_ones()
+}
+
+/// DCT-II basis: `cosines()[u][x]` = cos(π (2x + 1) u / 2 SIDE), for the LOW lowest frequencies.
+fn cosines() -> &'static [[f64; SIDE]; LOW] {
+    static C: OnceLock<[[f64; SIDE]; LOW]> = OnceLock::new();
+    C.get_or_init(|| {
+        let mut c = [[0f64; SIDE]; LOW];
+        for (u, row) in c.iter_mut().enumerate() {
+            for (x, v) in row.iter_mut().enumerate() {
+                *v = (std::f64::consts::PI * (2 * x + 1) as f64 * u as f64 / (2 * SIDE) as f64).cos();
+            }
+        }
+        c
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic picture with structure at several scales.
+    fn picture(w: u32, h: u32, seed: u32) -> RgbImage {
+        let mut data = Vec::with_capacity((w * h * 3) as usize);
+        for y in 0..h {
+            for x in 0..w {
+                let v = ((x * (3 + seed) / 7 + y * (5 + seed) / 11) % 256) as u8 ^ (((x / 40 + y / 30 + seed) % 2) as u8 * 120);
+                data.extend_from_slice(&[v, v / 2, 255 - v]);
+            }
+        }
+        RgbImage { width: w, height: h, data }
+    }
+
+    #[test]
+    fn a_shrunk_or_darkened_copy_stays_near_and_another_picture_does_not() {
+        let a = picture(640, 480, 1);
+        let h = of(&a).unwrap();
+        let near = |img: &RgbImage| distance(h, of(img).unwrap());
+        let shrunk = decode::resize(&a, 160, 120).unwrap();
+        assert!(near(&shrunk) <= NEAR, "{}", near(&shrunk));
+        let darker = RgbImage { data: a.data.iter().map(|&v| (u32::from(v) * 3 / 4) as u8).collect(), ..a.clone() };
+        assert!(near(&darker) <= NEAR, "{}", near(&darker));
+        let other = picture(640, 480, 4);
+        assert!(near(&other) > 3 * NEAR, "{}", near(&other));
+    }
+
+    #[test]
+    fn an_empty_or_flat_photo_has_no_hash() {
+        assert_eq!(of(&RgbImage { width: 0, height: 0, data: Vec::new() }), None);
+        let flat = RgbImage { width: 300, height: 200, data: [250u8, 250, 248].repeat(300 * 200) };
+        assert_eq!(of(&flat), None, "a blank photo says nothing");
+        let mut faint = flat.clone();
+        faint.data[0] = 0; // one dark pixel is still flat at 32x32
+        assert_eq!(of(&faint), None);
+    }
+}
