@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Creates benches/python/.venv with hnswlib and numpy for search.py (the Python side of
-# `cargo bench --bench search`). Usage: bash benches/python/setup.sh
+# `cargo bench --bench search`) and Pillow for unseen_edits.py. Usage: bash benches/python/setup.sh
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 python3 -m venv "$here/.venv"
 "$here/.venv/bin/pip" install --quiet --upgrade pip
-"$here/.venv/bin/pip" install --quiet "numpy>=1.26" "hnswlib==0.8.0"
+"$here/.venv/bin/pip" install --quiet "numpy>=1.26" "hnswlib==0.8.0" "pillow>=10"
 "$here/.venv/bin/python" -c "import hnswlib, numpy; print('hnswlib', hnswlib.__version__ if hasattr(hnswlib, '__version__') else '0.8.0', 'numpy', numpy.__version__)"
