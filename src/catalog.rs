@@ -1221,8 +1221,8 @@ pub fn ingest(
                     if let Some(c) = &l.colours {
                         notes.colours.push((hash.clone(), c.to_bytes()));
                     }
-                    if let Some(h) = l.phash {
-                        notes.phashes.push((hash.clone(), h));
+                    if let Some((_, h)) = l.phashes.iter().find(|(region, _)| region.is_none()) {
+                        notes.phashes.push((hash.clone(), *h));
                     }
                     let known = store.vector_by_hash(hash)?.is_some() || to_embed.iter().any(|(h, _)| h == hash);
                     if known {

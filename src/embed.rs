@@ -271,9 +271,11 @@ pub struct Loaded {
     /// Its colours, with local features: a reference photo's (`Colours::of_reference`, none on a
     /// white backdrop) with `Extract`, a listing photo's with `Prepare`.
     pub colours: Option<crate::colour::Colours>,
-    /// Its perceptual hash (`phash::of`, none for a flat photo), with local features (`Extract` or
-    /// `Prepare`).
-    pub phash: Option<u64>,
+    /// Its perceptual hashes, with local features (none for a flat photo or region): with
+    /// `Extract` its own (`phash::of`, region `None`); with `Prepare` also its 7 other orientations
+    /// (`phash::turned`), so a turned or mirrored copy is recognised, and each region's
+    /// (`Some(name)`), so a collage tile or a pasted photo is.
+    pub phashes: Vec<(Option<&'static str>, u64)>,
 }
 
 /// What `load_images` does about local features.
@@ -340,8 +342,16 @@ pub fn load_images(
                 LocalFeatures::Extract(p) => (Some(crate::verify::Features::extract(&img, &p)), None, crate::colour::Colours::of_reference(&img)),
                 LocalFeatures::Prepare(p) => (None, Some(crate::verify::Ready::new(&img, &p)), Some(crate::colour::Colours::of(&img))),
             };
-            let phash = if matches!(opts.features, LocalFeatures::Skip) { None } else { crate::phash::of(&img) };
-            Ok(Loaded { hash, prepared, regions, features, ready, inset_ready, colours, phash })
+            let phashes = match opts.features {
+                LocalFeatures::Skip => Vec::new(),
+                LocalFeatures::Extract(_) => crate::phash::of(&img).map(|h| (None, h)).into_iter().collect(),
+                LocalFeatures::Prepare(_) => {
+                    let whole = crate::phash::turned(&img).map(|t| t.map(|h| (None, h)).to_vec()).unwrap_or_default();
+                    let parts = crops.iter().filter_map(|(name, _, r)| crate::phash::of(r).map(|h| (Some(*name), h)));
+                    whole.into_iter().chain(parts).collect()
+                }
+            };
+            Ok(Loaded { hash, prepared, regions, features, ready, inset_ready, colours, phashes })
         })
         .collect()
 }

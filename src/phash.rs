@@ -30,15 +30,49 @@ const MIN_DEVIATION: f64 = 2.0;
 
 /// The perceptual hash of `img`; `None` for an empty or flat image (`MIN_DEVIATION`).
 pub fn of(img: &RgbImage) -> Option<u64> {
+    grey(img).map(|g| hash(&g))
+}
+
+/// The hashes of `img` in its 8 orientations: as it is, then turned by 90°, 180° and 270°, each
+/// followed by its mirror image (left and right swapped); `None` for an empty or flat image. A
+/// copy turned or mirrored has one of them near its original's `of`.
+pub fn turned(img: &RgbImage) -> Option<[u64; 8]> {
+    let g = grey(img)?;
+    let mut out = [0u64; 8];
+    let mut cur = g;
+    for k in 0..4 {
+        out[2 * k] = hash(&cur);
+        out[2 * k + 1] = hash(&transform(&cur, |x, y| (SIDE - 1 - x, y)));
+        // turned by 90° clockwise: the new (x, y) shows the old (y, SIDE - 1 - x)
+        cur = transform(&cur, |x, y| (y, SIDE - 1 - x));
+    }
+    Some(out)
+}
+
+/// `img` squashed to SIDE×SIDE grey levels, row by row; `None` for an empty or flat image.
+fn grey(img: &RgbImage) -> Option<Vec<f64>> {
     if img.width == 0 || img.height == 0 {
         return None;
     }
     let small = decode::resize(img, SIDE as u32, SIDE as u32).ok()?;
     let grey: Vec<f64> = small.data.chunks_exact(3).map(|p| 0.299 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.114 * f64::from(p[2])).collect();
     let mean = grey.iter().sum::<f64>() / grey.len() as f64;
-    if (grey.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / grey.len() as f64).sqrt() < MIN_DEVIATION {
-        return None;
-    }
+    let deviation = (grey.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / grey.len() as f64).sqrt();
+    (deviation >= MIN_DEVIATION).then_some(grey)
+}
+
+/// The grid whose cell (x, y) holds `g`'s cell `from(x, y)`.
+fn transform(g: &[f64], from: impl Fn(usize, usize) -> (usize, usize)) -> Vec<f64> {
+    (0..SIDE * SIDE)
+        .map(|i| {
+            let (x, y) = from(i % SIDE, i / SIDE);
+            g[y * SIDE + x]
+        })
+        .collect()
+}
+
+/// The hash of a SIDE×SIDE grid of grey levels.
+fn hash(grey: &[f64]) -> u64 {
     let c = cosines();
     // rows first (LOW frequencies of each of SIDE rows), then columns
     let mut rows = [[0f64; LOW]; SIDE];
@@ -56,7 +90,7 @@ pub fn of(img: &RgbImage) -> Option<u64> {
     let mut ac: Vec<f64> = coeffs[1..].to_vec();
     ac.sort_by(f64::total_cmp);
     let median = (ac[ac.len() / 2 - 1] + ac[ac.len() / 2]) / 2.0;
-    Some(coeffs.iter().enumerate().fold(0u64, |h, (i, &v)| if v > median { h | 1 << i } else { h }))
+    coeffs.iter().enumerate().fold(0u64, |h, (i, &v)| if v > median { h | 1 << i } else { h })
 }
 
 /// Bits in which two hashes differ.
@@ -107,9 +141,37 @@ mod tests {
         assert!(near(&other) > 3 * NEAR, "{}", near(&other));
     }
 
+    /// `img` turned by 90° clockwise.
+    fn turn(img: &RgbImage) -> RgbImage {
+        let (w, h) = (img.width as usize, img.height as usize);
+        let mut data = Vec::with_capacity(w * h * 3);
+        for y in 0..w {
+            for x in 0..h {
+                let i = ((h - 1 - x) * w + y) * 3;
+                data.extend_from_slice(&img.data[i..i + 3]);
+            }
+        }
+        RgbImage { width: h as u32, height: w as u32, data }
+    }
+
+    #[test]
+    fn a_turned_or_mirrored_copy_is_near_one_of_the_orientations() {
+        let a = picture(400, 400, 2);
+        let h = of(&a).unwrap();
+        let all = turned(&a).unwrap();
+        assert_eq!(all[0], h, "the first orientation is the photo as it is");
+        let mirrored = RgbImage { data: a.data.chunks_exact(400 * 3).flat_map(|row| row.chunks_exact(3).rev().flatten().copied().collect::<Vec<u8>>()).collect(), ..a.clone() };
+        for copy in [turn(&a), turn(&turn(&a)), turn(&turn(&turn(&a))), mirrored] {
+            let c = of(&copy).unwrap();
+            assert!(distance(c, h) > NEAR, "the copy as it is differs");
+            assert!(turned(&copy).unwrap().iter().any(|&t| distance(t, h) <= NEAR), "one orientation of the copy is near the original");
+        }
+    }
+
     #[test]
     fn an_empty_or_flat_photo_has_no_hash() {
         assert_eq!(of(&RgbImage { width: 0, height: 0, data: Vec::new() }), None);
+        assert_eq!(turned(&RgbImage { width: 0, height: 0, data: Vec::new() }), None);
         let flat = RgbImage { width: 300, height: 200, data: [250u8, 250, 248].repeat(300 * 200) };
         assert_eq!(of(&flat), None, "a blank photo says nothing");
         let mut faint = flat.clone();

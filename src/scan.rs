@@ -75,7 +75,8 @@ struct Photos<'a> {
     places: &'a Places,
     /// Colours of the photos, by name.
     colours: &'a [(String, &'a Colours)],
-    /// Perceptual hashes of the photos (`phash::of`), by name.
+    /// Perceptual hashes of the photos in every orientation and of their regions (`embed::Loaded`),
+    /// by name (`photo` or `photo#region`).
     hashes: &'a [(String, u64)],
 }
 
@@ -387,8 +388,8 @@ impl Judge {
                             ready.push((format!("{}#{}", r.display(), embed::INSET), f, None));
                         }
                         places.insert(r.display(), (r.display(), embed::WHOLE));
-                        if let Some(h) = loaded.phash {
-                            hashes.push((r.display(), h));
+                        for (region, h) in &loaded.phashes {
+                            hashes.push((region.map_or_else(|| r.display(), |name| format!("{}#{name}", r.display())), *h));
                         }
                         for region in &loaded.regions {
                             places.insert(format!("{}#{}", r.display(), region.name), (r.display(), region.area));
@@ -557,9 +558,10 @@ impl Judge {
     /// two products, a shelf behind a pasted copy or a collage of several, and one product found
     /// there is no evidence against another found elsewhere.
     ///
-    /// A candidate with a reference photo that is a near-duplicate of a listing photo (perceptual
-    /// hashes at most `phash::NEAR` bits apart) counts as verified fully, on the whole photo: a
-    /// shrunk, blurred or pixelated copy of a smooth photo has too few corners for local features.
+    /// A candidate with a reference photo that is a near-duplicate of a listing photo, turned or
+    /// mirrored or not, or of one of its regions (perceptual hashes at most `phash::NEAR` bits
+    /// apart) counts as verified fully, there: a shrunk, blurred or pixelated copy of a smooth
+    /// photo has too few corners for local features.
     fn verify(&self, matches: &mut [Match], queries: &[(String, Searched)], listing_photos: &Photos<'_>, store: &crate::catalog::FeatureStore) -> Result<()> {
         use rayon::prelude::*;
         let (photos, places) = (listing_photos.features, listing_photos.places);
@@ -594,8 +596,8 @@ impl Judge {
                     refs.push((f, store.shared(vid)?));
                 }
             }
-            // the listing photo nearest to one of the product's reference photos by perceptual hash,
-            // when a near-duplicate
+            // the listing photo (in any orientation) or region nearest to one of the product's
+            // reference photos by perceptual hash, when a near-duplicate
             let mut near: Option<(u32, &str)> = None;
             for &vid in &self.view.product_vectors[pi] {
                 let Some(r) = store.phash(vid)? else { continue };
@@ -673,9 +675,12 @@ impl Judge {
             .iter()
             .zip(&candidates)
             .map(|((_, ver, _, place), (_, _, near))| match near {
-                Some((_, photo)) if ver.evidence() < full => {
-                    // verified on the whole photo, unless its inliers already say where
-                    let at = if ver.evidence() >= min { place.clone() } else { Some(Place { photo: photo.to_string(), area: embed::WHOLE }) };
+                Some((_, name)) if ver.evidence() < full => {
+                    // verified on the photo or region the hash is of, unless its inliers say where
+                    let at = match ver.evidence() >= min {
+                        true => place.clone(),
+                        false => places.get(*name).map(|(photo, area)| Place { photo: photo.clone(), area: *area }),
+                    };
                     (full, ver.distinct.max(full), at)
                 }
                 _ => (ver.evidence(), ver.distinct, place.clone()),

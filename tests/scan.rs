@@ -314,6 +314,20 @@ fn a_shrunk_blurred_copy_of_a_smooth_photo_is_verified_as_a_near_duplicate() {
     assert_eq!(v["verdict"], "flag", "{v}");
     let other = v["matches"].as_array().unwrap().iter().find(|m| m["product_id"] == "lime");
     assert!(other.is_none_or(|m| m.get("hash_distance").is_none()), "another smooth photo is no near-duplicate: {v}");
+    // turned on its side, or made the top-left tile of a 2x2 collage: the photo's hash in one of
+    // its orientations, or that region's hash, is still near the original's
+    let mut collage = image::RgbImage::from_fn(300, 300, |x, y| image::Rgb([(x / 3) as u8, 60, (y / 2) as u8 + 50]));
+    image::imageops::replace(&mut collage, &copy, 0, 0);
+    for (name, img, region) in [("turned.jpg", image::imageops::rotate90(&copy), ""), ("collage.jpg", collage, "#top-left")] {
+        let path = dir.path().join(name);
+        img.save(&path).unwrap();
+        let out = run_ok(data.path(), &["query", path.to_str().unwrap(), "--json", "--price", "2", "--currency", "EUR"], 0);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let peach = v["matches"].as_array().unwrap().iter().find(|m| m["product_id"] == "peach").unwrap_or_else(|| panic!("{v}"));
+        assert!(peach["hash_distance"].as_u64().is_some_and(|d| d <= 4), "{name}: {v}");
+        assert!(peach["verification"].as_f64().unwrap() > 0.0, "{name}: {v}");
+        assert!(peach["listing_image"].as_str().unwrap().ends_with(&format!("{name}{region}")), "{name}: {v}");
+    }
 }
 
 #[test]
