@@ -379,6 +379,9 @@ pub struct Stats {
     /// Reference images of live products with colours stored (`colour::Colours::of_reference`;
     /// photos on a white backdrop have none).
     pub live_vectors_with_colours: usize,
+    /// Reference images of live products with a perceptual hash stored (`phash::of`; flat photos
+    /// and images added before knockoff stored them have none).
+    pub live_vectors_with_phash: usize,
     /// Model the catalog was built with.
     pub model: Option<String>,
     /// Size of the data directory's files in bytes.
@@ -1080,6 +1083,12 @@ impl Store {
             live_vectors_with_colours: if q("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name='colours'")? > 0 {
                 q("SELECT COUNT(DISTINCT v.id) FROM images i JOIN products p ON p.id=i.product JOIN vectors v ON v.id=i.vector
                    JOIN colours c ON c.sha256=v.sha256 WHERE p.removed=0")?
+            } else {
+                0
+            },
+            live_vectors_with_phash: if q("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name='phashes'")? > 0 {
+                q("SELECT COUNT(DISTINCT v.id) FROM images i JOIN products p ON p.id=i.product JOIN vectors v ON v.id=i.vector
+                   JOIN phashes h ON h.sha256=v.sha256 WHERE p.removed=0")?
             } else {
                 0
             },

@@ -488,6 +488,10 @@ fn catalog_cmd(g: &Global, config: Config, cmd: &CatalogCmd) -> Result<i32> {
                     "colours:          {} of {} live reference images (photos on a white backdrop have none)",
                     s.live_vectors_with_colours, s.live_vectors
                 );
+                println!(
+                    "hashes:           {} of {} live reference images (near-duplicates; add older products again to hash them)",
+                    s.live_vectors_with_phash, s.live_vectors
+                );
                 println!("search:           {}", if s.hnsw_covered > 0 { format!("HNSW over {} images, exact over the rest", s.hnsw_covered) } else { "exact".to_string() });
                 println!("disk:             {:.1} MB in {}", s.disk_bytes as f64 / 1e6, g.data.display());
             }

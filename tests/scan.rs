@@ -300,6 +300,8 @@ fn a_shrunk_blurred_copy_of_a_smooth_photo_is_verified_as_a_near_duplicate() {
     .unwrap();
     let data = tempdir();
     run_ok(data.path(), &["catalog", "add", csv.to_str().unwrap()], 0);
+    let stats: serde_json::Value = serde_json::from_str(&run_ok(data.path(), &["catalog", "stats", "--json"], 0)).unwrap();
+    assert_eq!(stats["live_vectors_with_phash"], 2, "{stats}");
     let copy = image::imageops::blur(&image::open(dir.path().join("peach.jpg")).unwrap().resize_exact(150, 150, image::imageops::FilterType::Triangle).to_rgb8(), 1.5);
     let listing = dir.path().join("copy.jpg");
     copy.save(&listing).unwrap();
