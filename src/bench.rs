@@ -284,11 +284,6 @@ fn mix(seed: u64) -> u64 {
     seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-/// The last part of a path or URL (`photo.jpg#inset` for a region of `/x/photo.jpg`).
-fn file_name(p: &str) -> &str {
-    p.rsplit(['/', '\\']).next().unwrap_or(p)
-}
-
 fn stem(p: &Path) -> String {
     p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
@@ -415,7 +410,7 @@ fn dump_matches<'a>(path: &Path, queries: impl Iterator<Item = (&'a str, Option<
         let m: Vec<serde_json::Value> = r
             .matches
             .iter()
-            .map(|m| serde_json::json!({"product": m.product_id, "score": m.similarity, "inliers": m.inliers, "verification": m.verification, "photo": file_name(&m.listing_image)}))
+            .map(|m| serde_json::json!({"product": m.product_id, "score": m.similarity, "inliers": m.inliers, "verification": m.verification, "photo": Path::new(&m.listing_image).file_name().map(|n| n.to_string_lossy())}))
             .collect();
         text += &serde_json::json!({"query": id, "truth": truth, "verdict": r.verdict.as_str(), "matches": m}).to_string();
         text.push('\n');
