@@ -410,7 +410,7 @@ fn dump_matches<'a>(path: &Path, queries: impl Iterator<Item = (&'a str, Option<
         let m: Vec<serde_json::Value> = r
             .matches
             .iter()
-            .map(|m| serde_json::json!({"product": m.product_id, "score": m.similarity, "inliers": m.inliers, "verification": m.verification, "photo": Path::new(&m.listing_image).file_name().map(|n| n.to_string_lossy())}))
+            .map(|m| serde_json::json!({"product": m.product_id, "score": m.similarity, "inliers": m.inliers, "verification": m.verification, "located": m.located, "photo": Path::new(&m.listing_image).file_name().map(|n| n.to_string_lossy())}))
             .collect();
         text += &serde_json::json!({"query": id, "truth": truth, "verdict": r.verdict.as_str(), "matches": m}).to_string();
         text.push('\n');

@@ -30,7 +30,7 @@ pub fn prepare(img: &RgbImage, manifest: &Manifest) -> Result<Prepared, decode::
 }
 
 /// Resizes (and crops) a decoded image as the manifest says, to `size` instead of its `size`.
-fn prepare_at(img: &RgbImage, manifest: &Manifest, size: u32) -> Result<Prepared, decode::DecodeError> {
+pub fn prepare_at(img: &RgbImage, manifest: &Manifest, size: u32) -> Result<Prepared, decode::DecodeError> {
     let out = match manifest.resize {
         ResizeMode::ShortSide => decode::resize_short_side(img, size)?,
         ResizeMode::Square => decode::resize(img, size, size)?,
@@ -276,7 +276,13 @@ pub struct Loaded {
     /// (`phash::turned`), so a turned or mirrored copy is recognised, and each region's
     /// (`Some(name)`), so a collage tile or a pasted photo is.
     pub phashes: Vec<(Option<&'static str>, u64)>,
+    /// The decoded photo (long side at most `KEPT_SIDE`), with `Prepare`: verification cuts out
+    /// where a reference photo lies in it (`verify::Pose::rectify`) and embeds that.
+    pub image: Option<RgbImage>,
 }
+
+/// Longest side of the decoded photo `Loaded::image` keeps.
+pub const KEPT_SIDE: u32 = 1024;
 
 /// What `load_images` does about local features.
 #[derive(Debug, Clone, Copy, Default)]
@@ -351,7 +357,12 @@ pub fn load_images(
                     whole.into_iter().chain(parts).collect()
                 }
             };
-            Ok(Loaded { hash, prepared, regions, features, ready, inset_ready, colours, phashes })
+            let image = match opts.features {
+                LocalFeatures::Prepare(_) if img.width.max(img.height) <= KEPT_SIDE => Some(img),
+                LocalFeatures::Prepare(_) => Some(decode::fit_long_side(&img, KEPT_SIDE).map_err(|e| e.to_string())?.into_owned()),
+                _ => None,
+            };
+            Ok(Loaded { hash, prepared, regions, features, ready, inset_ready, colours, phashes, image })
         })
         .collect()
 }

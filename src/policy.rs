@@ -88,6 +88,11 @@ pub struct Match {
     /// `phash::NEAR`); that counts as verified, for copies too smooth for local features.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hash_distance: Option<u32>,
+    /// With geometric verification: the similarity (less its background term) to the reference
+    /// photo of the part of the listing photo where that photo lies, cut out and straightened, when
+    /// higher than the best similarity, for which it then stands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub located: Option<f32>,
     /// With geometric verification: what verification added to the score (negative when another
     /// candidate verified far better; see `[verify]`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -228,6 +233,9 @@ fn decide_one(
     }
     if let Some(bg) = m.background {
         parts.push(format!("minus {bg:.3} for the photo's likeness to background photos"));
+    }
+    if let Some(l) = m.located {
+        parts.push(format!("raised to {l:.3} where the reference photo lies in the listing photo, cut out and straightened"));
     }
     if let Some(s) = m.support {
         parts.push(format!("plus {s:.3} because other reference photos of the product match too"));
@@ -392,6 +400,7 @@ mod tests {
             inliers: None,
             central_inliers: None,
             hash_distance: None,
+            located: None,
             shared_inliers: None,
             verification: None,
             mirrored: false,

@@ -648,6 +648,90 @@ pub struct Verified {
     /// Where the inliers are in the query photo: the box around them (left, top, right, bottom, as
     /// shares of its width and height); `None` without inliers.
     pub spot: Option<[f32; 4]>,
+    /// How the reference photo lies in the query photo, from the homography of the inliers;
+    /// `None` without inliers.
+    pub pose: Option<Pose>,
+}
+
+/// Where a verified reference photo lies in the query photo: the homography from the reference's
+/// feature points to the query's, and the sizes of both photos as features were extracted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pose {
+    to_query: Mat3,
+    query: (f64, f64),
+    reference: (f64, f64),
+}
+
+/// Smallest share of the query photo that a reference photo may cover for `Pose::rectify`.
+pub const MIN_FRAME_SHARE: f64 = 0.002;
+
+impl Pose {
+    /// A point of the reference photo (pixels of its features) in the query photo, as shares of
+    /// the photo's width and height, when the features saw `area` of the photo (mirrored or not);
+    /// `None` behind the camera.
+    fn to_photo(&self, area: [f32; 4], mirrored: bool, x: f64, y: f64) -> Option<[f64; 2]> {
+        let h = &self.to_query;
+        if h[2][0] * x + h[2][1] * y + h[2][2] <= 1e-9 {
+            return None;
+        }
+        let [mut qx, qy] = apply(h, [x, y])?;
+        if mirrored {
+            qx = self.query.0 - 1.0 - qx;
+        }
+        let [a0, a1, a2, a3] = area.map(f64::from);
+        Some([a0 + qx / self.query.0 * (a2 - a0), a1 + qy / self.query.1 * (a3 - a1)])
+    }
+
+    /// The share of the query photo that the reference photo's frame covers (parts outside the
+    /// photo included), seen as `Pose::to_photo` says; `None` when a corner is behind the camera.
+    pub fn share(&self, area: [f32; 4], mirrored: bool) -> Option<f64> {
+        let (rw, rh) = self.reference;
+        let c = [self.to_photo(area, mirrored, 0.0, 0.0)?, self.to_photo(area, mirrored, rw, 0.0)?, self.to_photo(area, mirrored, rw, rh)?, self.to_photo(area, mirrored, 0.0, rh)?];
+        let twice: f64 = (0..4).map(|i| c[i][0] * c[(i + 1) % 4][1] - c[(i + 1) % 4][0] * c[i][1]).sum();
+        Some(twice.abs() / 2.0)
+    }
+
+    /// The reference photo's frame as the query photo shows it, warped back to the reference's
+    /// shape (short side `short_side` pixels): what a copy pasted, turned or tilted in the listing
+    /// photo looks like when cut out and straightened. `photo` is the decoded query photo, of which
+    /// the features saw `area` (`mirrored` when they saw it mirrored); parts of the frame outside
+    /// the photo are black. `None` when the frame is implausible: a corner behind the camera, or
+    /// the frame covers less than `MIN_FRAME_SHARE` of the photo.
+    pub fn rectify(&self, photo: &RgbImage, area: [f32; 4], mirrored: bool, short_side: u32) -> Option<RgbImage> {
+        let (rw, rh) = self.reference;
+        let (pw, ph) = (photo.width as f64, photo.height as f64);
+        if pw < 1.0 || ph < 1.0 || rw < 1.0 || rh < 1.0 || !(self.share(area, mirrored)? >= MIN_FRAME_SHARE) {
+            return None;
+        }
+        let to_photo = |x: f64, y: f64| self.to_photo(area, mirrored, x, y).map(|[sx, sy]| [sx * pw, sy * ph]);
+        let scale = f64::from(short_side.max(1)) / rw.min(rh);
+        let (ow, oh) = (((rw * scale).round() as u32).clamp(1, 4 * short_side.max(1)), ((rh * scale).round() as u32).clamp(1, 4 * short_side.max(1)));
+        let mut data = vec![0u8; ow as usize * oh as usize * 3];
+        let (iw, ih) = (photo.width as usize, photo.height as usize);
+        for v in 0..oh as usize {
+            for u in 0..ow as usize {
+                let (x, y) = ((u as f64 + 0.5) / f64::from(ow) * rw, (v as f64 + 0.5) / f64::from(oh) * rh);
+                let Some([px, py]) = to_photo(x, y) else { continue };
+                let (fx, fy) = (px - 0.5, py - 0.5);
+                if !(fx > -1.0 && fy > -1.0 && fx < iw as f64 && fy < ih as f64) {
+                    continue;
+                }
+                let (x0, y0) = (fx.floor(), fy.floor());
+                let (dx, dy) = (fx - x0, fy - y0);
+                let at = |xi: f64, yi: f64, c: usize| -> f64 {
+                    let (xi, yi) = (xi.clamp(0.0, iw as f64 - 1.0) as usize, yi.clamp(0.0, ih as f64 - 1.0) as usize);
+                    f64::from(photo.data[(yi * iw + xi) * 3 + c])
+                };
+                let o = (v * ow as usize + u) * 3;
+                for c in 0..3 {
+                    let top = at(x0, y0, c) * (1.0 - dx) + at(x0 + 1.0, y0, c) * dx;
+                    let bottom = at(x0, y0 + 1.0, c) * (1.0 - dx) + at(x0 + 1.0, y0 + 1.0, c) * dx;
+                    data[o + c] = (top * (1.0 - dy) + bottom * dy).round().clamp(0.0, 255.0) as u8;
+                }
+            }
+        }
+        Some(RgbImage { width: ow, height: oh, data })
+    }
 }
 
 impl Verified {
@@ -677,11 +761,16 @@ pub const INLIER_PIXELS: f64 = 6.0;
 /// the homography is not fitted (it could not explain enough) and `inliers` is 0. `shared` marks
 /// the reference points the brand's other products share, if known.
 pub fn verify(q: &Features, r: &Features, shared: Option<&Shared>, min_inliers: usize) -> Verified {
-    let (matches, inl) = inlier_pairs(q, r, min_inliers);
+    let (matches, inl, to_reference) = inlier_pairs(q, r, min_inliers);
     let (w, h) = (r.width as f32, r.height as f32);
     let inside = |p: [f32; 2]| p[0] >= CENTRE_MARGIN * w && p[0] <= (1.0 - CENTRE_MARGIN) * w && p[1] >= CENTRE_MARGIN * h && p[1] <= (1.0 - CENTRE_MARGIN) * h;
     let shared = shared.filter(|s| s.len == r.len());
-    let mut v = Verified { matches, inliers: inl.len(), ..Verified::default() };
+    let pose = to_reference.as_ref().and_then(invert).map(|to_query| Pose {
+        to_query,
+        query: (f64::from(q.width), f64::from(q.height)),
+        reference: (f64::from(r.width), f64::from(r.height)),
+    });
+    let mut v = Verified { matches, inliers: inl.len(), pose, ..Verified::default() };
     for &(_, j) in &inl {
         let central = inside(r.points[j]);
         let common = shared.is_some_and(|s| s.contains(j));
@@ -697,18 +786,19 @@ pub fn verify(q: &Features, r: &Features, shared: Option<&Shared>, min_inliers: 
     v
 }
 
-/// The descriptor pairs that passed the ratio test, and those of them (query index, reference
-/// index) that one homography explains; none when fewer than `min_inliers` pairs passed.
-fn inlier_pairs(q: &Features, r: &Features, min_inliers: usize) -> (usize, Vec<(usize, usize)>) {
+/// The descriptor pairs that passed the ratio test, those of them (query index, reference
+/// index) that one homography explains, and that homography; none when fewer than `min_inliers`
+/// pairs passed.
+fn inlier_pairs(q: &Features, r: &Features, min_inliers: usize) -> (usize, Vec<(usize, usize)>, Option<Mat3>) {
     let pairs = match_descriptors(q, r);
     if pairs.len() < min_inliers.max(6) {
-        return (pairs.len(), Vec::new());
+        return (pairs.len(), Vec::new(), None);
     }
     let src: Vec<[f64; 2]> = pairs.iter().map(|&(i, _)| [q.points[i][0] as f64, q.points[i][1] as f64]).collect();
     let dst: Vec<[f64; 2]> = pairs.iter().map(|&(_, j)| [r.points[j][0] as f64, r.points[j][1] as f64]).collect();
     match ransac_homography(&src, &dst, (q.width as f64, q.height as f64)) {
-        Some((_, inl)) => (pairs.len(), inl.iter().map(|&k| pairs[k]).collect()),
-        None => (pairs.len(), Vec::new()),
+        Some((h, inl)) => (pairs.len(), inl.iter().map(|&k| pairs[k]).collect(), Some(h)),
+        None => (pairs.len(), Vec::new(), None),
     }
 }
 
@@ -793,6 +883,18 @@ fn apply(h: &Mat3, p: [f64; 2]) -> Option<[f64; 2]> {
         return None;
     }
     Some([(h[0][0] * p[0] + h[0][1] * p[1] + h[0][2]) / w, (h[1][0] * p[0] + h[1][1] * p[1] + h[1][2]) / w])
+}
+
+/// The inverse of a homography; `None` when it is singular.
+fn invert(h: &Mat3) -> Option<Mat3> {
+    let c = |r0: usize, c0: usize, r1: usize, c1: usize| h[r0][c0] * h[r1][c1] - h[r0][c1] * h[r1][c0];
+    let adj = [
+        [c(1, 1, 2, 2), -c(0, 1, 2, 2), c(0, 1, 1, 2)],
+        [-c(1, 0, 2, 2), c(0, 0, 2, 2), -c(0, 0, 1, 2)],
+        [c(1, 0, 2, 1), -c(0, 0, 2, 1), c(0, 0, 1, 1)],
+    ];
+    let det = h[0][0] * adj[0][0] + h[0][1] * adj[1][0] + h[0][2] * adj[2][0];
+    (det.is_finite() && det.abs() > 1e-12).then(|| adj.map(|row| row.map(|v| v / det)))
 }
 
 fn mul(a: &Mat3, b: &Mat3) -> Mat3 {
@@ -1122,6 +1224,61 @@ mod tests {
         let exact = Features::extract(&mirror(&a), &p).mirrored();
         let same = fa.descriptors.iter().filter(|d| exact.descriptors.contains(d)).count();
         assert!(same * 10 >= fa.len() * 8, "{same} of {} descriptors survive mirroring exactly", fa.len());
+    }
+
+    /// Mean absolute difference of two images' bytes, the second resized to the first's size.
+    fn difference(a: &RgbImage, b: &RgbImage) -> f64 {
+        let b = crate::decode::resize(b, a.width, a.height).expect("resize");
+        a.data.iter().zip(&b.data).map(|(x, y)| (*x as f64 - *y as f64).abs()).sum::<f64>() / a.data.len() as f64
+    }
+
+    #[test]
+    fn a_homography_inverts() {
+        let h: Mat3 = [[0.9, -0.2, 14.0], [0.15, 1.1, -5.0], [0.0005, -0.0003, 1.0]];
+        let inv = invert(&h).expect("regular");
+        for p in [[0.0, 0.0], [120.0, 45.0], [300.0, 200.0]] {
+            let back = apply(&inv, apply(&h, p).expect("in front")).expect("in front");
+            assert!((back[0] - p[0]).abs() < 1e-9 && (back[1] - p[1]).abs() < 1e-9, "{p:?} -> {back:?}");
+        }
+        assert!(invert(&[[1.0, 2.0, 0.0], [2.0, 4.0, 0.0], [0.0, 0.0, 1.0]]).is_none(), "singular");
+    }
+
+    #[test]
+    fn a_copy_pasted_small_is_cut_out_and_straightened_where_it_lies() {
+        let p = Params::default();
+        let a = picture(300, 300, 1);
+        let other = picture(300, 300, 2);
+        // the picture turned by 8 degrees, pasted at (520, 80) into a plain 900 x 600 photo
+        let turned = rotate(&a, 8.0);
+        let mut photo = RgbImage { width: 900, height: 600, data: vec![90u8; 900 * 600 * 3] };
+        for y in 0..300usize {
+            let at = ((y + 80) * 900 + 520) * 3;
+            photo.data[at..at + 900].copy_from_slice(&turned.data[y * 900..(y + 1) * 900]);
+        }
+        let fa = Features::extract(&a, &p);
+        let v = verify(&Features::extract(&photo, &p), &fa, None, 8);
+        assert!(v.inliers >= 30, "{v:?}");
+        let pose = v.pose.expect("a homography");
+        let share = pose.share(crate::embed::WHOLE, false).expect("in front");
+        assert!((share - 300.0 * 300.0 / (900.0 * 600.0)).abs() < 0.03, "covers {share}");
+        let cut = pose.rectify(&photo, crate::embed::WHOLE, false, 150).expect("plausible");
+        assert_eq!((cut.width, cut.height), (150, 150), "the reference photo's shape");
+        let (same, unlike) = (difference(&cut, &a), difference(&cut, &other));
+        assert!(same < 25.0 && unlike > 2.0 * same, "straightened copy differs by {same:.1} from the picture, {unlike:.1} from another");
+        // the photo mirrored, with its left half verified as an inset would be, through mirrored
+        // features as a scan's mirror pass does: the same cut, the right way round
+        let flipped = mirror(&photo);
+        let mut half = RgbImage { width: 450, height: 600, data: Vec::with_capacity(450 * 600 * 3) };
+        for row in flipped.data.chunks_exact(900 * 3) {
+            half.data.extend_from_slice(&row[..450 * 3]);
+        }
+        let v = verify(&Features::extract(&half, &p).mirrored(), &fa, None, 8);
+        let cut = v.pose.expect("a homography").rectify(&flipped, [0.0, 0.0, 0.5, 1.0], true, 150).expect("plausible");
+        let again = difference(&cut, &a);
+        assert!(again < 25.0, "from the mirrored photo's half: {again:.1}");
+        // a frame that covers almost nothing of the photo is not cut out
+        let tiny = Pose { to_query: [[0.01, 0.0, 5.0], [0.0, 0.01, 5.0], [0.0, 0.0, 1.0]], query: (900.0, 600.0), reference: (300.0, 300.0) };
+        assert!(tiny.rectify(&photo, crate::embed::WHOLE, false, 150).is_none());
     }
 
     #[test]

@@ -333,6 +333,39 @@ fn a_shrunk_blurred_copy_of_a_smooth_photo_is_verified_as_a_near_duplicate() {
 }
 
 #[test]
+fn a_copy_pasted_small_and_turned_is_compared_again_where_verification_found_it() {
+    // a catalog photo at 180 px, turned by 7 degrees, pasted near the bottom-right corner of an
+    // unrelated 960 x 720 photo: neither the whole photo nor a region compares it well, and only
+    // a dozen or so local features agree, but where they put it is the copy
+    let mut scene = image::open(testdata("listings/L023-unrelated-lamp.jpg")).unwrap().resize_exact(960, 720, image::imageops::FilterType::Triangle).to_rgb8();
+    let tote = image::open(testdata("catalog/lumen/lumen-tote_1.jpg")).unwrap().resize_exact(180, 180, image::imageops::FilterType::Triangle).to_rgb8();
+    let (sin, cos) = 7f64.to_radians().sin_cos();
+    for y in 0..210u32 {
+        for x in 0..210u32 {
+            // nearest pixel of the tote turned about the middle of a 210 x 210 square
+            let (dx, dy) = (x as f64 - 105.0, y as f64 - 105.0);
+            let (sx, sy) = (cos * dx - sin * dy + 90.0, sin * dx + cos * dy + 90.0);
+            if sx >= 0.0 && sy >= 0.0 && sx < 180.0 && sy < 180.0 {
+                scene.put_pixel(600 + x, 400 + y, *tote.get_pixel(sx as u32, sy as u32));
+            }
+        }
+    }
+    let dir = tempdir();
+    let path = dir.path().join("pasted-turned.jpg");
+    scene.save(&path).unwrap();
+    let data = catalog_with(None);
+    let out = run_ok(data.path(), &["query", path.to_str().unwrap(), "--json", "--price", "10", "--currency", "EUR"], 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let m = &v["matches"][0];
+    assert_eq!(m["product_id"], "lumen-tote", "{v}");
+    let (raw, located) = (m["raw_similarity"].as_f64().unwrap(), m["located"].as_f64().unwrap_or(f64::NAN));
+    assert!(raw < v["thresholds"]["review_threshold"].as_f64().unwrap(), "the best photo or region alone is far from a copy: {v}");
+    assert!(located > raw + 0.3 && located >= v["thresholds"]["match_threshold"].as_f64().unwrap(), "cut out and straightened, it is one: {v}");
+    assert_eq!(v["verdict"], "flag", "{v}");
+    assert!(v["reasons"][0].as_str().unwrap().contains(&format!("raised to {located:.3} where the reference photo lies in the listing photo")), "{v}");
+}
+
+#[test]
 fn two_products_side_by_side_in_one_photo_are_both_verified() {
     // a Northwind shoe on the left half, a smaller Acme watch on the right: the shoe verifies on
     // far more points, but the watch is found elsewhere in the photo, so the shoe does not explain
