@@ -666,6 +666,18 @@ pub struct Pose {
 pub const MIN_FRAME_SHARE: f64 = 0.002;
 
 impl Pose {
+    /// The pose of a homography from the query's feature points to the reference's (`query` and
+    /// `reference` are the sizes of their photos); `None` when it is singular.
+    fn new(to_reference: &Mat3, query: (u16, u16), reference: (u16, u16)) -> Option<Pose> {
+        // scaled so that points in front of the camera have a positive third coordinate both ways
+        let sign = if to_reference[2][2] < 0.0 { -1.0 } else { 1.0 };
+        Some(Pose {
+            to_query: invert(&to_reference.map(|row| row.map(|v| sign * v)))?,
+            query: (f64::from(query.0), f64::from(query.1)),
+            reference: (f64::from(reference.0), f64::from(reference.1)),
+        })
+    }
+
     /// A point of the reference photo (pixels of its features) in the query photo, as shares of
     /// the photo's width and height, when the features saw `area` of the photo (mirrored or not);
     /// `None` behind the camera.
@@ -765,11 +777,7 @@ pub fn verify(q: &Features, r: &Features, shared: Option<&Shared>, min_inliers: 
     let (w, h) = (r.width as f32, r.height as f32);
     let inside = |p: [f32; 2]| p[0] >= CENTRE_MARGIN * w && p[0] <= (1.0 - CENTRE_MARGIN) * w && p[1] >= CENTRE_MARGIN * h && p[1] <= (1.0 - CENTRE_MARGIN) * h;
     let shared = shared.filter(|s| s.len == r.len());
-    let pose = to_reference.as_ref().and_then(invert).map(|to_query| Pose {
-        to_query,
-        query: (f64::from(q.width), f64::from(q.height)),
-        reference: (f64::from(r.width), f64::from(r.height)),
-    });
+    let pose = to_reference.and_then(|h| Pose::new(&h, (q.width, q.height), (r.width, r.height)));
     let mut v = Verified { matches, inliers: inl.len(), pose, ..Verified::default() };
     for &(_, j) in &inl {
         let central = inside(r.points[j]);
@@ -1273,9 +1281,14 @@ mod tests {
             half.data.extend_from_slice(&row[..450 * 3]);
         }
         let v = verify(&Features::extract(&half, &p).mirrored(), &fa, None, 8);
-        let cut = v.pose.expect("a homography").rectify(&flipped, [0.0, 0.0, 0.5, 1.0], true, 150).expect("plausible");
-        let again = difference(&cut, &a);
+        let recut = v.pose.expect("a homography").rectify(&flipped, [0.0, 0.0, 0.5, 1.0], true, 150).expect("plausible");
+        let again = difference(&recut, &a);
         assert!(again < 25.0, "from the mirrored photo's half: {again:.1}");
+        // a homography means the same scaled by -1: the same cut
+        let to_reference = invert(&pose.to_query).expect("regular").map(|row| row.map(|v| -v));
+        let negated = Pose::new(&to_reference, (pose.query.0 as u16, pose.query.1 as u16), (pose.reference.0 as u16, pose.reference.1 as u16)).expect("regular");
+        let recut = negated.rectify(&photo, crate::embed::WHOLE, false, 150).expect("in front of the camera");
+        assert!(difference(&recut, &cut) < 0.5, "{}", difference(&recut, &cut));
         // a frame that covers almost nothing of the photo is not cut out
         let tiny = Pose { to_query: [[0.01, 0.0, 5.0], [0.0, 0.01, 5.0], [0.0, 0.0, 1.0]], query: (900.0, 600.0), reference: (300.0, 300.0) };
         assert!(tiny.rectify(&photo, crate::embed::WHOLE, false, 150).is_none());
