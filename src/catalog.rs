@@ -174,6 +174,10 @@ pub struct CatalogView {
     pub product_index: HashMap<(String, String), usize>,
     /// Local features of the reference images, when geometric verification is on.
     pub features: Option<FeatureStore>,
+    /// Perceptual hashes of the live reference images by vector id, when geometric verification
+    /// is on: a scan looks up each listing photo's hashes here, so a near-duplicate is verified
+    /// however low the embedding ranks it.
+    pub hashes: crate::phash::Index,
 }
 
 /// Reference images whose local features `FeatureStore` keeps in memory at most.
@@ -1012,7 +1016,33 @@ impl Store {
         }
         let product_index = products.iter().enumerate().map(|(i, p)| ((p.brand.clone(), p.product_id.clone()), i)).collect();
         let features = if config.verify.enabled { Some(FeatureStore::open(&self.dir.join("catalog.sqlite"))?) } else { None };
-        Ok(CatalogView { products, vector_products, brand_sellers, index, background, product_vectors, product_index, features })
+        let hashes = if config.verify.enabled { self.live_hashes(&vector_products)? } else { crate::phash::Index::default() };
+        Ok(CatalogView { products, vector_products, brand_sellers, index, background, product_vectors, product_index, features, hashes })
+    }
+
+    /// The perceptual hashes of the live reference images (vector id, hash), indexed; damaged rows
+    /// are left out and counted in a warning (`FeatureStore::phash` names them when used).
+    fn live_hashes(&self, vector_products: &[Vec<(usize, String)>]) -> Result<crate::phash::Index> {
+        let exists: i64 = self.conn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name='phashes'", [], |r| r.get(0))?;
+        if exists == 0 {
+            return Ok(crate::phash::Index::default());
+        }
+        let mut st = self.conn.prepare("SELECT v.id, h.data FROM vectors v JOIN phashes h ON h.sha256=v.sha256")?;
+        let mut rows = st.query([])?;
+        let (mut hashes, mut damaged) = (Vec::new(), 0usize);
+        while let Some(r) = rows.next()? {
+            let (id, data): (i64, Vec<u8>) = (r.get(0)?, r.get(1)?);
+            let live = usize::try_from(id).ok().and_then(|i| vector_products.get(i)).is_some_and(|owners| !owners.is_empty());
+            match <[u8; 8]>::try_from(data.as_slice()) {
+                Ok(bytes) if live => hashes.push((id as u32, u64::from_le_bytes(bytes))),
+                Ok(_) => {}
+                Err(_) => damaged += 1,
+            }
+        }
+        if damaged > 0 {
+            tracing::warn!("{damaged} stored perceptual hashes are damaged and not searched; add their products again to store them");
+        }
+        Ok(crate::phash::Index::new(hashes))
     }
 
     /// Products for `catalog list`, optionally of one brand, removed ones included when asked.

@@ -272,7 +272,7 @@ pub struct Loaded {
     /// white backdrop) with `Extract`, a listing photo's with `Prepare`.
     pub colours: Option<crate::colour::Colours>,
     /// Its perceptual hashes, with local features (none for a flat photo or region): with
-    /// `Extract` its own (`phash::of`, region `None`); with `Prepare` also its 7 other orientations
+    /// `Extract` its own (`phash::of`, region `None`); with `Prepare` its own first, then its 7 other orientations
     /// (`phash::turned`), so a turned or mirrored copy is recognised, and each region's
     /// (`Some(name)`), so a collage tile or a pasted photo is.
     pub phashes: Vec<(Option<&'static str>, u64)>,

@@ -112,6 +112,66 @@ fn cosines() -> &'static [[f64; SIDE]; LOW] {
     })
 }
 
+/// Hashes searchable by Hamming distance (multi-index hashing): each hash is filed under each of
+/// its `PIECES` pieces, and two hashes at most `NEAR` bits apart share at least one piece whole,
+/// so a look-up compares only the hashes that share a piece with the one sought.
+#[derive(Debug, Default)]
+pub struct Index {
+    /// (key, hash), in the order given.
+    hashes: Vec<(u32, u64)>,
+    /// For each piece: piece value → positions in `hashes`.
+    tables: [std::collections::HashMap<u16, Vec<u32>>; PIECES],
+}
+
+/// Pieces a hash is cut into for `Index`: one more than `NEAR`, so that `NEAR` differing bits
+/// leave one piece whole.
+const PIECES: usize = NEAR as usize + 1;
+const _: () = assert!(13 * PIECES >= 64 && 13 * (PIECES - 1) < 64, "pieces of 13 bits must cover the 64 bits");
+
+/// Piece `k` of a hash (bits `13 k` up to `13 k + 13`; the last has 12).
+fn piece(h: u64, k: usize) -> u16 {
+    ((h >> (13 * k)) & 0x1FFF) as u16
+}
+
+impl Index {
+    /// An index of `(key, hash)` pairs.
+    pub fn new(hashes: Vec<(u32, u64)>) -> Index {
+        let mut tables: [std::collections::HashMap<u16, Vec<u32>>; PIECES] = Default::default();
+        for (i, (_, h)) in hashes.iter().enumerate() {
+            for (k, table) in tables.iter_mut().enumerate() {
+                table.entry(piece(*h, k)).or_default().push(i as u32);
+            }
+        }
+        Index { hashes, tables }
+    }
+
+    /// Number of hashes.
+    pub fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    /// The keys of the hashes at most `NEAR` bits from `h`, with their distance, nearest first.
+    pub fn near(&self, h: u64) -> Vec<(u32, u32)> {
+        let mut found: Vec<(u32, u32)> = Vec::new();
+        for (k, table) in self.tables.iter().enumerate() {
+            for &i in table.get(&piece(h, k)).into_iter().flatten() {
+                let (key, other) = self.hashes[i as usize];
+                let d = distance(h, other);
+                if d <= NEAR && !found.iter().any(|(f, _)| *f == key) {
+                    found.push((key, d));
+                }
+            }
+        }
+        found.sort_by_key(|&(key, d)| (d, key));
+        found
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +186,36 @@ mod tests {
             }
         }
         RgbImage { width: w, height: h, data }
+    }
+
+    #[test]
+    fn the_index_finds_every_hash_within_near_bits_and_no_other() {
+        let mut s = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rnd = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let base: Vec<u64> = (0..500).map(|_| rnd()).collect();
+        let index = Index::new(base.iter().enumerate().map(|(i, h)| (i as u32, *h)).collect());
+        assert_eq!(index.len(), 500);
+        for (i, h) in base.iter().enumerate().take(50) {
+            // flip 0 to 6 bits spread over the hash, pieces included
+            let flips = i % 7;
+            let mut q = *h;
+            for b in 0..flips {
+                q ^= 1 << ((b * 11 + i) % 64);
+            }
+            let want: Vec<(u32, u32)> = {
+                let mut w: Vec<(u32, u32)> = base.iter().enumerate().map(|(j, o)| (j as u32, distance(q, *o))).filter(|&(_, d)| d <= NEAR).collect();
+                w.sort_by_key(|&(j, d)| (d, j));
+                w
+            };
+            assert_eq!(index.near(q), want, "hash {i} with {flips} bits flipped");
+            assert_eq!(index.near(q).iter().any(|&(j, _)| j == i as u32), flips as u32 <= NEAR);
+        }
+        assert!(Index::new(Vec::new()).near(base[0]).is_empty());
     }
 
     #[test]

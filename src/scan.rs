@@ -80,6 +80,9 @@ struct Photos<'a> {
     hashes: &'a [(String, u64)],
     /// The decoded photos (`embed::Loaded::image`), by name.
     images: &'a [(String, &'a decode::RgbImage)],
+    /// Products (indices into the catalog view's) with a reference photo that is a near-duplicate
+    /// of a photo or region by perceptual hash (`Judge::near_duplicates`).
+    near: &'a HashSet<usize>,
 }
 
 /// A candidate verified with a homography: where its reference photo lies in the listing photo
@@ -388,8 +391,9 @@ impl Judge {
         let region_counts: Vec<usize> = photos.iter().zip(&with_regions).map(|(l, &r)| if r { l.regions.len() } else { 0 }).collect();
         let mut per_photo = whole_hits
             .into_iter()
+            .zip(&embeddings)
             .zip(region_counts)
-            .map(|(whole, n)| (whole, region_hits.by_ref().take(n).collect::<Vec<_>>()));
+            .map(|((whole, e), n)| (whole, Some(e.as_slice()), region_hits.by_ref().take(n).collect::<Vec<_>>()));
         // each listing's queries, and its photos ready for local features (nothing for a listing
         // that could not be read)
         let (listings, images): (Vec<_>, Vec<_>) = chunk.into_iter().map(|p| (p.listing, p.images)).unzip();
@@ -401,6 +405,7 @@ impl Judge {
             let mut places = Places::new();
             let mut hashes = Vec::new();
             let mut decoded = Vec::new();
+            let mut near = HashSet::new();
             let refs = listing.as_ref().map(|l| l.images.as_slice()).unwrap_or_default();
             for (r, img) in refs.iter().zip(images) {
                 match img {
@@ -421,7 +426,8 @@ impl Judge {
                         for region in &loaded.regions {
                             places.insert(format!("{}#{}", r.display(), region.name), (r.display(), region.area));
                         }
-                        let (whole, regions) = per_photo.next().unwrap_or_default();
+                        let (mut whole, embedding, regions) = per_photo.next().unwrap_or_default();
+                        self.near_duplicates(&loaded.phashes, embedding, &mut whole, &mut near);
                         queries.push((r.display(), whole));
                         for (name, hits) in loaded.regions.iter().map(|r| r.name).zip(regions) {
                             queries.push((format!("{}#{name}", r.display()), hits));
@@ -430,14 +436,14 @@ impl Judge {
                     Err(e) => image_errors.push(format!("{}: {e}", r.display())),
                 }
             }
-            let matches = self.products_from_hits(&queries);
-            pending.push((queries, matches, ready, (places, hashes, decoded), image_errors));
+            let matches = self.products_from_hits(&queries, &near);
+            pending.push((queries, matches, ready, (places, hashes, decoded, near), image_errors));
         }
         // local features only of the photos of listings that will be verified, all at once
         let wanted: Vec<(usize, &crate::verify::Ready)> = pending
             .iter()
             .enumerate()
-            .filter(|(_, (_, matches, ready, _, _))| !ready.is_empty() && self.will_verify(matches))
+            .filter(|(_, (_, matches, ready, (_, _, _, near), _))| !ready.is_empty() && self.will_verify(matches, near))
             .flat_map(|(i, (_, _, ready, _, _))| ready.iter().map(move |(_, r, _)| (i, *r)))
             .collect();
         let extracted: Vec<Features> = {
@@ -446,7 +452,7 @@ impl Judge {
         };
         let mut extracted = wanted.iter().map(|(i, _)| *i).zip(extracted).peekable();
         let mut out = Vec::with_capacity(listings.len());
-        for (i, (listing, (queries, matches, ready, (places, hashes, decoded), image_errors))) in listings.into_iter().zip(pending).enumerate() {
+        for (i, (listing, (queries, matches, ready, (places, hashes, decoded, near), image_errors))) in listings.into_iter().zip(pending).enumerate() {
             let listing = match listing {
                 Ok(l) => l,
                 Err((line, id, why)) => {
@@ -467,7 +473,7 @@ impl Judge {
                 out.push(rep);
                 continue;
             }
-            let photos = Photos { features: &features, places: &places, colours: &colours, hashes: &hashes, images: &decoded };
+            let photos = Photos { features: &features, places: &places, colours: &colours, hashes: &hashes, images: &decoded, near: &near };
             out.push(self.judge(listing, &queries, matches, &photos, image_errors)?);
         }
         Ok(out)
@@ -561,20 +567,43 @@ impl Judge {
     }
 
     /// The candidates `verify` checks: of the best `verify.candidates` matches, those scoring at
-    /// least `verify.min_score`, with their index.
-    fn to_verify<'a>(&self, matches: &'a [Match]) -> impl Iterator<Item = (usize, &'a Match)> {
+    /// least `verify.min_score`, and the `near` duplicates wherever they rank, with their index.
+    fn to_verify<'a>(&'a self, matches: &'a [Match], near: &'a HashSet<usize>) -> impl Iterator<Item = (usize, &'a Match)> {
         let (n, min) = (self.ctx.config.verify.candidates, self.ctx.config.verify.min_score);
-        matches.iter().take(n).enumerate().filter(move |(_, m)| m.similarity as f64 >= min)
+        let is_near = move |m: &Match| !near.is_empty() && self.view.product_index.get(&(m.brand.clone(), m.product_id.clone())).is_some_and(|pi| near.contains(pi));
+        matches.iter().enumerate().filter(move |(i, m)| (*i < n && m.similarity as f64 >= min) || is_near(m))
     }
 
     /// Whether `judge` will verify a listing with these candidate matches: verification is on and
     /// `to_verify` leaves one. Only such listings get their photos' local features extracted.
-    fn will_verify(&self, matches: &[Match]) -> bool {
-        self.view.features.is_some() && self.to_verify(matches).next().is_some()
+    fn will_verify(&self, matches: &[Match], near: &HashSet<usize>) -> bool {
+        self.view.features.is_some() && self.to_verify(matches, near).next().is_some()
+    }
+
+    /// Near-duplicates by perceptual hash, however the embedding ranks them: each reference photo
+    /// within `phash::NEAR` bits of the listing photo's hash as it is (the first of its `hashes`,
+    /// `embed::Loaded::phashes`) puts its products in `near`, which are verified (`to_verify`), and
+    /// joins the photo's search results with its similarity to the photo's `embedding` if the
+    /// search did not find it. A pixelated copy, for one, keeps its hash but not its embedding.
+    /// The other orientations and the regions are not looked up in the whole catalog: a plain
+    /// product on white, turned or cut to a quarter, can lie near an unrelated reference photo by
+    /// chance (a juice carton seen in perspective and turned came within 4 bits of an aubergine).
+    /// They are still compared with the candidates the embedding finds (`verify`).
+    fn near_duplicates(&self, hashes: &[(Option<&'static str>, u64)], embedding: Option<&[f32]>, whole: &mut Searched, near: &mut HashSet<usize>) {
+        if let Some((_, h)) = hashes.iter().find(|(region, _)| region.is_none()) {
+            for (vector, _) in self.view.hashes.near(*h) {
+                let Some(owners) = self.view.vector_products.get(vector as usize).filter(|o| !o.is_empty()) else { continue };
+                near.extend(owners.iter().map(|(pi, _)| *pi));
+                if let Some(e) = embedding.filter(|_| !whole.hits.iter().any(|hit| hit.vector == vector)) {
+                    let r = self.view.index.rows().row_f32(vector as usize);
+                    whole.hits.push(Hit { vector, similarity: e.iter().zip(&r).map(|(a, b)| a * b).sum() });
+                }
+            }
+        }
     }
 
     /// Geometric verification: for each of the best `verify.candidates` products scoring at least
-    /// `verify.min_score`, the most inliers between any listing photo and the product's
+    /// `verify.min_score`, and each near-duplicate found by hash (`near_duplicates`), the most inliers between any listing photo and the product's
     /// `verify.references` reference photos most similar to the listing's photos (see
     /// `verify::verify`), weighed as `Verified::evidence` (inliers off the centre of the reference
     /// photo count a quarter), with the most `Verified::distinct` evidence of any photo pair (points
@@ -592,7 +621,8 @@ impl Judge {
     /// A candidate with a reference photo that is a near-duplicate of a listing photo, turned or
     /// mirrored or not, or of one of its regions (perceptual hashes at most `phash::NEAR` bits
     /// apart) counts as verified fully, there: a shrunk, blurred or pixelated copy of a smooth
-    /// photo has too few corners for local features.
+    /// photo has too few corners for local features. Candidates verified with a homography are
+    /// returned with where their reference photo lies, for `locate`.
     fn verify(&self, matches: &mut [Match], queries: &[(String, Searched)], listing_photos: &Photos<'_>, store: &crate::catalog::FeatureStore) -> Result<Vec<Posed>> {
         use rayon::prelude::*;
         let (photos, places) = (listing_photos.features, listing_photos.places);
@@ -614,7 +644,7 @@ impl Judge {
         // (match index, reference photos, near-duplicate: hash distance and listing photo)
         type Candidate<'p> = (usize, Vec<Reference>, Option<(u32, &'p str)>);
         let mut candidates: Vec<Candidate> = Vec::new();
-        for (i, m) in self.to_verify(matches) {
+        for (i, m) in self.to_verify(matches, listing_photos.near) {
             let Some(&pi) = self.view.product_index.get(&(m.brand.clone(), m.product_id.clone())) else { continue };
             let mut vids = self.view.product_vectors[pi].clone();
             vids.sort_by(|a, b| seen.get(b).unwrap_or(&f32::MIN).total_cmp(seen.get(a).unwrap_or(&f32::MIN)).then(a.cmp(b)));
@@ -850,8 +880,9 @@ impl Judge {
     }
 
     /// Groups search hits of a listing's photos by product, keeping each product's best pair by
-    /// score (similarity minus the photo's background term), best first.
-    fn products_from_hits(&self, queries: &[(String, Searched)]) -> Vec<Match> {
+    /// score (similarity minus the photo's background term), best first: as many as the policy
+    /// and verification look at, and the `near` duplicates (`near_duplicates`) wherever they rank.
+    fn products_from_hits(&self, queries: &[(String, Searched)], near: &HashSet<usize>) -> Vec<Match> {
         let mut best: HashMap<usize, Match> = HashMap::new();
         // each product's reference photos, with the best score any listing photo got against each
         let mut per_photo: HashMap<usize, HashMap<u32, f32>> = HashMap::new();
@@ -906,16 +937,17 @@ impl Judge {
                 }
             }
         }
-        let mut v: Vec<Match> = best.into_values().collect();
-        for m in &mut v {
+        let mut v: Vec<(usize, Match)> = best.into_iter().collect();
+        for (_, m) in &mut v {
             m.similarity = round4(m.similarity);
             if m.background.is_none() && m.support.is_none() {
                 m.raw_similarity = None; // the score is the cosine itself
             }
         }
-        v.sort_by(|a, b| b.similarity.total_cmp(&a.similarity).then_with(|| a.product_id.cmp(&b.product_id)));
-        v.truncate(self.ctx.config.policy.top_k.max(if self.view.features.is_some() { self.ctx.config.verify.candidates } else { 0 }));
-        v
+        v.sort_by(|(_, a), (_, b)| b.similarity.total_cmp(&a.similarity).then_with(|| a.product_id.cmp(&b.product_id)));
+        // the best, and the near-duplicates wherever they rank (they are verified)
+        let keep = self.ctx.config.policy.top_k.max(if self.view.features.is_some() { self.ctx.config.verify.candidates } else { 0 });
+        v.into_iter().enumerate().filter(|(rank, (pi, _))| *rank < keep || near.contains(pi)).map(|(_, (_, m))| m).collect()
     }
 }
 

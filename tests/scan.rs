@@ -366,6 +366,29 @@ fn a_copy_pasted_small_and_turned_is_compared_again_where_verification_found_it(
 }
 
 #[test]
+fn a_pixelated_copy_the_embedding_ranks_low_is_found_by_its_perceptual_hash() {
+    // a catalog photo pixelated in 32-px blocks: the embedding no longer sees the watch (its
+    // cosine is under verify.min_score, so it would not even be verified), but the hash of the
+    // photo keeps its coarse layout, and the catalog's hashes are searched for it
+    let photo = image::open(testdata("catalog/acme/acme-diver_1.jpg")).unwrap().to_rgb8();
+    let (w, h) = photo.dimensions();
+    let blocks = image::imageops::resize(&photo, w / 32, h / 32, image::imageops::FilterType::Triangle);
+    let pixelated = image::imageops::resize(&blocks, w, h, image::imageops::FilterType::Nearest);
+    let dir = tempdir();
+    let path = dir.path().join("pixelated.jpg");
+    pixelated.save(&path).unwrap();
+    let data = catalog_with(None);
+    let out = run_ok(data.path(), &["query", path.to_str().unwrap(), "--json", "--price", "10", "--currency", "EUR"], 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let m = &v["matches"][0];
+    assert_eq!(m["product_id"], "acme-diver", "{v}");
+    assert!(m["raw_similarity"].as_f64().unwrap() < 0.15, "the embedding alone ranks it low: {v}");
+    assert!(m["hash_distance"].as_u64().is_some_and(|d| d <= 4), "{v}");
+    assert_eq!(v["verdict"], "flag", "{v}");
+    assert!(v["reasons"][0].as_str().unwrap().contains("near-duplicates"), "{v}");
+}
+
+#[test]
 fn two_products_side_by_side_in_one_photo_are_both_verified() {
     // a Northwind shoe on the left half, a smaller Acme watch on the right: the shoe verifies on
     // far more points, but the watch is found elsewhere in the photo, so the shoe does not explain
