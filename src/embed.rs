@@ -271,10 +271,10 @@ pub struct Loaded {
     /// Its colours, with local features: a reference photo's (`Colours::of_reference`, none on a
     /// white backdrop) with `Extract`, a listing photo's with `Prepare`.
     pub colours: Option<crate::colour::Colours>,
-    /// Its perceptual hashes, with local features (none for a flat photo or region): with
-    /// `Extract` its own (`phash::of`, region `None`); with `Prepare` its own first, then its 7 other orientations
-    /// (`phash::turned`), so a turned or mirrored copy is recognised, and each region's
-    /// (`Some(name)`), so a collage tile or a pasted photo is.
+    /// Its perceptual hashes, with local features (none for a flat photo or region): with `Extract`
+    /// its own (`phash::of`, region `None`); with `Prepare` its own first, then its 7 other
+    /// orientations (`phash::turned`), so a turned or mirrored copy is recognised, and each
+    /// region's (`Some(name)`), so a collage tile or a pasted photo is.
     pub phashes: Vec<(Option<&'static str>, u64)>,
     /// The decoded photo (long side at most `KEPT_SIDE`), with `Prepare`: verification cuts out
     /// where a reference photo lies in it (`verify::Pose::rectify`) and embeds that.

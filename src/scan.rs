@@ -81,7 +81,7 @@ struct Photos<'a> {
     /// The decoded photos (`embed::Loaded::image`), by name.
     images: &'a [(String, &'a decode::RgbImage)],
     /// Products (indices into the catalog view's) with a reference photo that is a near-duplicate
-    /// of a photo or region by perceptual hash (`Judge::near_duplicates`).
+    /// of a listing photo by perceptual hash, found in the whole catalog (`Judge::near_duplicates`).
     near: &'a HashSet<usize>,
 }
 
@@ -596,27 +596,28 @@ impl Judge {
                 near.extend(owners.iter().map(|(pi, _)| *pi));
                 if let Some(e) = embedding.filter(|_| !whole.hits.iter().any(|hit| hit.vector == vector)) {
                     let r = self.view.index.rows().row_f32(vector as usize);
-                    whole.hits.push(Hit { vector, similarity: e.iter().zip(&r).map(|(a, b)| a * b).sum() });
+                    whole.hits.push(Hit { vector, similarity: crate::simd::dot(e, &r) });
                 }
             }
         }
     }
 
     /// Geometric verification: for each of the best `verify.candidates` products scoring at least
-    /// `verify.min_score`, and each near-duplicate found by hash (`near_duplicates`), the most inliers between any listing photo and the product's
-    /// `verify.references` reference photos most similar to the listing's photos (see
-    /// `verify::verify`), weighed as `Verified::evidence` (inliers off the centre of the reference
-    /// photo count a quarter), with the most `Verified::distinct` evidence of any photo pair (points
-    /// the brand's other products share count a quarter); each score then moves by
-    /// `VerifyConfig::adjustment`, and the matches are sorted again. A candidate that scores at
-    /// least the review threshold but whose photos do not verify fully (`verify.full_inliers`) is
-    /// tried once more with the listing photos mirrored (a flipped copy is a common way to dodge
-    /// duplicate checks), and keeps the better of the two; when that finds a mirrored copy, the
-    /// other such candidates are tried mirrored too. The many candidates SSCD rates low cost
-    /// nothing more. A candidate is explained away (`VerifyConfig::adjustment`) only by candidates
-    /// verified in the same part of the same listing photo (`Place::overlaps`): a photo can show
-    /// two products, a shelf behind a pasted copy or a collage of several, and one product found
-    /// there is no evidence against another found elsewhere.
+    /// `verify.min_score`, and each near-duplicate found by hash (`near_duplicates`), the most
+    /// inliers between any listing photo and the product's `verify.references` reference photos
+    /// most similar to the listing's photos (see `verify::verify`), weighed as `Verified::evidence`
+    /// (inliers off the centre of the reference photo count a quarter), with the most
+    /// `Verified::distinct` evidence of any photo pair (points the brand's other products share
+    /// count a quarter); each score then moves by `VerifyConfig::adjustment`, and the matches are
+    /// sorted again. A candidate that scores at least the review threshold but whose photos do not
+    /// verify fully (`verify.full_inliers`) is tried once more with the listing photos mirrored (a
+    /// flipped copy is a common way to dodge duplicate checks), and keeps the better of the two;
+    /// when that finds a mirrored copy, the other such candidates are tried mirrored too. The many
+    /// candidates SSCD rates low cost nothing more. A candidate is explained away
+    /// (`VerifyConfig::adjustment`) only by candidates verified in the same part of the same
+    /// listing photo (`Place::overlaps`): a photo can show two products, a shelf behind a pasted
+    /// copy or a collage of several, and one product found there is no evidence against another
+    /// found elsewhere.
     ///
     /// A candidate with a reference photo that is a near-duplicate of a listing photo, turned or
     /// mirrored or not, or of one of its regions (perceptual hashes at most `phash::NEAR` bits
@@ -826,7 +827,7 @@ impl Judge {
                 continue;
             }
             let r = self.view.index.rows().row_f32(vector as usize);
-            let located = e.iter().zip(&r).map(|(a, b)| a * b).sum::<f32>() - term.unwrap_or(0.0);
+            let located = crate::simd::dot(e, &r) - term.unwrap_or(0.0);
             let best_pair = m.similarity - m.verification.unwrap_or(0.0) - m.support.unwrap_or(0.0);
             if located > best_pair {
                 m.located = Some(round4(located));
