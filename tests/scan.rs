@@ -26,6 +26,12 @@ fn check_expected(out: &str, skip: &[&str]) {
     }
 }
 
+/// `knockoff query PHOTO --json` at a low price (10 EUR) against the catalog in `data`: the verdict.
+fn query_cheap(data: &std::path::Path, photo: &std::path::Path) -> serde_json::Value {
+    let out = run_ok(data, &["query", photo.to_str().unwrap(), "--json", "--price", "10", "--currency", "EUR"], 0);
+    serde_json::from_str(&out).unwrap()
+}
+
 #[test]
 fn bundled_listings_get_the_expected_verdicts() {
     let data = catalog_with(None);
@@ -207,10 +213,7 @@ fn region_queries_find_a_product_in_one_tile_of_a_collage() {
     let dir = tempdir();
     let path = dir.path().join("collage.jpg");
     collage.save(&path).unwrap();
-    let query = |data: &std::path::Path| -> serde_json::Value {
-        let out = run_ok(data, &["query", path.to_str().unwrap(), "--json", "--price", "10", "--currency", "EUR"], 0);
-        serde_json::from_str(&out).unwrap()
-    };
+    let query = |data: &std::path::Path| query_cheap(data, &path);
     // region queries alone: geometric verification (which finds the tile by itself) off
     let plain = catalog_with(Some("[scan]\nregion_queries = \"off\"\n[verify]\nenabled = false\n"));
     let v = query(plain.path());
@@ -258,8 +261,7 @@ fn a_photo_pasted_small_onto_another_is_searched_as_an_inset() {
     // embeddings alone decide: geometric verification off
     let query = |config: &str| -> serde_json::Value {
         let data = catalog_with(Some(config));
-        let out = run_ok(data.path(), &["query", path.to_str().unwrap(), "--json", "--price", "10", "--currency", "EUR"], 0);
-        serde_json::from_str(&out).unwrap()
+        query_cheap(data.path(), &path)
     };
     let whole = query("[scan]\nregion_queries = \"off\"\n[verify]\nenabled = false\n");
     assert_ne!(whole["verdict"], "flag", "the scene as a whole is not a copy: {whole}");
@@ -354,8 +356,7 @@ fn a_copy_pasted_small_and_turned_is_compared_again_where_verification_found_it(
     let path = dir.path().join("pasted-turned.jpg");
     scene.save(&path).unwrap();
     let data = catalog_with(None);
-    let out = run_ok(data.path(), &["query", path.to_str().unwrap(), "--json", "--price", "10", "--currency", "EUR"], 0);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let v = query_cheap(data.path(), &path);
     let m = &v["matches"][0];
     assert_eq!(m["product_id"], "lumen-tote", "{v}");
     let (raw, located) = (m["raw_similarity"].as_f64().unwrap(), m["located"].as_f64().unwrap_or(f64::NAN));
@@ -378,8 +379,7 @@ fn a_pixelated_copy_the_embedding_ranks_low_is_found_by_its_perceptual_hash() {
     let path = dir.path().join("pixelated.jpg");
     pixelated.save(&path).unwrap();
     let data = catalog_with(None);
-    let out = run_ok(data.path(), &["query", path.to_str().unwrap(), "--json", "--price", "10", "--currency", "EUR"], 0);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let v = query_cheap(data.path(), &path);
     let m = &v["matches"][0];
     assert_eq!(m["product_id"], "acme-diver", "{v}");
     assert!(m["raw_similarity"].as_f64().unwrap() < 0.15, "the embedding alone ranks it low: {v}");
@@ -402,8 +402,7 @@ fn two_products_side_by_side_in_one_photo_are_both_verified() {
     let path = dir.path().join("two.jpg");
     scene.save(&path).unwrap();
     let data = catalog_with(None);
-    let out = run_ok(data.path(), &["query", path.to_str().unwrap(), "--json", "--price", "10", "--currency", "EUR"], 0);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let v = query_cheap(data.path(), &path);
     let found = |id: &str| v["matches"].as_array().unwrap().iter().find(|m| m["product_id"] == id).cloned().unwrap_or_else(|| panic!("{id} not among the matches: {v}"));
     let (shoe, watch, sibling) = (found("nw-runner"), found("acme-chrono"), found("nw-court"));
     assert_eq!(v["matches"][0]["product_id"], "nw-runner", "{v}");
@@ -445,8 +444,7 @@ fn look_alike_siblings_that_differ_only_in_colour_are_told_apart_by_colour() {
     for (img, want, other) in [(&warm, "tint-warm", "tint-cold"), (&cold, "tint-cold", "tint-warm")] {
         let listing = dir.path().join(format!("listing-{want}.jpg"));
         image::imageops::crop_imm(img, 40, 30, 420, 400).to_image().save(&listing).unwrap();
-        let out = run_ok(data.path(), &["query", listing.to_str().unwrap(), "--json", "--price", "10", "--currency", "EUR"], 0);
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let v = query_cheap(data.path(), &listing);
         assert_eq!(v["matches"][0]["product_id"], want, "{v}");
         assert_eq!(v["matches"][1]["product_id"], other, "{v}");
         // both agree geometrically and score within 0.3, so their colours are compared (here the
@@ -511,8 +509,7 @@ fn a_mirrored_copy_is_verified_once_mirrored_back_and_says_so() {
     let dir = tempdir();
     let path = dir.path().join("flipped.jpg");
     image::open(testdata("listings/L004-copy-text-sale.jpg")).unwrap().fliph().save(&path).unwrap();
-    let out = run_ok(data.path(), &["query", path.to_str().unwrap(), "--json", "--price", "10", "--currency", "EUR"], 0);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let v = query_cheap(data.path(), &path);
     let best = &v["matches"][0];
     assert_eq!(best["product_id"], "nw-trail", "{v}");
     assert_eq!(best["mirrored"], true, "{v}");
