@@ -185,6 +185,40 @@ pub fn resize(img: &RgbImage, width: u32, height: u32) -> Result<RgbImage, Decod
     })
 }
 
+/// A `width` x `height` image whose pixel (u, v) is `img` sampled bilinearly at
+/// `map(u + 0.5, v + 0.5)` (pixel coordinates of `img`, pixel centres at .5); `fill` where `map`
+/// gives nothing or a point more than half a pixel outside `img` (edge pixels are repeated up
+/// to there).
+pub fn warp(img: &RgbImage, width: u32, height: u32, fill: [u8; 3], map: impl Fn(f64, f64) -> Option<[f64; 2]>) -> RgbImage {
+    let (iw, ih) = (img.width as usize, img.height as usize);
+    let mut data = Vec::with_capacity(width as usize * height as usize * 3);
+    let at = |x: f64, y: f64, c: usize| -> f64 {
+        let (x, y) = (x.clamp(0.0, iw as f64 - 1.0) as usize, y.clamp(0.0, ih as f64 - 1.0) as usize);
+        f64::from(img.data[(y * iw + x) * 3 + c])
+    };
+    for v in 0..height {
+        for u in 0..width {
+            let Some([px, py]) = map(f64::from(u) + 0.5, f64::from(v) + 0.5) else {
+                data.extend_from_slice(&fill);
+                continue;
+            };
+            let (fx, fy) = (px - 0.5, py - 0.5);
+            if iw == 0 || ih == 0 || !(fx > -1.0 && fy > -1.0 && fx < iw as f64 && fy < ih as f64) {
+                data.extend_from_slice(&fill);
+                continue;
+            }
+            let (x0, y0) = (fx.floor(), fy.floor());
+            let (dx, dy) = (fx - x0, fy - y0);
+            for c in 0..3 {
+                let top = at(x0, y0, c) * (1.0 - dx) + at(x0 + 1.0, y0, c) * dx;
+                let bottom = at(x0, y0 + 1.0, c) * (1.0 - dx) + at(x0 + 1.0, y0 + 1.0, c) * dx;
+                data.push((top * (1.0 - dy) + bottom * dy).round().clamp(0.0, 255.0) as u8);
+            }
+        }
+    }
+    RgbImage { width, height, data }
+}
+
 /// The image shrunk so its long side is at most `side` pixels (keeping the aspect ratio, each side
 /// at least 1), or the image itself when it is within that already.
 pub fn fit_long_side(img: &RgbImage, side: u32) -> Result<std::borrow::Cow<'_, RgbImage>, DecodeError> {

@@ -60,6 +60,10 @@ pub const REGIONS: [&str; 5] = ["top-left", "top-right", "bottom-left", "bottom-
 /// Name of the region that is an inset of the photo (`inset::find`), searched when there is one.
 pub const INSET: &str = "inset";
 
+/// Name of the region that is the photo turned back when it is turned inside its frame
+/// (`tilt::find`), searched when it is.
+pub const STRAIGHTENED: &str = "straightened";
+
 /// Part of a photo: left, top, right and bottom edges as shares (0 to 1) of its width and height.
 pub type Area = [f32; 4];
 
@@ -69,7 +73,7 @@ pub const WHOLE: Area = [0.0, 0.0, 1.0, 1.0];
 /// One region of a photo, as the model takes it.
 #[derive(Debug, Clone)]
 pub struct Region {
-    /// One of `REGIONS`, or `INSET`.
+    /// One of `REGIONS`, `INSET` or `STRAIGHTENED`.
     pub name: &'static str,
     /// Where in the photo it is.
     pub area: Area,
@@ -80,7 +84,8 @@ pub struct Region {
 /// The regions of `REGIONS`, in order (the four quadrants and the centre half of the photo), then
 /// the photo's inset if it has one, so a product that fills only part of a listing photo (a
 /// collage tile, a product small in a scene, a photo pasted onto another) is also compared on its
-/// own. Each comes with where it is in the photo.
+/// own; then the photo turned back if it is turned inside its frame. Each comes with where it is
+/// in the photo.
 pub fn regions(img: &RgbImage) -> Vec<(&'static str, Area, RgbImage)> {
     let (w, h) = (img.width, img.height);
     let (hw, hh) = ((w / 2).max(1), (h / 2).max(1));
@@ -97,6 +102,9 @@ pub fn regions(img: &RgbImage) -> Vec<(&'static str, Area, RgbImage)> {
     ];
     if let Some(r) = crate::inset::find(img) {
         out.push(cut(INSET, r.x, r.y, r.width, r.height));
+    }
+    if let Some(t) = crate::tilt::find(img) {
+        out.push((STRAIGHTENED, WHOLE, crate::tilt::straighten(img, &t)));
     }
     out
 }

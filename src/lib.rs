@@ -2,7 +2,8 @@
 //! genuine price by sellers the brand has not authorised.
 //!
 //! Layers, each readable on its own: `source` and `decode` bring images in; `model` and `embed`
-//! turn them and their regions (`inset` finds a photo shown inside a photo) into embeddings;
+//! turn them and their regions (`inset` finds a photo shown inside a photo, `tilt` one turned
+//! inside its frame) into embeddings;
 //! `vectors`, `graph` and `index` store and search them; `catalog` keeps brands' products in a
 //! data directory; `scan` and `policy` decide verdicts, with `verify` checking candidates on local
 //! features and `colour` telling look-alike siblings apart; `report` writes them; `cli` is the command line; `bench`, with `attack` and
@@ -32,5 +33,6 @@ pub mod report;
 pub mod scan;
 pub mod simd;
 pub mod source;
+pub mod tilt;
 pub mod vectors;
 pub mod verify;

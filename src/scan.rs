@@ -857,7 +857,7 @@ impl Judge {
         let share = |m: &Match| -> Result<Option<f32>> {
             // the photo, without the region suffix `scan` gives region queries ("photo.jpg#inset")
             let photo = match m.listing_image.rsplit_once('#') {
-                Some((p, r)) if r == embed::INSET || embed::REGIONS.contains(&r) => p,
+                Some((p, r)) if r == embed::INSET || r == embed::STRAIGHTENED || embed::REGIONS.contains(&r) => p,
                 _ => m.listing_image.as_str(),
             };
             let Some((_, seen)) = colours.iter().find(|(name, _)| name == photo) else { return Ok(None) };

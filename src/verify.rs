@@ -718,31 +718,7 @@ impl Pose {
         let to_photo = |x: f64, y: f64| self.to_photo(area, mirrored, x, y).map(|[sx, sy]| [sx * pw, sy * ph]);
         let scale = f64::from(short_side.max(1)) / rw.min(rh);
         let (ow, oh) = (((rw * scale).round() as u32).clamp(1, 4 * short_side.max(1)), ((rh * scale).round() as u32).clamp(1, 4 * short_side.max(1)));
-        let mut data = vec![0u8; ow as usize * oh as usize * 3];
-        let (iw, ih) = (photo.width as usize, photo.height as usize);
-        for v in 0..oh as usize {
-            for u in 0..ow as usize {
-                let (x, y) = ((u as f64 + 0.5) / f64::from(ow) * rw, (v as f64 + 0.5) / f64::from(oh) * rh);
-                let Some([px, py]) = to_photo(x, y) else { continue };
-                let (fx, fy) = (px - 0.5, py - 0.5);
-                if !(fx > -1.0 && fy > -1.0 && fx < iw as f64 && fy < ih as f64) {
-                    continue;
-                }
-                let (x0, y0) = (fx.floor(), fy.floor());
-                let (dx, dy) = (fx - x0, fy - y0);
-                let at = |xi: f64, yi: f64, c: usize| -> f64 {
-                    let (xi, yi) = (xi.clamp(0.0, iw as f64 - 1.0) as usize, yi.clamp(0.0, ih as f64 - 1.0) as usize);
-                    f64::from(photo.data[(yi * iw + xi) * 3 + c])
-                };
-                let o = (v * ow as usize + u) * 3;
-                for c in 0..3 {
-                    let top = at(x0, y0, c) * (1.0 - dx) + at(x0 + 1.0, y0, c) * dx;
-                    let bottom = at(x0, y0 + 1.0, c) * (1.0 - dx) + at(x0 + 1.0, y0 + 1.0, c) * dx;
-                    data[o + c] = (top * (1.0 - dy) + bottom * dy).round().clamp(0.0, 255.0) as u8;
-                }
-            }
-        }
-        Some(RgbImage { width: ow, height: oh, data })
+        Some(crate::decode::warp(photo, ow, oh, [0, 0, 0], |u, v| to_photo(u / f64::from(ow) * rw, v / f64::from(oh) * rh)))
     }
 }
 

@@ -367,6 +367,29 @@ fn a_copy_pasted_small_and_turned_is_compared_again_where_verification_found_it(
 }
 
 #[test]
+fn a_photo_turned_in_its_frame_is_compared_turned_back() {
+    // a catalog photo turned by 17 degrees clockwise in its own frame, the bare corners black, as
+    // an image editor's rotate leaves it: the embedding of the whole photo is far from the
+    // original's, the photo turned back is close to it
+    let photo = image::open(testdata("catalog/lumen/lumen-satchel_1.jpg")).unwrap().to_rgb8();
+    let turned = imageproc::geometric_transformations::rotate_about_center(&photo, 17f32.to_radians(), imageproc::geometric_transformations::Interpolation::Bilinear, image::Rgb([0, 0, 0]));
+    let dir = tempdir();
+    let path = dir.path().join("turned.jpg");
+    turned.save(&path).unwrap();
+    let whole = catalog_with(Some("[scan]\nregion_queries = \"off\"\n[verify]\nenabled = false\n"));
+    let v = query_cheap(whole.path(), &path);
+    assert_eq!(v["matches"][0]["product_id"], "lumen-satchel", "{v}");
+    let as_it_is = v["matches"][0]["similarity"].as_f64().unwrap();
+    let data = catalog_with(None);
+    let v = query_cheap(data.path(), &path);
+    let m = &v["matches"][0];
+    assert_eq!(m["product_id"], "lumen-satchel", "{v}");
+    assert!(m["listing_image"].as_str().unwrap().ends_with("turned.jpg#straightened"), "{v}");
+    let turned_back = m["raw_similarity"].as_f64().unwrap_or(f64::NAN);
+    assert!(turned_back > as_it_is + 0.1, "turned back {turned_back}, as it is {as_it_is}: {v}");
+}
+
+#[test]
 fn a_pixelated_copy_the_embedding_ranks_low_is_found_by_its_perceptual_hash() {
     // a catalog photo pixelated in 32-px blocks: the embedding no longer sees the watch (its
     // cosine is under verify.min_score, so it would not even be verified), but the hash of the
