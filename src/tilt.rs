@@ -3,9 +3,10 @@
 //! be searched as the photo it was.
 //!
 //! The fill makes a right triangle in each corner of the frame whose long side is a side of the
-//! turned photo. `find` measures the four triangles on a small copy of the photo; when they are
-//! straight and agree on one angle, it keeps the angle and canvas (the photo turned in a frame of
-//! its own size, or in one enlarged to hold all of it) whose outline the fill follows best.
+//! turned photo. `find` measures the four triangles on a small copy of the photo; when at least
+//! three are straight and agree on one angle, it keeps the angle and canvas (the photo turned in a
+//! frame of its own size, or in one enlarged to hold all of it) whose outline the fill follows
+//! best.
 
 use crate::decode::{self, RgbImage};
 
@@ -24,25 +25,29 @@ pub struct Tilt {
 const WORK_SIDE: u32 = 320;
 /// Largest difference in any channel (0–255) from the fill colour that still counts as fill.
 const FILL_TOLERANCE: i16 = 24;
-/// Least and most turn found, in degrees: under the least the photo is compared well enough as it
-/// is; over the most the corners are not triangles along the frame.
+/// Least turn found, in degrees: under it the photo is compared well enough as it is.
 const MIN_DEGREES: f64 = 2.0;
+/// Most turn found, in degrees: at 45° the two sides of a corner's triangle are alike, and which
+/// runs along which side of the frame can no longer be told.
 const MAX_DEGREES: f64 = 44.0;
-/// Most the four corners' angles may differ from their median, in degrees.
+/// Most a corner's angle may differ from the median of the four, in degrees, to count.
 const ANGLE_SPREAD: f64 = 1.5;
 /// Largest root-mean-square distance (pixels of the small copy) of a triangle's long side from a
-/// straight line, over the points within `LINE_TOLERANCE` of it; at least `MIN_ON_LINE` of the
-/// points must be (dark parts of a photo turned on black reach into the fill here and there).
+/// straight line, over the points within `LINE_TOLERANCE` of it.
 const MAX_CROOKEDNESS: f64 = 1.5;
+/// Distance (pixels of the small copy) from the line within which a point is on it.
 const LINE_TOLERANCE: f64 = 2.5;
+/// Least share of a triangle's points that must be on the line (dark parts of a photo turned on
+/// black reach into the fill here and there).
 const MIN_ON_LINE: f64 = 0.75;
-/// Least share of the pixels outside the outline that must be fill, and of a band just inside it
-/// that must not be.
+/// Least share of the pixels outside the outline that must be fill.
 const MIN_AGREEMENT: f64 = 0.9;
+/// Least share of the band just inside the outline that must not be fill.
 const MIN_CONTENT_AGREEMENT: f64 = 0.7;
-/// Width (pixels of the small copy) of the band just inside the outline, and of the margin either
-/// side of it left out of the comparison (the outline is blurred by resampling).
+/// Width (pixels of the small copy) of the band just inside the outline.
 const BAND: f64 = 6.0;
+/// Margin (pixels of the small copy) either side of the outline left out of the comparison: the
+/// outline is blurred by resampling.
 const MARGIN: f64 = 1.5;
 
 /// The turn of `img` when it is a photo turned inside its frame with corners of one colour.
@@ -56,10 +61,10 @@ pub fn find(img: &RgbImage) -> Option<Tilt> {
         [img.data[i].into(), img.data[i + 1].into(), img.data[i + 2].into()]
     };
     let at_corners = |img: &RgbImage| [(0, 0), (img.width - 1, 0), (img.width - 1, img.height - 1), (0, img.height - 1)].map(|(x, y)| colour_at(img, x, y));
-    let corners = at_corners(img);
-    let fill: [i16; 3] = std::array::from_fn(|c| corners.iter().map(|p| p[c]).sum::<i16>() / 4);
+    let corner_colours = at_corners(img);
+    let fill: [i16; 3] = std::array::from_fn(|c| corner_colours.iter().map(|p| p[c]).sum::<i16>() / 4);
     let is_fill = |p: [i16; 3]| (0..3).all(|c| (p[c] - fill[c]).abs() <= FILL_TOLERANCE);
-    if !corners.iter().all(|&p| is_fill(p)) {
+    if !corner_colours.iter().all(|&p| is_fill(p)) {
         return None;
     }
     let work = decode::fit_long_side(img, WORK_SIDE).ok()?;
@@ -95,16 +100,16 @@ pub fn find(img: &RgbImage) -> Option<Tilt> {
     if corners.len() < 3 || corners.iter().any(|c| c.1 != corners[0].1) {
         return None;
     }
-    let median = |mut a: Vec<f64>| {
+    let middle = |mut a: Vec<f64>| {
         a.sort_by(f64::total_cmp);
         (a[(a.len() - 1) / 2] + a[a.len() / 2]) / 2.0
     };
-    let all = median(corners.iter().map(|c| c.0).collect());
+    let all = middle(corners.iter().map(|c| c.0).collect());
     let agreeing: Vec<f64> = corners.iter().map(|c| c.0).filter(|a| (a - all).abs() <= ANGLE_SPREAD).collect();
     if agreeing.len() < 3 {
         return None;
     }
-    let median = median(agreeing);
+    let median = middle(agreeing);
     if !(MIN_DEGREES..=MAX_DEGREES).contains(&median) {
         return None;
     }
