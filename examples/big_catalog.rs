@@ -1,15 +1,17 @@
-//! Writes a large catalog for load and search measurements (BENCHMARKS-search.md).
+//! Writes a large catalog for load and search measurements (BENCHMARKS.md, "Search").
 //!
 //! `cargo run --release --example big_catalog -- DATA_DIR [N] [f32|int8] [graph]` (needs `bash models/fetch.sh`).
 //! Real SSCD embeddings of generated variants of the bundled catalog photos (crops, JPEG
 //! re-encoding, brightness and hue changes), plus synthetic vectors scattered around them up to N
-//! (default 100000), one product per vector. With `graph`, builds the HNSW graph when N reaches
-//! `index.hnsw_min_images`, as `catalog add` would; without, the catalog is searched exactly.
+//! (default 100000), one product per vector, each with a perceptual hash (random 64 bits) as
+//! `catalog add` stores one for every reference image. With `graph`, builds the HNSW graph when N
+//! reaches `index.hnsw_min_images`, as `catalog add` would; without, the catalog is searched
+//! exactly.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use knockoff::catalog::{ProductRecord, Store};
+use knockoff::catalog::{ImageNotes, ProductRecord, Store};
 use knockoff::config::Config;
 use knockoff::decode::RgbImage;
 use knockoff::embed::{self, Embedder};
@@ -95,6 +97,7 @@ fn main() -> Result<()> {
         };
         vectors.push((format!("synthetic-{i}"), v));
     }
+    let mut hashes = knockoff::attack::Rng::new(0x9E3779B97F4A7C15);
     let mut store = Store::open(&data, true)?;
     let config = Config::default();
     let chunk = 20_000;
@@ -120,7 +123,8 @@ fn main() -> Result<()> {
                 )
             })
             .collect();
-        store.add_products(&loc.manifest, storage, &products, part, &Default::default())?;
+        let notes = ImageNotes { phashes: part.iter().map(|(hash, _)| (hash.clone(), hashes.next_u64())).collect(), ..Default::default() };
+        store.add_products(&loc.manifest, storage, &products, part, &notes)?;
     }
     let t = std::time::Instant::now();
     if args.get(4).is_some_and(|a| a == "graph") {

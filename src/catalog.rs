@@ -1023,6 +1023,7 @@ impl Store {
     /// The perceptual hashes of the live reference images (vector id, hash), indexed; damaged rows
     /// are left out and counted in a warning (`FeatureStore::phash` names them when used).
     fn live_hashes(&self, vector_products: &[Vec<(usize, String)>]) -> Result<crate::phash::Index> {
+        let t = std::time::Instant::now();
         let exists: i64 = self.conn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name='phashes'", [], |r| r.get(0))?;
         if exists == 0 {
             return Ok(crate::phash::Index::default());
@@ -1042,7 +1043,9 @@ impl Store {
         if damaged > 0 {
             tracing::warn!("{damaged} stored perceptual hashes are damaged and not searched; add their products again to store them");
         }
-        Ok(crate::phash::Index::new(hashes))
+        let index = crate::phash::Index::new(hashes);
+        tracing::debug!("perceptual hashes of {} reference photos loaded in {:?}", index.len(), t.elapsed());
+        Ok(index)
     }
 
     /// Products for `catalog list`, optionally of one brand, removed ones included when asked.

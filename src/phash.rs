@@ -119,8 +119,10 @@ fn cosines() -> &'static [[f64; SIDE]; LOW] {
 pub struct Index {
     /// (key, hash), in the order given.
     hashes: Vec<(u32, u64)>,
-    /// For each piece: piece value → positions in `hashes`.
-    tables: [std::collections::HashMap<u16, Vec<u32>>; PIECES],
+    /// For each piece: the positions in `hashes`, grouped by the piece's value (counting sort).
+    positions: [Vec<u32>; PIECES],
+    /// For each piece: where each value's group starts in `positions`, and one past the last.
+    starts: [Vec<u32>; PIECES],
 }
 
 /// Pieces a hash is cut into for `Index`: one more than `NEAR`, so that `NEAR` differing bits
@@ -128,21 +130,38 @@ pub struct Index {
 const PIECES: usize = NEAR as usize + 1;
 const _: () = assert!(13 * PIECES >= 64 && 13 * (PIECES - 1) < 64, "pieces of 13 bits must cover the 64 bits");
 
+/// Values a piece can take.
+const PIECE_VALUES: usize = 1 << 13;
+
 /// Piece `k` of a hash (bits `13 k` up to `13 k + 13`; the last has 12).
-fn piece(h: u64, k: usize) -> u16 {
-    ((h >> (13 * k)) & 0x1FFF) as u16
+fn piece(h: u64, k: usize) -> usize {
+    ((h >> (13 * k)) & 0x1FFF) as usize
 }
 
 impl Index {
     /// An index of `(key, hash)` pairs.
     pub fn new(hashes: Vec<(u32, u64)>) -> Index {
-        let mut tables: [std::collections::HashMap<u16, Vec<u32>>; PIECES] = Default::default();
-        for (i, (_, h)) in hashes.iter().enumerate() {
-            for (k, table) in tables.iter_mut().enumerate() {
-                table.entry(piece(*h, k)).or_default().push(i as u32);
+        let mut positions: [Vec<u32>; PIECES] = Default::default();
+        let mut starts: [Vec<u32>; PIECES] = Default::default();
+        for k in 0..PIECES {
+            let mut start = vec![0u32; PIECE_VALUES + 1];
+            for (_, h) in &hashes {
+                start[piece(*h, k) + 1] += 1;
             }
+            for v in 0..PIECE_VALUES {
+                start[v + 1] += start[v];
+            }
+            let mut next = start.clone();
+            let mut at = vec![0u32; hashes.len()];
+            for (i, (_, h)) in hashes.iter().enumerate() {
+                let slot = &mut next[piece(*h, k)];
+                at[*slot as usize] = i as u32;
+                *slot += 1;
+            }
+            positions[k] = at;
+            starts[k] = start;
         }
-        Index { hashes, tables }
+        Index { hashes, positions, starts }
     }
 
     /// Number of hashes.
@@ -158,8 +177,12 @@ impl Index {
     /// The keys of the hashes at most `NEAR` bits from `h`, with their distance, nearest first.
     pub fn near(&self, h: u64) -> Vec<(u32, u32)> {
         let mut found: Vec<(u32, u32)> = Vec::new();
-        for (k, table) in self.tables.iter().enumerate() {
-            for &i in table.get(&piece(h, k)).into_iter().flatten() {
+        for (k, (positions, starts)) in self.positions.iter().zip(&self.starts).enumerate() {
+            let group = match (starts.get(piece(h, k)), starts.get(piece(h, k) + 1)) {
+                (Some(&a), Some(&b)) => &positions[a as usize..b as usize],
+                _ => &[],
+            };
+            for &i in group {
                 let (key, other) = self.hashes[i as usize];
                 let d = distance(h, other);
                 if d <= NEAR && !found.iter().any(|(f, _)| *f == key) {
