@@ -353,7 +353,8 @@ pub enum SharedScope<'a> {
     /// Every image of these brands' live products.
     Brands(&'a [String]),
     /// The images with these content hashes, and their `SHARED_NEIGHBOURS` nearest images of
-    /// their brand's other products, whose neighbourhood they may have joined.
+    /// their brand's other products, whose neighbourhood they may have joined (or, when their
+    /// products were removed, left).
     Near(&'a [String]),
 }
 
@@ -673,24 +674,29 @@ impl Store {
             SharedScope::Near(images) => images.iter().map(String::as_str).collect(),
             SharedScope::Brands(_) => HashSet::new(),
         };
-        let brands: Vec<String> = match scope {
-            SharedScope::Brands(b) => b.to_vec(),
+        // the brands to examine, each with the given images its removed products show
+        let brands: Vec<(String, HashSet<String>)> = match scope {
+            SharedScope::Brands(b) => b.iter().map(|name| (name.clone(), HashSet::new())).collect(),
             SharedScope::Near(images) => {
                 let mut st = self.conn.prepare(
-                    "SELECT DISTINCT b.name FROM vectors v JOIN images i ON i.vector=v.id JOIN products p ON p.id=i.product
-                     JOIN brands b ON b.id=p.brand WHERE v.sha256=?1 AND p.removed=0",
+                    "SELECT DISTINCT b.name, p.removed FROM vectors v JOIN images i ON i.vector=v.id JOIN products p ON p.id=i.product
+                     JOIN brands b ON b.id=p.brand WHERE v.sha256=?1",
                 )?;
-                let mut names = std::collections::BTreeSet::new();
+                let mut names: std::collections::BTreeMap<String, HashSet<String>> = std::collections::BTreeMap::new();
                 for sha in images {
-                    for name in st.query_map([sha], |r| r.get::<_, String>(0))? {
-                        names.insert(name?);
+                    for row in st.query_map([sha], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))? {
+                        let (name, removed) = row?;
+                        let gone = names.entry(name).or_default();
+                        if removed {
+                            gone.insert(sha.clone());
+                        }
                     }
                 }
                 names.into_iter().collect()
             }
         };
         let mut found: Vec<(String, Option<Vec<u8>>)> = Vec::new();
-        for brand in &brands {
+        for (brand, removed) in &brands {
             // the brand's live images: content hash, products, embedding
             let mut owners: HashMap<u32, (String, HashSet<i64>)> = HashMap::new();
             {
@@ -707,9 +713,8 @@ impl Store {
             let mut vids: Vec<u32> = owners.keys().copied().filter(|&v| (v as usize) < rows.len()).collect();
             vids.sort_unstable();
             let embeddings: HashMap<u32, Vec<f32>> = vids.iter().map(|&v| (v, rows.row_f32(v as usize))).collect();
-            // each image's most similar images of the brand's other products
-            let nearest = |vid: u32| -> Vec<u32> {
-                let (e, own) = (&embeddings[&vid], &owners[&vid].1);
+            // the most similar images of the brand's products other than `own`
+            let nearest_to = |e: &[f32], own: &HashSet<i64>| -> Vec<u32> {
                 let mut others: Vec<(f32, u32)> = vids
                     .iter()
                     .filter(|o| owners[o].1.is_disjoint(own))
@@ -718,6 +723,7 @@ impl Store {
                 others.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
                 others.into_iter().take(SHARED_NEIGHBOURS).map(|(_, o)| o).collect()
             };
+            let nearest = |vid: u32| nearest_to(&embeddings[&vid], &owners[&vid].1);
             // the images to examine: all of the brand's, or the given ones and their neighbours
             // (whose neighbourhood the given ones may have joined)
             let mut known: HashMap<u32, Vec<u32>> = HashMap::new();
@@ -730,6 +736,16 @@ impl Store {
                     t.insert(v);
                     t.extend(near.iter().copied());
                     known.insert(v, near);
+                }
+                // given images of removed products that no live product of the brand shows: the
+                // images nearest them, whose points they shared
+                let live: HashSet<&str> = owners.values().map(|(sha, _)| sha.as_str()).collect();
+                let mut st = self.conn.prepare("SELECT id FROM vectors WHERE sha256=?1")?;
+                for sha in removed.iter().filter(|sha| !live.contains(sha.as_str())) {
+                    let vid: Option<i64> = st.query_row([sha], |r| r.get(0)).optional()?;
+                    if let Some(v) = vid.and_then(|v| usize::try_from(v).ok()).filter(|&v| v < rows.len()) {
+                        t.extend(nearest_to(&rows.row_f32(v), &HashSet::new()));
+                    }
                 }
                 t.into_iter().collect()
             };
@@ -816,29 +832,40 @@ impl Store {
         Ok(graph)
     }
 
-    /// Hides products from search at once. With no product ids, hides all of the brand's products.
-    /// Returns how many products were hidden.
-    pub fn remove(&mut self, brand: &str, product_ids: &[String]) -> Result<usize> {
+    /// Hides products from search at once (one transaction). With no product ids, hides all of the
+    /// brand's products. Then the points their images shared with the brand's other products no
+    /// longer count against those: the shared points of the images nearest theirs are found again
+    /// (`mark_shared`). Returns how many products were hidden.
+    pub fn remove(&mut self, config: &Config, brand: &str, product_ids: &[String]) -> Result<usize> {
         let tx = self.conn.transaction()?;
         let brand_id: Option<i64> = tx.query_row("SELECT id FROM brands WHERE name=?1", [brand], |r| r.get(0)).optional()?;
         let Some(brand_id) = brand_id else { bail!("no brand {brand:?} in the catalog") };
-        let mut n = 0;
-        if product_ids.is_empty() {
-            n = tx.execute("UPDATE products SET removed=1, updated_at=?2 WHERE brand=?1 AND removed=0", params![brand_id, now()])?;
+        let pks: Vec<i64> = if product_ids.is_empty() {
+            let mut st = tx.prepare("SELECT id FROM products WHERE brand=?1 AND removed=0")?;
+            let rows = st.query_map([brand_id], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
         } else {
+            let mut pks = Vec::with_capacity(product_ids.len());
             for id in product_ids {
-                let changed = tx.execute(
-                    "UPDATE products SET removed=1, updated_at=?3 WHERE brand=?1 AND product_id=?2",
-                    params![brand_id, id, now()],
-                )?;
-                if changed == 0 {
-                    bail!("brand {brand:?} has no product {id:?}; nothing was removed");
-                }
-                n += changed;
+                let pk: Option<i64> =
+                    tx.query_row("SELECT id FROM products WHERE brand=?1 AND product_id=?2", params![brand_id, id], |r| r.get(0)).optional()?;
+                let Some(pk) = pk else { bail!("brand {brand:?} has no product {id:?}; nothing was removed") };
+                pks.push(pk);
+            }
+            pks
+        };
+        let mut images = Vec::new();
+        for pk in &pks {
+            tx.execute("UPDATE products SET removed=1, updated_at=?2 WHERE id=?1", params![pk, now()])?;
+            let mut st = tx.prepare("SELECT v.sha256 FROM images i JOIN vectors v ON v.id=i.vector WHERE i.product=?1")?;
+            for sha in st.query_map([pk], |r| r.get::<_, String>(0))? {
+                images.push(sha?);
             }
         }
         tx.commit()?;
-        Ok(n)
+        self.mark_shared(config, SharedScope::Near(&images))
+            .context("the products are hidden, but the shared points around their images were not found again (`knockoff catalog compact` does it)")?;
+        Ok(pks.len())
     }
 
     /// Deletes removed products and the vectors only they used, renumbers the rest and rebuilds the

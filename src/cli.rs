@@ -419,7 +419,7 @@ fn catalog_cmd(g: &Global, config: Config, cmd: &CatalogCmd) -> Result<i32> {
         CatalogCmd::Add { file, format } => catalog_add(g, &config, file, input_format(*format, file)),
         CatalogCmd::Remove { brand, product_ids } => {
             let mut store = Store::open(&g.data, true)?;
-            let n = store.remove(brand, product_ids)?;
+            let n = store.remove(&config, brand, product_ids)?;
             eprintln!("removed {n} product(s) of {brand} from search; `knockoff catalog compact` deletes them for good");
             Ok(0)
         }

@@ -15,6 +15,20 @@ fn stats(data: &std::path::Path) -> Value {
     serde_json::from_str(&run_ok(data, &["catalog", "stats", "--json"], 0)).unwrap()
 }
 
+/// The stored shared points (`catalog::Store::mark_shared`) of the images of live products, by
+/// content hash.
+fn shared_points(data: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let conn = rusqlite::Connection::open(data.join("catalog.sqlite")).unwrap();
+    let mut st = conn
+        .prepare(
+            "SELECT DISTINCT s.sha256, s.data FROM shared_points s JOIN vectors v ON v.sha256=s.sha256
+             JOIN images i ON i.vector=v.id JOIN products p ON p.id=i.product WHERE p.removed=0",
+        )
+        .unwrap();
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
 /// add → query → re-add (no re-embedding) → add more → remove → compact, checking search each time.
 fn lifecycle(config: Option<&str>, expect_hnsw: bool) {
     let data = catalog_with(config);
@@ -58,7 +72,10 @@ fn lifecycle(config: Option<&str>, expect_hnsw: bool) {
 
     // compaction deletes it for good and keeps every other answer
     let before = query(d, "listings/L009-copy-mirror.jpg".replace(".jpg", ".png").as_str());
+    let shared = shared_points(d);
     run_ok(d, &["catalog", "compact"], 0);
+    // what the runner shared with its siblings stopped counting when it was removed, not only now
+    assert_eq!(shared_points(d), shared, "shared points found again at removal, as compaction finds them");
     let s = stats(d);
     assert_eq!(s["products"], 10);
     assert_eq!(s["removed_products"], 0);
