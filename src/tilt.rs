@@ -30,7 +30,8 @@ const MIN_DEGREES: f64 = 2.0;
 /// Most turn found, in degrees: at 45° the two sides of a corner's triangle are alike, and which
 /// runs along which side of the frame can no longer be told.
 const MAX_DEGREES: f64 = 44.0;
-/// Most a corner's angle may differ from the median of the four, in degrees, to count.
+/// Most a corner's angle may differ from the median of the four, in degrees, to count (more for a
+/// short triangle: two pixels over its length).
 const ANGLE_SPREAD: f64 = 1.5;
 /// Largest root-mean-square distance (pixels of the small copy) of a triangle's long side from a
 /// straight line, over the points within `LINE_TOLERANCE` of it.
@@ -40,6 +41,8 @@ const LINE_TOLERANCE: f64 = 2.5;
 /// Least share of a triangle's points that must be on the line (dark parts of a photo turned on
 /// black reach into the fill here and there).
 const MIN_ON_LINE: f64 = 0.75;
+/// Runs of a corner's triangle a shorter one may stand for when the next are compared with it.
+const LAG: usize = 4;
 /// Least share of the pixels outside the outline that must be fill.
 const MIN_AGREEMENT: f64 = 0.9;
 /// Least share of the band just inside the outline that must not be fill.
@@ -93,7 +96,9 @@ pub fn find(img: &RgbImage) -> Option<Tilt> {
         let tan = -slope;
         // the side the long side really runs along, in the pattern of alternate corners
         let alternating = (upright == (tan <= 1.0)) == (k % 2 == 0);
-        corners.push((tan.min(1.0 / tan).atan().to_degrees(), alternating));
+        // how far its angle may be off: a pixel or two over a short triangle is more than one
+        let spread = ANGLE_SPREAD.max((2.0 / runs.len() as f64).atan().to_degrees());
+        corners.push((tan.min(1.0 / tan).atan().to_degrees(), alternating, spread));
     }
     // a turn leaves the long sides on the left and right in opposite corners, along the top and
     // bottom in the other two; at least three corners must agree on that and on the angle
@@ -105,7 +110,7 @@ pub fn find(img: &RgbImage) -> Option<Tilt> {
         (a[(a.len() - 1) / 2] + a[a.len() / 2]) / 2.0
     };
     let all = middle(corners.iter().map(|c| c.0).collect());
-    let agreeing: Vec<f64> = corners.iter().map(|c| c.0).filter(|a| (a - all).abs() <= ANGLE_SPREAD).collect();
+    let agreeing: Vec<f64> = corners.iter().filter(|c| (c.0 - all).abs() <= c.2).map(|c| c.0).collect();
     if agreeing.len() < 3 {
         return None;
     }
@@ -194,13 +199,20 @@ fn agreement(mask: &[bool], w: usize, h: usize, degrees: f64, size: [f64; 2]) ->
 /// far as they are under `across` and do not grow (by more than a pixel or two of blur), which
 /// stops them where a dark part of the photo touches the fill.
 fn triangle(runs: impl Iterator<Item = usize>, across: usize) -> Vec<usize> {
+    // the least run before the last `LAG`: a run or two cut short by compression noise does not
+    // stop the next ones
+    let mut seen: Vec<usize> = Vec::new();
     let mut least = usize::MAX;
-    runs.take_while(|&n| {
-        let on = n > 0 && n < across && n <= least.saturating_add(2);
-        least = least.min(n);
-        on
-    })
-    .collect()
+    for n in runs {
+        if n == 0 || n >= across || n > least.saturating_add(2) {
+            break;
+        }
+        seen.push(n);
+        if seen.len() > LAG {
+            least = least.min(seen[seen.len() - 1 - LAG]);
+        }
+    }
+    seen
 }
 
 /// A line through the points (i, `runs[i]`) that is robust to a minority far off it: Theil–Sen
@@ -310,6 +322,19 @@ mod tests {
         }
         let tilt = find(&turn(&original, 14.0)).expect("found");
         assert!((tilt.degrees - 14.0).abs() < 0.4, "{}", tilt.degrees);
+    }
+
+    #[test]
+    fn a_photo_turned_and_compressed_hard_is_still_found() {
+        // a small photo in JPEG at quality 30: the edges of the black corners are ragged, and a
+        // run or two of fill is cut short here and there
+        let turned = turn(&photo(240, 180), 13.0);
+        let mut bytes = Vec::new();
+        let buf = image::RgbImage::from_raw(turned.width, turned.height, turned.data).expect("buffer");
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 30).encode_image(&buf).expect("encoded");
+        let decoded = decode::decode(&bytes, &decode::Limits::default(), 432).expect("decoded");
+        let tilt = find(&decoded).expect("found");
+        assert!((tilt.degrees - 13.0).abs() < 0.5, "{}", tilt.degrees);
     }
 
     #[test]
