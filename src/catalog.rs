@@ -855,11 +855,14 @@ impl Store {
             pks
         };
         let mut images = Vec::new();
-        for pk in &pks {
-            tx.execute("UPDATE products SET removed=1, updated_at=?2 WHERE id=?1", params![pk, now()])?;
-            let mut st = tx.prepare("SELECT v.sha256 FROM images i JOIN vectors v ON v.id=i.vector WHERE i.product=?1")?;
-            for sha in st.query_map([pk], |r| r.get::<_, String>(0))? {
-                images.push(sha?);
+        {
+            let mut hide = tx.prepare("UPDATE products SET removed=1, updated_at=?2 WHERE id=?1")?;
+            let mut shown = tx.prepare("SELECT v.sha256 FROM images i JOIN vectors v ON v.id=i.vector WHERE i.product=?1")?;
+            for pk in &pks {
+                hide.execute(params![pk, now()])?;
+                for sha in shown.query_map([pk], |r| r.get::<_, String>(0))? {
+                    images.push(sha?);
+                }
             }
         }
         tx.commit()?;

@@ -27,6 +27,14 @@ fn check_expected(out: &str, skip: &[&str]) {
 }
 
 /// `knockoff query PHOTO --json` at a low price (10 EUR) against the catalog in `data`: the verdict.
+/// `img` saved as `name` in a new temporary directory, which lives as long as the guard returned.
+fn saved(img: &image::RgbImage, name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempdir();
+    let path = dir.path().join(name);
+    img.save(&path).unwrap();
+    (dir, path)
+}
+
 fn query_cheap(data: &std::path::Path, photo: &std::path::Path) -> serde_json::Value {
     let out = run_ok(data, &["query", photo.to_str().unwrap(), "--json", "--price", "10", "--currency", "EUR"], 0);
     serde_json::from_str(&out).unwrap()
@@ -210,9 +218,7 @@ fn region_queries_find_a_product_in_one_tile_of_a_collage() {
         let img = image::open(testdata(t)).unwrap().resize_exact(240, 240, image::imageops::FilterType::Triangle).to_rgb8();
         image::imageops::replace(&mut collage, &img, (i as i64 % 2) * 240, (i as i64 / 2) * 240);
     }
-    let dir = tempdir();
-    let path = dir.path().join("collage.jpg");
-    collage.save(&path).unwrap();
+    let (dir, path) = saved(&collage, "collage.jpg");
     let query = |data: &std::path::Path| query_cheap(data, &path);
     // region queries alone: geometric verification (which finds the tile by itself) off
     let plain = catalog_with(Some("[scan]\nregion_queries = \"off\"\n[verify]\nenabled = false\n"));
@@ -255,9 +261,7 @@ fn a_photo_pasted_small_onto_another_is_searched_as_an_inset() {
     let mut scene = image::open(testdata("listings/L023-unrelated-lamp.jpg")).unwrap().resize_exact(960, 720, image::imageops::FilterType::Triangle).to_rgb8();
     let product = image::open(testdata("catalog/northwind/nw-runner_1.jpg")).unwrap().resize_exact(240, 225, image::imageops::FilterType::Triangle).to_rgb8();
     image::imageops::replace(&mut scene, &product, 560, 300);
-    let dir = tempdir();
-    let path = dir.path().join("pasted.jpg");
-    scene.save(&path).unwrap();
+    let (_dir, path) = saved(&scene, "pasted.jpg");
     // embeddings alone decide: geometric verification off
     let query = |config: &str| -> serde_json::Value {
         let data = catalog_with(Some(config));
@@ -352,9 +356,7 @@ fn a_copy_pasted_small_and_turned_is_compared_again_where_verification_found_it(
             }
         }
     }
-    let dir = tempdir();
-    let path = dir.path().join("pasted-turned.jpg");
-    scene.save(&path).unwrap();
+    let (_dir, path) = saved(&scene, "pasted-turned.jpg");
     let data = catalog_with(None);
     let v = query_cheap(data.path(), &path);
     let m = &v["matches"][0];
@@ -373,9 +375,7 @@ fn a_photo_turned_in_its_frame_is_compared_turned_back() {
     // original's, the photo turned back is close to it
     let photo = image::open(testdata("catalog/lumen/lumen-satchel_1.jpg")).unwrap().to_rgb8();
     let turned = imageproc::geometric_transformations::rotate_about_center(&photo, 17f32.to_radians(), imageproc::geometric_transformations::Interpolation::Bilinear, image::Rgb([0, 0, 0]));
-    let dir = tempdir();
-    let path = dir.path().join("turned.jpg");
-    turned.save(&path).unwrap();
+    let (_dir, path) = saved(&turned, "turned.jpg");
     let whole = catalog_with(Some("[scan]\nregion_queries = \"off\"\n[verify]\nenabled = false\n"));
     let v = query_cheap(whole.path(), &path);
     assert_eq!(v["matches"][0]["product_id"], "lumen-satchel", "{v}");
@@ -398,9 +398,7 @@ fn a_pixelated_copy_the_embedding_ranks_low_is_found_by_its_perceptual_hash() {
     let (w, h) = photo.dimensions();
     let blocks = image::imageops::resize(&photo, w / 32, h / 32, image::imageops::FilterType::Triangle);
     let pixelated = image::imageops::resize(&blocks, w, h, image::imageops::FilterType::Nearest);
-    let dir = tempdir();
-    let path = dir.path().join("pixelated.jpg");
-    pixelated.save(&path).unwrap();
+    let (_dir, path) = saved(&pixelated, "pixelated.jpg");
     let data = catalog_with(None);
     let v = query_cheap(data.path(), &path);
     let m = &v["matches"][0];
@@ -421,9 +419,7 @@ fn two_products_side_by_side_in_one_photo_are_both_verified() {
     let watch = image::open(testdata("catalog/acme/acme-chrono_1.jpg")).unwrap().resize_exact(300, 300, image::imageops::FilterType::Triangle).to_rgb8();
     image::imageops::replace(&mut scene, &shoe, 0, 0);
     image::imageops::replace(&mut scene, &watch, 600, 100);
-    let dir = tempdir();
-    let path = dir.path().join("two.jpg");
-    scene.save(&path).unwrap();
+    let (_dir, path) = saved(&scene, "two.jpg");
     let data = catalog_with(None);
     let v = query_cheap(data.path(), &path);
     let found = |id: &str| v["matches"].as_array().unwrap().iter().find(|m| m["product_id"] == id).cloned().unwrap_or_else(|| panic!("{id} not among the matches: {v}"));
