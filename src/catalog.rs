@@ -1213,8 +1213,9 @@ pub fn load_products(
     products: Vec<ProductRecord>,
 ) -> Vec<LoadedProduct> {
     let refs: Vec<&ImageRef> = products.iter().flat_map(|p| p.images.iter()).collect();
+    let owners: Vec<usize> = products.iter().enumerate().flat_map(|(i, p)| p.images.iter().map(move |_| i)).collect();
     let opts = crate::embed::LoadOptions { hash: true, regions: false, features: crate::embed::LocalFeatures::Extract(features) };
-    let mut loaded = crate::embed::load_images(fetcher, &refs, limits, manifest, opts).into_iter();
+    let mut loaded = crate::embed::load_images(fetcher, &refs, &owners, limits, manifest, opts).into_iter();
     products
         .into_iter()
         .map(|p| {
@@ -1234,7 +1235,8 @@ pub fn load_background(
 ) -> Vec<(String, Result<crate::embed::Loaded, String>)> {
     let refs: Vec<ImageRef> = paths.iter().map(|p| ImageRef::Path(p.clone())).collect();
     let r: Vec<&ImageRef> = refs.iter().collect();
-    let loaded = crate::embed::load_images(fetcher, &r, limits, manifest, crate::embed::LoadOptions { hash: true, regions: false, features: crate::embed::LocalFeatures::Skip });
+    let owners: Vec<usize> = (0..r.len()).collect();
+    let loaded = crate::embed::load_images(fetcher, &r, &owners, limits, manifest, crate::embed::LoadOptions { hash: true, regions: false, features: crate::embed::LocalFeatures::Skip });
     paths.iter().map(|p| p.display().to_string()).zip(loaded).collect()
 }
 

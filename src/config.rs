@@ -302,6 +302,9 @@ pub struct LimitsConfig {
     pub http_timeout_secs: u64,
     /// Most HTTP downloads in flight at once.
     pub http_max_in_flight: usize,
+    /// Seconds the photos of one listing (or catalog product) may take together to fetch; a photo
+    /// not fetched by then is an error of that listing.
+    pub listing_fetch_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -315,6 +318,7 @@ impl Default for LimitsConfig {
             http_connect_timeout_secs: 5,
             http_timeout_secs: 20,
             http_max_in_flight: 8,
+            listing_fetch_secs: 20,
         }
     }
 }
@@ -431,6 +435,9 @@ impl Config {
         }
         if p.top_k == 0 {
             bail!("policy.top_k must be at least 1");
+        }
+        if self.limits.listing_fetch_secs == 0 {
+            bail!("limits.listing_fetch_secs must be at least 1 (seconds to fetch one listing's photos)");
         }
         if !(p.background_beta.is_finite() && (0.0..=2.0).contains(&p.background_beta)) {
             bail!("policy.background_beta must be between 0 and 2, got {}", p.background_beta);

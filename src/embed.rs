@@ -316,20 +316,22 @@ pub struct LoadOptions {
     pub features: LocalFeatures,
 }
 
-/// Fetches `refs` (bounded in flight), then decodes and resizes them in parallel; one result each,
-/// in order, with errors in plain words.
+/// Fetches `refs` (bounded in flight; `owners[i]` numbers the record naming `refs[i]`, whose photos
+/// share a time budget, see `Fetcher::fetch_all`), then decodes and resizes them in parallel; one
+/// result each, in order, with errors in plain words (a panic in decoding is one photo's error).
 pub fn load_images(
     fetcher: &crate::source::Fetcher,
     refs: &[&crate::source::ImageRef],
+    owners: &[usize],
     limits: &decode::Limits,
     manifest: &Manifest,
     opts: LoadOptions,
 ) -> Vec<Result<Loaded, String>> {
     use rayon::prelude::*;
-    let bytes = fetcher.fetch_all(refs);
+    let bytes = fetcher.fetch_all(refs, owners);
     bytes
         .into_par_iter()
-        .map(|b| {
+        .map(|b| crate::source::guard("decoding the photo", move || {
             let b = b?;
             let hash = opts.hash.then(|| crate::source::content_hash(&b));
             // the decoder may shrink a JPEG down to the model's size (DCT scaling); a region is
@@ -371,6 +373,6 @@ pub fn load_images(
                 _ => None,
             };
             Ok(Loaded { hash, prepared, regions, features, ready, inset_ready, colours, phashes, image })
-        })
+        }))
         .collect()
 }

@@ -290,7 +290,8 @@ impl Loader {
     /// Fetches and decodes the photos of parsed listings.
     pub fn load(&self, listings: Vec<Parsed>) -> Vec<LoadedListing> {
         let refs: Vec<&ImageRef> = listings.iter().filter_map(|l| l.as_ref().ok()).flat_map(|l| l.images.iter()).collect();
-        let mut loaded = embed::load_images(&self.fetcher, &refs, &self.limits, &self.manifest, embed::LoadOptions { hash: false, regions: self.regions, features: self.features }).into_iter();
+        let owners: Vec<usize> = listings.iter().filter_map(|l| l.as_ref().ok()).enumerate().flat_map(|(i, l)| l.images.iter().map(move |_| i)).collect();
+        let mut loaded = embed::load_images(&self.fetcher, &refs, &owners, &self.limits, &self.manifest, embed::LoadOptions { hash: false, regions: self.regions, features: self.features }).into_iter();
         listings
             .into_iter()
             .map(|l| {
