@@ -574,6 +574,14 @@ fn decode_with_image(
     format: ImageFormat,
     limits: &Limits,
 ) -> Result<RgbImage, DecodeError> {
+    // PNG: the declared size first, before the decoder sizes its row buffers (a PNG 22 million
+    // pixels wide and one high was refused as "memory limit exceeded" instead; found by fuzzing)
+    if let (ImageFormat::Png, Some(ihdr)) = (format, bytes.get(12..24)) {
+        if &ihdr[..4] == b"IHDR" {
+            let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+            check_dimensions(be(&ihdr[4..8]), be(&ihdr[8..12]), limits)?;
+        }
+    }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut img_limits = image::Limits::default();
     // Width and height are checked by `check_dimensions` below, which names what was exceeded.

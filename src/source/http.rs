@@ -105,7 +105,7 @@ impl Http {
     /// One request: the body of a success, or where a redirect leads.
     fn one(&self, url: &Url, left: Duration) -> Result<Hop, String> {
         let request = self.agent.get(url.as_str()).config().timeout_global(Some(left)).build();
-        let resp = request.call().map_err(|e| format!("download failed: {e}"))?;
+        let resp = request.call().map_err(|e| format!("download failed: {}", describe(e)))?;
         let status = resp.status();
         if status.is_redirection() && status.as_u16() != 304 {
             let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -127,7 +127,7 @@ impl Http {
             .into_reader()
             .take(self.max_bytes + 1)
             .read_to_end(&mut bytes)
-            .map_err(|e| format!("download failed: {e}"))?;
+            .map_err(|e| format!("download failed: {}", if e.kind() == std::io::ErrorKind::TimedOut { "timed out".to_string() } else { e.to_string() }))?;
         if bytes.len() as u64 > self.max_bytes {
             return Err(format!("download is over the limit of {} bytes (limits.max_image_bytes)", self.max_bytes));
         }
@@ -139,6 +139,16 @@ impl Http {
 enum Hop {
     Body(Vec<u8>),
     Redirect(String),
+}
+
+/// The client's error in plain words.
+fn describe(e: ureq::Error) -> String {
+    match e {
+        ureq::Error::Timeout(_) => "timed out".into(),
+        ureq::Error::HostNotFound => "host not found".into(),
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => "timed out".into(),
+        other => other.to_string(),
+    }
 }
 
 /// "404 Not Found": the code and its standard reason.
