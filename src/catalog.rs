@@ -130,12 +130,20 @@ pub fn parse_product(raw: &RawRecord, base_dir: &Path, max_images: usize) -> Res
         brand: records::text(f, "brand")?,
         product_id: records::text(f, "product_id")?,
         title: records::text(f, "title")?,
-        price: records::price(f, "price")?,
+        price: reference_price(f)?,
         currency,
         images: images.iter().map(|s| ImageRef::parse(s, base_dir)).collect::<Result<_, _>>()?,
         authorized_sellers: records::list(f, "authorized_sellers")?,
         category: records::opt_text(f, "category")?,
     })
+}
+
+/// A product's reference price: a price above 0 (a listing's price is compared with it as a ratio).
+fn reference_price(f: &serde_json::Map<String, serde_json::Value>) -> Result<f64, String> {
+    match records::price(f, "price")? {
+        p if p > 0.0 => Ok(p),
+        _ => Err("field `price` must be above 0: a reference price of 0 cannot be compared with listings' prices".into()),
+    }
 }
 
 /// A live product as the scanner sees it.
@@ -426,6 +434,15 @@ fn now() -> i64 {
 }
 
 impl Store {
+    /// Opens an existing catalog to change it (remove, compact, clear the background): an error,
+    /// with nothing created, when `dir` holds no catalog. Only adding creates one (`open(dir, true)`).
+    pub fn open_existing(dir: &Path) -> Result<Store> {
+        if !dir.join("catalog.sqlite").is_file() {
+            bail!("no catalog in {} (add one with `knockoff catalog add FILE`, or choose another with --data)", dir.display());
+        }
+        Store::open(dir, true)
+    }
+
     /// Opens the catalog in `dir`; `write` takes the directory's lock and creates it when missing.
     pub fn open(dir: &Path, write: bool) -> Result<Store> {
         let db = dir.join("catalog.sqlite");

@@ -7,11 +7,14 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::batch::{self, Batch, BatchOptions, Resume};
 use crate::calibrate;
 use crate::catalog::{self, Store};
 use crate::config::Config;
+use crate::display::escape;
 use crate::embed::Embedder;
 use crate::model::{self, ModelChoice, ModelLocation};
+use crate::output;
 use crate::pipeline::overlapped;
 use crate::policy::Verdict;
 use crate::records::{Format, RecordReader};
@@ -321,7 +324,9 @@ pub fn run(cli: Cli) -> Result<i32> {
     }
     match &cli.command {
         Command::Config => {
-            print!("{}", toml::to_string_pretty(&config)?);
+            let mut out = output::stdout();
+            write!(out, "{}", toml::to_string_pretty(&config)?)?;
+            out.flush()?;
             Ok(0)
         }
         Command::Catalog(cmd) => catalog_cmd(g, config, cmd),
@@ -344,10 +349,10 @@ pub fn run(cli: Cli) -> Result<i32> {
                 verbose: !g.quiet,
             };
             let (_, md) = crate::bench::run(&config, &loc, &opts)?;
-            print!("{md}");
-            if !g.quiet {
-                eprintln!("results in {}", args.out.display());
-            }
+            let mut out = output::stdout();
+            write!(out, "{md}")?;
+            out.flush()?;
+            say(g, &format!("results in {}", args.out.display()));
             Ok(0)
         }
     }
@@ -368,6 +373,18 @@ fn locate(config: &Config, store: Option<&Store>) -> Result<ModelLocation> {
     })
 }
 
+/// A message for people on stderr (a per-record error, a warning, a summary): nothing with
+/// --quiet, untrusted text in it escaped (`display`), kept clear of the progress bar `pb`.
+fn note(g: &Global, pb: &ProgressBar, msg: &str) {
+    if !g.quiet {
+        pb.suspend(|| eprintln!("{}", escape(msg)));
+    }
+}
+
+/// `note` without a progress bar.
+fn say(g: &Global, msg: &str) {
+    note(g, &ProgressBar::hidden(), msg);
+}
 
 fn progress(quiet: bool, total: Option<u64>, what: &str) -> ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {
@@ -418,21 +435,21 @@ fn catalog_cmd(g: &Global, config: Config, cmd: &CatalogCmd) -> Result<i32> {
     match cmd {
         CatalogCmd::Add { file, format } => catalog_add(g, &config, file, input_format(*format, file)),
         CatalogCmd::Remove { brand, product_ids } => {
-            let mut store = Store::open(&g.data, true)?;
+            let mut store = Store::open_existing(&g.data)?;
             let n = store.remove(&config, brand, product_ids)?;
-            eprintln!("removed {n} product(s) of {brand} from search; `knockoff catalog compact` deletes them for good");
+            say(g, &format!("removed {n} product(s) of {brand} from search; `knockoff catalog compact` deletes them for good"));
             Ok(0)
         }
         CatalogCmd::Compact => {
-            let mut store = Store::open(&g.data, true)?;
+            let mut store = Store::open_existing(&g.data)?;
             let (products, vectors) = store.compact(&config)?;
-            eprintln!("compacted: deleted {products} removed product(s) and {vectors} unused reference image(s)");
+            say(g, &format!("compacted: deleted {products} removed product(s) and {vectors} unused reference image(s)"));
             Ok(0)
         }
         CatalogCmd::List { brand, removed, json } => {
             let store = Store::open(&g.data, false)?;
             let products = store.list(brand.as_deref(), *removed)?;
-            let mut out = std::io::stdout().lock();
+            let mut out = output::stdout();
             if *json {
                 for p in &products {
                     writeln!(out, "{}", serde_json::to_string(p)?)?;
@@ -452,49 +469,56 @@ fn catalog_cmd(g: &Global, config: Config, cmd: &CatalogCmd) -> Result<i32> {
                 }
                 write!(out, "{}", report::table(&rows))?;
             }
+            out.flush()?;
             Ok(0)
         }
         CatalogCmd::Background(BackgroundCmd::Add { paths }) => background_add(g, &config, paths),
         CatalogCmd::Background(BackgroundCmd::Clear) => {
-            let mut store = Store::open(&g.data, true)?;
+            let mut store = Store::open_existing(&g.data)?;
             let n = store.clear_background()?;
-            eprintln!("deleted {n} background photo(s); score normalisation is off");
+            say(g, &format!("deleted {n} background photo(s); score normalisation is off"));
             Ok(0)
         }
         CatalogCmd::Stats { json } => {
             let store = Store::open(&g.data, false)?;
             let s = store.stats()?;
+            let mut out = output::stdout();
             if *json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+                writeln!(out, "{}", serde_json::to_string_pretty(&s)?)?;
             } else {
-                println!("model:            {}", s.model.as_deref().unwrap_or("-"));
-                println!("brands:           {}", s.brands);
-                println!("products:         {} live, {} removed (until compaction)", s.products, s.removed_products);
-                println!("reference images: {} stored, {} of live products", s.vectors, s.live_vectors);
-                println!("background:       {}", if s.background_images > 0 { format!("{} photos (scores normalised)", s.background_images) } else { "none (raw scores)".to_string() });
-                println!(
+                writeln!(out, "model:            {}", escape(s.model.as_deref().unwrap_or("-")))?;
+                writeln!(out, "brands:           {}", s.brands)?;
+                writeln!(out, "products:         {} live, {} removed (until compaction)", s.products, s.removed_products)?;
+                writeln!(out, "reference images: {} stored, {} of live products", s.vectors, s.live_vectors)?;
+                writeln!(out, "background:       {}", if s.background_images > 0 { format!("{} photos (scores normalised)", s.background_images) } else { "none (raw scores)".to_string() })?;
+                writeln!(
+                    out,
                     "local features:   {} of {} live reference images{}",
                     s.live_vectors_with_features,
                     s.live_vectors,
                     if s.live_vectors_with_features < s.live_vectors { " (add the others again to verify them geometrically)" } else { "" }
-                );
-                println!(
+                )?;
+                writeln!(
+                    out,
                     "shared points:    looked for in {} of {} live reference images{}",
                     s.live_vectors_with_shared,
                     s.live_vectors,
                     if s.live_vectors_with_shared < s.live_vectors { " (add the others' brands again to tell sibling products apart better)" } else { "" }
-                );
-                println!(
+                )?;
+                writeln!(
+                    out,
                     "colours:          {} of {} live reference images (photos on a white backdrop have none)",
                     s.live_vectors_with_colours, s.live_vectors
-                );
-                println!(
+                )?;
+                writeln!(
+                    out,
                     "hashes:           {} of {} live reference images (near-duplicates; add older products again to hash them)",
                     s.live_vectors_with_phash, s.live_vectors
-                );
-                println!("search:           {}", if s.hnsw_covered > 0 { format!("HNSW over {} images, exact over the rest", s.hnsw_covered) } else { "exact".to_string() });
-                println!("disk:             {:.1} MB in {}", s.disk_bytes as f64 / 1e6, g.data.display());
+                )?;
+                writeln!(out, "search:           {}", if s.hnsw_covered > 0 { format!("HNSW over {} images, exact over the rest", s.hnsw_covered) } else { "exact".to_string() })?;
+                writeln!(out, "disk:             {:.1} MB in {}", s.disk_bytes as f64 / 1e6, escape(&g.data.display().to_string()))?;
             }
+            out.flush()?;
             Ok(0)
         }
     }
@@ -539,16 +563,16 @@ fn catalog_add(g: &Global, config: &Config, file: &Path, format: Format) -> Resu
     overlapped(chunks, load, |(bad, chunk): (Vec<(usize, String)>, Vec<catalog::LoadedProduct>)| -> Result<()> {
         for (line, e) in bad {
             errors += 1;
-            pb.suspend(|| eprintln!("{name}:{line}: {e}; product skipped"));
+            note(g, &pb, &format!("{name}:{line}: {e}; product skipped"));
             pb.inc(1);
         }
         let done = catalog::ingest(&mut store, &mut embedder, &manifest, config.index.storage, &chunk)?;
         for (line, e) in &done.image_errors {
             errors += 1;
-            pb.suspend(|| eprintln!("{name}:{line}: {e}"));
+            note(g, &pb, &format!("{name}:{line}: {e}"));
         }
         for (line, e) in &done.skipped {
-            pb.suspend(|| eprintln!("{name}:{line}: {e}"));
+            note(g, &pb, &format!("{name}:{line}: {e}"));
         }
         embedded += done.embedded;
         reused += done.reused;
@@ -562,11 +586,7 @@ fn catalog_add(g: &Global, config: &Config, file: &Path, format: Format) -> Resu
         return Err(e).with_context(|| format!("cannot read {name}"));
     }
     store.finish_adding(config, manifest.dim, &stored.into_iter().collect::<Vec<_>>())?;
-    if !g.quiet {
-        eprintln!(
-            "{name}: added or updated {added} product(s); embedded {embedded} new image(s), {reused} already stored; {errors} error(s)"
-        );
-    }
+    say(g, &format!("{name}: added or updated {added} product(s); embedded {embedded} new image(s), {reused} already stored; {errors} error(s)"));
     Ok(if errors > 0 { EXIT_PARTIAL } else { 0 })
 }
 
@@ -596,16 +616,14 @@ fn background_add(g: &Global, config: &Config, paths: &[PathBuf]) -> Result<i32>
     overlapped(files.chunks(64), load, |photos| -> Result<()> {
         let done = catalog::ingest_background(&mut store, &mut embedder, &loc.manifest, config.index.storage, &photos)?;
         for (source, e) in &done.errors {
-            pb.suspend(|| eprintln!("{source}: {e}; photo skipped"));
+            note(g, &pb, &format!("{source}: {e}; photo skipped"));
         }
         (added, known, errors) = (added + done.added, known + done.known, errors + done.errors.len());
         pb.inc(photos.len() as u64);
         Ok(())
     })?;
     pb.finish_and_clear();
-    if !g.quiet {
-        eprintln!("background: embedded {added} new photo(s), {known} already stored; {errors} error(s)");
-    }
+    say(g, &format!("background: embedded {added} new photo(s), {known} already stored; {errors} error(s)"));
     Ok(if errors > 0 { EXIT_PARTIAL } else { 0 })
 }
 
@@ -640,43 +658,34 @@ fn scan_cmd(g: &Global, mut config: Config, args: &ScanArgs) -> Result<i32> {
         config.scan.region_queries = Some(r);
     }
     config.verify.enabled |= args.verify;
-    let format = input_format(args.format, &args.input);
-    let done = match (&args.output, args.resume) {
-        (Some(out), true) => scan::read_done(out)?,
-        _ => scan::Done::default(),
+    let name = args.input.display().to_string();
+    if let Some(out) = &args.output {
+        refuse_output_is_input(&args.input, out)?;
+    }
+    let mut resume = match (&args.output, args.resume) {
+        (Some(out), true) => Some(Resume::read(out)?),
+        _ => None,
     };
-    let already = done.ids.len() + done.lines.len();
-    let (reader, base, lines) = open_input(&args.input)?;
-    let chunks = scan::listing_chunks(reader, format, &base, &config, done, args.chunk.max(1));
+    let already = resume.as_ref().map_or(0, Resume::len);
+    let (reader, base_dir, lines) = open_input(&args.input)?;
+    let options = BatchOptions { format: input_format(args.format, &args.input), base_dir, chunk: args.chunk.max(1), name: name.clone() };
+    let mut batch = Batch::new(reader, options, &config, resume.as_ref());
     let mut scanner = open_scanner(g, config.clone())?;
-    let mut out: Box<dyn Write> = match &args.output {
-        Some(path) => {
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(args.resume)
-                .write(true)
-                .truncate(!args.resume)
-                .open(path)
-                .with_context(|| format!("cannot open {} for writing", path.display()))?;
-            Box::new(f)
-        }
-        None => Box::new(std::io::stdout().lock()),
-    };
+    let mut out = open_output(args.output.as_deref(), args.resume)?;
     let color = args.output.is_none() && report::stdout_color();
     let table = args.table || (!args.json && args.output.is_none() && std::io::stdout().is_terminal());
     let pb = progress(g.quiet, lines.map(|n| n.saturating_sub(already as u64)), "scanning");
     let mut summary = Summary::default();
     summary.skipped(already);
     let mut first = true;
-    let name = args.input.display().to_string();
-    let mut io_error = None;
-    let chunks = chunks.map_while(|c| c.map_err(|e| io_error = Some(e)).ok());
+    let mut failure = None;
+    let chunks = batch.by_ref().map_while(|c| c.map_err(|e| failure = Some(e)).ok());
     scanner.run(chunks, |reports| {
         for r in &reports {
             summary.add(r);
-            if r.verdict == Verdict::Error && !g.quiet {
+            if r.verdict == Verdict::Error {
                 let id = r.listing_id.as_deref().unwrap_or("-");
-                pb.suspend(|| eprintln!("{name}:{}: listing {id}: {}", r.line, r.reasons.join("; ")));
+                note(g, &pb, &format!("{name}:{}: listing {id}: {}", r.line, r.reasons.join("; ")));
             }
         }
         // one write per chunk, so an interrupted scan leaves whole lines (a torn last line is cut by --resume)
@@ -689,6 +698,9 @@ fn scan_cmd(g: &Global, mut config: Config, args: &ScanArgs) -> Result<i32> {
                 buf.push(b'\n');
             }
         }
+        if let Some(resume) = resume.as_mut().filter(|_| first) {
+            resume.cut_torn_line()?;
+        }
         first = false;
         out.write_all(&buf)?;
         out.flush()?;
@@ -696,17 +708,48 @@ fn scan_cmd(g: &Global, mut config: Config, args: &ScanArgs) -> Result<i32> {
         Ok(())
     })?;
     pb.finish_and_clear();
-    if let Some(e) = io_error {
-        return Err(e).with_context(|| format!("cannot read {name}"));
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if let Some(resume) = resume.as_mut() {
+        resume.cut_torn_line()?;
+    }
+    for warning in batch::duplicate_warnings(&name, &batch.duplicates(), 100) {
+        say(g, &format!("warning: {warning}"));
     }
     if let Some(path) = &args.output {
         std::fs::File::open(path).and_then(|f| f.sync_all()).ok();
     }
     summary.inferences(scanner.inferences());
-    if !g.quiet {
-        eprintln!("{}", summary.line());
-    }
+    say(g, &summary.line());
     Ok(if summary.errors() > 0 { EXIT_PARTIAL } else { 0 })
+}
+
+/// Refuses to write verdicts over the input (`scan FILE -o FILE`, through a link too): that would
+/// empty the input before it is read.
+fn refuse_output_is_input(input: &Path, output: &Path) -> Result<()> {
+    let same = if input == Path::new("-") { crate::fsutil::stdin_is(output) } else { crate::fsutil::same_file(input, output) };
+    if same {
+        bail!(
+            "the output {} is the input {} (the same file); write the verdicts to another file",
+            output.display(),
+            if input == Path::new("-") { "read from standard input".to_string() } else { input.display().to_string() }
+        );
+    }
+    Ok(())
+}
+
+/// Where verdicts go: the output file (appended to when resuming, else replaced), or stdout.
+fn open_output(path: Option<&Path>, resume: bool) -> Result<Box<dyn Write>> {
+    let Some(path) = path else { return Ok(Box::new(output::stdout())) };
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(resume)
+        .write(true)
+        .truncate(!resume)
+        .open(path)
+        .with_context(|| format!("cannot open {} for writing", path.display()))?;
+    Ok(Box::new(f))
 }
 
 fn query_cmd(g: &Global, mut config: Config, args: &QueryArgs) -> Result<i32> {
@@ -738,11 +781,13 @@ fn query_cmd(g: &Global, mut config: Config, args: &QueryArgs) -> Result<i32> {
     };
     let mut scanner = open_scanner(g, config)?;
     let report = scanner.check(vec![Ok(listing)])?.into_iter().next().context("internal error: no verdict")?;
+    let mut out = output::stdout();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{}", report::explain(&report, report::stdout_color()));
+        write!(out, "{}", report::explain(&report, report::stdout_color()))?;
     }
+    out.flush()?;
     Ok(if report.verdict == Verdict::Error { 1 } else { 0 })
 }
 
@@ -789,7 +834,7 @@ fn calibrate_cmd(g: &Global, config: Config, args: &CalibrateArgs) -> Result<i32
         match parsed {
             Err(e) => {
                 errors += 1;
-                eprintln!("{name}:{}: {e}", rec.line);
+                say(g, &format!("{name}:{}: {e}", rec.line));
             }
             Ok((id, counterfeit, Some(image))) => to_query.push((
                 counterfeit,
@@ -807,7 +852,7 @@ fn calibrate_cmd(g: &Global, config: Config, args: &CalibrateArgs) -> Result<i32
                 Some(&score) => outcomes.push(calibrate::Outcome { score, counterfeit }),
                 None => {
                     errors += 1;
-                    eprintln!("{name}:{}: listing {id} has no `image` and no verdict in --verdicts", rec.line);
+                    say(g, &format!("{name}:{}: listing {id} has no `image` and no verdict in --verdicts", rec.line));
                 }
             },
         }
@@ -819,7 +864,7 @@ fn calibrate_cmd(g: &Global, config: Config, args: &CalibrateArgs) -> Result<i32
             for ((counterfeit, l), r) in chunk.iter().zip(reports) {
                 if r.verdict == Verdict::Error {
                     errors += 1;
-                    eprintln!("{name}:{}: listing {}: {}", l.line, l.listing_id, r.reasons.join("; "));
+                    say(g, &format!("{name}:{}: listing {}: {}", l.line, l.listing_id, r.reasons.join("; ")));
                 } else {
                     let score = r.matches.first().map(|m| m.similarity as f64).unwrap_or(-1.0);
                     outcomes.push(calibrate::Outcome { score, counterfeit: *counterfeit });
@@ -834,36 +879,39 @@ fn calibrate_cmd(g: &Global, config: Config, args: &CalibrateArgs) -> Result<i32
     let matched = calibrate::threshold_for_precision(&outcomes, args.precision);
     let review = calibrate::threshold_for_precision(&outcomes, args.review_precision);
     let curve = calibrate::curve(&outcomes);
+    let mut out = output::stdout();
     if args.json {
         let v = serde_json::json!({
             "outcomes": outcomes.len(), "counterfeit": positives,
             "match_threshold": matched, "review_threshold": review, "curve": curve,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
     } else {
-        println!("{} labelled outcomes: {positives} counterfeit, {} genuine", outcomes.len(), outcomes.len() - positives);
+        writeln!(out, "{} labelled outcomes: {positives} counterfeit, {} genuine", outcomes.len(), outcomes.len() - positives)?;
         let mut rows = vec![["THRESHOLD", "PRECISION", "RECALL", "SELECTED"].map(String::from).to_vec()];
         for p in &curve {
             rows.push(vec![format!("{:.2}", p.threshold), format!("{:.3}", p.precision), format!("{:.3}", p.recall), p.selected.to_string()]);
         }
-        print!("{}", report::table(&rows));
+        write!(out, "{}", report::table(&rows))?;
         for (what, target, p) in [("match", args.precision, &matched), ("review", args.review_precision, &review)] {
             match p {
-                Some(p) => println!(
+                Some(p) => writeln!(
+                    out,
                     "{what} threshold for precision >= {target}: {:.3} (precision {:.3}, recall {:.3})",
                     p.threshold, p.precision, p.recall
-                ),
-                None => println!("{what} threshold: no threshold reaches precision {target} on these labels"),
+                )?,
+                None => writeln!(out, "{what} threshold: no threshold reaches precision {target} on these labels")?,
             }
         }
     }
+    out.flush()?;
     if args.write {
         let (Some(m), Some(r)) = (matched, review) else {
             bail!("nothing written: no threshold reaches the target precision");
         };
         let path = g.config.clone().unwrap_or_else(|| g.data.join("config.toml"));
         write_thresholds(&path, m.threshold, r.threshold.min(m.threshold))?;
-        eprintln!("wrote policy.match_threshold = {:.3} and policy.review_threshold = {:.3} to {}", m.threshold, r.threshold.min(m.threshold), path.display());
+        say(g, &format!("wrote policy.match_threshold = {:.3} and policy.review_threshold = {:.3} to {}", m.threshold, r.threshold.min(m.threshold), path.display()));
     }
     Ok(if errors > 0 { EXIT_PARTIAL } else { 0 })
 }

@@ -1,4 +1,4 @@
-//! Small file-system helpers: atomic replacement of files.
+//! Small file-system helpers: atomic replacement of files, and whether two paths are one file.
 
 use std::fs::File;
 use std::io::Write;
@@ -36,4 +36,43 @@ pub fn sync_dir(dir: Option<&Path>) {
             let _ = f.sync_all();
         }
     }
+}
+
+/// Whether `a` and `b` are the same file once links are followed: the same device and inode (a
+/// symbolic or hard link to the file counts), or on other platforms the same canonical path.
+/// False when either does not exist.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(ma), Ok(mb)) => same_identity(&ma, &mb, a, b),
+        _ => false,
+    }
+}
+
+/// Whether standard input reads the file `path` (`knockoff scan - -o FILE < FILE`).
+pub fn stdin_is(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        let Ok(fd) = std::io::stdin().as_fd().try_clone_to_owned() else { return false };
+        match (File::from(fd).metadata(), std::fs::metadata(path)) {
+            (Ok(ms), Ok(mp)) => ms.is_file() && same_identity(&ms, &mp, path, path),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        false
+    }
+}
+
+#[cfg(unix)]
+fn same_identity(a: &std::fs::Metadata, b: &std::fs::Metadata, _: &Path, _: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+#[cfg(not(unix))]
+fn same_identity(_: &std::fs::Metadata, _: &std::fs::Metadata, a: &Path, b: &Path) -> bool {
+    matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
 }

@@ -11,6 +11,7 @@
 
 pub mod attack;
 pub mod baseline;
+pub mod batch;
 pub mod bench;
 pub mod calibrate;
 pub mod catalog;
@@ -18,12 +19,14 @@ pub mod cli;
 pub mod colour;
 pub mod config;
 pub mod decode;
+pub mod display;
 pub mod embed;
 pub mod fsutil;
 pub mod graph;
 pub mod index;
 pub mod inset;
 pub mod metrics;
+pub mod output;
 pub mod model;
 pub mod phash;
 pub mod pipeline;

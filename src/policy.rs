@@ -297,8 +297,10 @@ fn decide_one(
             ))
         }
         (Some((amount, cur)), None) => reasons.push(format!(
-            "price {amount:.2} {cur} cannot be compared with the reference price {:.2} {}: no exchange rate (currency.rates)",
-            m.reference_price, m.reference_currency
+            "price {amount:.2} {cur} cannot be compared with the reference price {:.2} {}: {}",
+            m.reference_price,
+            m.reference_currency,
+            if m.reference_price > 0.0 { "no exchange rate (currency.rates)" } else { "the reference price is 0" }
         )),
         (None, _) => reasons.push("the listing gives no price".to_string()),
     }
@@ -427,6 +429,17 @@ mod tests {
         assert_eq!(run(weak, "x", Some((20.0, "EUR"))).verdict, Verdict::Review);
         assert_eq!(run(weak, "x", Some((80.0, "EUR"))).verdict, Verdict::Clear);
         assert_eq!(run(p.review_threshold - 0.1, "x", Some((1.0, "EUR"))).rule, "no_match");
+    }
+
+    #[test]
+    fn a_reference_price_of_0_is_named_as_the_reason_not_an_exchange_rate() {
+        let mut zero = m(0.9);
+        zero.reference_price = 0.0;
+        let d = decide(&Offer { seller_id: "x", price: Some((20.0, "EUR")) }, &[zero], &Auth, &t(), &CurrencyConfig::default());
+        let reasons = d.reasons.join("; ");
+        assert!(reasons.contains("the reference price is 0") && !reasons.contains("exchange rate"), "{reasons}");
+        let d = run(0.9, "x", Some((20.0, "XXX")));
+        assert!(d.reasons.join("; ").contains("no exchange rate"), "an unknown currency still says so");
     }
 
     #[test]

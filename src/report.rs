@@ -1,9 +1,11 @@
 //! Output for people and machines: JSON lines, aligned tables (coloured only on a terminal), and
 //! the end-of-run summary written to stderr.
 
+use std::borrow::Cow;
 use std::io::IsTerminal;
 use std::time::Instant;
 
+use crate::display::escape;
 use crate::policy::Verdict;
 use crate::scan::Report;
 
@@ -25,13 +27,15 @@ fn paint(text: &str, v: Verdict, color: bool) -> String {
     format!("\x1b[{code}m{text}\x1b[0m")
 }
 
-/// Lays out rows as columns separated by two spaces; the first row is the header.
+/// Lays out rows as columns separated by two spaces; the first row is the header. Cells are shown
+/// with control characters escaped (`display::escape`): tables carry listings' and catalogs' text.
 pub fn table(rows: &[Vec<String>]) -> String {
     table_min(rows, &[])
 }
 
 /// Like `table`, with minimum column widths, so tables printed chunk by chunk line up.
 pub fn table_min(rows: &[Vec<String>], min_widths: &[usize]) -> String {
+    let rows: Vec<Vec<Cow<str>>> = rows.iter().map(|r| r.iter().map(|c| escape(c)).collect()).collect();
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
@@ -100,10 +104,10 @@ pub fn explain(r: &Report, color: bool) -> String {
     let head = format!("{} (risk {:.2}, rule {})", r.verdict.as_str().to_uppercase(), r.risk, r.rule);
     out.push_str(&format!("verdict: {}\n", paint(&head, r.verdict, color)));
     for reason in &r.reasons {
-        out.push_str(&format!("  - {reason}\n"));
+        out.push_str(&format!("  - {}\n", escape(reason)));
     }
     for e in &r.image_errors {
-        out.push_str(&format!("  ! {e}\n"));
+        out.push_str(&format!("  ! {}\n", escape(e)));
     }
     if !r.matches.is_empty() {
         out.push_str("\nmatches:\n");
@@ -126,7 +130,7 @@ pub fn explain(r: &Report, color: bool) -> String {
     let t = &r.thresholds;
     out.push_str(&format!(
         "\nthresholds: match {:.2}, review {:.2}, flag price ratio {:.2}, review price ratio {:.2}; model {}\n",
-        t.match_threshold, t.review_threshold, t.flag_price_ratio, t.review_price_ratio, r.model
+        t.match_threshold, t.review_threshold, t.flag_price_ratio, t.review_price_ratio, escape(&r.model)
     ));
     out
 }

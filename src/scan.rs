@@ -5,7 +5,6 @@
 //! processed gets an `error` verdict and the scan goes on.
 
 use std::collections::{HashMap, HashSet};
-use std::io::BufRead;
 use std::path::Path;
 
 use anyhow::Result;
@@ -18,7 +17,7 @@ use crate::decode;
 use crate::embed::{self, Embedder, Loaded};
 use crate::index::Hit;
 use crate::policy::{self, Authorisations, Decision, Match, Offer, Thresholds, Verdict};
-use crate::records::{self, Format, RawRecord, RecordReader};
+use crate::records::{self, RawRecord};
 use crate::source::{Fetcher, ImageRef};
 use crate::verify::Features;
 
@@ -964,84 +963,6 @@ struct Searched {
 
 fn round4(x: f32) -> f32 {
     (x * 10000.0).round() / 10000.0
-}
-
-/// Keys of listings already in an output file, for `--resume`.
-#[derive(Debug, Default)]
-pub struct Done {
-    /// Listing ids with a verdict.
-    pub ids: HashSet<String>,
-    /// Input lines with a verdict but no listing id.
-    pub lines: HashSet<usize>,
-}
-
-/// Reads an output file for `--resume`: cuts off a torn last line and returns what is done.
-pub fn read_done(path: &Path) -> Result<Done> {
-    use anyhow::Context as _;
-    let mut done = Done::default();
-    if !path.exists() {
-        return Ok(done);
-    }
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let complete = bytes.iter().rposition(|&b| b == b'\n').map(|i| i + 1).unwrap_or(0);
-    if complete < bytes.len() {
-        let f = std::fs::OpenOptions::new().write(true).open(path)?;
-        f.set_len(complete as u64)?;
-        f.sync_all()?;
-        tracing::warn!("{}: removed a torn last line ({} bytes) before resuming", path.display(), bytes.len() - complete);
-    }
-    for (i, line) in bytes[..complete].split(|&b| b == b'\n').enumerate() {
-        if line.is_empty() {
-            continue;
-        }
-        let v: serde_json::Value = serde_json::from_slice(line)
-            .with_context(|| format!("{}:{}: not a verdict line; cannot resume from this file", path.display(), i + 1))?;
-        match (v.get("listing_id").and_then(|x| x.as_str()), v.get("line").and_then(|x| x.as_u64())) {
-            (Some(id), _) => {
-                done.ids.insert(id.to_string());
-            }
-            (None, Some(l)) => {
-                done.lines.insert(l as usize);
-            }
-            _ => anyhow::bail!("{}:{}: verdict line without listing_id or line; cannot resume", path.display(), i + 1),
-        }
-    }
-    Ok(done)
-}
-
-/// Reads records from `reader` in chunks of parsed listings, skipping those in `done`.
-pub fn listing_chunks<R: BufRead + Send>(
-    reader: R,
-    format: Format,
-    base_dir: &Path,
-    config: &Config,
-    done: Done,
-    chunk: usize,
-) -> impl Iterator<Item = std::io::Result<Vec<Result<Listing, (usize, Option<String>, String)>>>> + Send {
-    let mut records = RecordReader::new(reader, format, config.limits.max_line_bytes);
-    let base = base_dir.to_path_buf();
-    let max_images = config.limits.max_images_per_record;
-    std::iter::from_fn(move || {
-        let mut out = Vec::with_capacity(chunk);
-        while out.len() < chunk {
-            match records.next() {
-                None => break,
-                Some(Err(e)) => return Some(Err(e)),
-                Some(Ok(raw)) => {
-                    let parsed = parse_listing(&raw, &base, max_images).map_err(|(id, why)| (raw.line, id, why));
-                    let skip = match &parsed {
-                        Ok(l) => done.ids.contains(&l.listing_id),
-                        Err((line, Some(id), _)) => done.ids.contains(id) || done.lines.contains(line),
-                        Err((line, None, _)) => done.lines.contains(line),
-                    };
-                    if !skip {
-                        out.push(parsed);
-                    }
-                }
-            }
-        }
-        (!out.is_empty()).then_some(Ok(out))
-    })
 }
 
 #[cfg(test)]

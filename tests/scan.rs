@@ -3,7 +3,6 @@
 mod common;
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -130,70 +129,93 @@ fn csv_listings_and_stdin() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("-:2:"), "stderr names the line");
 }
 
+/// The bundled listings with absolute image paths.
+fn bundled_listings() -> Vec<serde_json::Value> {
+    let base = std::fs::read_to_string(testdata("listings.jsonl")).unwrap();
+    base.lines()
+        .map(|line| {
+            let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let imgs: Vec<String> = v["images"].as_array().unwrap().iter().map(|p| testdata(p.as_str().unwrap()).display().to_string()).collect();
+            v["images"] = imgs.into();
+            v
+        })
+        .collect()
+}
+
+fn write_jsonl(path: &std::path::Path, records: &[serde_json::Value]) {
+    std::fs::write(path, records.iter().map(|r| format!("{r}\n")).collect::<String>()).unwrap();
+}
+
+/// What a resumed scan must reproduce of each verdict: listing id, input line, verdict and rule.
+fn keys(jsonl: &str) -> Vec<(String, u64, String, String)> {
+    jsonl
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}"));
+            (v["listing_id"].to_string(), v["line"].as_u64().unwrap(), v["verdict"].to_string(), v["rule"].to_string())
+        })
+        .collect()
+}
+
+/// The first `n` lines of `full`, then a torn line: what a scan killed mid-write leaves.
+fn interrupted(full: &str, n: usize) -> String {
+    let mut text: String = full.lines().take(n).map(|l| format!("{l}\n")).collect();
+    text.push_str("{\"listing_id\":\"torn");
+    text
+}
+
 #[test]
-fn resume_after_a_killed_scan_loses_and_duplicates_nothing() {
+fn resume_continues_an_interrupted_scan_by_line_and_refuses_another_input() {
     let data = catalog_with(None);
     let dir = tempdir();
-    // a longer input: the bundled listings six times over, with distinct ids
-    let base = std::fs::read_to_string(testdata("listings.jsonl")).unwrap();
-    let mut input = String::new();
-    for round in 0..6 {
-        for line in base.lines() {
-            let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
-            let id = format!("{}-r{round}", v["listing_id"].as_str().unwrap());
-            v["listing_id"] = id.into();
-            let imgs: Vec<String> = v["images"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| testdata(p.as_str().unwrap()).display().to_string())
-                .collect();
-            v["images"] = imgs.into();
-            input.push_str(&v.to_string());
-            input.push('\n');
+    let scan = |input: &std::path::Path, out: &std::path::Path, resume: bool| {
+        let mut args = vec!["scan", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--chunk", "4"];
+        if resume {
+            args.push("--resume");
         }
-    }
-    let input_path = dir.path().join("listings.jsonl");
-    std::fs::write(&input_path, &input).unwrap();
-    let total = input.lines().count();
-    let out_path = dir.path().join("verdicts.jsonl");
+        run(data.path(), &args)
+    };
+    // distinct ids: a clean run, and a run interrupted after 12 verdicts with a torn last line
+    let listings = bundled_listings();
+    let input = dir.path().join("listings.jsonl");
+    write_jsonl(&input, &listings);
+    let clean = dir.path().join("clean.jsonl");
+    assert_eq!(scan(&input, &clean, false).status.code(), Some(3));
+    let full = std::fs::read_to_string(&clean).unwrap();
+    assert_eq!(full.lines().count(), listings.len());
+    let out = dir.path().join("verdicts.jsonl");
+    std::fs::write(&out, interrupted(&full, 12)).unwrap();
+    let resumed = scan(&input, &out, true);
+    assert_eq!(resumed.status.code(), Some(3), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert!(String::from_utf8_lossy(&resumed.stderr).contains("12 already done"), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert_eq!(keys(&std::fs::read_to_string(&out).unwrap()), keys(&full), "nothing lost, doubled or reordered; the torn line is cut");
 
-    let mut child = cmd(data.path())
-        .args(["scan", input_path.to_str().unwrap(), "-o", out_path.to_str().unwrap(), "--chunk", "4"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    loop {
-        let n = std::fs::read_to_string(&out_path).map(|s| s.lines().count()).unwrap_or(0);
-        if n >= 20 || start.elapsed() > Duration::from_secs(120) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let partial = std::fs::read_to_string(&out_path).unwrap();
-    let done_before = partial.lines().count();
-    assert!(done_before >= 20 && done_before < total, "killed mid-way ({done_before} of {total})");
-    // simulate a torn write on top of the kill
-    std::fs::write(&out_path, format!("{partial}{{\"listing_id\":\"torn")).unwrap();
+    // every listing with the same id: all kept, resumed by line, and warned about once
+    let same: Vec<serde_json::Value> = listings[..10].iter().cloned().map(|mut v| { v["listing_id"] = "same".into(); v }).collect();
+    let input_same = dir.path().join("same.jsonl");
+    write_jsonl(&input_same, &same);
+    let clean_same = dir.path().join("clean-same.jsonl");
+    let first = scan(&input_same, &clean_same, false);
+    let warnings = String::from_utf8_lossy(&first.stderr);
+    assert_eq!(warnings.matches("listing id \"same\" is used on lines 1, 2, 3, 4, 5, 6, 7, 8, 9, 10;").count(), 1, "{warnings}");
+    let full_same = std::fs::read_to_string(&clean_same).unwrap();
+    assert_eq!(full_same.lines().count(), 10);
+    let out_same = dir.path().join("verdicts-same.jsonl");
+    std::fs::write(&out_same, interrupted(&full_same, 4)).unwrap();
+    assert_eq!(scan(&input_same, &out_same, true).status.code(), Some(0));
+    assert_eq!(keys(&std::fs::read_to_string(&out_same).unwrap()), keys(&full_same), "the six not done are scanned");
 
-    let out = cmd(data.path())
-        .args(["scan", input_path.to_str().unwrap(), "-o", out_path.to_str().unwrap(), "--resume"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already done"));
-    let all = std::fs::read_to_string(&out_path).unwrap();
-    let got = verdicts(&all); // panics on duplicates or torn lines
-    assert_eq!(got.len(), total);
-    let want: Vec<String> = input.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["listing_id"].as_str().unwrap().to_string()).collect();
-    assert_eq!(ids(&all), want, "verdicts in input order across the resume");
-    // the resumed verdicts equal a clean run's
-    assert_eq!(got["L001-copy-crop-r5"]["verdict"], "flag");
-    assert_eq!(got["L031-truncated-r5"]["verdict"], "error");
+    // an output written for another input is refused, and left as it was
+    let other: Vec<serde_json::Value> = listings.iter().rev().cloned().collect();
+    let input_other = dir.path().join("other.jsonl");
+    write_jsonl(&input_other, &other);
+    let partial = interrupted(&full, 5);
+    std::fs::write(&out, &partial).unwrap();
+    let refused = scan(&input_other, &out, true);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot resume") && err.contains("was not written for") && err.contains("L001-copy-crop"), "{err}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), partial, "nothing written, the torn line kept");
 }
 
 #[test]
