@@ -1213,7 +1213,7 @@ pub fn load_products(
     products: Vec<ProductRecord>,
 ) -> Vec<LoadedProduct> {
     let refs: Vec<&ImageRef> = products.iter().flat_map(|p| p.images.iter()).collect();
-    let opts = crate::embed::LoadOptions { hash: true, regions: false, features: crate::embed::LocalFeatures::Extract(features) };
+    let opts = crate::embed::LoadOptions { hash: true, regions: false, features: crate::embed::LocalFeatures::Extract(features), phash: false };
     let mut loaded = crate::embed::load_images(fetcher, &refs, limits, manifest, opts).into_iter();
     products
         .into_iter()
@@ -1234,7 +1234,7 @@ pub fn load_background(
 ) -> Vec<(String, Result<crate::embed::Loaded, String>)> {
     let refs: Vec<ImageRef> = paths.iter().map(|p| ImageRef::Path(p.clone())).collect();
     let r: Vec<&ImageRef> = refs.iter().collect();
-    let loaded = crate::embed::load_images(fetcher, &r, limits, manifest, crate::embed::LoadOptions { hash: true, regions: false, features: crate::embed::LocalFeatures::Skip });
+    let loaded = crate::embed::load_images(fetcher, &r, limits, manifest, crate::embed::LoadOptions { hash: true, regions: false, features: crate::embed::LocalFeatures::Skip, phash: false });
     paths.iter().map(|p| p.display().to_string()).zip(loaded).collect()
 }
 

@@ -25,6 +25,7 @@ pub mod index;
 pub mod inset;
 pub mod metrics;
 pub mod model;
+pub mod network;
 pub mod phash;
 pub mod pipeline;
 pub mod policy;
