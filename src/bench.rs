@@ -427,6 +427,7 @@ fn listing(id: String, path: &Path, price: Option<f64>, seller: &str) -> Listing
         currency: price.map(|_| "EUR".to_string()),
         images: vec![ImageRef::Path(path.to_path_buf())],
         seller: Seller { seller_id: seller.to_string(), ..Seller::default() },
+        warnings: Vec::new(),
     }
 }
 

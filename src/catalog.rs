@@ -1231,7 +1231,7 @@ pub fn load_products(
 ) -> Vec<LoadedProduct> {
     let refs: Vec<&ImageRef> = products.iter().flat_map(|p| p.images.iter()).collect();
     let owners: Vec<usize> = products.iter().enumerate().flat_map(|(i, p)| p.images.iter().map(move |_| i)).collect();
-    let opts = crate::embed::LoadOptions { hash: true, regions: false, features: crate::embed::LocalFeatures::Extract(features) };
+    let opts = crate::embed::LoadOptions { hash: true, regions: false, features: crate::embed::LocalFeatures::Extract(features), phash: false };
     let mut loaded = crate::embed::load_images(fetcher, &refs, &owners, limits, manifest, opts).into_iter();
     products
         .into_iter()
@@ -1253,7 +1253,7 @@ pub fn load_background(
     let refs: Vec<ImageRef> = paths.iter().map(|p| ImageRef::Path(p.clone())).collect();
     let r: Vec<&ImageRef> = refs.iter().collect();
     let owners: Vec<usize> = (0..r.len()).collect();
-    let loaded = crate::embed::load_images(fetcher, &r, &owners, limits, manifest, crate::embed::LoadOptions { hash: true, regions: false, features: crate::embed::LocalFeatures::Skip });
+    let loaded = crate::embed::load_images(fetcher, &r, &owners, limits, manifest, crate::embed::LoadOptions { hash: true, regions: false, features: crate::embed::LocalFeatures::Skip, phash: false });
     paths.iter().map(|p| p.display().to_string()).zip(loaded).collect()
 }
 

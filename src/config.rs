@@ -27,6 +27,44 @@ pub struct Config {
     pub scan: ScanConfig,
     /// Geometric verification of the best candidates with local features.
     pub verify: VerifyConfig,
+    /// Seller networks: recorded scans and how sellers are linked (`[network]`, see `network`).
+    pub network: NetworkConfig,
+}
+
+/// Seller networks (`[network]`, docs/networks.md): what scans record and which shared values link
+/// sellers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Whether `knockoff scan` records each judged listing in DATA/records.sqlite (`--no-record`
+    /// turns it off for one scan).
+    pub record: bool,
+    /// Country assumed for phone numbers written without a country code (ISO 3166 alpha-2).
+    pub default_country: String,
+    /// A value shared by more sellers than this is platform-wide (a hotline, a stock photo, a
+    /// logistics hub) and links nobody.
+    pub max_sharing: usize,
+    /// Values that never link sellers, as `kind:value` (e.g. `phone:+86 400 800 8888`); they are
+    /// normalised like the listings' values.
+    pub never_link: Vec<String>,
+    /// Two listing photos are the same photo when their perceptual hashes differ by at most this
+    /// many bits (at most 4, the hash index's reach) ...
+    pub photo_hash_bits: u32,
+    /// ... and, when both have embeddings, their cosine similarity is at least this.
+    pub photo_min_similarity: f64,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            record: true,
+            default_country: "US".into(),
+            max_sharing: 20,
+            never_link: Vec::new(),
+            photo_hash_bits: 4,
+            photo_min_similarity: 0.8,
+        }
+    }
 }
 
 /// Geometric verification (`[verify]`, or `scan --verify`): the best candidate products of each
@@ -463,6 +501,13 @@ impl Config {
         }
         if !(v.min_score.is_finite() && (-1.0..=1.0).contains(&v.min_score)) {
             bail!("verify.min_score must be between -1 and 1, got {}", v.min_score);
+        }
+        let n = &self.network;
+        if n.max_sharing < 2 || n.photo_hash_bits > crate::phash::NEAR || !(n.photo_min_similarity.is_finite() && (-1.0..=1.0).contains(&n.photo_min_similarity)) {
+            bail!(
+                "network.max_sharing must be at least 2, network.photo_hash_bits at most {} and network.photo_min_similarity between -1 and 1; got {}, {} and {}",
+                crate::phash::NEAR, n.max_sharing, n.photo_hash_bits, n.photo_min_similarity
+            );
         }
         if !(self.scan.region_min_score.is_finite() && (-1.0..=1.0).contains(&self.scan.region_min_score)) {
             bail!("scan.region_min_score must be between -1 and 1, got {}", self.scan.region_min_score);

@@ -314,6 +314,8 @@ pub struct LoadOptions {
     pub regions: bool,
     /// Local features of each image.
     pub features: LocalFeatures,
+    /// The perceptual hash of each image even without local features (`Loaded::phashes`).
+    pub phash: bool,
 }
 
 /// Fetches `refs` (bounded in flight; `owners[i]` numbers the record naming `refs[i]`, whose photos
@@ -359,6 +361,7 @@ pub fn load_images(
                 LocalFeatures::Prepare(p) => (None, Some(crate::verify::Ready::new(&img, &p)), Some(crate::colour::Colours::of(&img))),
             };
             let phashes = match opts.features {
+                LocalFeatures::Skip if opts.phash => crate::phash::of(&img).map(|h| (None, h)).into_iter().collect(),
                 LocalFeatures::Skip => Vec::new(),
                 LocalFeatures::Extract(_) => crate::phash::of(&img).map(|h| (None, h)).into_iter().collect(),
                 LocalFeatures::Prepare(_) => {

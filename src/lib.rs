@@ -28,6 +28,7 @@ pub mod inset;
 pub mod metrics;
 pub mod output;
 pub mod model;
+pub mod network;
 pub mod phash;
 pub mod pipeline;
 pub mod policy;

@@ -41,6 +41,53 @@ pub struct Seller {
     /// Items sold so far.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sold_count: Option<u64>,
+    /// More contacts, each `kind:value` (kinds phone, email, wechat, whatsapp, qq, telegram, url,
+    /// other).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub contacts: Vec<String>,
+    /// Bank or wallet account payments go to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_account: Option<String>,
+    /// Business registration number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub business_registration: Option<String>,
+    /// Warehouse address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warehouse: Option<String>,
+    /// The shop's address on the marketplace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shop_url: Option<String>,
+    /// When the listing went online (RFC 3339, as given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listed_at: Option<String>,
+}
+
+/// A listing photo as recorded for seller networks: its perceptual hash and embedding, and whether
+/// it is a catalog photo (similar to a reference photo), which links nobody.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PhotoPrint {
+    /// The photo (path or URL as given).
+    pub image: String,
+    /// Its perceptual hash (`phash::of`); none for a flat photo.
+    pub phash: Option<u64>,
+    /// Its whole-photo embedding.
+    pub embedding: Vec<f32>,
+    /// Its best similarity to a catalog reference photo, at least the review threshold, or a
+    /// near-duplicate of one by hash.
+    pub catalog: bool,
+}
+
+/// What the listing's seller links it to (filled by `network` when a scan knows networks).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NetworkRef {
+    /// The network's id.
+    pub network_id: String,
+    /// The shared value (normalised), or the seller id for a known member.
+    pub value: String,
+    /// The kind of link (phone, email, payment_account, photo, member, ...).
+    pub kind: String,
+    /// Whether the network was marked enforced.
+    pub enforced: bool,
 }
 
 /// A listing to check.
@@ -60,6 +107,9 @@ pub struct Listing {
     pub images: Vec<ImageRef>,
     /// The seller.
     pub seller: Seller,
+    /// Optional fields that were left out because they were unusable (the listing was judged
+    /// without them).
+    pub warnings: Vec<String>,
 }
 
 /// Each query's and local-feature photo's name (`photo` or `photo#region`) → the listing photo it
@@ -161,6 +211,7 @@ pub fn parse_listing(raw: &RawRecord, base_dir: &Path, max_images: usize) -> Res
     if price.is_some() && currency.is_none() {
         return Err(fail("field `currency` is required with `price`".into()));
     }
+    let mut warnings = Vec::new();
     Ok(Listing {
         line: raw.line,
         listing_id: id.clone(),
@@ -168,15 +219,40 @@ pub fn parse_listing(raw: &RawRecord, base_dir: &Path, max_images: usize) -> Res
         price,
         currency,
         images: images.iter().map(|s| ImageRef::parse(s, base_dir)).collect::<Result<_, _>>().map_err(fail)?,
-        seller: Seller {
-            seller_id: records::text(f, "seller_id").map_err(fail)?,
-            seller_name: records::opt_text(f, "seller_name").map_err(fail)?,
-            region: records::opt_text(f, "region").map_err(fail)?,
-            ship_from: records::opt_text(f, "ship_from").map_err(fail)?,
-            contact: records::opt_text(f, "contact").map_err(fail)?,
-            sold_count: records::opt_count(f, "sold_count").map_err(fail)?,
-        },
+        seller: seller_fields(f, records::text(f, "seller_id").map_err(fail)?, &mut warnings),
+        warnings,
     })
+}
+
+/// The seller's fields of a record; a wrong-typed optional field is left out and said in
+/// `warnings`, the others are kept.
+fn seller_fields(f: &serde_json::Map<String, serde_json::Value>, seller_id: String, warnings: &mut Vec<String>) -> Seller {
+    let mut text = |key: &str| records::opt_text(f, key).unwrap_or_else(|e| {
+        warnings.push(format!("{e}; field ignored"));
+        None
+    });
+    let mut seller = Seller {
+        seller_id,
+        seller_name: text("seller_name"),
+        region: text("region"),
+        ship_from: text("ship_from"),
+        contact: text("contact"),
+        payment_account: text("payment_account"),
+        business_registration: text("business_registration"),
+        warehouse: text("warehouse"),
+        shop_url: text("shop_url"),
+        listed_at: text("listed_at"),
+        ..Seller::default()
+    };
+    seller.sold_count = records::opt_count(f, "sold_count").unwrap_or_else(|e| {
+        warnings.push(format!("{e}; field ignored"));
+        None
+    });
+    seller.contacts = records::list(f, "contacts").unwrap_or_else(|e| {
+        warnings.push(format!("{e}; field ignored"));
+        Vec::new()
+    });
+    seller
 }
 
 /// The verdict record written for each listing (one JSON line); its schema is in the README.
@@ -213,6 +289,18 @@ pub struct Report {
     pub thresholds: Thresholds,
     /// The model that embedded the photos.
     pub model: String,
+    /// The seller network the listing's seller is linked to, when known (`network`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkRef>,
+    /// Optional fields left out because they were unusable.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// The listing's price and currency as given (recorded for case files).
+    #[serde(skip)]
+    pub offer: Option<(f64, String)>,
+    /// The listing's photos as recorded for seller networks.
+    #[serde(skip)]
+    pub photos: Vec<PhotoPrint>,
 }
 
 impl Report {
@@ -233,6 +321,10 @@ impl Report {
             title: None,
             thresholds: ctx.thresholds.clone(),
             model: ctx.model.clone(),
+            network: None,
+            warnings: Vec::new(),
+            offer: None,
+            photos: Vec::new(),
         }
     }
 }
@@ -283,6 +375,8 @@ pub struct Loader {
     manifest: crate::model::Manifest,
     regions: bool,
     features: embed::LocalFeatures,
+    /// Whether each photo's perceptual hash is computed even without local features (recording).
+    phash: bool,
 }
 
 impl Loader {
@@ -290,7 +384,7 @@ impl Loader {
     pub fn load(&self, listings: Vec<Parsed>) -> Vec<LoadedListing> {
         let refs: Vec<&ImageRef> = listings.iter().filter_map(|l| l.as_ref().ok()).flat_map(|l| l.images.iter()).collect();
         let owners: Vec<usize> = listings.iter().filter_map(|l| l.as_ref().ok()).enumerate().flat_map(|(i, l)| l.images.iter().map(move |_| i)).collect();
-        let mut loaded = embed::load_images(&self.fetcher, &refs, &owners, &self.limits, &self.manifest, embed::LoadOptions { hash: false, regions: self.regions, features: self.features }).into_iter();
+        let mut loaded = embed::load_images(&self.fetcher, &refs, &owners, &self.limits, &self.manifest, embed::LoadOptions { hash: false, regions: self.regions, features: self.features, phash: self.phash }).into_iter();
         listings
             .into_iter()
             .map(|l| {
@@ -341,6 +435,7 @@ impl Scanner {
                 manifest,
                 regions: regions != RegionQueries::Off,
                 features: if config.verify.enabled { embed::LocalFeatures::Prepare(config.verify.params()) } else { embed::LocalFeatures::Skip },
+                phash: config.network.record,
             },
             judge: Judge { view, embedder, ctx: Context { config, thresholds, model, regions }, inferences: Inferences::default() },
         })
@@ -406,6 +501,7 @@ impl Judge {
             let mut hashes = Vec::new();
             let mut decoded = Vec::new();
             let mut near = HashSet::new();
+            let mut prints = Vec::new();
             let refs = listing.as_ref().map(|l| l.images.as_slice()).unwrap_or_default();
             for (r, img) in refs.iter().zip(images) {
                 match img {
@@ -427,7 +523,16 @@ impl Judge {
                             places.insert(format!("{}#{}", r.display(), region.name), (r.display(), region.area));
                         }
                         let (mut whole, embedding, regions) = per_photo.next().unwrap_or_default();
+                        let known_near = near.len();
                         self.near_duplicates(&loaded.phashes, embedding, &mut whole, &mut near);
+                        let review = self.ctx.thresholds.review_threshold as f32;
+                        let similar = std::iter::once(&whole).chain(regions.iter()).any(|q| q.hits.first().is_some_and(|h| h.similarity >= review));
+                        prints.push(PhotoPrint {
+                            image: r.display(),
+                            phash: loaded.phashes.iter().find(|(region, _)| region.is_none()).map(|(_, h)| *h),
+                            embedding: embedding.map(<[f32]>::to_vec).unwrap_or_default(),
+                            catalog: similar || near.len() > known_near,
+                        });
                         queries.push((r.display(), whole));
                         for (name, hits) in loaded.regions.iter().map(|r| r.name).zip(regions) {
                             queries.push((format!("{}#{name}", r.display()), hits));
@@ -437,13 +542,13 @@ impl Judge {
                 }
             }
             let matches = self.products_from_hits(&queries, &near);
-            pending.push((queries, matches, ready, (places, hashes, decoded, near), image_errors));
+            pending.push((queries, matches, ready, (places, hashes, decoded, near, prints), image_errors));
         }
         // local features only of the photos of listings that will be verified, all at once
         let wanted: Vec<(usize, &crate::verify::Ready)> = pending
             .iter()
             .enumerate()
-            .filter(|(_, (_, matches, ready, (_, _, _, near), _))| !ready.is_empty() && self.will_verify(matches, near))
+            .filter(|(_, (_, matches, ready, (_, _, _, near, _), _))| !ready.is_empty() && self.will_verify(matches, near))
             .flat_map(|(i, (_, _, ready, _, _))| ready.iter().map(move |(_, r, _)| (i, *r)))
             .collect();
         let extracted: Vec<Features> = {
@@ -452,7 +557,7 @@ impl Judge {
         };
         let mut extracted = wanted.iter().map(|(i, _)| *i).zip(extracted).peekable();
         let mut out = Vec::with_capacity(listings.len());
-        for (i, (listing, (queries, matches, ready, (places, hashes, decoded, near), image_errors))) in listings.into_iter().zip(pending).enumerate() {
+        for (i, (listing, (queries, matches, ready, (places, hashes, decoded, near, prints), image_errors))) in listings.into_iter().zip(pending).enumerate() {
             let listing = match listing {
                 Ok(l) => l,
                 Err((line, id, why)) => {
@@ -474,7 +579,9 @@ impl Judge {
                 continue;
             }
             let photos = Photos { features: &features, places: &places, colours: &colours, hashes: &hashes, images: &decoded, near: &near };
-            out.push(self.judge(listing, &queries, matches, &photos, image_errors)?);
+            let mut report = self.judge(listing, &queries, matches, &photos, image_errors)?;
+            report.photos = prints;
+            out.push(report);
         }
         Ok(out)
     }
@@ -563,6 +670,10 @@ impl Judge {
             title: listing.title,
             thresholds: self.ctx.thresholds.clone(),
             model: self.ctx.model.clone(),
+            network: None,
+            warnings: listing.warnings,
+            offer: listing.price.zip(listing.currency),
+            photos: Vec::new(),
         })
     }
 
