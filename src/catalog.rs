@@ -48,6 +48,8 @@ use crate::records::{self, RawRecord};
 use crate::source::ImageRef;
 use crate::vectors::{self, Storage, VectorFile};
 
+pub mod snapshot;
+
 /// Version of the data directory's format.
 pub const SCHEMA_VERSION: i64 = 1;
 
@@ -239,9 +241,13 @@ fn remember<T: Clone>(cache: &mut HashMap<u32, T>, id: u32, value: T) -> T {
 impl FeatureStore {
     /// Opens the features of the catalog database `db` for reading (a catalog written before
     /// knockoff stored features has none).
-    fn open(db: &Path) -> Result<FeatureStore> {
-        let conn = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .with_context(|| format!("cannot open {}", db.display()))?;
+    fn open(db: &Path, in_snapshot: bool) -> Result<FeatureStore> {
+        let conn = if in_snapshot {
+            snapshot::open_db(db)?
+        } else {
+            Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .with_context(|| format!("cannot open {}", db.display()))?
+        };
         let table = |name: &str| -> Result<bool> {
             Ok(conn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name=?1", [name], |r| r.get::<_, i64>(0))? > 0)
         };
@@ -427,6 +433,8 @@ pub struct Store {
     dir: PathBuf,
     conn: Connection,
     _lock: Option<File>,
+    /// The manifest, when the directory is a read-only snapshot (`snapshot`).
+    snapshot: Option<snapshot::SnapshotManifest>,
 }
 
 fn now() -> i64 {
@@ -445,6 +453,12 @@ impl Store {
 
     /// Opens the catalog in `dir`; `write` takes the directory's lock and creates it when missing.
     pub fn open(dir: &Path, write: bool) -> Result<Store> {
+        if snapshot::is_snapshot(dir) {
+            if write {
+                bail!("{} is a catalog snapshot, which is read-only: change the data directory it was taken from, then take a new snapshot", dir.display());
+            }
+            return snapshot::open(dir);
+        }
         let db = dir.join("catalog.sqlite");
         if !write && !db.is_file() {
             bail!("no catalog in {} (add one with `knockoff catalog add FILE`, or choose another with --data)", dir.display());
@@ -479,7 +493,7 @@ impl Store {
                 Some(v) => bail!("{} has format version {v}; this knockoff reads version {SCHEMA_VERSION}", db.display()),
             }
         }
-        let store = Store { dir: dir.to_path_buf(), conn, _lock: lock };
+        let store = Store { dir: dir.to_path_buf(), conn, _lock: lock, snapshot: None };
         if !write {
             let v = store.meta("schema_version")?;
             if v.as_deref() != Some(&SCHEMA_VERSION.to_string()) {
@@ -532,7 +546,15 @@ impl Store {
                 );
             }
         }
+        if let Some(m) = &self.snapshot {
+            snapshot::check_model(&self.dir, m, manifest)?;
+        }
         Ok(())
+    }
+
+    /// The snapshot's manifest, when the catalog is a read-only snapshot.
+    pub fn snapshot(&self) -> Option<&snapshot::SnapshotManifest> {
+        self.snapshot.as_ref()
     }
 
     /// The current vector file; a missing one is created with `storage`.
@@ -1062,7 +1084,7 @@ impl Store {
             }
         }
         let product_index = products.iter().enumerate().map(|(i, p)| ((p.brand.clone(), p.product_id.clone()), i)).collect();
-        let features = if config.verify.enabled { Some(FeatureStore::open(&self.dir.join("catalog.sqlite"))?) } else { None };
+        let features = if config.verify.enabled { Some(FeatureStore::open(&self.dir.join("catalog.sqlite"), self.snapshot.is_some())?) } else { None };
         let hashes = if config.verify.enabled { self.live_hashes(&vector_products)? } else { crate::phash::Index::default() };
         Ok(CatalogView { products, vector_products, brand_sellers, index, background, product_vectors, product_index, features, hashes })
     }

@@ -223,6 +223,13 @@ enum CatalogCmd {
     /// Background photos for score normalisation: images that are NOT in the catalog.
     #[command(subcommand, after_help = BACKGROUND_HELP)]
     Background(BackgroundCmd),
+    /// Write a read-only, checksummed copy of the catalog that scans use with --data OUT
+    /// (for Spark executors, shared or read-only storage).
+    #[command(after_help = SNAPSHOT_HELP)]
+    Snapshot {
+        /// New directory to write (must not exist).
+        out: PathBuf,
+    },
     /// Counts of brands, products and reference images.
     Stats {
         /// JSON instead of text.
@@ -241,6 +248,13 @@ thresholds then apply to the normalised score: calibrate them (`knockoff calibra
 Examples:
   knockoff catalog background add shop-photos/ more/photo.jpg
   knockoff catalog background clear";
+
+const SNAPSHOT_HELP: &str = "\
+OUT holds everything a scan reads (database, vectors, search graph, settings) and snapshot.json:
+format version, model name and ONNX checksum, each file's sha256. A scan with --data OUT checks
+the checksums and the model file, and writes nothing there. See docs/spark.md.
+Example:
+  knockoff catalog snapshot snapshots/2026-12-03 && knockoff --data snapshots/2026-12-03 scan listings.jsonl";
 
 #[derive(Subcommand, Debug)]
 enum BackgroundCmd {
@@ -493,6 +507,16 @@ fn catalog_cmd(g: &Global, config: Config, cmd: &CatalogCmd) -> Result<i32> {
             let mut store = Store::open_existing(&g.data)?;
             let n = store.clear_background()?;
             say(g, &format!("deleted {n} background photo(s); score normalisation is off"));
+            Ok(0)
+        }
+        CatalogCmd::Snapshot { out } => {
+            let store = Store::open(&g.data, true)?;
+            let m = catalog::snapshot::create(&store, out)?;
+            if !g.quiet {
+                let bytes: u64 = m.files.iter().map(|f| f.bytes).sum();
+                let model = m.model.as_ref().map_or("-", |r| r.name.as_str());
+                eprintln!("snapshot of {} product(s), {} reference image(s), model {model}: {} ({} files, {:.1} MB)", m.products, m.vectors, out.display(), m.files.len() + 1, bytes as f64 / 1e6);
+            }
             Ok(0)
         }
         CatalogCmd::Stats { json } => {
@@ -932,6 +956,9 @@ fn calibrate_cmd(g: &Global, config: Config, args: &CalibrateArgs) -> Result<i32
         let (Some(m), Some(r)) = (matched, review) else {
             bail!("nothing written: no threshold reaches the target precision");
         };
+        if g.config.is_none() && catalog::snapshot::is_snapshot(&g.data) {
+            bail!("nothing written: {} is a read-only catalog snapshot; give --config FILE, or calibrate on the data directory it was taken from", g.data.display());
+        }
         let path = g.config.clone().unwrap_or_else(|| g.data.join("config.toml"));
         write_thresholds(&path, m.threshold, r.threshold.min(m.threshold))?;
         say(g, &format!("wrote policy.match_threshold = {:.3} and policy.review_threshold = {:.3} to {}", m.threshold, r.threshold.min(m.threshold), path.display()));
