@@ -86,6 +86,18 @@ enum Command {
     /// Benchmarks on photos outside the repository.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Serve the HTTP API (docs/server.md).
+    Serve(ServeArgs),
+    /// Manage the server's API keys.
+    #[command(subcommand)]
+    Keys(crate::server::cli::KeysCmd),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
 }
 
 const CALIBRATE_HELP: &str = "\
@@ -328,6 +340,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Scan(args) => scan_cmd(g, config, args),
         Command::Query(args) => query_cmd(g, config, args),
         Command::Calibrate(args) => calibrate_cmd(g, config, args),
+        Command::Serve(args) => {
+            crate::server::serve(crate::server::ServeOptions { data: g.data.clone(), listen: args.listen, config })?;
+            Ok(0)
+        }
+        Command::Keys(cmd) => crate::server::cli::keys_cmd(&g.data, cmd),
         Command::Bench(BenchCmd::Accuracy(args)) => {
             if args.limit == 0 {
                 bail!("--limit must be at least 1");

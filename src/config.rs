@@ -27,6 +27,30 @@ pub struct Config {
     pub scan: ScanConfig,
     /// Geometric verification of the best candidates with local features.
     pub verify: VerifyConfig,
+    /// `knockoff serve`: outbound address policy, request limits, queue (docs/server.md).
+    pub server: ServerConfig,
+}
+
+/// Settings of `knockoff serve` (`[server]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Hosts (names or IP literals) photos may be downloaded from even when they resolve to a
+    /// loopback, private, link-local or multicast address; all others must be public.
+    pub allow_hosts: Vec<String>,
+    /// Largest JSON request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest multipart upload (photos and fields), in bytes.
+    pub max_upload_bytes: usize,
+    /// Requests that may wait for the model (scans, queries, product changes) before new ones
+    /// are refused with 503.
+    pub queue: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { allow_hosts: Vec::new(), max_body_bytes: 8 * 1024 * 1024, max_upload_bytes: 64 * 1024 * 1024, queue: 16 }
+    }
 }
 
 /// Geometric verification (`[verify]`, or `scan --verify`): the best candidate products of each

@@ -54,12 +54,24 @@ pub struct Fetcher {
 impl Fetcher {
     /// A fetcher with the limits' timeouts, size cap and in-flight bound.
     pub fn new(limits: &LimitsConfig) -> anyhow::Result<Fetcher> {
-        let agent = ureq::AgentBuilder::new()
+        Fetcher::build(limits, None)
+    }
+
+    /// A fetcher whose downloads (each redirect too) reach only addresses `guard` allows.
+    pub fn guarded(limits: &LimitsConfig, guard: crate::netguard::Guard) -> anyhow::Result<Fetcher> {
+        Fetcher::build(limits, Some(guard))
+    }
+
+    fn build(limits: &LimitsConfig, guard: Option<crate::netguard::Guard>) -> anyhow::Result<Fetcher> {
+        let mut builder = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(limits.http_connect_timeout_secs))
             .timeout(Duration::from_secs(limits.http_timeout_secs))
             .redirects(5)
-            .user_agent(concat!("knockoff/", env!("CARGO_PKG_VERSION")))
-            .build();
+            .user_agent(concat!("knockoff/", env!("CARGO_PKG_VERSION")));
+        if let Some(guard) = guard {
+            builder = builder.resolver(move |netloc: &str| guard.resolve(netloc));
+        }
+        let agent = builder.build();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(limits.http_max_in_flight.max(1))
             .thread_name(|i| format!("knockoff-fetch-{i}"))
