@@ -21,7 +21,9 @@ pub struct Guard {
 impl Guard {
     /// A guard that refuses non-public addresses except for `allow_hosts`.
     pub fn new(allow_hosts: &[String]) -> Guard {
-        Guard { allow_hosts: allow_hosts.iter().map(|h| normalise_host(h)).collect() }
+        Guard {
+            allow_hosts: allow_hosts.iter().map(|h| normalise_host(h)).collect(),
+        }
     }
 
     /// Resolves `netloc` (`host:port`) and keeps its addresses only when they are public or the
@@ -43,7 +45,10 @@ impl Guard {
 }
 
 fn normalise_host(h: &str) -> String {
-    h.trim().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()
+    h.trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase()
 }
 
 /// Whether `ip` is an ordinary public unicast address.
@@ -63,7 +68,15 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
     let this_network = a == 0; // 0.0.0.0/8
     let reserved = a >= 240; // 240.0.0.0/4 and broadcast
     let benchmarking = a == 198 && (b == 18 || b == 19); // 198.18.0.0/15
-    !(ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_multicast() || ip.is_unspecified() || shared || this_network || reserved || benchmarking)
+    !(ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_multicast()
+        || ip.is_unspecified()
+        || shared
+        || this_network
+        || reserved
+        || benchmarking)
 }
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
@@ -72,7 +85,13 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     let link_local = (first & 0xffc0) == 0xfe80; // fe80::/10
     let site_local = (first & 0xffc0) == 0xfec0; // fec0::/10 (deprecated)
     let nat64 = ip.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0]; // 64:ff9b::/96 reaches IPv4 behind it
-    !(ip.is_loopback() || ip.is_unspecified() || ip.is_multicast() || unique_local || link_local || site_local || nat64)
+    !(ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || unique_local
+        || link_local
+        || site_local
+        || nat64)
 }
 
 #[cfg(test)]
@@ -82,13 +101,34 @@ mod tests {
     #[test]
     fn private_and_special_addresses_are_not_public() {
         for a in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "172.31.255.255", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
-            "224.0.0.1", "255.255.255.255", "::1", "::", "fe80::1", "fd00::1", "ff02::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
             "64:ff9b::a00:1",
         ] {
             assert!(!is_public(a.parse().unwrap()), "{a} taken as public");
         }
-        for a in ["8.8.8.8", "172.32.0.1", "100.128.0.1", "2001:4860:4860::8888", "::ffff:8.8.8.8"] {
+        for a in [
+            "8.8.8.8",
+            "172.32.0.1",
+            "100.128.0.1",
+            "2001:4860:4860::8888",
+            "::ffff:8.8.8.8",
+        ] {
             assert!(is_public(a.parse().unwrap()), "{a} taken as non-public");
         }
     }

@@ -55,7 +55,14 @@ pub fn keys_cmd(data: &Path, cmd: &KeysCmd) -> Result<i32> {
             let role: Role = role.parse().map_err(anyhow::Error::msg)?;
             let k = keys::create(&conn, role, brand.as_deref(), name.as_deref())?;
             println!("{}", k.key);
-            eprintln!("created {role} key {}{}; it is shown only now", k.id, brand.as_deref().map(|b| format!(" for brand {b}")).unwrap_or_default());
+            eprintln!(
+                "created {role} key {}{}; it is shown only now",
+                k.id,
+                brand
+                    .as_deref()
+                    .map(|b| format!(" for brand {b}"))
+                    .unwrap_or_default()
+            );
             Ok(0)
         }
         KeysCmd::List { json } => {
@@ -65,10 +72,19 @@ pub fn keys_cmd(data: &Path, cmd: &KeysCmd) -> Result<i32> {
                     println!("{}", serde_json::to_string(k)?);
                 }
             } else {
-                let mut rows = vec![["ID", "ROLE", "BRAND", "NAME", "CREATED", "REVOKED"].map(String::from).to_vec()];
+                let mut rows = vec![["ID", "ROLE", "BRAND", "NAME", "CREATED", "REVOKED"]
+                    .map(String::from)
+                    .to_vec()];
                 for k in &all {
                     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-                    rows.push(vec![k.id.clone(), k.role.to_string(), opt(&k.brand), opt(&k.name), k.created_at.clone(), opt(&k.revoked_at)]);
+                    rows.push(vec![
+                        k.id.clone(),
+                        k.role.to_string(),
+                        opt(&k.brand),
+                        opt(&k.name),
+                        k.created_at.clone(),
+                        opt(&k.revoked_at),
+                    ]);
                 }
                 print!("{}", crate::report::table(&rows));
             }

@@ -47,25 +47,33 @@ const MIGRATIONS: &[&str] = &[
 
 /// Opens (creating when missing) the server database in `data` and brings its schema up to date.
 pub fn open(data: &Path) -> Result<Connection> {
-    std::fs::create_dir_all(data).with_context(|| format!("cannot create data directory {}", data.display()))?;
+    std::fs::create_dir_all(data)
+        .with_context(|| format!("cannot create data directory {}", data.display()))?;
     let path = data.join(FILE);
-    let mut conn = Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut conn =
+        Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    migrate(&mut conn).with_context(|| format!("cannot update the schema of {}", path.display()))?;
+    migrate(&mut conn)
+        .with_context(|| format!("cannot update the schema of {}", path.display()))?;
     Ok(conn)
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
-    let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    let version: usize =
+        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
     if version > MIGRATIONS.len() {
-        bail!("schema version {version} is newer than this knockoff knows ({}); use a newer knockoff", MIGRATIONS.len());
+        bail!(
+            "schema version {version} is newer than this knockoff knows ({}); use a newer knockoff",
+            MIGRATIONS.len()
+        );
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction()?;
-        tx.execute_batch(sql).with_context(|| format!("migration {}", i + 1))?;
+        tx.execute_batch(sql)
+            .with_context(|| format!("migration {}", i + 1))?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
     }
@@ -74,7 +82,10 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 
 /// Seconds since the Unix epoch.
 pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// `secs` since the epoch as an RFC 3339 UTC time (`2026-12-03T18:40:00Z`).
@@ -91,7 +102,12 @@ pub fn rfc3339(secs: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]
@@ -102,9 +118,13 @@ mod tests {
     fn migrations_apply_once_and_a_newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let conn = open(dir.path()).unwrap();
-        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(v as usize, MIGRATIONS.len());
-        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(mode, "wal");
         drop(conn);
         open(dir.path()).expect("reopening applies nothing again");

@@ -32,7 +32,11 @@ pub struct ErrorBody {
 impl ApiError {
     /// An error with this status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     /// 400 with a code.
@@ -47,13 +51,21 @@ impl ApiError {
 
     /// 403 for data of a brand the key is not for.
     pub fn forbidden_brand(brand: &str) -> ApiError {
-        ApiError::new(StatusCode::FORBIDDEN, "forbidden_brand", format!("this key may not access brand {brand:?}"))
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden_brand",
+            format!("this key may not access brand {brand:?}"),
+        )
     }
 
     /// 500; the cause is logged, the client learns only that it happened.
     pub fn internal(e: anyhow::Error) -> ApiError {
         tracing::error!("internal error: {e:#}");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error (logged on the server)")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error (logged on the server)",
+        )
     }
 }
 
@@ -65,10 +77,16 @@ impl From<anyhow::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { code: self.code.to_string(), message: self.message };
+        let body = ErrorBody {
+            code: self.code.to_string(),
+            message: self.message,
+        };
         let mut resp = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
         }
         resp
     }
@@ -94,8 +112,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(rejection) => {
-                let status = rejection.status();
-                Err(ApiError::new(status, code_for(status), rejection.body_text()))
+                // syntax and data errors alike are 400 `bad_json`; size and media type keep theirs
+                let status = match rejection.status() {
+                    s @ (StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE) => s,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                Err(ApiError::new(
+                    status,
+                    code_for(status),
+                    rejection.body_text(),
+                ))
             }
         }
     }
@@ -104,8 +130,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 /// A multipart rejection or read error as a JSON error (too large when the body limit was hit).
 pub fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     let status = e.status();
-    let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "bad_request" };
-    ApiError::new(status, code, format!("cannot read the multipart body: {}", e.body_text()))
+    let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "too_large"
+    } else {
+        "bad_request"
+    };
+    ApiError::new(
+        status,
+        code,
+        format!("cannot read the multipart body: {}", e.body_text()),
+    )
 }
 
 /// `axum::extract::Query` whose rejections are JSON errors.
@@ -114,7 +148,10 @@ pub struct ApiQuery<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
             Err(rejection) => Err(ApiError::bad_request("bad_request", rejection.body_text())),
@@ -128,7 +165,10 @@ pub struct ApiPath<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts<S> for ApiPath<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
             Err(rejection) => Err(ApiError::bad_request("bad_request", rejection.body_text())),

@@ -55,7 +55,9 @@ impl FromStr for Role {
             "marketplace" => Ok(Role::Marketplace),
             "analyst" => Ok(Role::Analyst),
             "admin" => Ok(Role::Admin),
-            other => Err(format!("unknown role {other:?} (brand, marketplace, analyst or admin)")),
+            other => Err(format!(
+                "unknown role {other:?} (brand, marketplace, analyst or admin)"
+            )),
         }
     }
 }
@@ -114,20 +116,31 @@ pub struct NewKey {
 
 fn random_hex(bytes: usize) -> Result<String> {
     let mut buf = vec![0u8; bytes];
-    getrandom::getrandom(&mut buf).map_err(|e| anyhow::anyhow!("the OS random number generator failed: {e}"))?;
+    getrandom::getrandom(&mut buf)
+        .map_err(|e| anyhow::anyhow!("the OS random number generator failed: {e}"))?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn hash(key: &str) -> String {
-    Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Creates a key; brand keys need a brand, marketplace and admin keys take none.
-pub fn create(conn: &Connection, role: Role, brand: Option<&str>, name: Option<&str>) -> Result<NewKey> {
+pub fn create(
+    conn: &Connection,
+    role: Role,
+    brand: Option<&str>,
+    name: Option<&str>,
+) -> Result<NewKey> {
     let brand = brand.map(str::trim).filter(|b| !b.is_empty());
     match (role, brand) {
         (Role::Brand, None) => bail!("a brand key needs --brand"),
-        (Role::Marketplace | Role::Admin, Some(_)) => bail!("a {role} key is not limited to a brand; drop --brand"),
+        (Role::Marketplace | Role::Admin, Some(_)) => {
+            bail!("a {role} key is not limited to a brand; drop --brand")
+        }
         _ => {}
     }
     let id = random_hex(6)?;
@@ -142,40 +155,75 @@ pub fn create(conn: &Connection, role: Role, brand: Option<&str>, name: Option<&
 
 /// All keys, oldest first.
 pub fn list(conn: &Connection) -> Result<Vec<KeyInfo>> {
-    let mut st = conn.prepare("SELECT id, role, brand, name, created_at, revoked_at FROM keys ORDER BY created_at, id")?;
+    let mut st = conn.prepare(
+        "SELECT id, role, brand, name, created_at, revoked_at FROM keys ORDER BY created_at, id",
+    )?;
     let rows = st.query_map([], |r| {
         let role: String = r.get(1)?;
-        Ok((r.get::<_, String>(0)?, role, r.get(2)?, r.get(3)?, r.get::<_, i64>(4)?, r.get::<_, Option<i64>>(5)?))
+        Ok((
+            r.get::<_, String>(0)?,
+            role,
+            r.get(2)?,
+            r.get(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, Option<i64>>(5)?,
+        ))
     })?;
     let mut out = Vec::new();
     for row in rows {
         let (id, role, brand, name, created, revoked) = row?;
-        let role = Role::from_str(&role).map_err(anyhow::Error::msg).with_context(|| format!("key {id}"))?;
-        out.push(KeyInfo { id, role, brand, name, created_at: db::rfc3339(created), revoked_at: revoked.map(db::rfc3339) });
+        let role = Role::from_str(&role)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("key {id}"))?;
+        out.push(KeyInfo {
+            id,
+            role,
+            brand,
+            name,
+            created_at: db::rfc3339(created),
+            revoked_at: revoked.map(db::rfc3339),
+        });
     }
     Ok(out)
 }
 
 /// Revokes a key at once (requests with it fail from now on); false when no live key has that id.
 pub fn revoke(conn: &Connection, id: &str) -> Result<bool> {
-    let n = conn.execute("UPDATE keys SET revoked_at=?2 WHERE id=?1 AND revoked_at IS NULL", params![id, db::now()])?;
+    let n = conn.execute(
+        "UPDATE keys SET revoked_at=?2 WHERE id=?1 AND revoked_at IS NULL",
+        params![id, db::now()],
+    )?;
     Ok(n == 1)
 }
 
 /// The live key `presented` belongs to, or None; its hash is compared in constant time.
 pub fn verify(conn: &Connection, presented: &str) -> Result<Option<Caller>> {
-    let Some(id) = presented.strip_prefix("ko_").and_then(|rest| rest.split_once('_')).map(|(id, _)| id) else {
+    let Some(id) = presented
+        .strip_prefix("ko_")
+        .and_then(|rest| rest.split_once('_'))
+        .map(|(id, _)| id)
+    else {
         return Ok(None);
     };
     let row: Option<(String, String, Option<String>)> = conn
-        .query_row("SELECT hash, role, brand FROM keys WHERE id=?1 AND revoked_at IS NULL", [id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_row(
+            "SELECT hash, role, brand FROM keys WHERE id=?1 AND revoked_at IS NULL",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .optional()?;
-    let Some((stored, role, brand)) = row else { return Ok(None) };
+    let Some((stored, role, brand)) = row else {
+        return Ok(None);
+    };
     if !bool::from(hash(presented).as_bytes().ct_eq(stored.as_bytes())) {
         return Ok(None);
     }
     let role = Role::from_str(&role).map_err(anyhow::Error::msg)?;
-    Ok(Some(Caller { key_id: id.to_string(), role, brand }))
+    Ok(Some(Caller {
+        key_id: id.to_string(),
+        role,
+        brand,
+    }))
 }
 
 #[cfg(test)]
@@ -191,20 +239,35 @@ mod tests {
         assert_ne!(k.key, other.key);
         assert!(k.key.starts_with(&format!("ko_{}_", k.id)) && k.key.len() == 3 + 12 + 1 + 64);
         let caller = verify(&conn, &k.key).unwrap().unwrap();
-        assert_eq!(caller, Caller { key_id: k.id.clone(), role: Role::Brand, brand: Some("Acme".into()) });
+        assert_eq!(
+            caller,
+            Caller {
+                key_id: k.id.clone(),
+                role: Role::Brand,
+                brand: Some("Acme".into())
+            }
+        );
         // a wrong secret with a right id, a garbled key
         let mut wrong = k.key.clone();
         wrong.replace_range(wrong.len() - 4.., "0000");
         assert!(verify(&conn, &wrong).unwrap().is_none() || wrong == k.key);
         assert!(verify(&conn, "nonsense").unwrap().is_none());
-        let stored: String = conn.query_row("SELECT group_concat(hash || role || coalesce(brand,'')) FROM keys", [], |r| r.get(0)).unwrap();
+        let stored: String = conn
+            .query_row(
+                "SELECT group_concat(hash || role || coalesce(brand,'')) FROM keys",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
         assert!(!stored.contains(&k.key[16..]), "the secret is stored");
         assert!(revoke(&conn, &k.id).unwrap());
         assert!(!revoke(&conn, &k.id).unwrap(), "revoked twice");
         assert!(verify(&conn, &k.key).unwrap().is_none());
         let listed = list(&conn).unwrap();
         assert_eq!(listed.len(), 2);
-        assert!(listed.iter().any(|i| i.id == k.id && i.revoked_at.is_some()));
+        assert!(listed
+            .iter()
+            .any(|i| i.id == k.id && i.revoked_at.is_some()));
     }
 
     #[test]

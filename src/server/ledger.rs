@@ -99,7 +99,11 @@ pub fn insert_verdicts(conn: &mut Connection, key_id: &str, reports: &[Value]) -
         for r in reports {
             // a verdict is about a brand's product when it flags it or sends it to review
             let about = matches!(r["verdict"].as_str(), Some("flag" | "review"));
-            let top = if about { &r["matches"][0] } else { &Value::Null };
+            let top = if about {
+                &r["matches"][0]
+            } else {
+                &Value::Null
+            };
             st.execute(params![
                 key_id,
                 r["listing_id"].as_str(),
@@ -123,8 +127,14 @@ fn scope(caller: &Caller) -> (String, Vec<Sql>) {
     match caller.role {
         Role::Admin => ("1".into(), vec![]),
         Role::Analyst if caller.brand.is_none() => ("1".into(), vec![]),
-        Role::Marketplace => ("v.submitted_by = ?".into(), vec![Sql::Text(caller.key_id.clone())]),
-        Role::Brand | Role::Analyst => ("v.brand = ?".into(), vec![Sql::Text(caller.brand.clone().unwrap_or_default())]),
+        Role::Marketplace => (
+            "v.submitted_by = ?".into(),
+            vec![Sql::Text(caller.key_id.clone())],
+        ),
+        Role::Brand | Role::Analyst => (
+            "v.brand = ?".into(),
+            vec![Sql::Text(caller.brand.clone().unwrap_or_default())],
+        ),
     }
 }
 
@@ -141,13 +151,20 @@ fn stored(r: &rusqlite::Row) -> rusqlite::Result<Stored> {
     if let Value::Object(m) = &mut v {
         m.insert("id".into(), id.into());
         m.insert("created_at".into(), db::rfc3339(created).into());
-        let mut d: Value = decision.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or(Value::Null);
+        let mut d: Value = decision
+            .and_then(|d| serde_json::from_str(&d).ok())
+            .unwrap_or(Value::Null);
         if let Some(secs) = d["created_at"].as_i64() {
             d["created_at"] = db::rfc3339(secs).into();
         }
         m.insert("decision".into(), d);
     }
-    Ok(Stored { id, submitted_by: r.get(1)?, brand: r.get(2)?, body: v })
+    Ok(Stored {
+        id,
+        submitted_by: r.get(1)?,
+        brand: r.get(2)?,
+        body: v,
+    })
 }
 
 /// The verdict `id` if `caller` may see it.
@@ -155,14 +172,20 @@ pub fn get(conn: &Connection, caller: &Caller, id: i64) -> Result<Option<Stored>
     let (cond, mut args) = scope(caller);
     args.insert(0, Sql::Integer(id));
     let sql = format!("SELECT {VERDICT_COLUMNS} FROM verdicts v WHERE v.id = ? AND {cond}");
-    Ok(conn.query_row(&sql, params_from_iter(args), stored).optional()?)
+    Ok(conn
+        .query_row(&sql, params_from_iter(args), stored)
+        .optional()?)
 }
 
 /// One page of the verdicts `caller` may see, oldest first.
 pub fn list(conn: &Connection, caller: &Caller, f: &VerdictFilter) -> Result<Vec<Stored>> {
     let (cond, mut args) = scope(caller);
     let mut sql = format!("SELECT {VERDICT_COLUMNS} FROM verdicts v WHERE {cond}");
-    for (column, value) in [("v.verdict", &f.verdict), ("v.brand", &f.brand), ("v.seller_id", &f.seller)] {
+    for (column, value) in [
+        ("v.verdict", &f.verdict),
+        ("v.brand", &f.brand),
+        ("v.seller_id", &f.seller),
+    ] {
         if let Some(value) = value {
             sql.push_str(&format!(" AND {column} = ?"));
             args.push(Sql::Text(value.clone()));
@@ -177,7 +200,13 @@ pub fn list(conn: &Connection, caller: &Caller, f: &VerdictFilter) -> Result<Vec
 }
 
 /// Records a decision on verdict `verdict_id` by `caller`.
-pub fn decide(conn: &Connection, caller: &Caller, verdict_id: i64, outcome: Outcome, note: &str) -> Result<DecisionRow> {
+pub fn decide(
+    conn: &Connection,
+    caller: &Caller,
+    verdict_id: i64,
+    outcome: Outcome,
+    note: &str,
+) -> Result<DecisionRow> {
     let now = db::now();
     conn.execute(
         "INSERT INTO decisions(verdict, decision, note, key_id, created_at) VALUES(?1, ?2, ?3, ?4, ?5)",

@@ -51,10 +51,16 @@ pub struct AppState {
 
 impl AppState {
     /// Runs `f` on the server database on a blocking thread.
-    pub async fn with_db<T: Send + 'static>(self: &Arc<Self>, f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static) -> Result<T, ApiError> {
+    pub async fn with_db<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
         let state = self.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = state.db.lock().map_err(|_| anyhow::anyhow!("server database lock poisoned"))?;
+            let mut conn = state
+                .db
+                .lock()
+                .map_err(|_| anyhow::anyhow!("server database lock poisoned"))?;
             f(&mut conn)
         })
         .await
@@ -63,10 +69,16 @@ impl AppState {
     }
 
     /// Runs `f` on the catalog (read-only) on a blocking thread.
-    pub async fn with_catalog<T: Send + 'static>(self: &Arc<Self>, f: impl FnOnce(&Store) -> Result<T> + Send + 'static) -> Result<T, ApiError> {
+    pub async fn with_catalog<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Store) -> Result<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
         let state = self.clone();
         tokio::task::spawn_blocking(move || {
-            let store = state.catalog.lock().map_err(|_| anyhow::anyhow!("catalog lock poisoned"))?;
+            let store = state
+                .catalog
+                .lock()
+                .map_err(|_| anyhow::anyhow!("catalog lock poisoned"))?;
             f(&store)
         })
         .await
@@ -81,10 +93,15 @@ pub fn router(state: Arc<AppState>) -> Router {
     let upload_limit = state.config.server.max_upload_bytes;
     let uploads = DefaultBodyLimit::max(upload_limit);
     let v1 = Router::new()
-        .route("/v1/products", get(api::products::list).post(api::products::create.layer(uploads)))
+        .route(
+            "/v1/products",
+            get(api::products::list).post(api::products::create.layer(uploads)),
+        )
         .route(
             "/v1/products/{brand}/{product_id}",
-            get(api::products::show).put(api::products::replace.layer(uploads)).delete(api::products::delete),
+            get(api::products::show)
+                .put(api::products::replace.layer(uploads))
+                .delete(api::products::delete),
         )
         .route("/v1/scan", post(api::scan::scan))
         .route("/v1/query", post(api::scan::query.layer(uploads)))
@@ -92,7 +109,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/verdicts/{id}", get(api::verdicts::show))
         .route("/v1/verdicts/{id}/decision", post(api::verdicts::decide))
         .route("/v1/decisions", get(api::verdicts::decisions))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate));
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
     Router::new()
         .merge(v1)
         .route("/openapi.json", get(openapi::document))
@@ -130,13 +150,23 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(opts.listen).await.with_context(|| format!("cannot listen on {}", opts.listen))?;
+        let listener = tokio::net::TcpListener::bind(opts.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", opts.listen))?;
         let addr = listener.local_addr()?;
-        eprintln!("knockoff serve: listening on http://{addr} (data {})", data.display());
-        axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await.context("server failed")
+        eprintln!(
+            "knockoff serve: listening on http://{addr} (data {})",
+            data.display()
+        );
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("server failed")
     })?;
     // the router and its state are gone: the worker's queue is closed and it ends after its work
-    worker.join().map_err(|_| anyhow::anyhow!("the model thread panicked"))?;
+    worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the model thread panicked"))?;
     eprintln!("knockoff serve: stopped");
     Ok(())
 }

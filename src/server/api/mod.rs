@@ -29,17 +29,33 @@ pub fn url_only(text: &str) -> Result<(), String> {
 pub async fn save_upload(state: &Arc<AppState>, bytes: Vec<u8>) -> Result<PathBuf, ApiError> {
     let max = state.config.limits.max_image_bytes;
     if bytes.len() as u64 > max {
-        let msg = format!("the photo is {} bytes, over the limit of {max} (limits.max_image_bytes)", bytes.len());
-        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", msg));
+        let msg = format!(
+            "the photo is {} bytes, over the limit of {max} (limits.max_image_bytes)",
+            bytes.len()
+        );
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            msg,
+        ));
     }
     if bytes.is_empty() {
-        return Err(ApiError::bad_request("bad_request", "an uploaded photo is empty"));
+        return Err(ApiError::bad_request(
+            "bad_request",
+            "an uploaded photo is empty",
+        ));
     }
     let path = state.uploads.join(crate::source::content_hash(&bytes));
     let target = path.clone();
-    tokio::task::spawn_blocking(move || if target.is_file() { Ok(()) } else { crate::fsutil::write_atomic(&target, &bytes) })
-        .await
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("upload task failed: {e}")))??;
+    tokio::task::spawn_blocking(move || {
+        if target.is_file() {
+            Ok(())
+        } else {
+            crate::fsutil::write_atomic(&target, &bytes)
+        }
+    })
+    .await
+    .map_err(|e| ApiError::internal(anyhow::anyhow!("upload task failed: {e}")))??;
     Ok(path)
 }
 
@@ -63,7 +79,14 @@ mod tests {
     fn only_urls_pass() {
         assert!(url_only("https://example.com/a.jpg").is_ok());
         assert!(url_only("HTTP://example.com/a.jpg").is_ok());
-        for bad in ["/etc/passwd", "../../etc/passwd", "photo.jpg", "file:///etc/passwd", "ftp://x/y.jpg", ""] {
+        for bad in [
+            "/etc/passwd",
+            "../../etc/passwd",
+            "photo.jpg",
+            "file:///etc/passwd",
+            "ftp://x/y.jpg",
+            "",
+        ] {
             assert!(url_only(bad).is_err(), "{bad} accepted");
         }
     }

@@ -121,13 +121,25 @@ fn brand_scope(caller: &Caller, asked: Option<String>) -> Result<Option<String>,
 #[utoipa::path(get, path = "/v1/products", tag = "products", params(ListQuery), security(("bearer" = [])),
     description = "Roles: brand (its own brand), analyst, admin.",
     responses((status = 200, body = ProductList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn list(State(state): State<Arc<AppState>>, Extension(caller): Extension<Caller>, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<ProductList>, ApiError> {
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<ProductList>, ApiError> {
     let brand = brand_scope(&caller, q.brand)?;
-    let products = state.with_catalog(move |s| s.list(brand.as_deref(), q.removed)).await?;
-    Ok(Json(ProductList { products: products.into_iter().map(Product::from).collect() }))
+    let products = state
+        .with_catalog(move |s| s.list(brand.as_deref(), q.removed))
+        .await?;
+    Ok(Json(ProductList {
+        products: products.into_iter().map(Product::from).collect(),
+    }))
 }
 
-async fn find(state: &Arc<AppState>, brand: &str, product_id: &str) -> Result<Option<ListedProduct>, ApiError> {
+async fn find(
+    state: &Arc<AppState>,
+    brand: &str,
+    product_id: &str,
+) -> Result<Option<ListedProduct>, ApiError> {
     let (b, id) = (brand.to_string(), product_id.to_string());
     let all = state.with_catalog(move |s| s.list(Some(&b), true)).await?;
     Ok(all.into_iter().find(|p| p.product_id == id))
@@ -138,52 +150,99 @@ async fn find(state: &Arc<AppState>, brand: &str, product_id: &str) -> Result<Op
     params(("brand" = String, Path, description = "Brand"), ("product_id" = String, Path, description = "Product id")),
     description = "Roles: brand (its own brand), analyst, admin.",
     responses((status = 200, body = Product), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn show(State(state): State<Arc<AppState>>, Extension(caller): Extension<Caller>, ApiPath((brand, product_id)): ApiPath<(String, String)>) -> Result<Json<Product>, ApiError> {
+pub async fn show(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    ApiPath((brand, product_id)): ApiPath<(String, String)>,
+) -> Result<Json<Product>, ApiError> {
     if !caller.sees_brand(&brand) {
         return Err(ApiError::forbidden_brand(&brand));
     }
     match find(&state, &brand, &product_id).await? {
         Some(p) => Ok(Json(p.into())),
-        None => Err(ApiError::not_found(format!("brand {brand:?} has no product {product_id:?}"))),
+        None => Err(ApiError::not_found(format!(
+            "brand {brand:?} has no product {product_id:?}"
+        ))),
     }
 }
 
 /// Reads a product body: JSON, or multipart with a `product` JSON part and `photo` file parts.
 /// Photo URLs must be http(s); uploads are kept under `DATA/uploads` and named by their paths.
 async fn read_product(state: &Arc<AppState>, req: Request) -> Result<Map<String, Value>, ApiError> {
-    let multipart = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("multipart/form-data"));
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
     let (mut fields, uploads) = if multipart {
-        let mut form = Multipart::from_request(req, &()).await.map_err(|e| ApiError::bad_request("bad_request", e.body_text()))?;
+        let mut form = Multipart::from_request(req, &())
+            .await
+            .map_err(|e| ApiError::bad_request("bad_request", e.body_text()))?;
         let (mut fields, mut uploads) = (None, Vec::new());
         while let Some(part) = form.next_field().await.map_err(multipart_error)? {
             match part.name() {
                 Some("product") => {
                     let text = part.text().await.map_err(multipart_error)?;
-                    let v: Map<String, Value> = serde_json::from_str(&text).map_err(|e| ApiError::bad_request("bad_json", format!("part `product`: {e}")))?;
+                    let v: Map<String, Value> = serde_json::from_str(&text).map_err(|e| {
+                        ApiError::bad_request("bad_json", format!("part `product`: {e}"))
+                    })?;
                     fields = Some(v);
                 }
-                Some("photo") => uploads.push(save_upload(state, part.bytes().await.map_err(multipart_error)?.to_vec()).await?),
-                other => return Err(ApiError::bad_request("bad_request", format!("unexpected part {other:?} (expected `product` and `photo`)"))),
+                Some("photo") => uploads.push(
+                    save_upload(state, part.bytes().await.map_err(multipart_error)?.to_vec())
+                        .await?,
+                ),
+                other => {
+                    return Err(ApiError::bad_request(
+                        "bad_request",
+                        format!("unexpected part {other:?} (expected `product` and `photo`)"),
+                    ))
+                }
             }
         }
-        (fields.ok_or_else(|| ApiError::bad_request("bad_request", "missing part `product` (the product as JSON)"))?, uploads)
+        (
+            fields.ok_or_else(|| {
+                ApiError::bad_request(
+                    "bad_request",
+                    "missing part `product` (the product as JSON)",
+                )
+            })?,
+            uploads,
+        )
     } else {
         let ApiJson(v) = ApiJson::<Map<String, Value>>::from_request(req, &()).await?;
         (v, Vec::new())
     };
-    let mut images = records::list(&fields, "images").map_err(|e| ApiError::bad_request("bad_request", e))?;
+    let mut images =
+        records::list(&fields, "images").map_err(|e| ApiError::bad_request("bad_request", e))?;
     for i in &images {
         url_only(i).map_err(|e| ApiError::bad_request("bad_image_ref", e))?;
     }
     images.extend(uploads.iter().map(|p| p.display().to_string()));
-    fields.insert("images".into(), images.into_iter().map(Value::String).collect());
+    fields.insert(
+        "images".into(),
+        images.into_iter().map(Value::String).collect(),
+    );
     Ok(fields)
 }
 
 /// Validates, stores and answers with the product as stored.
-async fn upsert(state: &Arc<AppState>, caller: &Caller, fields: Map<String, Value>, created: StatusCode) -> Result<Response, ApiError> {
-    let raw = RawRecord { line: 0, fields: Ok(fields) };
-    let record: ProductRecord = catalog::parse_product(&raw, &state.uploads, state.config.limits.max_images_per_record).map_err(|e| ApiError::bad_request("bad_request", e))?;
+async fn upsert(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    fields: Map<String, Value>,
+    created: StatusCode,
+) -> Result<Response, ApiError> {
+    let raw = RawRecord {
+        line: 0,
+        fields: Ok(fields),
+    };
+    let record: ProductRecord = catalog::parse_product(
+        &raw,
+        &state.uploads,
+        state.config.limits.max_images_per_record,
+    )
+    .map_err(|e| ApiError::bad_request("bad_request", e))?;
     if !caller.sees_brand(&record.brand) {
         return Err(ApiError::forbidden_brand(&record.brand));
     }
@@ -191,12 +250,29 @@ async fn upsert(state: &Arc<AppState>, caller: &Caller, fields: Map<String, Valu
     let done = state.engine.upsert(record).await?;
     if let Some(why) = done.skipped {
         let msg = format!("{why}: {}", done.image_errors.join("; "));
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_usable_image", msg));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_usable_image",
+            msg,
+        ));
     }
-    let product = find(state, &brand, &product_id).await?.ok_or_else(|| ApiError::internal(anyhow::anyhow!("product {brand}/{product_id} not found after storing it")))?;
-    let body = Upload { product: product.into(), embedded: done.embedded, reused: done.reused, image_errors: done.image_errors };
+    let product = find(state, &brand, &product_id).await?.ok_or_else(|| {
+        ApiError::internal(anyhow::anyhow!(
+            "product {brand}/{product_id} not found after storing it"
+        ))
+    })?;
+    let body = Upload {
+        product: product.into(),
+        embedded: done.embedded,
+        reused: done.reused,
+        image_errors: done.image_errors,
+    };
     let mut resp = (created, Json(body)).into_response();
-    if let Ok(loc) = header::HeaderValue::from_str(&format!("/v1/products/{}/{}", pct(&brand), pct(&product_id))) {
+    if let Ok(loc) = header::HeaderValue::from_str(&format!(
+        "/v1/products/{}/{}",
+        pct(&brand),
+        pct(&product_id)
+    )) {
         resp.headers_mut().insert(header::LOCATION, loc);
     }
     Ok(resp)
@@ -205,7 +281,13 @@ async fn upsert(state: &Arc<AppState>, caller: &Caller, fields: Map<String, Valu
 /// Percent-encodes a path segment.
 fn pct(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -214,7 +296,11 @@ fn pct(s: &str) -> String {
     request_body(content = ProductInput, description = "JSON, or multipart/form-data with a `product` part (this JSON) and `photo` file parts"),
     description = "Roles: brand (its own brand), admin.",
     responses((status = 201, body = Upload), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn create(State(state): State<Arc<AppState>>, Extension(caller): Extension<Caller>, req: Request) -> Result<Response, ApiError> {
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    req: Request,
+) -> Result<Response, ApiError> {
     let fields = read_product(&state, req).await?;
     upsert(&state, &caller, fields, StatusCode::CREATED).await
 }
@@ -237,7 +323,12 @@ pub async fn replace(
     let mut fields = read_product(&state, req).await?;
     for (key, value) in [("brand", &brand), ("product_id", &product_id)] {
         match records::opt_text(&fields, key) {
-            Ok(Some(v)) if v != *value => return Err(ApiError::bad_request("bad_request", format!("field `{key}` is {v:?} but the URL names {value:?}"))),
+            Ok(Some(v)) if v != *value => {
+                return Err(ApiError::bad_request(
+                    "bad_request",
+                    format!("field `{key}` is {v:?} but the URL names {value:?}"),
+                ))
+            }
             _ => {
                 fields.insert(key.into(), Value::String(value.clone()));
             }
@@ -251,13 +342,21 @@ pub async fn replace(
     params(("brand" = String, Path, description = "Brand"), ("product_id" = String, Path, description = "Product id")),
     description = "Roles: brand (its own brand), admin.",
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn delete(State(state): State<Arc<AppState>>, Extension(caller): Extension<Caller>, ApiPath((brand, product_id)): ApiPath<(String, String)>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    ApiPath((brand, product_id)): ApiPath<(String, String)>,
+) -> Result<StatusCode, ApiError> {
     if !caller.sees_brand(&brand) {
         return Err(ApiError::forbidden_brand(&brand));
     }
     match find(&state, &brand, &product_id).await? {
         Some(p) if !p.removed => {}
-        _ => return Err(ApiError::not_found(format!("brand {brand:?} has no live product {product_id:?}"))),
+        _ => {
+            return Err(ApiError::not_found(format!(
+                "brand {brand:?} has no live product {product_id:?}"
+            )))
+        }
     }
     state.engine.remove(brand, product_id).await?;
     Ok(StatusCode::NO_CONTENT)

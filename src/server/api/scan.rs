@@ -64,18 +64,28 @@ pub struct ScanResponse {
 
 /// Parses one listing of a request (line = its 1-based position); photo paths are refused.
 fn parse(line: usize, v: Value, max_images: usize) -> Parsed {
-    let Value::Object(fields) = v else { return Err((line, None, "listing is not a JSON object".into())) };
+    let Value::Object(fields) = v else {
+        return Err((line, None, "listing is not a JSON object".into()));
+    };
     let id = records::opt_text(&fields, "listing_id").ok().flatten();
     let images = records::list(&fields, "images").map_err(|e| (line, id.clone(), e))?;
     for i in &images {
         url_only(i).map_err(|e| (line, id.clone(), e))?;
     }
-    let raw = RawRecord { line, fields: Ok(fields) };
-    scan::parse_listing(&raw, std::path::Path::new("/nonexistent"), max_images).map_err(|(id, e)| (line, id, e))
+    let raw = RawRecord {
+        line,
+        fields: Ok(fields),
+    };
+    scan::parse_listing(&raw, std::path::Path::new("/nonexistent"), max_images)
+        .map_err(|(id, e)| (line, id, e))
 }
 
 /// Stores reports submitted by `caller` and answers them with their ids.
-async fn store(state: &Arc<AppState>, caller: &Caller, reports: Vec<Report>) -> Result<Vec<Value>, ApiError> {
+async fn store(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    reports: Vec<Report>,
+) -> Result<Vec<Value>, ApiError> {
     let mut values = Vec::with_capacity(reports.len());
     for r in &reports {
         let mut v = serde_json::to_value(r).map_err(|e| ApiError::internal(e.into()))?;
@@ -84,7 +94,9 @@ async fn store(state: &Arc<AppState>, caller: &Caller, reports: Vec<Report>) -> 
     }
     let key = caller.key_id.clone();
     let rows = values.clone();
-    let ids = state.with_db(move |c| ledger::insert_verdicts(c, &key, &rows)).await?;
+    let ids = state
+        .with_db(move |c| ledger::insert_verdicts(c, &key, &rows))
+        .await?;
     let now = crate::server::db::rfc3339(crate::server::db::now());
     for (v, id) in values.iter_mut().zip(ids) {
         if let Value::Object(m) = v {
@@ -101,19 +113,34 @@ async fn store(state: &Arc<AppState>, caller: &Caller, reports: Vec<Report>) -> 
 #[utoipa::path(post, path = "/v1/scan", tag = "scan", security(("bearer" = [])), request_body = ScanRequest,
     description = "Roles: marketplace, admin. Up to 1000 listings; photos as http(s) URLs.",
     responses((status = 200, body = ScanResponse), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn scan(State(state): State<Arc<AppState>>, Extension(caller): Extension<Caller>, ApiJson(req): ApiJson<ScanRequest>) -> Result<Json<ScanResponse>, ApiError> {
+pub async fn scan(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(req): ApiJson<ScanRequest>,
+) -> Result<Json<ScanResponse>, ApiError> {
     let n = req.listings.len();
     if n == 0 {
         return Err(ApiError::bad_request("bad_request", "no listings"));
     }
     if n > MAX_SCAN_LISTINGS {
         let msg = format!("{n} listings, over the limit of {MAX_SCAN_LISTINGS} per request");
-        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_listings", msg));
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_listings",
+            msg,
+        ));
     }
     let max_images = state.config.limits.max_images_per_record;
-    let parsed: Vec<Parsed> = req.listings.into_iter().enumerate().map(|(i, v)| parse(i + 1, v, max_images)).collect();
+    let parsed: Vec<Parsed> = req
+        .listings
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| parse(i + 1, v, max_images))
+        .collect();
     let reports = state.engine.scan(parsed).await?;
-    Ok(Json(ScanResponse { verdicts: store(&state, &caller, reports).await? }))
+    Ok(Json(ScanResponse {
+        verdicts: store(&state, &caller, reports).await?,
+    }))
 }
 
 /// A single photo to check (multipart/form-data).
@@ -143,9 +170,17 @@ async fn read_query(state: &Arc<AppState>, mut form: Multipart) -> Result<Listin
     while let Some(part) = form.next_field().await.map_err(multipart_error)? {
         let name = part.name().unwrap_or("").to_string();
         match name.as_str() {
-            "image" => image = Some(ImageRef::Path(save_upload(state, part.bytes().await.map_err(multipart_error)?.to_vec()).await?)),
+            "image" => {
+                image = Some(ImageRef::Path(
+                    save_upload(state, part.bytes().await.map_err(multipart_error)?.to_vec())
+                        .await?,
+                ))
+            }
             "image_url" | "price" | "currency" | "seller" | "listing_id" | "title" => {
-                text.insert(name, Value::String(part.text().await.map_err(multipart_error)?));
+                text.insert(
+                    name,
+                    Value::String(part.text().await.map_err(multipart_error)?),
+                );
             }
             other => return Err(bad(format!("unexpected field {other:?}"))),
         }
@@ -157,23 +192,33 @@ async fn read_query(state: &Arc<AppState>, mut form: Multipart) -> Result<Listin
         url_only(&url).map_err(|e| ApiError::bad_request("bad_image_ref", e))?;
         image = Some(ImageRef::Url(url));
     }
-    let image = image.ok_or_else(|| bad("missing field `image` (the photo) or `image_url`".into()))?;
+    let image =
+        image.ok_or_else(|| bad("missing field `image` (the photo) or `image_url`".into()))?;
     let price = match records::opt_text(&text, "price").map_err(bad)? {
         Some(_) => Some(records::price(&text, "price").map_err(bad)?),
         None => None,
     };
-    let currency = records::opt_text(&text, "currency").map_err(bad)?.map(|c| c.to_ascii_uppercase());
+    let currency = records::opt_text(&text, "currency")
+        .map_err(bad)?
+        .map(|c| c.to_ascii_uppercase());
     if price.is_some() && currency.is_none() {
         return Err(bad("field `currency` is required with `price`".into()));
     }
     Ok(Listing {
         line: 1,
-        listing_id: records::opt_text(&text, "listing_id").map_err(bad)?.unwrap_or_else(|| "query".into()),
+        listing_id: records::opt_text(&text, "listing_id")
+            .map_err(bad)?
+            .unwrap_or_else(|| "query".into()),
         title: records::opt_text(&text, "title").map_err(bad)?,
         price,
         currency,
         images: vec![image],
-        seller: Seller { seller_id: records::opt_text(&text, "seller").map_err(bad)?.unwrap_or_else(|| "unknown-seller".into()), ..Seller::default() },
+        seller: Seller {
+            seller_id: records::opt_text(&text, "seller")
+                .map_err(bad)?
+                .unwrap_or_else(|| "unknown-seller".into()),
+            ..Seller::default()
+        },
     })
 }
 
@@ -182,14 +227,22 @@ async fn read_query(state: &Arc<AppState>, mut form: Multipart) -> Result<Listin
     request_body(content = QueryForm, content_type = "multipart/form-data"),
     description = "Roles: marketplace, analyst (not limited to a brand), admin.",
     responses((status = 200, body = Object, description = "The verdict, with `id`"), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn query(State(state): State<Arc<AppState>>, Extension(caller): Extension<Caller>, form: Result<Multipart, axum::extract::multipart::MultipartRejection>) -> Result<Json<Value>, ApiError> {
+pub async fn query(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Json<Value>, ApiError> {
     if caller.role == Role::Analyst && caller.brand.is_some() {
-        let msg = "a key limited to one brand cannot submit photos (verdicts name all brands' products)";
+        let msg =
+            "a key limited to one brand cannot submit photos (verdicts name all brands' products)";
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", msg));
     }
     let form = form.map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?;
     let listing = read_query(&state, form).await?;
     let reports = state.engine.scan(vec![Ok(listing)]).await?;
     let mut values = store(&state, &caller, reports).await?;
-    values.pop().map(Json).ok_or_else(|| ApiError::internal(anyhow::anyhow!("no verdict for the query")))
+    values
+        .pop()
+        .map(Json)
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("no verdict for the query")))
 }

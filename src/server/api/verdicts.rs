@@ -32,7 +32,11 @@ pub struct VerdictPage {
 #[utoipa::path(get, path = "/v1/verdicts", tag = "verdicts", security(("bearer" = [])), params(VerdictFilter),
     description = "Roles: all. A marketplace sees its own submissions, a brand (or an analyst limited to one) flag and review verdicts about its products.",
     responses((status = 200, body = VerdictPage), (status = 403, body = ErrorBody)))]
-pub async fn list(State(state): State<Arc<AppState>>, Extension(caller): Extension<Caller>, ApiQuery(f): ApiQuery<VerdictFilter>) -> Result<Json<VerdictPage>, ApiError> {
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    ApiQuery(f): ApiQuery<VerdictFilter>,
+) -> Result<Json<VerdictPage>, ApiError> {
     if let (Some(own), Some(asked)) = (&caller.brand, &f.brand) {
         if own != asked {
             return Err(ApiError::forbidden_brand(asked));
@@ -40,13 +44,27 @@ pub async fn list(State(state): State<Arc<AppState>>, Extension(caller): Extensi
     }
     let limit = f.limit.unwrap_or(100).clamp(1, 500);
     let rows = state.with_db(move |c| ledger::list(c, &caller, &f)).await?;
-    let next = if rows.len() == limit { rows.last().map(|r| r.id) } else { None };
-    Ok(Json(VerdictPage { verdicts: rows.into_iter().map(|r| r.body).collect(), next }))
+    let next = if rows.len() == limit {
+        rows.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok(Json(VerdictPage {
+        verdicts: rows.into_iter().map(|r| r.body).collect(),
+        next,
+    }))
 }
 
-async fn visible(state: &Arc<AppState>, caller: &Caller, id: i64) -> Result<ledger::Stored, ApiError> {
+async fn visible(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    id: i64,
+) -> Result<ledger::Stored, ApiError> {
     let c = caller.clone();
-    state.with_db(move |db| ledger::get(db, &c, id)).await?.ok_or_else(|| ApiError::not_found(format!("no verdict {id}")))
+    state
+        .with_db(move |db| ledger::get(db, &c, id))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no verdict {id}")))
 }
 
 /// One verdict, with its latest decision.
@@ -54,7 +72,11 @@ async fn visible(state: &Arc<AppState>, caller: &Caller, id: i64) -> Result<ledg
     params(("id" = i64, Path, description = "Verdict id")),
     description = "Roles: all, for the verdicts they may see (others are 404).",
     responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
-pub async fn show(State(state): State<Arc<AppState>>, Extension(caller): Extension<Caller>, ApiPath(id): ApiPath<i64>) -> Result<Json<Value>, ApiError> {
+pub async fn show(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Value>, ApiError> {
     Ok(Json(visible(&state, &caller, id).await?.body))
 }
 
@@ -81,10 +103,15 @@ pub async fn decide(
     ApiJson(input): ApiJson<DecisionInput>,
 ) -> Result<(StatusCode, Json<DecisionRow>), ApiError> {
     if input.note.chars().count() > MAX_NOTE {
-        return Err(ApiError::bad_request("bad_request", format!("the note is longer than {MAX_NOTE} characters")));
+        return Err(ApiError::bad_request(
+            "bad_request",
+            format!("the note is longer than {MAX_NOTE} characters"),
+        ));
     }
     visible(&state, &caller, id).await?;
-    let row = state.with_db(move |c| ledger::decide(c, &caller, id, input.decision, &input.note)).await?;
+    let row = state
+        .with_db(move |c| ledger::decide(c, &caller, id, input.decision, &input.note))
+        .await?;
     Ok((StatusCode::CREATED, Json(row)))
 }
 
@@ -101,15 +128,30 @@ pub struct ExportQuery {
 #[utoipa::path(get, path = "/v1/decisions", tag = "verdicts", security(("bearer" = [])), params(ExportQuery),
     description = "Roles: brand (its products), analyst, admin. JSON Lines (application/x-ndjson) or CSV (text/csv).",
     responses((status = 200, body = DecisionRow, description = "One decision per line"), (status = 400, body = ErrorBody)))]
-pub async fn decisions(State(state): State<Arc<AppState>>, Extension(caller): Extension<Caller>, ApiQuery(q): ApiQuery<ExportQuery>) -> Result<Response, ApiError> {
+pub async fn decisions(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    ApiQuery(q): ApiQuery<ExportQuery>,
+) -> Result<Response, ApiError> {
     let csv = match q.format.as_deref() {
         None | Some("jsonl") => false,
         Some("csv") => true,
-        Some(other) => return Err(ApiError::bad_request("bad_request", format!("unknown format {other:?} (jsonl or csv)"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "bad_request",
+                format!("unknown format {other:?} (jsonl or csv)"),
+            ))
+        }
     };
     let after = q.after.unwrap_or(0);
-    let rows = state.with_db(move |c| ledger::decisions(c, &caller, after)).await?;
-    let (body, kind) = if csv { (to_csv(&rows)?, "text/csv; charset=utf-8") } else { (to_jsonl(&rows)?, "application/x-ndjson") };
+    let rows = state
+        .with_db(move |c| ledger::decisions(c, &caller, after))
+        .await?;
+    let (body, kind) = if csv {
+        (to_csv(&rows)?, "text/csv; charset=utf-8")
+    } else {
+        (to_jsonl(&rows)?, "application/x-ndjson")
+    };
     Ok(([(header::CONTENT_TYPE, kind)], body).into_response())
 }
 
@@ -128,7 +170,19 @@ fn to_csv(rows: &[DecisionRow]) -> Result<Vec<u8>, ApiError> {
         w.serialize(r).map_err(|e| ApiError::internal(e.into()))?;
     }
     if rows.is_empty() {
-        w.write_record(["id", "verdict_id", "listing_id", "brand", "product_id", "decision", "note", "key_id", "created_at"]).map_err(|e| ApiError::internal(e.into()))?;
+        w.write_record([
+            "id",
+            "verdict_id",
+            "listing_id",
+            "brand",
+            "product_id",
+            "decision",
+            "note",
+            "key_id",
+            "created_at",
+        ])
+        .map_err(|e| ApiError::internal(e.into()))?;
     }
-    w.into_inner().map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))
+    w.into_inner()
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))
 }
