@@ -95,6 +95,18 @@ enum Command {
     /// Seller networks: link recorded sellers, case files, enforcement marks.
     #[command(subcommand, after_help = network_cmds::NETWORK_HELP)]
     Network(network_cmds::NetworkCmd),
+    /// Serve the HTTP API (docs/server.md).
+    Serve(ServeArgs),
+    /// Manage the server's API keys.
+    #[command(subcommand)]
+    Keys(crate::server::cli::KeysCmd),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
 }
 
 const CALIBRATE_HELP: &str = "\
@@ -363,6 +375,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Calibrate(args) => calibrate_cmd(g, config, args),
         Command::Network(cmd) => network_cmds::run(&g.data, &config, g.quiet, cmd),
         Command::Bench(BenchCmd::Networks(args)) => network_cmds::bench(&config, g.quiet, args),
+        Command::Serve(args) => {
+            crate::server::serve(crate::server::ServeOptions { data: g.data.clone(), listen: args.listen, config })?;
+            Ok(0)
+        }
+        Command::Keys(cmd) => crate::server::cli::keys_cmd(&g.data, cmd),
         Command::Bench(BenchCmd::Accuracy(args)) => {
             if args.limit == 0 {
                 bail!("--limit must be at least 1");

@@ -29,6 +29,8 @@ pub struct Config {
     pub verify: VerifyConfig,
     /// Seller networks: recorded scans and how sellers are linked (`[network]`, see `network`).
     pub network: NetworkConfig,
+    /// `knockoff serve`: outbound address policy, request limits, queue (docs/server.md).
+    pub server: ServerConfig,
 }
 
 /// Seller networks (`[network]`, docs/networks.md): what scans record and which shared values link
@@ -64,6 +66,28 @@ impl Default for NetworkConfig {
             photo_hash_bits: 4,
             photo_min_similarity: 0.8,
         }
+    }
+}
+
+/// Settings of `knockoff serve` (`[server]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Hosts (names or IP literals) photos may be downloaded from even when they resolve to a
+    /// loopback, private, link-local or multicast address; all others must be public.
+    pub allow_hosts: Vec<String>,
+    /// Largest JSON request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest multipart upload (photos and fields), in bytes.
+    pub max_upload_bytes: usize,
+    /// Requests that may wait for the model (scans, queries, product changes) before new ones
+    /// are refused with 503.
+    pub queue: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { allow_hosts: Vec::new(), max_body_bytes: 8 * 1024 * 1024, max_upload_bytes: 64 * 1024 * 1024, queue: 16 }
     }
 }
 

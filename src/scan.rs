@@ -423,6 +423,11 @@ impl Scanner {
     /// A scanner over `view` with the loaded model.
     pub fn new(view: CatalogView, embedder: Embedder, config: Config) -> Result<Scanner> {
         let fetcher = Fetcher::new(&config.limits)?;
+        Scanner::with_fetcher(view, embedder, config, fetcher)
+    }
+
+    /// A scanner that reads photos with `fetcher` (a server's, which refuses private addresses).
+    pub fn with_fetcher(view: CatalogView, embedder: Embedder, config: Config, fetcher: Fetcher) -> Result<Scanner> {
         let limits = decode_limits(&config);
         let manifest = embedder.manifest().clone();
         let model = manifest.name.clone();
@@ -439,6 +444,16 @@ impl Scanner {
             },
             judge: Judge { view, embedder, ctx: Context { config, thresholds, model, regions }, inferences: Inferences::default() },
         })
+    }
+
+    /// The model, for embedding other photos between scans (a server adding products).
+    pub fn embedder_mut(&mut self) -> &mut Embedder {
+        &mut self.judge.embedder
+    }
+
+    /// Replaces the catalog the scanner searches (after products changed).
+    pub fn set_view(&mut self, view: CatalogView) {
+        self.judge.view = view;
     }
 
     /// Photos embedded so far, and how many had region queries.

@@ -62,10 +62,20 @@ pub struct Fetcher {
 impl Fetcher {
     /// A fetcher with the limits' timeouts, size cap, time budget per record and in-flight bound.
     pub fn new(limits: &LimitsConfig) -> anyhow::Result<Fetcher> {
+        Fetcher::build(limits, None)
+    }
+
+    /// A fetcher whose downloads (each redirect too) reach only addresses `guard` allows.
+    pub fn guarded(limits: &LimitsConfig, guard: crate::netguard::Guard) -> anyhow::Result<Fetcher> {
+        Fetcher::build(limits, Some(guard))
+    }
+
+    fn build(limits: &LimitsConfig, guard: Option<crate::netguard::Guard>) -> anyhow::Result<Fetcher> {
         let http = http::Http::new(&http::HttpLimits {
             connect_timeout: Duration::from_secs(limits.http_connect_timeout_secs),
             timeout: Duration::from_secs(limits.http_timeout_secs),
             max_bytes: limits.max_image_bytes,
+            guard,
         });
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(limits.http_max_in_flight.max(1))

@@ -15,6 +15,7 @@ pub struct Http {
     agent: ureq::Agent,
     max_bytes: u64,
     timeout: Duration,
+    guard: Option<crate::netguard::Guard>,
 }
 
 /// Settings of an [`Http`] client.
@@ -25,6 +26,8 @@ pub struct HttpLimits {
     pub timeout: Duration,
     /// Largest body accepted, in bytes.
     pub max_bytes: u64,
+    /// Which addresses may be reached (`None`: any); checked before every hop, redirects included.
+    pub guard: Option<crate::netguard::Guard>,
 }
 
 /// Checks an address given as a photo: an absolute http or https URL with a host.
@@ -71,7 +74,7 @@ impl Http {
             .proxy(None)
             .user_agent(concat!("knockoff/", env!("CARGO_PKG_VERSION")))
             .build();
-        Http { agent: config.new_agent(), max_bytes: limits.max_bytes, timeout: limits.timeout }
+        Http { agent: config.new_agent(), max_bytes: limits.max_bytes, timeout: limits.timeout, guard: limits.guard.clone() }
     }
 
     /// Downloads `url`, following up to `MAX_REDIRECTS` checked redirects, until `deadline` at
@@ -104,6 +107,10 @@ impl Http {
 
     /// One request: the body of a success, or where a redirect leads.
     fn one(&self, url: &Url, left: Duration) -> Result<Hop, String> {
+        if let (Some(guard), Some(host)) = (&self.guard, url.host_str()) {
+            let port = url.port_or_known_default().unwrap_or(80);
+            guard.resolve(&format!("{host}:{port}")).map_err(|e| format!("download refused: {e}"))?;
+        }
         let request = self.agent.get(url.as_str()).config().timeout_global(Some(left)).build();
         let resp = request.call().map_err(|e| format!("download failed: {}", describe(e)))?;
         let status = resp.status();

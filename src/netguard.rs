@@ -1,0 +1,149 @@
+//! Which addresses outbound downloads may reach: a server fetching URLs its clients name must not
+//! be turned against the machines behind it (server-side request forgery). Loopback, private,
+//! link-local, shared (carrier-grade NAT), multicast, broadcast and unspecified addresses are
+//! refused unless the host is explicitly allowed.
+//!
+//! The check runs where names are resolved (`Guard::resolve`, the HTTP client's resolver), so it
+//! applies to every connection: the first request, every redirect, and a name that resolves to
+//! another address the second time it is looked up.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+
+/// The outbound address policy.
+#[derive(Debug, Clone, Default)]
+pub struct Guard {
+    /// Host names or IP literals (lower case, without brackets or port) that may resolve to any
+    /// address, private ones included.
+    allow_hosts: Vec<String>,
+}
+
+impl Guard {
+    /// A guard that refuses non-public addresses except for `allow_hosts`.
+    pub fn new(allow_hosts: &[String]) -> Guard {
+        Guard {
+            allow_hosts: allow_hosts.iter().map(|h| normalise_host(h)).collect(),
+        }
+    }
+
+    /// Resolves `netloc` (`host:port`) and keeps its addresses only when they are public or the
+    /// host is allowed; an error names the host and the refused address.
+    pub fn resolve(&self, netloc: &str) -> io::Result<Vec<SocketAddr>> {
+        let host = netloc.rsplit_once(':').map(|(h, _)| h).unwrap_or(netloc);
+        let addrs: Vec<SocketAddr> = netloc.to_socket_addrs()?.collect();
+        if self.allow_hosts.iter().any(|a| *a == normalise_host(host)) {
+            return Ok(addrs);
+        }
+        if let Some(bad) = addrs.iter().find(|a| !is_public(a.ip())) {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("{host} resolves to {}, a non-public address (allow the host in [server] allow_hosts to fetch from it)", bad.ip()),
+            ));
+        }
+        Ok(addrs)
+    }
+}
+
+fn normalise_host(h: &str) -> String {
+    h.trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase()
+}
+
+/// Whether `ip` is an ordinary public unicast address.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public_v4(v4),
+            None => is_public_v6(v6),
+        },
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    let shared = a == 100 && (64..128).contains(&b); // 100.64.0.0/10
+    let this_network = a == 0; // 0.0.0.0/8
+    let reserved = a >= 240; // 240.0.0.0/4 and broadcast
+    let benchmarking = a == 198 && (b == 18 || b == 19); // 198.18.0.0/15
+    !(ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_multicast()
+        || ip.is_unspecified()
+        || shared
+        || this_network
+        || reserved
+        || benchmarking)
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    let unique_local = (first & 0xfe00) == 0xfc00; // fc00::/7
+    let link_local = (first & 0xffc0) == 0xfe80; // fe80::/10
+    let site_local = (first & 0xffc0) == 0xfec0; // fec0::/10 (deprecated)
+    let nat64 = ip.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0]; // 64:ff9b::/96 reaches IPv4 behind it
+    !(ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || unique_local
+        || link_local
+        || site_local
+        || nat64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_and_special_addresses_are_not_public() {
+        for a in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::a00:1",
+        ] {
+            assert!(!is_public(a.parse().unwrap()), "{a} taken as public");
+        }
+        for a in [
+            "8.8.8.8",
+            "172.32.0.1",
+            "100.128.0.1",
+            "2001:4860:4860::8888",
+            "::ffff:8.8.8.8",
+        ] {
+            assert!(is_public(a.parse().unwrap()), "{a} taken as non-public");
+        }
+    }
+
+    #[test]
+    fn loopback_refused_unless_the_host_is_allowed() {
+        let strict = Guard::new(&[]);
+        let e = strict.resolve("127.0.0.1:80").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        assert!(e.to_string().contains("non-public"), "{e}");
+        assert!(strict.resolve("[::1]:80").is_err());
+        let allowed = Guard::new(&["127.0.0.1".to_string(), "[::1]".to_string()]);
+        assert_eq!(allowed.resolve("127.0.0.1:8080").unwrap()[0].port(), 8080);
+        assert!(allowed.resolve("[::1]:80").is_ok());
+        // another name for the same address is another host
+        assert!(allowed.resolve("localhost:80").is_err());
+    }
+}

@@ -1,0 +1,144 @@
+//! The server's own database, `DATA/server.sqlite` (SQLite in WAL mode): API keys, stored
+//! verdicts and decisions. Its schema is versioned by `PRAGMA user_version` and changed only by
+//! the numbered migrations below, each applied once in its own transaction.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use rusqlite::Connection;
+
+/// File name of the server database in the data directory.
+pub const FILE: &str = "server.sqlite";
+
+/// Migration N (1-based) brings the schema from version N-1 to N. Never edit one that shipped;
+/// add another.
+const MIGRATIONS: &[&str] = &[
+    // 1: keys, verdicts, decisions
+    "CREATE TABLE keys(
+        id TEXT PRIMARY KEY,
+        hash TEXT NOT NULL,
+        role TEXT NOT NULL,
+        brand TEXT,
+        name TEXT,
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER);
+     CREATE TABLE verdicts(
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        submitted_by TEXT NOT NULL,
+        listing_id TEXT,
+        verdict TEXT NOT NULL,
+        risk REAL NOT NULL,
+        brand TEXT,
+        product_id TEXT,
+        seller_id TEXT,
+        created_at INTEGER NOT NULL,
+        body TEXT NOT NULL);
+     CREATE INDEX verdicts_brand ON verdicts(brand, verdict);
+     CREATE INDEX verdicts_submitter ON verdicts(submitted_by);
+     CREATE TABLE decisions(
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        verdict INTEGER NOT NULL REFERENCES verdicts(id),
+        decision TEXT NOT NULL,
+        note TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        created_at INTEGER NOT NULL);
+     CREATE INDEX decisions_verdict ON decisions(verdict);",
+];
+
+/// Opens (creating when missing) the server database in `data` and brings its schema up to date.
+pub fn open(data: &Path) -> Result<Connection> {
+    std::fs::create_dir_all(data)
+        .with_context(|| format!("cannot create data directory {}", data.display()))?;
+    let path = data.join(FILE);
+    let mut conn =
+        Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrate(&mut conn)
+        .with_context(|| format!("cannot update the schema of {}", path.display()))?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let version: usize =
+        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    if version > MIGRATIONS.len() {
+        bail!(
+            "schema version {version} is newer than this knockoff knows ({}); use a newer knockoff",
+            MIGRATIONS.len()
+        );
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)
+            .with_context(|| format!("migration {}", i + 1))?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// `secs` since the epoch as an RFC 3339 UTC time (`2026-12-03T18:40:00Z`).
+pub fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // civil date from days since 1970-01-01 (Howard Hinnant's algorithm)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(dir.path()).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v as usize, MIGRATIONS.len());
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        drop(conn);
+        open(dir.path()).expect("reopening applies nothing again");
+        let conn = Connection::open(dir.path().join(FILE)).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let e = open(dir.path()).unwrap_err();
+        assert!(format!("{e:#}").contains("newer"), "{e:#}");
+    }
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_796_256_000 + 3661), "2026-12-03T01:01:01Z");
+    }
+}

@@ -1,0 +1,252 @@
+//! The model's worker: one thread owns the catalog store (opened for writing), the one model
+//! session and the scanner, and does all work that needs them (scans, queries, product changes)
+//! one request at a time, in arrival order. Requests reach it through a bounded queue: when
+//! `[server] queue` requests already wait, new ones are refused at once with 503 `busy`, so a
+//! flood cannot pile up work or memory.
+
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::thread::JoinHandle;
+
+use anyhow::{Context, Result};
+use axum::http::StatusCode;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::catalog::{self, ProductRecord, Store};
+use crate::config::Config;
+use crate::embed::Embedder;
+use crate::model::{self, ModelChoice};
+use crate::netguard::Guard;
+use crate::scan::{Parsed, Report, Scanner};
+use crate::source::Fetcher;
+
+use super::error::ApiError;
+
+/// What a product change did.
+#[derive(Debug)]
+pub struct Upserted {
+    /// Images embedded now.
+    pub embedded: usize,
+    /// Images already stored (same bytes).
+    pub reused: usize,
+    /// Images that could not be used, with why.
+    pub image_errors: Vec<String>,
+    /// Why the product was not stored (no usable image), if it was not.
+    pub skipped: Option<String>,
+}
+
+enum Work {
+    Scan {
+        listings: Vec<Parsed>,
+        reply: oneshot::Sender<Result<Vec<Report>, ApiError>>,
+    },
+    Upsert {
+        product: ProductRecord,
+        reply: oneshot::Sender<Result<Upserted, ApiError>>,
+    },
+    Remove {
+        brand: String,
+        product_id: String,
+        reply: oneshot::Sender<Result<(), ApiError>>,
+    },
+}
+
+/// The handle requests use to reach the worker.
+pub struct Engine {
+    tx: mpsc::Sender<Work>,
+}
+
+/// The worker's state.
+struct Worker {
+    store: Store,
+    scanner: Scanner,
+    fetcher: Fetcher,
+    config: Config,
+    live_products: usize,
+}
+
+/// Opens the catalog for writing, loads the model and starts the worker thread.
+pub fn start(data: &Path, config: &Config) -> Result<(Engine, JoinHandle<()>)> {
+    let store = Store::open(data, true)?;
+    let name = match &config.model.name {
+        Some(n) => n.clone(),
+        None => store
+            .model()?
+            .unwrap_or_else(|| crate::config::DEFAULT_MODEL.to_string()),
+    };
+    let loc = model::locate(&ModelChoice {
+        name,
+        dir: config.model.dir.clone(),
+        ort_lib: config.model.ort_lib.clone(),
+    })?;
+    store.check_model(&loc.manifest)?;
+    let embedder = Embedder::load(&loc, config.model.batch_size, config.model.intra_threads)?;
+    let view = store.view(config)?;
+    let live_products = view.products.len();
+    let guard = Guard::new(&config.server.allow_hosts);
+    let scanner = Scanner::with_fetcher(
+        view,
+        embedder,
+        config.clone(),
+        Fetcher::guarded(&config.limits, guard.clone())?,
+    )?;
+    let fetcher = Fetcher::guarded(&config.limits, guard)?;
+    let mut worker = Worker {
+        store,
+        scanner,
+        fetcher,
+        config: config.clone(),
+        live_products,
+    };
+    let (tx, mut rx) = mpsc::channel::<Work>(config.server.queue.max(1));
+    let handle = std::thread::Builder::new()
+        .name("knockoff-model".into())
+        .spawn(move || {
+            while let Some(work) = rx.blocking_recv() {
+                worker.handle(work);
+            }
+        })
+        .context("cannot start the model thread")?;
+    Ok((Engine { tx }, handle))
+}
+
+impl Engine {
+    async fn submit<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, ApiError>>) -> Work,
+    ) -> Result<T, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        match self.tx.try_send(make(reply)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "the scan queue is full; retry in a moment",
+                ))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "the server is shutting down",
+                ))
+            }
+        }
+        answer.await.map_err(|_| {
+            ApiError::internal(anyhow::anyhow!("the model thread dropped a request"))
+        })?
+    }
+
+    /// Checks listings; one report each, in order.
+    pub async fn scan(&self, listings: Vec<Parsed>) -> Result<Vec<Report>, ApiError> {
+        self.submit(|reply| Work::Scan { listings, reply }).await
+    }
+
+    /// Adds or updates a product (its photos fetched, decoded and embedded).
+    pub async fn upsert(&self, product: ProductRecord) -> Result<Upserted, ApiError> {
+        self.submit(|reply| Work::Upsert { product, reply }).await
+    }
+
+    /// Hides a product from search.
+    pub async fn remove(&self, brand: String, product_id: String) -> Result<(), ApiError> {
+        self.submit(|reply| Work::Remove {
+            brand,
+            product_id,
+            reply,
+        })
+        .await
+    }
+}
+
+/// Runs `f`, turning a panic into an internal error so the worker keeps serving.
+fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, ApiError>) -> Result<T, ApiError> {
+    std::panic::catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err(ApiError::internal(anyhow::anyhow!("{what} panicked"))))
+}
+
+impl Worker {
+    fn handle(&mut self, work: Work) {
+        // a client that went away leaves nobody to answer: its result is dropped
+        match work {
+            Work::Scan { listings, reply } => {
+                let _ = reply.send(guarded("scan", || self.scan(listings)));
+            }
+            Work::Upsert { product, reply } => {
+                let _ = reply.send(guarded("product upload", || self.upsert(product)));
+            }
+            Work::Remove {
+                brand,
+                product_id,
+                reply,
+            } => {
+                let _ = reply.send(guarded("product removal", || {
+                    self.remove(&brand, &product_id)
+                }));
+            }
+        }
+    }
+
+    fn scan(&mut self, listings: Vec<Parsed>) -> Result<Vec<Report>, ApiError> {
+        if self.live_products == 0 {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "catalog_empty",
+                "the catalog has no products yet; add some with POST /v1/products",
+            ));
+        }
+        Ok(self.scanner.check(listings)?)
+    }
+
+    fn upsert(&mut self, product: ProductRecord) -> Result<Upserted, ApiError> {
+        let manifest = self.scanner.embedder_mut().manifest().clone();
+        let limits = crate::scan::decode_limits(&self.config);
+        let loaded = catalog::load_products(
+            &self.fetcher,
+            &limits,
+            &manifest,
+            self.config.verify.params(),
+            vec![product],
+        );
+        let done = catalog::ingest(
+            &mut self.store,
+            self.scanner.embedder_mut(),
+            &manifest,
+            self.config.index.storage,
+            &loaded,
+        )?;
+        let image_errors: Vec<String> = done.image_errors.iter().map(|(_, e)| e.clone()).collect();
+        if let Some((_, why)) = done.skipped.first() {
+            return Ok(Upserted {
+                embedded: 0,
+                reused: 0,
+                image_errors,
+                skipped: Some(why.clone()),
+            });
+        }
+        self.store
+            .finish_adding(&self.config, manifest.dim, &done.images)?;
+        self.refresh()?;
+        Ok(Upserted {
+            embedded: done.embedded,
+            reused: done.reused,
+            image_errors,
+            skipped: None,
+        })
+    }
+
+    fn remove(&mut self, brand: &str, product_id: &str) -> Result<(), ApiError> {
+        self.store
+            .remove(&self.config, brand, &[product_id.to_string()])?;
+        self.refresh()?;
+        Ok(())
+    }
+
+    /// Reloads the catalog view the scanner searches.
+    fn refresh(&mut self) -> Result<()> {
+        let view = self.store.view(&self.config)?;
+        self.live_products = view.products.len();
+        self.scanner.set_view(view);
+        Ok(())
+    }
+}
