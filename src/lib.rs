@@ -36,3 +36,4 @@ pub mod source;
 pub mod tilt;
 pub mod vectors;
 pub mod verify;
+pub mod wording;
