@@ -31,6 +31,8 @@ pub struct Config {
     pub network: NetworkConfig,
     /// `knockoff serve`: outbound address policy, request limits, queue (docs/server.md).
     pub server: ServerConfig,
+    /// Counterfeit wording in listing titles.
+    pub wording: WordingConfig,
 }
 
 /// Seller networks (`[network]`, docs/networks.md): what scans record and which shared values link
@@ -88,6 +90,34 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig { allow_hosts: Vec::new(), max_body_bytes: 8 * 1024 * 1024, max_upload_bytes: 64 * 1024 * 1024, queue: 16 }
+    }
+}
+
+/// Counterfeit wording in listing titles (`[wording]`, see `wording`): phrases of a lexicon found
+/// in a title raise the verdict's risk by up to `weight` of what is left to 1, never its verdict.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WordingConfig {
+    /// Whether titles are read for counterfeit wording.
+    pub enabled: bool,
+    /// A lexicon file to use instead of the built-in one (`lexicon/counterfeit-wording.toml`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lexicon: Option<PathBuf>,
+    /// The most the wording raises risk, as a share of what is left to 1 (0 turns it off).
+    pub weight: f64,
+    /// A phrase within this many characters of the brand's name or a product title counts fully.
+    pub near_chars: usize,
+    /// From this many characters on, a phrase counts `far_factor` of its weight.
+    pub far_chars: usize,
+    /// What a phrase far from the brand's name and product titles counts.
+    pub far_factor: f64,
+    /// What a phrase counts in a title that names no matched brand or product.
+    pub unanchored_factor: f64,
+}
+
+impl Default for WordingConfig {
+    fn default() -> Self {
+        WordingConfig { enabled: true, lexicon: None, weight: 0.3, near_chars: 16, far_chars: 48, far_factor: 0.5, unanchored_factor: 0.35 }
     }
 }
 
@@ -462,8 +492,14 @@ impl Config {
     pub fn from_file(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        let config: Config = toml::from_str(&text)
+        let mut config: Config = toml::from_str(&text)
             .with_context(|| format!("invalid config file {}", path.display()))?;
+        // a relative lexicon path is relative to the config file, as a user reads it
+        if let (Some(lexicon), Some(dir)) = (&config.wording.lexicon, path.parent()) {
+            if lexicon.is_relative() {
+                config.wording.lexicon = Some(dir.join(lexicon));
+            }
+        }
         config
             .validate()
             .with_context(|| format!("invalid config file {}", path.display()))?;
@@ -482,8 +518,22 @@ impl Config {
         Ok(Config::default())
     }
 
+    fn validate_wording(&self) -> Result<()> {
+        let w = &self.wording;
+        for (name, v) in [("wording.weight", w.weight), ("wording.far_factor", w.far_factor), ("wording.unanchored_factor", w.unanchored_factor)] {
+            if !(0.0..=1.0).contains(&v) {
+                bail!("{name} must be between 0 and 1, got {v}");
+            }
+        }
+        if w.far_chars <= w.near_chars {
+            bail!("wording.far_chars ({}) must exceed wording.near_chars ({})", w.far_chars, w.near_chars);
+        }
+        Ok(())
+    }
+
     /// Checks values that would make the tool misbehave.
     pub fn validate(&self) -> Result<()> {
+        self.validate_wording()?;
         let p = &self.policy;
         for (name, v) in [("policy.match_threshold", p.match_threshold), ("policy.review_threshold", p.review_threshold)] {
             if let Some(v) = v.filter(|v| !(-1.0..=1.0).contains(v)) {

@@ -42,3 +42,4 @@ pub mod source;
 pub mod tilt;
 pub mod vectors;
 pub mod verify;
+pub mod wording;

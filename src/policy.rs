@@ -15,6 +15,7 @@
 use serde::Serialize;
 
 use crate::config::CurrencyConfig;
+use crate::wording::{self, WordingHit};
 
 /// The outcome for one listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Hash)]
@@ -369,6 +370,31 @@ fn decide_one(
     Decision { verdict, risk: round3(strength * price_factor), rule, basis: Some(i), price, reasons }
 }
 
+/// Raises `decision`'s risk for counterfeit wording in the listing's title (`hits`, see `wording`):
+/// by `weight` × the wording score of what is left to 1. The verdict stays as it is: wording alone
+/// never flags, nor sends to review.
+pub fn apply_wording(decision: &mut Decision, hits: &[WordingHit], weight: f64) {
+    if hits.is_empty() || weight <= 0.0 {
+        return;
+    }
+    let score = wording::score(hits);
+    let before = decision.risk;
+    decision.risk = round3(before + (1.0 - before) * weight * score);
+    let found: Vec<String> = hits.iter().map(describe_wording).collect();
+    decision.reasons.push(format!(
+        "title wording {} raises risk from {before:.3} to {:.3} (wording score {score:.3} × weight {weight:.2}; wording alone never changes the verdict)",
+        found.join("; "),
+        decision.risk
+    ));
+}
+
+fn describe_wording(h: &WordingHit) -> String {
+    match (&h.near, h.distance) {
+        (Some(anchor), Some(d)) => format!("{:?} ({}, weight {:.2}, {d} characters from {anchor:?}, counts {:.2})", h.term, h.lang, h.weight, h.contribution),
+        _ => format!("{:?} ({}, weight {:.2}, no matched brand or product named in the title, counts {:.2})", h.term, h.lang, h.weight, h.contribution),
+    }
+}
+
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
@@ -414,6 +440,43 @@ mod tests {
 
     fn run(sim: f64, seller: &str, price: Option<(f64, &str)>) -> Decision {
         decide(&Offer { seller_id: seller, price }, &[m(sim as f32)], &Auth, &t(), &CurrencyConfig::default())
+    }
+
+    fn wording_in(title: &str) -> Vec<WordingHit> {
+        let lexicon = crate::wording::Lexicon::builtin().expect("built-in lexicon");
+        lexicon.find(title, &["B", "T"], &crate::config::WordingConfig::default())
+    }
+
+    #[test]
+    fn wording_raises_risk_but_never_the_verdict() {
+        for (sim, seller, price) in [(0.3, "x", Some((10.0, "EUR"))), (0.6, "official", Some((10.0, "EUR"))), (0.47, "x", Some((90.0, "EUR"))), (0.6, "x", Some((10.0, "EUR")))] {
+            let plain = run(sim, seller, price);
+            let mut worded = plain.clone();
+            apply_wording(&mut worded, &wording_in("B replica 1:1 高仿"), 0.3);
+            assert_eq!(worded.verdict, plain.verdict, "wording changed the verdict at {sim} for {seller}");
+            assert_eq!(worded.rule, plain.rule);
+            assert!(worded.risk > plain.risk || plain.risk == 1.0, "{} !> {}", worded.risk, plain.risk);
+            assert!(worded.risk <= 1.0);
+            let last = worded.reasons.last().expect("a reason");
+            assert!(last.contains("\"replica\" (en") && last.contains("\"高仿\" (zh") && last.contains("never changes the verdict"), "{last}");
+        }
+    }
+
+    #[test]
+    fn wording_raises_risk_by_its_weight_of_what_is_left() {
+        let mut d = run(0.3, "x", None);
+        assert_eq!(d.risk, 0.0);
+        apply_wording(&mut d, &wording_in("B replica"), 0.3);
+        assert_eq!(d.risk, 0.3);
+        let mut d = run(0.3, "x", None);
+        apply_wording(&mut d, &wording_in("replica lamp"), 0.3);
+        assert_eq!(d.risk, 0.105, "a phrase with no brand named counts 0.35 of its weight");
+        let mut d = run(0.3, "x", None);
+        apply_wording(&mut d, &wording_in("B Chronograph"), 0.3);
+        assert_eq!((d.risk, d.reasons.len()), (0.0, 1), "no wording, no change");
+        let mut d = run(0.3, "x", None);
+        apply_wording(&mut d, &wording_in("B replica"), 0.0);
+        assert_eq!(d.risk, 0.0, "weight 0 turns it off");
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::policy::{self, Authorisations, Decision, Match, Offer, Thresholds, Ve
 use crate::records::{self, RawRecord};
 use crate::source::{Fetcher, ImageRef};
 use crate::verify::Features;
+use crate::wording::{Lexicon, WordingHit};
 
 /// Seller details kept with each verdict for later network analysis.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -285,6 +286,9 @@ pub struct Report {
     /// Listing title, as given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    /// Counterfeit wording found in the title, strongest first (see `wording`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub wording: Vec<WordingHit>,
     /// The thresholds used.
     pub thresholds: Thresholds,
     /// The model that embedded the photos.
@@ -317,6 +321,7 @@ impl Report {
             rule: "error",
             reasons: vec![why],
             image_errors: Vec::new(),
+            wording: Vec::new(),
             seller: None,
             title: None,
             thresholds: ctx.thresholds.clone(),
@@ -339,6 +344,20 @@ pub struct Context {
     pub model: String,
     /// When region queries run: `[scan] region_queries`, else the model's default.
     pub regions: RegionQueries,
+    /// Counterfeit wording looked for in titles (`None` when `[wording]` is off).
+    pub lexicon: Option<Lexicon>,
+}
+
+impl Context {
+    /// The lexicon's phrases in `title`, weighed by how near they stand to the brands and titles
+    /// of the listing's `matches` (empty without a title or with `[wording]` off).
+    pub fn wording(&self, title: Option<&str>, matches: &[Match]) -> Vec<WordingHit> {
+        let (Some(lexicon), Some(title)) = (&self.lexicon, title) else { return Vec::new() };
+        let mut anchors: Vec<&str> = matches.iter().flat_map(|m| [m.brand.as_str(), m.title.as_str()]).filter(|a| !a.trim().is_empty()).collect();
+        anchors.sort_unstable();
+        anchors.dedup();
+        lexicon.find(title, &anchors, &self.config.wording)
+    }
 }
 
 impl Authorisations for CatalogView {
@@ -433,6 +452,10 @@ impl Scanner {
         let model = manifest.name.clone();
         let thresholds = config.policy.thresholds(&manifest)?;
         let regions = config.scan.region_queries.unwrap_or(manifest.region_queries());
+        let lexicon = match config.wording.enabled {
+            true => Some(Lexicon::load(config.wording.lexicon.as_deref())?),
+            false => None,
+        };
         Ok(Scanner {
             loader: Loader {
                 fetcher,
@@ -442,7 +465,7 @@ impl Scanner {
                 features: if config.verify.enabled { embed::LocalFeatures::Prepare(config.verify.params()) } else { embed::LocalFeatures::Skip },
                 phash: config.network.record,
             },
-            judge: Judge { view, embedder, ctx: Context { config, thresholds, model, regions }, inferences: Inferences::default() },
+            judge: Judge { view, embedder, ctx: Context { config, thresholds, model, regions, lexicon }, inferences: Inferences::default() },
         })
     }
 
@@ -665,7 +688,9 @@ impl Judge {
             seller_id: &listing.seller.seller_id,
             price: listing.price.zip(listing.currency.as_deref()),
         };
-        let d: Decision = policy::decide(&offer, &matches, &self.view, &self.ctx.thresholds, &self.ctx.config.currency);
+        let mut d: Decision = policy::decide(&offer, &matches, &self.view, &self.ctx.thresholds, &self.ctx.config.currency);
+        let wording = self.ctx.wording(listing.title.as_deref(), &matches);
+        policy::apply_wording(&mut d, &wording, self.ctx.config.wording.weight);
         let mut reasons = d.reasons;
         if !image_errors.is_empty() {
             reasons.push(format!("{} of {} photos could not be used (see image_errors)", image_errors.len(), listing.images.len()));
@@ -683,6 +708,7 @@ impl Judge {
             image_errors,
             seller: Some(listing.seller),
             title: listing.title,
+            wording,
             thresholds: self.ctx.thresholds.clone(),
             model: self.ctx.model.clone(),
             network: None,

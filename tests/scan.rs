@@ -562,3 +562,62 @@ fn a_mirrored_copy_is_verified_once_mirrored_back_and_says_so() {
     let w: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(w["matches"][0].get("mirrored").is_none() && w["matches"][0]["inliers"].as_u64().is_some_and(|n| n >= 40), "{w}");
 }
+
+/// Scans JSON Lines given as text (relative photo paths are relative to the working directory).
+fn scan_text(data: &std::path::Path, jsonl: &str) -> std::collections::HashMap<String, serde_json::Value> {
+    use std::io::Write as _;
+    let mut child = cmd(data).args(["scan", "-", "--json"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(jsonl.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    verdicts(&String::from_utf8(out.stdout).unwrap())
+}
+
+#[test]
+fn counterfeit_wording_in_the_title_raises_risk_and_explains_itself_but_never_the_verdict() {
+    let data = catalog_with(None);
+    let line = |id: &str, title: &str, photo: &str, price: u32| {
+        format!(r#"{{"listing_id":"{id}","seller_id":"x","title":"{title}","price":{price},"currency":"EUR","images":["testdata/listings/{photo}"]}}"#)
+    };
+    let input = [
+        line("plain", "Northwind Runner Pro", "L017-normal-price-crop.jpg", 120),
+        line("replica", "Northwind Runner Pro replica 1:1", "L017-normal-price-crop.jpg", 120),
+        line("gaofang", "高仿 Northwind Runner Pro 包邮", "L017-normal-price-crop.jpg", 120),
+        line("lamp", "replica lamp", "L023-unrelated-lamp.jpg", 5),
+    ]
+    .join("\n");
+    let got = scan_text(data.path(), &input);
+    let (plain, replica, gaofang, lamp) = (&got["plain"], &got["replica"], &got["gaofang"], &got["lamp"]);
+    assert_eq!(plain["verdict"], "review", "{plain}");
+    assert!(plain.get("wording").is_none(), "no wording field without wording: {plain}");
+    for worded in [replica, gaofang] {
+        assert_eq!(worded["verdict"], plain["verdict"], "wording never changes the verdict: {worded}");
+        assert_eq!(worded["rule"], plain["rule"]);
+        assert!(worded["risk"].as_f64().unwrap() > plain["risk"].as_f64().unwrap(), "{worded}");
+        assert!(worded["reasons"].to_string().contains("title wording"), "{worded}");
+    }
+    let terms: Vec<&str> = replica["wording"].as_array().unwrap().iter().map(|h| h["term"].as_str().unwrap()).collect();
+    assert_eq!(terms, ["replica", "1:1"]);
+    assert_eq!(gaofang["wording"][0]["term"], "高仿");
+    assert_eq!(gaofang["wording"][0]["lang"], "zh");
+    assert!(gaofang["wording"][0]["near"].as_str().unwrap().starts_with("Northwind"), "{gaofang}");
+    assert_eq!(lamp["verdict"], "clear", "wording alone never flags: {lamp}");
+    assert!(lamp["risk"].as_f64().unwrap() > 0.0 && lamp["wording"][0].get("near").is_none(), "{lamp}");
+}
+
+#[test]
+fn the_wording_lexicon_can_be_replaced_or_turned_off() {
+    let data = catalog_with(Some("[wording]\nlexicon = \"my-words.toml\"\n"));
+    std::fs::write(data.path().join("my-words.toml"), "[[term]]\ntext = \"sneaky\"\nlang = \"en\"\nweight = 1.0\n").unwrap();
+    let input = r#"{"listing_id":"a","seller_id":"x","title":"Northwind Runner Pro sneaky replica","price":120,"currency":"EUR","images":["testdata/listings/L017-normal-price-crop.jpg"]}"#;
+    let got = scan_text(data.path(), input);
+    let terms: Vec<&str> = got["a"]["wording"].as_array().unwrap().iter().map(|h| h["term"].as_str().unwrap()).collect();
+    assert_eq!(terms, ["sneaky"], "the file replaces the built-in lexicon");
+    let off = catalog_with(Some("[wording]\nenabled = false\n"));
+    assert!(scan_text(off.path(), input)["a"].get("wording").is_none());
+    let bad = catalog_with(None);
+    std::fs::write(bad.path().join("config.toml"), "[wording]\nlexicon = \"missing.toml\"\n").unwrap();
+    let out = run(bad.path(), &["scan", "-"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"), "{}", String::from_utf8_lossy(&out.stderr));
+}
