@@ -51,12 +51,34 @@ pub async fn save_upload(state: &Arc<AppState>, bytes: Vec<u8>) -> Result<PathBu
         if target.is_file() {
             Ok(())
         } else {
-            crate::fsutil::write_atomic(&target, &bytes)
+            write_unique(&target, &bytes)
         }
     })
     .await
     .map_err(|e| ApiError::internal(anyhow::anyhow!("upload task failed: {e}")))??;
     Ok(path)
+}
+
+/// Writes `bytes` to a temporary file of its own beside `path`, syncs it and renames it over
+/// `path`: requests uploading the same photo at once each write their own file, and the last
+/// rename leaves the same content.
+fn write_unique(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_file_name(format!(".upload-{}-{n}", std::process::id()));
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(
+            anyhow::Error::new(e).context(format!("cannot store the upload {}", path.display()))
+        );
+    }
+    crate::fsutil::sync_dir(path.parent());
+    Ok(())
 }
 
 /// Replaces the server's upload directory in every text of `v` by `upload:` (a client learns the
