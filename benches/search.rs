@@ -3,7 +3,8 @@
 //!
 //! `cargo bench --bench search` (N = 100000 by default; `KNOCKOFF_BENCH_N=1000000` for 1M);
 //! `KNOCKOFF_BENCH_SIZES=10000,20000,50000 cargo bench --bench search` compares the graph with
-//! exact search at the settings `scan` uses, per catalog size (the `index.hnsw_min_images` cross-over).
+//! exact search at the settings `scan` uses, per catalog size (the `index.hnsw_min_images` cross-over);
+//! `KNOCKOFF_BENCH_BUILD=1 cargo bench --bench search` times the graph build alone (twice).
 //! Vectors are clustered unit vectors (centres, members around them, and queries that are
 //! perturbed copies of members: near-duplicates, as in copy detection). They are written to
 //! `target/bench-search/` so that `benches/python/search.py` measures hnswlib and numpy on the same
@@ -65,7 +66,35 @@ fn recall(truth: &[Vec<Hit>], got: &[Vec<Hit>], at: usize) -> f64 {
     hit as f64 / (truth.len() * at) as f64
 }
 
+/// `KNOCKOFF_BENCH_BUILD=1`: the graph's build time (twice, with a check that both builds are
+/// the same bytes) and its search recall against exact float32 search, nothing else.
+fn build_only(n: usize) {
+    let (nq, k) = (1000, 10);
+    let (base, queries) = data(n, nq);
+    let qs: Vec<&[f32]> = queries.chunks_exact(DIM).collect();
+    let truth = Index::new(DIM, base.clone(), None, 128).search_batch(&qs, k, &|_| true);
+    let cfg = IndexConfig { hnsw_m: 16, hnsw_ef_construction: 200, ..IndexConfig::default() };
+    let rows = Rows::new(DIM, Storage::Int8, base);
+    let mut builds = Vec::new();
+    for run in 0..2 {
+        let t = Instant::now();
+        let graph = Graph::build(None, &rows, &cfg).expect("build");
+        println!("build {run}: {:.1} s ({} threads)", t.elapsed().as_secs_f64(), rayon::current_num_threads());
+        builds.push(graph);
+    }
+    println!("the two builds are {}", if builds[0] == builds[1] { "identical" } else { "different" });
+    for ef in [16usize, 64, 128] {
+        let got: Vec<Vec<Hit>> = qs.iter().map(|q| builds[0].search(&rows, q, k, ef, &|_| true)).collect();
+        println!("ef_search {ef}: recall@1 {:.3}, recall@10 {:.3}", recall(&truth, &got, 1), recall(&truth, &got, 10));
+    }
+}
+
 fn main() {
+    let n_env = || std::env::var("KNOCKOFF_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    if std::env::var("KNOCKOFF_BENCH_BUILD").is_ok() {
+        build_only(n_env());
+        return;
+    }
     if let Ok(sizes) = std::env::var("KNOCKOFF_BENCH_SIZES") {
         let sizes: Vec<usize> = sizes.split(',').filter_map(|s| s.trim().parse().ok()).collect();
         crossover(&sizes);

@@ -82,8 +82,8 @@ const PREFETCH_BYTES: usize = 576;
 const LEVEL_SEED: u64 = 0x6b6e_6f63_6b6f_6666;
 /// Nodes inserted per batch of a build (see the module doc): their searches run in parallel against
 /// the graph before the batch. A constant, never the thread count, so that a build is the same on
-/// every machine. Measured at 100k × 512 (BENCHMARKS.md): 256 builds as fast as 1024 and keeps
-/// recall; each node computes at most 255 exact similarities to its batch.
+/// every machine. Each node computes at most 255 exact similarities to its batch, little next to
+/// its search at ef_construction 200; build times before and after in BENCHMARKS.md.
 const BUILD_BATCH: usize = 256;
 
 /// A node with its similarity to the vector being searched for, ordered by similarity (ties: the
