@@ -219,6 +219,7 @@ async fn read_query(state: &Arc<AppState>, mut form: Multipart) -> Result<Listin
                 .unwrap_or_else(|| "unknown-seller".into()),
             ..Seller::default()
         },
+        warnings: Vec::new(),
     })
 }
 
