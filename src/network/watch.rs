@@ -156,8 +156,13 @@ impl Recorder {
                     phash: p.phash,
                     embedding: p.embedding.clone(),
                     catalog: p.catalog,
-                    // the reference photo a catalog-like photo of a flag or review copies
-                    reference: if counterfeit && p.catalog { r.matches.iter().find(copies).map(|m| m.image.clone()) } else { None },
+                    // the reference photo this photo of a flag or review copies (a match of it
+                    // at least at the review threshold)
+                    reference: if counterfeit {
+                        r.matches.iter().filter(|m| f64::from(m.similarity) >= r.thresholds.review_threshold).find(copies).map(|m| m.image.clone())
+                    } else {
+                        None
+                    },
                 }
             })
             .collect();
