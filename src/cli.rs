@@ -715,7 +715,8 @@ fn scan_cmd(g: &Global, mut config: Config, args: &ScanArgs) -> Result<i32> {
         config.scan.region_queries = Some(r);
     }
     config.verify.enabled |= args.verify;
-    config.network.record &= !args.no_record;
+    // a snapshot is read-only (it may be on shared storage read by many scans): nothing is recorded in it
+    config.network.record &= !args.no_record && !catalog::snapshot::is_snapshot(&g.data);
     let name = args.input.display().to_string();
     if let Some(out) = &args.output {
         refuse_output_is_input(&args.input, out)?;

@@ -82,20 +82,18 @@ enum Body {
 
 /// Sends a request; returns the status and the body (errors included).
 fn call(method: &str, url: &str, key: Option<&str>, body: Body) -> (u16, String) {
-    let mut req = ureq::request(method, url);
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    let mut req = ureq::http::Request::builder().method(method).uri(url);
     if let Some(k) = key {
-        req = req.set("Authorization", &format!("Bearer {k}"));
+        req = req.header("Authorization", format!("Bearer {k}"));
     }
     let res = match body {
-        Body::None => req.call(),
-        Body::Json(v) => req
-            .set("Content-Type", "application/json")
-            .send_bytes(&serde_json::to_vec(&v).unwrap()),
-        Body::Raw(ct, bytes) => req.set("Content-Type", &ct).send_bytes(&bytes),
+        Body::None => agent.run(req.body(()).unwrap()),
+        Body::Json(v) => agent.run(req.header("Content-Type", "application/json").body(serde_json::to_vec(&v).unwrap()).unwrap()),
+        Body::Raw(ct, bytes) => agent.run(req.header("Content-Type", ct).body(bytes).unwrap()),
     };
     match res {
-        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
-        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+        Ok(mut r) => (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default()),
         Err(e) => panic!("{method} {url}: {e}"),
     }
 }
