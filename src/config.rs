@@ -93,33 +93,8 @@ impl Default for ServerConfig {
     }
 }
 
-/// Counterfeit wording in listing titles (`[wording]`, see `wording`): phrases of a lexicon found
-/// in a title raise the verdict's risk by up to `weight` of what is left to 1, never its verdict.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct WordingConfig {
-    /// Whether titles are read for counterfeit wording.
-    pub enabled: bool,
-    /// A lexicon file to use instead of the built-in one (`lexicon/counterfeit-wording.toml`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lexicon: Option<PathBuf>,
-    /// The most the wording raises risk, as a share of what is left to 1 (0 turns it off).
-    pub weight: f64,
-    /// A phrase within this many characters of the brand's name or a product title counts fully.
-    pub near_chars: usize,
-    /// From this many characters on, a phrase counts `far_factor` of its weight.
-    pub far_chars: usize,
-    /// What a phrase far from the brand's name and product titles counts.
-    pub far_factor: f64,
-    /// What a phrase counts in a title that names no matched brand or product.
-    pub unanchored_factor: f64,
-}
+pub use crate::wording::WordingConfig;
 
-impl Default for WordingConfig {
-    fn default() -> Self {
-        WordingConfig { enabled: true, lexicon: None, weight: 0.3, near_chars: 16, far_chars: 48, far_factor: 0.5, unanchored_factor: 0.35 }
-    }
-}
 
 /// Geometric verification (`[verify]`, or `scan --verify`): the best candidate products of each
 /// listing are checked with local features (see `verify`). The product whose photo shares the most

@@ -444,7 +444,7 @@ mod tests {
 
     fn wording_in(title: &str) -> Vec<WordingHit> {
         let lexicon = crate::wording::Lexicon::builtin().expect("built-in lexicon");
-        lexicon.find(title, &["B", "T"], &crate::config::WordingConfig::default())
+        lexicon.find(title, &["B", "T"], &crate::wording::WordingConfig::default())
     }
 
     #[test]
