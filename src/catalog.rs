@@ -441,6 +441,30 @@ fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
+/// Creates the schema and its version in one transaction, so that a kill while a catalog is
+/// created leaves either no tables or all of them with their version.
+fn create_schema(conn: &Connection, db: &Path) -> Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    tx.execute_batch(SCHEMA).context("cannot create the catalog schema")?;
+    let version: Option<String> =
+        tx.query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0)).optional()?;
+    match version {
+        None => {
+            tx.execute("INSERT INTO meta VALUES('schema_version', ?1)", [SCHEMA_VERSION.to_string()])?;
+        }
+        Some(v) if v == SCHEMA_VERSION.to_string() => {}
+        Some(v) => bail!("{} has format version {v}; this knockoff reads version {SCHEMA_VERSION}", db.display()),
+    }
+    tx.commit().context("cannot create the catalog schema")?;
+    Ok(())
+}
+
+/// Whether the catalog database has its `meta` table (a file without it was never committed to).
+fn has_meta(conn: &Connection) -> Result<bool> {
+    let n: i64 = conn.query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='meta'", [], |r| r.get(0))?;
+    Ok(n > 0)
+}
+
 impl Store {
     /// Opens an existing catalog to change it (remove, compact, clear the background): an error,
     /// with nothing created, when `dir` holds no catalog. Only adding creates one (`open(dir, true)`).
@@ -448,6 +472,7 @@ impl Store {
         if !dir.join("catalog.sqlite").is_file() {
             bail!("no catalog in {} (add one with `knockoff catalog add FILE`, or choose another with --data)", dir.display());
         }
+        drop(Store::open(dir, false)?); // a catalog file never committed to is no catalog either
         Store::open(dir, true)
     }
 
@@ -482,16 +507,12 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         if write {
-            conn.execute_batch(SCHEMA).context("cannot create the catalog schema")?;
-            let version: Option<String> =
-                conn.query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0)).optional()?;
-            match version {
-                None => {
-                    conn.execute("INSERT INTO meta VALUES('schema_version', ?1)", [SCHEMA_VERSION.to_string()])?;
-                }
-                Some(v) if v == SCHEMA_VERSION.to_string() => {}
-                Some(v) => bail!("{} has format version {v}; this knockoff reads version {SCHEMA_VERSION}", db.display()),
-            }
+            create_schema(&conn, &db)?;
+        } else if !has_meta(&conn)? {
+            bail!(
+                "no catalog in {} (the first `knockoff catalog add` there stopped before it saved anything; run it again)",
+                dir.display()
+            );
         }
         let store = Store { dir: dir.to_path_buf(), conn, _lock: lock, snapshot: None };
         if !write {

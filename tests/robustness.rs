@@ -193,6 +193,28 @@ fn catalog_add_quiet_price_0_and_commands_that_must_not_create_a_catalog() {
     assert_eq!((compact.status.code(), stderr(&compact).as_str()), (Some(0), ""), "compact is quiet with -q");
 }
 
+/// A kill during the very first `catalog add` can leave `catalog.sqlite` with nothing committed
+/// (SQLite has created the file, the schema was not committed yet): that is no catalog, said
+/// plainly by the commands that read or change one, and the next `catalog add` starts it again.
+#[test]
+fn a_catalog_file_never_committed_to_is_no_catalog() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("catalog.sqlite"), b"").unwrap();
+    for args in [vec!["catalog", "stats"], vec!["catalog", "list"], vec!["catalog", "compact"], vec!["catalog", "remove", "Acme"]] {
+        let o = run(&data, &args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.starts_with("knockoff: error: no catalog in") && err.contains("run it again"), "{args:?}: {err}");
+    }
+    require_models();
+    let catalog = testdata("catalog.csv");
+    run_ok(&data, &["-q", "catalog", "add", catalog.to_str().unwrap()], 0);
+    let stats = run_ok(&data, &["catalog", "stats"], 0);
+    assert!(stats.contains("products:         9 live"), "{stats}");
+}
+
 #[test]
 fn listings_in_utf16_or_with_a_byte_order_mark_or_semicolons() {
     let data = catalog_with(None);
