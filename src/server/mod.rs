@@ -2,7 +2,7 @@
 //!
 //! One process: an axum router on a tokio runtime answers requests; `engine` runs the one model
 //! session on its own thread behind a bounded queue; `db` keeps keys, verdicts and decisions in
-//! `DATA/server.sqlite`; `auth` checks every `/v1` request's key and role as a layer; `api` holds
+//! `DATA/server.sqlite`; `decisions` takes every decision (API and console alike); `auth` checks every `/v1` request's key and role as a layer; `api` holds
 //! the small handlers; `openapi` the generated API description. Nothing below the server imports
 //! it.
 
@@ -10,6 +10,7 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod db;
+pub mod decisions;
 pub mod engine;
 pub mod error;
 pub mod keys;

@@ -10,13 +10,11 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::server::decisions;
 use crate::server::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::server::keys::Caller;
 use crate::server::ledger::{self, DecisionRow, Outcome, VerdictFilter};
 use crate::server::AppState;
-
-/// Longest decision note, in characters.
-const MAX_NOTE: usize = 4000;
 
 /// A page of verdicts.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -102,16 +100,7 @@ pub async fn decide(
     ApiPath(id): ApiPath<i64>,
     ApiJson(input): ApiJson<DecisionInput>,
 ) -> Result<(StatusCode, Json<DecisionRow>), ApiError> {
-    if input.note.chars().count() > MAX_NOTE {
-        return Err(ApiError::bad_request(
-            "bad_request",
-            format!("the note is longer than {MAX_NOTE} characters"),
-        ));
-    }
-    visible(&state, &caller, id).await?;
-    let row = state
-        .with_db(move |c| ledger::decide(c, &caller, id, input.decision, &input.note))
-        .await?;
+    let row = decisions::decide(&state, &caller, id, input.decision, input.note).await?;
     Ok((StatusCode::CREATED, Json(row)))
 }
 
