@@ -977,6 +977,12 @@ fn a_job_survives_kill_9_with_every_verdict_once() {
     let id = job["id"].as_i64().unwrap();
     let (status, _) = call("GET", &format!("{}/v1/jobs/{id}", server.base), Some(&other), Body::None);
     assert_eq!(status, 404, "another marketplace's job");
+    // limits: no listing, and more than 100 000
+    let ndjson = |text: String| Body::Raw("application/x-ndjson".into(), text.into_bytes());
+    let (status, e) = call("POST", &format!("{}/v1/jobs", server.base), Some(&other), ndjson("\n  \n".into()));
+    assert_eq!((status, json_of(&e)["code"].as_str()), (400, Some("bad_request")), "{e}");
+    let (status, e) = call("POST", &format!("{}/v1/jobs", server.base), Some(&other), ndjson("{}\n".repeat(100_001)));
+    assert_eq!((status, json_of(&e)["code"].as_str()), (413, Some("too_many_listings")), "{e}");
 
     // kill -9 in the middle of the job
     let t = std::time::Instant::now();
