@@ -2,7 +2,9 @@
 //! candidate thresholds, and the thresholds that reach a target precision.
 //!
 //! A labelled outcome is a listing known to be `counterfeit` or `genuine`, with its score: the best
-//! similarity from a verdict (`scan` output) or from running its image through the scanner.
+//! similarity from a verdict (`scan` output) or from running its image through the scanner. The
+//! decisions reviewers took through `knockoff serve` are labels too (`server::ledger::labels`):
+//! `in_use` tells, per brand, how precise the thresholds in force are on them.
 
 use serde::Serialize;
 
@@ -65,6 +67,32 @@ pub fn curve(outcomes: &[Outcome]) -> Vec<Point> {
     (4..=19).map(|i| point(outcomes, i as f64 * 0.05)).collect()
 }
 
+/// Precision and recall of one group of outcomes at the thresholds in force.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InUse {
+    /// The group (a brand, or `all`).
+    pub group: String,
+    /// Labelled outcomes in it.
+    pub outcomes: usize,
+    /// Of them counterfeit.
+    pub counterfeit: usize,
+    /// At the match (flag) threshold.
+    pub matched: Point,
+    /// At the review threshold.
+    pub review: Point,
+}
+
+/// Precision and recall of `outcomes` at the thresholds in force, for the group named `group`.
+pub fn in_use(group: &str, outcomes: &[Outcome], match_threshold: f64, review_threshold: f64) -> InUse {
+    InUse {
+        group: group.to_string(),
+        outcomes: outcomes.len(),
+        counterfeit: outcomes.iter().filter(|o| o.counterfeit).count(),
+        matched: point(outcomes, match_threshold),
+        review: point(outcomes, review_threshold),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +123,15 @@ mod tests {
         assert!((p.threshold - 0.4).abs() < 1e-12);
         assert_eq!(p.recall, 1.0);
         assert!(threshold_for_precision(&[o(0.9, false)], 0.5).is_none());
+    }
+
+    #[test]
+    fn precision_at_the_thresholds_in_force() {
+        let v = [o(0.9, true), o(0.8, false), o(0.7, true), o(0.5, false)];
+        let u = in_use("Acme", &v, 0.75, 0.6);
+        assert_eq!((u.outcomes, u.counterfeit), (4, 2));
+        assert_eq!((u.matched.selected, u.matched.precision, u.matched.recall), (2, 0.5, 0.5));
+        assert!((u.review.precision - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(u.review.recall, 1.0);
     }
 }

@@ -9,6 +9,7 @@
 //! features and `colour` telling look-alike siblings apart; `report` writes them; `cli` is the command line; `bench`, with `attack` and
 //! `metrics`, measures accuracy on benchmark photos.
 
+pub mod allowlist;
 pub mod attack;
 pub mod baseline;
 pub mod batch;

@@ -3,19 +3,33 @@
 //! link-local, shared (carrier-grade NAT), multicast, broadcast and unspecified addresses are
 //! refused unless the host is explicitly allowed.
 //!
-//! The check runs where names are resolved (`Guard::resolve`, the HTTP client's resolver), so it
-//! applies to every connection: the first request, every redirect, and a name that resolves to
-//! another address the second time it is looked up.
+//! The check runs where names are resolved for a connection: `Resolver` is the HTTP client's
+//! resolver, so a name is looked up once per connection and the client connects to exactly the
+//! addresses that were checked. That covers the first request, every redirect, and a name that
+//! resolves to another address the second time it is looked up (DNS rebinding): no second lookup
+//! is made between the check and the connection.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+/// How names are looked up (the system's resolver, or a test's).
+type Lookup = Arc<dyn Fn(&str) -> io::Result<Vec<SocketAddr>> + Send + Sync>;
 
 /// The outbound address policy.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Guard {
     /// Host names or IP literals (lower case, without brackets or port) that may resolve to any
     /// address, private ones included.
     allow_hosts: Vec<String>,
+    /// Name lookup; the system's when none.
+    lookup: Option<Lookup>,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard").field("allow_hosts", &self.allow_hosts).finish_non_exhaustive()
+    }
 }
 
 impl Guard {
@@ -23,24 +37,74 @@ impl Guard {
     pub fn new(allow_hosts: &[String]) -> Guard {
         Guard {
             allow_hosts: allow_hosts.iter().map(|h| normalise_host(h)).collect(),
+            lookup: None,
         }
+    }
+
+    /// The same guard looking names up with `lookup` (`host:port` to addresses) instead of the
+    /// system's resolver: for tests that play a DNS server.
+    pub fn with_lookup(mut self, lookup: impl Fn(&str) -> io::Result<Vec<SocketAddr>> + Send + Sync + 'static) -> Guard {
+        self.lookup = Some(Arc::new(lookup));
+        self
     }
 
     /// Resolves `netloc` (`host:port`) and keeps its addresses only when they are public or the
     /// host is allowed; an error names the host and the refused address.
     pub fn resolve(&self, netloc: &str) -> io::Result<Vec<SocketAddr>> {
         let host = netloc.rsplit_once(':').map(|(h, _)| h).unwrap_or(netloc);
-        let addrs: Vec<SocketAddr> = netloc.to_socket_addrs()?.collect();
+        let addrs: Vec<SocketAddr> = match &self.lookup {
+            Some(lookup) => lookup(netloc)?,
+            None => netloc.to_socket_addrs()?.collect(),
+        };
         if self.allow_hosts.iter().any(|a| *a == normalise_host(host)) {
             return Ok(addrs);
         }
         if let Some(bad) = addrs.iter().find(|a| !is_public(a.ip())) {
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
-                format!("{host} resolves to {}, a non-public address (allow the host in [server] allow_hosts to fetch from it)", bad.ip()),
+                format!("download refused: {host} resolves to {}, a non-public address (allow the host in [server] allow_hosts to fetch from it)", bad.ip()),
             ));
         }
         Ok(addrs)
+    }
+}
+
+/// The HTTP client's resolver under a `Guard`: each connection's name is looked up once, checked,
+/// and only the checked addresses are handed to the client to connect to.
+#[derive(Debug, Clone)]
+pub struct Resolver {
+    guard: Guard,
+}
+
+impl Resolver {
+    /// A resolver checking with `guard`.
+    pub fn new(guard: Guard) -> Resolver {
+        Resolver { guard }
+    }
+}
+
+impl ureq::unversioned::resolver::Resolver for Resolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        _config: &ureq::config::Config,
+        _timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return Err(ureq::Error::BadUri(format!("{uri} has no scheme or host")));
+        };
+        let netloc = ureq::unversioned::resolver::DefaultResolver::host_and_port(scheme, authority)
+            .ok_or_else(|| ureq::Error::BadUri(format!("{uri}: unknown port")))?;
+        let mut out = self.empty();
+        for a in self.guard.resolve(&netloc)? {
+            if out.try_push(a).is_err() {
+                break; // the client takes at most 16
+            }
+        }
+        if out.is_empty() {
+            return Err(ureq::Error::HostNotFound);
+        }
+        Ok(out)
     }
 }
 

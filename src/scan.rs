@@ -10,6 +10,7 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::allowlist::{self, Allowed};
 use crate::catalog::CatalogView;
 use crate::colour::Colours;
 use crate::config::{Config, RegionQueries};
@@ -299,6 +300,10 @@ pub struct Report {
     /// Optional fields left out because they were unusable.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Products set aside because the listing photo that matched them is on their allow-list
+    /// (`allowlist`): which decision, who, when.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed: Vec<Allowed>,
     /// The listing's price and currency as given (recorded for case files).
     #[serde(skip)]
     pub offer: Option<(f64, String)>,
@@ -328,6 +333,7 @@ impl Report {
             model: ctx.model.clone(),
             network: None,
             warnings: Vec::new(),
+            allowed: Vec::new(),
             offer: None,
             photos: Vec::new(),
         }
@@ -427,6 +433,8 @@ pub struct Judge {
     embedder: Embedder,
     ctx: Context,
     inferences: Inferences,
+    /// Photos reviewers allowed for products (`allowlist`).
+    allow: allowlist::Shared,
 }
 
 /// How many photos were embedded, and how many of them had their regions searched too.
@@ -465,13 +473,19 @@ impl Scanner {
                 features: if config.verify.enabled { embed::LocalFeatures::Prepare(config.verify.params()) } else { embed::LocalFeatures::Skip },
                 phash: config.network.record,
             },
-            judge: Judge { view, embedder, ctx: Context { config, thresholds, model, regions, lexicon }, inferences: Inferences::default() },
+            judge: Judge { view, embedder, ctx: Context { config, thresholds, model, regions, lexicon }, inferences: Inferences::default(), allow: allowlist::Shared::default() },
         })
     }
 
     /// The model, for embedding other photos between scans (a server adding products).
     pub fn embedder_mut(&mut self) -> &mut Embedder {
         &mut self.judge.embedder
+    }
+
+    /// Sets the allow-list verdicts respect (`allowlist`); listing photos are hashed from now on.
+    pub fn set_allowlist(&mut self, allow: allowlist::Shared) {
+        self.loader.phash = true;
+        self.judge.allow = allow;
     }
 
     /// Replaces the catalog the scanner searches (after products changed).
@@ -684,14 +698,20 @@ impl Judge {
             }
         }
         matches.truncate(self.ctx.config.policy.top_k);
+        let allowed = self.set_aside_allowed(&mut matches, &listing.seller.seller_id, photos);
         let offer = Offer {
             seller_id: &listing.seller.seller_id,
             price: listing.price.zip(listing.currency.as_deref()),
         };
         let mut d: Decision = policy::decide(&offer, &matches, &self.view, &self.ctx.thresholds, &self.ctx.config.currency);
+        if matches.is_empty() && !allowed.is_empty() {
+            d.rule = "allow_list";
+            d.reasons.clear();
+        }
         let wording = self.ctx.wording(listing.title.as_deref(), &matches);
         policy::apply_wording(&mut d, &wording, self.ctx.config.wording.weight);
-        let mut reasons = d.reasons;
+        let mut reasons: Vec<String> = allowed.iter().map(Allowed::reason).collect();
+        reasons.append(&mut d.reasons);
         if !image_errors.is_empty() {
             reasons.push(format!("{} of {} photos could not be used (see image_errors)", image_errors.len(), listing.images.len()));
         }
@@ -713,9 +733,30 @@ impl Judge {
             model: self.ctx.model.clone(),
             network: None,
             warnings: listing.warnings,
+            allowed,
             offer: listing.price.zip(listing.currency),
             photos: Vec::new(),
         })
+    }
+
+    /// Takes out of `matches` the products whose matched listing photo (any orientation) is on
+    /// their allow-list for this seller, and returns them with the entries that allow them. Only
+    /// the photo that matched a product best is looked at (`Match::listing_image`).
+    fn set_aside_allowed(&self, matches: &mut Vec<Match>, seller_id: &str, photos: &Photos<'_>) -> Vec<Allowed> {
+        let mut allowed = Vec::new();
+        self.allow.read(|list| {
+            if list.is_empty() {
+                return;
+            }
+            matches.retain(|m| {
+                let photo = photos.places.get(&m.listing_image).map_or(m.listing_image.as_str(), |(p, _)| p.as_str());
+                let hashes: Vec<u64> = photos.hashes.iter().filter(|(n, _)| n == photo).map(|(_, h)| *h).collect();
+                let Some((entry, bits)) = list.find(&m.brand, &m.product_id, seller_id, &hashes) else { return true };
+                allowed.push(Allowed { listing_image: photo.to_string(), hash_distance: bits, similarity: m.similarity, entry: entry.clone() });
+                false
+            });
+        });
+        allowed
     }
 
     /// The candidates `verify` checks: of the best `verify.candidates` matches, those scoring at

@@ -60,6 +60,12 @@ impl Server {
         self.child.wait().ok().and_then(|s| s.code())
     }
 
+    /// Kills the server with SIGKILL (no clean-up of any kind) and waits for it.
+    fn kill9(&mut self) {
+        self.child.kill().expect("kill -9");
+        let _ = self.child.wait();
+    }
+
     fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
@@ -240,6 +246,11 @@ fn every_endpoint_checks_role_and_brand() {
     assert_eq!(verdict["matches"][0]["brand"], "Acme");
     let vid = verdict["id"].as_i64().unwrap();
 
+    let job_line = |id: &str| Body::Raw("application/x-ndjson".into(), format!("{}\n", json!({"listing_id": id, "seller_id": "s", "images": ["/etc/passwd"]})).into_bytes());
+    let (status, body) = call("POST", &url("/v1/jobs"), k("marketplace"), job_line("J0"));
+    assert_eq!(status, 202, "{body}");
+    let jid = json_of(&body)["id"].as_i64().unwrap();
+
     let probe = |id: &str| {
         json!({"brand": "Acme", "product_id": id, "title": "Probe", "price": 10, "currency": "USD",
         "images": [format!("{photos}/catalog/acme/acme-diver_1.jpg")]})
@@ -346,6 +357,41 @@ fn every_endpoint_checks_role_and_brand() {
             "/v1/decisions".into(),
             Box::new(none),
             [401, 401, 200, 200, 200, 200, 200, 403, 403],
+        ),
+        (
+            "GET",
+            "/v1/networks",
+            "/v1/networks".into(),
+            Box::new(none),
+            [401, 401, 200, 200, 200, 200, 200, 403, 403],
+        ),
+        (
+            "GET",
+            "/v1/networks/{id}",
+            "/v1/networks/N-0000000000".into(),
+            Box::new(none),
+            [401, 401, 404, 404, 404, 404, 404, 403, 403],
+        ),
+        (
+            "POST",
+            "/v1/jobs",
+            "/v1/jobs".into(),
+            Box::new(|| job_line("J1")),
+            [401, 401, 202, 403, 403, 403, 403, 202, 202],
+        ),
+        (
+            "GET",
+            "/v1/jobs/{id}",
+            format!("/v1/jobs/{jid}"),
+            Box::new(none),
+            [401, 401, 200, 403, 403, 403, 403, 200, 404],
+        ),
+        (
+            "GET",
+            "/v1/jobs/{id}/results",
+            format!("/v1/jobs/{jid}/results?follow=false"),
+            Box::new(none),
+            [401, 401, 200, 403, 403, 403, 403, 200, 404],
         ),
     ];
     let callers = [
@@ -721,6 +767,24 @@ fn scan_round_trip_decisions_export_and_graceful_shutdown() {
     assert_eq!(recs.len(), 2);
     assert_eq!(&recs[1][6], "stitching, logo, \"quotes\"");
 
+    // more decisions: flags are counterfeit except every fourth, the rest genuine
+    let mut labels: Vec<(String, f64, bool)> = Vec::new(); // (brand, score, counterfeit) of the latest decisions
+    for (i, v) in got.iter().enumerate() {
+        if v["verdict"] == "error" || v["matches"].as_array().is_none_or(|m| m.is_empty()) {
+            continue;
+        }
+        let counterfeit = i == 0 || (v["verdict"] == "flag" && i % 4 != 1);
+        if i > 0 {
+            let decision = if counterfeit { "counterfeit" } else { "genuine" };
+            let id = v["id"].as_i64().unwrap();
+            let (status, body) = call("POST", &url(&format!("/v1/verdicts/{id}/decision")), Some(&analyst),
+                Body::Json(json!({"decision": decision})));
+            assert_eq!(status, 201, "{body}");
+        }
+        let top = &v["matches"][0];
+        labels.push((top["brand"].as_str().unwrap().into(), top["similarity"].as_f64().unwrap(), counterfeit));
+    }
+
     // SIGTERM: a clean exit; keys never in the logs
     let log_before = server.log();
     assert!(
@@ -733,4 +797,318 @@ fn scan_round_trip_decisions_export_and_graceful_shutdown() {
     for k in [&market, &analyst] {
         assert!(!log.contains(&k[16..]), "a key was logged");
     }
+
+    // `knockoff calibrate --decisions`: the latest decisions as labels, per brand, precision at
+    // the thresholds in force
+    let t = &got[0]["thresholds"];
+    let (m, r) = (t["match_threshold"].as_f64().unwrap(), t["review_threshold"].as_f64().unwrap());
+    let acme: Vec<&(String, f64, bool)> = labels.iter().filter(|l| l.0 == "Acme").collect();
+    let precision = |th: f64| {
+        let sel: Vec<_> = acme.iter().filter(|l| l.1 >= th).collect();
+        (sel.len(), sel.iter().filter(|l| l.2).count())
+    };
+    let out = run_ok(d, &["calibrate", "--decisions", "--brand", "Acme", "--json"], 0);
+    let c = json_of(&out);
+    assert_eq!(c["outcomes"], acme.len(), "{c}");
+    assert_eq!(c["in_use"]["match_threshold"], m);
+    let all = &c["in_use"]["groups"][0];
+    assert_eq!(all["group"], "all");
+    for (key, th) in [("matched", m), ("review", r)] {
+        let (selected, tp) = precision(th);
+        assert_eq!(all[key]["selected"], selected, "{key}: {c}");
+        let want = if selected == 0 { 1.0 } else { tp as f64 / selected as f64 };
+        assert!((all[key]["precision"].as_f64().unwrap() - want).abs() < 1e-9, "{key}: {c}");
+    }
+    if acme.iter().any(|l| !l.2 && l.1 >= m) {
+        assert!(all["matched"]["precision"].as_f64().unwrap() < 1.0, "a genuine flag lowers precision: {c}");
+    }
+    // every brand is reported without --brand; the table names the thresholds in force
+    let out = run_ok(d, &["calibrate", "--decisions", "--json"], 0);
+    let c = json_of(&out);
+    assert_eq!(c["outcomes"], labels.len());
+    let groups: Vec<&str> = c["in_use"]["groups"].as_array().unwrap().iter().map(|g| g["group"].as_str().unwrap()).collect();
+    assert!(groups.contains(&"Acme") && groups.contains(&"Northwind"), "{groups:?}");
+    let text = run_ok(d, &["calibrate", "--decisions"], 0);
+    assert!(text.contains("at the thresholds in force") && text.contains("Acme"), "{text}");
+}
+
+#[test]
+fn a_genuine_decision_allow_lists_the_photo_for_its_product() {
+    let photos = photo_server();
+    let data = data_with("[server]\nallow_hosts = [\"127.0.0.1\"]\n");
+    let d = data.path();
+    let market = key(d, &["--role", "marketplace"]);
+    let analyst = key(d, &["--role", "analyst"]);
+    let analyst_id = analyst.split('_').nth(1).unwrap().to_string();
+    let mut server = Server::start(d);
+    let url = |p: &str| format!("{}{p}", server.base);
+    let listing = |id: &str, seller: &str, file: &str| {
+        json!({"listing_id": id, "seller_id": seller, "price": 19.45, "currency": "USD",
+            "images": [format!("{photos}/listings/{file}")]})
+    };
+    let scan = |l: Value| -> Value {
+        let (s, b) = call("POST", &url("/v1/scan"), Some(&market), Body::Json(json!({"listings": [l]})));
+        assert_eq!(s, 200, "{b}");
+        json_of(&b)["verdicts"][0].clone()
+    };
+    let decide = |id: i64, decision: &str| -> Value {
+        let (s, b) = call(
+            "POST",
+            &url(&format!("/v1/verdicts/{id}/decision")),
+            Some(&analyst),
+            Body::Json(json!({"decision": decision, "note": "checked"})),
+        );
+        assert_eq!(s, 201, "{b}");
+        json_of(&b)
+    };
+    let same = || listing("L005", "bestdeals88", "L005-copy-text-price.jpg");
+    let not_about = |v: &Value, product: &str| {
+        v["verdict"] != "flag" && v["matches"].as_array().unwrap().iter().all(|m| m["product_id"] != product)
+    };
+
+    let first = scan(same());
+    assert_eq!(first["verdict"], "flag", "{first}");
+    assert_eq!(first["matches"][0]["product_id"], "acme-diver");
+    let id = first["id"].as_i64().unwrap();
+    let decided = decide(id, "genuine");
+    let added = &decided["allow_list"]["added"][0];
+    assert_eq!(added["product_id"], "acme-diver", "{decided}");
+    assert_eq!(added["decided_by"], analyst_id.as_str());
+    assert_eq!(added["verdict_id"], id);
+
+    // the same photo again: not flagged for acme-diver, and the verdict says why
+    let again = scan(same());
+    assert!(not_about(&again, "acme-diver"), "{again}");
+    assert_eq!(again["allowed"][0]["entry"]["verdict_id"], id, "{again}");
+    let reasons = again["reasons"].to_string();
+    for part in ["allow-list of Acme / acme-diver", "decided genuine", &analyst_id, &format!("verdict {id}")] {
+        assert!(reasons.contains(part), "{part} missing: {reasons}");
+    }
+    // a different photo of the same product is still flagged
+    let other = scan(listing("L015", "topbrand_outlet", "L015-copy-rotate-crop.jpg"));
+    assert_eq!(other["verdict"], "flag", "{other}");
+    assert_eq!(other["matches"][0]["product_id"], "acme-diver");
+    assert!(other.get("allowed").is_none(), "{other}");
+    // this photo is not a copy of the reference photo (its hash is far): allowed for any seller
+    assert!(first["matches"][0]["hash_distance"].is_null(), "{first}");
+    assert!(added.get("seller_id").is_none(), "{decided}");
+    let elsewhere = scan(listing("L005b", "someone-else", "L005-copy-text-price.jpg"));
+    assert!(not_about(&elsewhere, "acme-diver"), "{elsewhere}");
+    // a photo that copies the brand's reference photo (hashes near) is allowed for its seller only
+    let copy = scan(listing("L008", "shop-a", "L008-copy-downscale.jpg"));
+    assert_eq!(copy["matches"][0]["product_id"], "acme-classic", "{copy}");
+    assert!(!copy["matches"][0]["hash_distance"].is_null(), "{copy}");
+    let decided_copy = decide(copy["id"].as_i64().unwrap(), "not_our_product");
+    assert_eq!(decided_copy["allow_list"]["added"][0]["seller_id"], "shop-a", "{decided_copy}");
+    assert!(not_about(&scan(listing("L008", "shop-a", "L008-copy-downscale.jpg")), "acme-classic"));
+    let other_seller = scan(listing("L008c", "shop-b", "L008-copy-downscale.jpg"));
+    assert_eq!(other_seller["matches"][0]["product_id"], "acme-classic", "{other_seller}");
+    assert_eq!(other_seller["verdict"], copy["verdict"], "{other_seller}");
+
+    // a later counterfeit decision takes the photo off the list; genuine puts it back
+    assert_eq!(decide(id, "counterfeit")["allow_list"]["removed"], 1);
+    assert_eq!(scan(same())["verdict"], "flag");
+    decide(id, "genuine");
+    assert_eq!(server.stop(), Some(0), "{}", server.log());
+
+    // `knockoff scan` reads the same allow-list
+    let input = d.join("again.jsonl");
+    let photo = testdata("listings/L005-copy-text-price.jpg");
+    let line = json!({"listing_id": "L005", "seller_id": "bestdeals88", "price": 19.45, "currency": "USD",
+        "images": [photo.to_str().unwrap()]});
+    std::fs::write(&input, format!("{line}\n")).unwrap();
+    let out = run_ok(d, &["scan", input.to_str().unwrap(), "--json"], 0);
+    let v = json_of(out.trim());
+    assert!(not_about(&v, "acme-diver"), "{v}");
+    assert!(v["reasons"].to_string().contains("allow-list of Acme / acme-diver"), "{v}");
+}
+
+/// A job body of `n` lines: every `every`-th a real listing (photo by URL), the others lines that
+/// cannot be checked (not JSON, no seller, a server path), each with a listing id `J{i}` (none
+/// readable in the lines that are not JSON).
+fn job_body(photos: &str, n: usize, every: usize) -> (String, Vec<Option<String>>) {
+    // the bundled listings that can be checked (L029 on are broken on purpose)
+    let real: Vec<Value> = listings_as_urls(photos).into_iter().filter(|l| l["listing_id"].as_str().unwrap() < "L029").collect();
+    let mut body = String::new();
+    let mut ids = Vec::new();
+    for i in 1..=n {
+        let id = format!("J{i}");
+        let line = if i % every == 0 {
+            let mut l = real[(i / every) % real.len()].clone();
+            l["listing_id"] = json!(id);
+            l.to_string()
+        } else {
+            match i % 3 {
+                0 => format!("{{\"listing_id\": \"{id}\", not json"),
+                1 => json!({"listing_id": id, "seller_id": "s", "images": ["/etc/passwd"]}).to_string(),
+                _ => json!({"listing_id": id, "images": ["../x.jpg"]}).to_string(),
+            }
+        };
+        body.push_str(&line);
+        body.push('\n');
+        if i % 50 == 0 {
+            body.push('\n'); // blank lines are skipped
+        }
+        ids.push(Some(id).filter(|_| i % every == 0 || i % 3 != 0));
+    }
+    (body, ids)
+}
+
+fn job_status(base: &str, key: &str, id: i64) -> Value {
+    let (status, body) = call("GET", &format!("{base}/v1/jobs/{id}"), Some(key), Body::None);
+    assert_eq!(status, 200, "{body}");
+    json_of(&body)
+}
+
+#[test]
+fn a_job_survives_kill_9_with_every_verdict_once() {
+    let photos = photo_server();
+    let data = data_with("[server]\nallow_hosts = [\"127.0.0.1\"]\n");
+    let d = data.path();
+    let market = key(d, &["--role", "marketplace"]);
+    let other = key(d, &["--role", "marketplace"]);
+    let (body, ids) = job_body(&photos, 1200, 8);
+    let mut server = Server::start(d);
+    let (status, answer) = call("POST", &format!("{}/v1/jobs", server.base), Some(&market),
+        Body::Raw("application/x-ndjson".into(), body.into_bytes()));
+    assert_eq!(status, 202, "{answer}");
+    let job = json_of(&answer);
+    assert_eq!(job["total"], 1200, "more than /v1/scan's 1000: {job}");
+    let id = job["id"].as_i64().unwrap();
+    let (status, _) = call("GET", &format!("{}/v1/jobs/{id}", server.base), Some(&other), Body::None);
+    assert_eq!(status, 404, "another marketplace's job");
+    // limits: no listing, and more than 100 000
+    let ndjson = |text: String| Body::Raw("application/x-ndjson".into(), text.into_bytes());
+    let (status, e) = call("POST", &format!("{}/v1/jobs", server.base), Some(&other), ndjson("\n  \n".into()));
+    assert_eq!((status, json_of(&e)["code"].as_str()), (400, Some("bad_request")), "{e}");
+    let (status, e) = call("POST", &format!("{}/v1/jobs", server.base), Some(&other), ndjson("{}\n".repeat(100_001)));
+    assert_eq!((status, json_of(&e)["code"].as_str()), (413, Some("too_many_listings")), "{e}");
+
+    // kill -9 in the middle of the job
+    let t = std::time::Instant::now();
+    let done_at_kill = loop {
+        let s = job_status(&server.base, &market, id);
+        let done = s["done"].as_i64().unwrap();
+        if done >= 100 {
+            server.kill9();
+            break done;
+        }
+        assert!(t.elapsed().as_secs() < 300, "job too slow: {s}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(done_at_kill < 1200, "the job finished before the kill ({done_at_kill}); make it longer");
+
+    // restart: the job goes on by itself; a following result stream ends when it is done
+    let server = Server::start(d);
+    let s = job_status(&server.base, &market, id);
+    assert!(s["done"].as_i64().unwrap() >= done_at_kill, "{s}");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (base, k) = (server.base.clone(), market.clone());
+    std::thread::spawn(move || {
+        let _ = tx.send(call("GET", &format!("{base}/v1/jobs/{id}/results"), Some(&k), Body::None));
+    });
+    let t = std::time::Instant::now();
+    let s = loop {
+        let s = job_status(&server.base, &market, id);
+        if s["state"] == "done" {
+            break s;
+        }
+        assert!(t.elapsed().as_secs() < 300, "the job did not finish after the restart: {s}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let (status, results) = rx.recv_timeout(std::time::Duration::from_secs(30)).expect("the result stream ends when the job is done");
+    assert_eq!(status, 200, "{results}");
+    let (_, ready) = call("GET", &format!("{}/v1/jobs/{id}/results?follow=false", server.base), Some(&market), Body::None);
+    assert_eq!(ready, results, "the streamed results are the stored ones");
+    assert_eq!(s["done"], 1200, "{s}");
+    let lines: Vec<Value> = results.lines().map(json_of).collect();
+    let got: Vec<Option<String>> = lines.iter().map(|v| v["listing_id"].as_str().map(String::from)).collect();
+    assert_eq!(got, ids, "every listing once, in order");
+    for (i, v) in lines.iter().enumerate() {
+        let real = (i + 1) % 8 == 0;
+        assert_eq!(v["verdict"] != "error", real, "{v}");
+        if !real {
+            assert!(v["reasons"][0].as_str().unwrap().contains(&format!("{}", v["job_line"])) || v["reasons"][0].as_str().unwrap().contains("refused"), "{v}");
+        }
+    }
+    let flags = lines.iter().filter(|v| v["verdict"] == "flag").count();
+    assert!(flags > 50, "{flags} flags");
+    let total: i64 = s["verdicts"].as_object().unwrap().values().map(|n| n.as_i64().unwrap()).sum();
+    assert_eq!(total, 1200, "{s}");
+
+    // no verdict stored twice: the marketplace's stored verdicts are exactly the job's
+    let mut stored = Vec::new();
+    let mut after = 0;
+    loop {
+        let (_, body) = call("GET", &format!("{}/v1/verdicts?limit=500&after={after}", server.base), Some(&market), Body::None);
+        let page = json_of(&body);
+        stored.extend(page["verdicts"].as_array().unwrap().iter().map(|v| v["id"].as_i64().unwrap()));
+        match page["next"].as_i64() {
+            Some(n) => after = n,
+            None => break,
+        }
+    }
+    let mut from_job: Vec<i64> = lines.iter().map(|v| v["id"].as_i64().unwrap()).collect();
+    from_job.sort();
+    assert_eq!(stored, from_job, "stored verdicts are the job's, each once");
+    // continuing a stream after a position
+    let (_, rest) = call("GET", &format!("{}/v1/jobs/{id}/results?after=1190", server.base), Some(&market), Body::None);
+    assert_eq!(rest.lines().count(), 10);
+    drop(server);
+}
+
+#[test]
+fn networks_are_shown_to_the_brands_they_touch() {
+    let data = data_with("");
+    let d = data.path();
+    let ring = testdata("ring/listings.jsonl");
+    run_ok(d, &["scan", ring.to_str().unwrap()], 0);
+    run_ok(d, &["network", "build"], 0);
+    let acme = key(d, &["--role", "brand", "--brand", "Acme"]);
+    let lumen = key(d, &["--role", "brand", "--brand", "Lumen"]);
+    let analyst = key(d, &["--role", "analyst"]);
+    let analyst_lumen = key(d, &["--role", "analyst", "--brand", "Lumen"]);
+    let server = Server::start(d);
+    let get = |path: &str, k: &str| {
+        let (status, body) = call("GET", &format!("{}{path}", server.base), Some(k), Body::None);
+        (status, json_of(&body))
+    };
+    let (status, all) = get("/v1/networks", &analyst);
+    assert_eq!(status, 200, "{all}");
+    let all = all["networks"].as_array().unwrap().clone();
+    assert_eq!(all.len(), 1, "{all:?}");
+    let case = &all[0];
+    let id = case["network_id"].as_str().unwrap();
+    assert_eq!(case["brands"], json!(["Acme", "Northwind"]));
+    let sellers: Vec<&str> = case["sellers"].as_array().unwrap().iter().map(|s| s["seller_id"].as_str().unwrap()).collect();
+    assert_eq!(sellers, ["ring-a", "ring-b", "ring-c"]);
+
+    // Acme sees it, without Northwind's listings
+    let (status, mine) = get("/v1/networks", &acme);
+    assert_eq!(status, 200);
+    let mine = &mine["networks"][0];
+    assert_eq!(mine["network_id"], id);
+    assert_eq!(mine["brands"], json!(["Acme"]));
+    let listings = mine["listings"].as_array().unwrap();
+    assert!(!listings.is_empty());
+    assert!(listings.iter().all(|l| l["brand"].is_null() || l["brand"] == "Acme"), "{listings:?}");
+    assert!(case["listings"].as_array().unwrap().len() > listings.len(), "Northwind's listings are left out");
+    let (status, one) = get(&format!("/v1/networks/{id}"), &acme);
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["sellers"], case["sellers"]);
+    // Lumen's products are not touched: nothing to see
+    for k in [&lumen, &analyst_lumen] {
+        let (status, none) = get("/v1/networks", k);
+        assert_eq!(status, 200);
+        assert_eq!(none["networks"], json!([]));
+        let (status, e) = get(&format!("/v1/networks/{id}"), k);
+        assert_eq!(status, 404, "{e}");
+    }
+    let (status, e) = get("/v1/networks?brand=Acme", &lumen);
+    assert_eq!((status, e["code"].as_str()), (403, Some("forbidden_brand")));
+    let (_, filtered) = get("/v1/networks?brand=Lumen", &analyst);
+    assert_eq!(filtered["networks"], json!([]));
+    let (_, enforced) = get("/v1/networks?status=enforced", &analyst);
+    assert_eq!(enforced["networks"], json!([]));
+    drop(server);
 }

@@ -53,6 +53,11 @@ pub const POLICY: &[(Method, &str, &[Role])] = &[
         &[Brand, Analyst, Admin],
     ),
     (Method::GET, "/v1/decisions", &[Brand, Analyst, Admin]),
+    (Method::POST, "/v1/jobs", &[Marketplace, Admin]),
+    (Method::GET, "/v1/jobs/{id}", &[Marketplace, Admin]),
+    (Method::GET, "/v1/jobs/{id}/results", &[Marketplace, Admin]),
+    (Method::GET, "/v1/networks", &[Brand, Analyst, Admin]),
+    (Method::GET, "/v1/networks/{id}", &[Brand, Analyst, Admin]),
 ];
 
 /// The roles allowed on a route, if it is in `POLICY`.

@@ -1,5 +1,5 @@
 //! The server's own database, `DATA/server.sqlite` (SQLite in WAL mode): API keys, stored
-//! verdicts and decisions. Its schema is versioned by `PRAGMA user_version` and changed only by
+//! verdicts and decisions, jobs. Its schema is versioned by `PRAGMA user_version` and changed only by
 //! the numbered migrations below, each applied once in its own transaction.
 
 use std::path::Path;
@@ -43,6 +43,28 @@ const MIGRATIONS: &[&str] = &[
         key_id TEXT NOT NULL,
         created_at INTEGER NOT NULL);
      CREATE INDEX decisions_verdict ON decisions(verdict);",
+    // 2: each verdict's listing photos with their perceptual hashes, for allow-lists
+    "CREATE TABLE verdict_photos(
+        verdict INTEGER NOT NULL REFERENCES verdicts(id),
+        image TEXT NOT NULL,
+        phash INTEGER);
+     CREATE INDEX verdict_photos_verdict ON verdict_photos(verdict);",
+    // 3: jobs and their listings; an item's verdict is set in the transaction that stores it
+    "CREATE TABLE jobs(
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        submitted_by TEXT NOT NULL,
+        total INTEGER NOT NULL,
+        done INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        finished_at INTEGER);
+     CREATE TABLE job_items(
+        job INTEGER NOT NULL REFERENCES jobs(id),
+        seq INTEGER NOT NULL,
+        line INTEGER NOT NULL,
+        listing TEXT NOT NULL,
+        verdict INTEGER REFERENCES verdicts(id),
+        PRIMARY KEY(job, seq)) WITHOUT ROWID;
+     CREATE INDEX jobs_unfinished ON jobs(finished_at);",
 ];
 
 /// Opens (creating when missing) the server database in `data` and brings its schema up to date.

@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use axum::http::StatusCode;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::allowlist;
 use crate::catalog::{self, ProductRecord, Store};
 use crate::config::Config;
 use crate::embed::Embedder;
@@ -54,6 +55,8 @@ enum Work {
 /// The handle requests use to reach the worker.
 pub struct Engine {
     tx: mpsc::Sender<Work>,
+    /// The allow-list the scanner respects and decisions feed.
+    allow: allowlist::Shared,
 }
 
 /// The worker's state.
@@ -84,12 +87,14 @@ pub fn start(data: &Path, config: &Config) -> Result<(Engine, JoinHandle<()>)> {
     let view = store.view(config)?;
     let live_products = view.products.len();
     let guard = Guard::new(&config.server.allow_hosts);
-    let scanner = Scanner::with_fetcher(
+    let mut scanner = Scanner::with_fetcher(
         view,
         embedder,
         config.clone(),
         Fetcher::guarded(&config.limits, guard.clone())?,
     )?;
+    let allow = allowlist::Shared::open(data)?;
+    scanner.set_allowlist(allow.clone());
     let fetcher = Fetcher::guarded(&config.limits, guard)?;
     let mut worker = Worker {
         store,
@@ -102,15 +107,30 @@ pub fn start(data: &Path, config: &Config) -> Result<(Engine, JoinHandle<()>)> {
     let handle = std::thread::Builder::new()
         .name("knockoff-model".into())
         .spawn(move || {
-            while let Some(work) = rx.blocking_recv() {
-                worker.handle(work);
+            let mut next = None;
+            while let Some(work) = next.take().or_else(|| rx.blocking_recv()) {
+                match work {
+                    Work::Scan { listings, reply } => {
+                        // scans waiting together are checked as one batch (decoding and the
+                        // model run on many photos at once); the first other work comes next
+                        let mut batch = vec![(listings, reply)];
+                        next = gather(&mut rx, &mut batch);
+                        worker.scan_batch(batch);
+                    }
+                    other => worker.handle(other),
+                }
             }
         })
         .context("cannot start the model thread")?;
-    Ok((Engine { tx }, handle))
+    Ok((Engine { tx, allow }, handle))
 }
 
 impl Engine {
+    /// The allow-list the scanner respects (decisions add to it).
+    pub fn allowlist(&self) -> &allowlist::Shared {
+        &self.allow
+    }
+
     async fn submit<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T, ApiError>>) -> Work,
@@ -138,6 +158,18 @@ impl Engine {
         })?
     }
 
+    /// Checks listings like `scan`, but waits for a place in the queue instead of answering
+    /// `busy` (for jobs, which have no client waiting on them).
+    pub async fn scan_waiting(&self, listings: Vec<Parsed>) -> Result<Vec<Report>, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Work::Scan { listings, reply }).await.map_err(|_| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "the server is shutting down")
+        })?;
+        answer.await.map_err(|_| {
+            ApiError::internal(anyhow::anyhow!("the model thread dropped a request"))
+        })?
+    }
+
     /// Checks listings; one report each, in order.
     pub async fn scan(&self, listings: Vec<Parsed>) -> Result<Vec<Report>, ApiError> {
         self.submit(|reply| Work::Scan { listings, reply }).await
@@ -159,6 +191,29 @@ impl Engine {
     }
 }
 
+/// Listings checked in one batch at most (scans waiting in the queue are joined up to this).
+const BATCH_LISTINGS: usize = 32;
+
+/// A scan request waiting for its reports.
+type ScanRequest = (Vec<Parsed>, oneshot::Sender<Result<Vec<Report>, ApiError>>);
+
+/// Adds the scans already waiting in the queue to `batch`, up to `BATCH_LISTINGS` listings;
+/// returns the first other work taken from the queue, if any (it is done next).
+fn gather(rx: &mut mpsc::Receiver<Work>, batch: &mut Vec<ScanRequest>) -> Option<Work> {
+    let mut n: usize = batch.iter().map(|(l, _)| l.len()).sum();
+    while n < BATCH_LISTINGS {
+        match rx.try_recv() {
+            Ok(Work::Scan { listings, reply }) => {
+                n += listings.len();
+                batch.push((listings, reply));
+            }
+            Ok(other) => return Some(other),
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
 /// Runs `f`, turning a panic into an internal error so the worker keeps serving.
 fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, ApiError>) -> Result<T, ApiError> {
     std::panic::catch_unwind(AssertUnwindSafe(f))
@@ -169,9 +224,7 @@ impl Worker {
     fn handle(&mut self, work: Work) {
         // a client that went away leaves nobody to answer: its result is dropped
         match work {
-            Work::Scan { listings, reply } => {
-                let _ = reply.send(guarded("scan", || self.scan(listings)));
-            }
+            Work::Scan { listings, reply } => self.scan_batch(vec![(listings, reply)]),
             Work::Upsert { product, reply } => {
                 let _ = reply.send(guarded("product upload", || self.upsert(product)));
             }
@@ -183,6 +236,33 @@ impl Worker {
                 let _ = reply.send(guarded("product removal", || {
                     self.remove(&brand, &product_id)
                 }));
+            }
+        }
+    }
+
+    /// Checks the listings of several requests at once and answers each its own reports.
+    fn scan_batch(&mut self, batch: Vec<ScanRequest>) {
+        let sizes: Vec<usize> = batch.iter().map(|(l, _)| l.len()).collect();
+        let (listings, replies): (Vec<Vec<Parsed>>, Vec<_>) = batch.into_iter().unzip();
+        let all: Vec<Parsed> = listings.into_iter().flatten().collect();
+        match guarded("scan", || self.scan(all)) {
+            Ok(reports) if reports.len() == sizes.iter().sum::<usize>() => {
+                let mut reports = reports.into_iter();
+                for (reply, n) in replies.into_iter().zip(sizes) {
+                    let _ = reply.send(Ok(reports.by_ref().take(n).collect()));
+                }
+            }
+            Ok(reports) => {
+                let e = anyhow::anyhow!("{} reports for {} listings", reports.len(), sizes.iter().sum::<usize>());
+                let e = ApiError::internal(e);
+                for reply in replies {
+                    let _ = reply.send(Err(ApiError::new(e.status, e.code, e.message.clone())));
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(ApiError::new(e.status, e.code, e.message.clone())));
+                }
             }
         }
     }

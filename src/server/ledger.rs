@@ -85,12 +85,40 @@ pub struct VerdictFilter {
     pub limit: Option<usize>,
 }
 
-/// Stores reports (already serialised) submitted by `key_id` in one transaction; returns their
-/// ids, in order.
-pub fn insert_verdicts(conn: &mut Connection, key_id: &str, reports: &[Value]) -> Result<Vec<i64>> {
+/// A listing photo kept with its verdict, for allow-lists.
+#[derive(Debug, Clone)]
+pub struct VerdictPhoto {
+    /// The photo as the verdict shows it (URL or `upload:SHA256`).
+    pub image: String,
+    /// Its perceptual hash (none for a flat photo).
+    pub phash: Option<u64>,
+}
+
+/// Stores reports (already serialised) submitted by `key_id`, with each report's listing
+/// `photos`, in one transaction; returns their ids, in order.
+pub fn insert_verdicts(
+    conn: &mut Connection,
+    key_id: &str,
+    reports: &[Value],
+    photos: &[Vec<VerdictPhoto>],
+) -> Result<Vec<i64>> {
     let tx = conn.transaction()?;
+    let ids = insert_verdicts_in(&tx, key_id, reports, photos)?;
+    tx.commit()?;
+    Ok(ids)
+}
+
+/// `insert_verdicts` inside a transaction the caller commits (a job stores its verdicts and marks
+/// its listings done at once).
+pub fn insert_verdicts_in(
+    tx: &Connection,
+    key_id: &str,
+    reports: &[Value],
+    photos: &[Vec<VerdictPhoto>],
+) -> Result<Vec<i64>> {
     let mut ids = Vec::with_capacity(reports.len());
     {
+        let mut photo = tx.prepare("INSERT INTO verdict_photos(verdict, image, phash) VALUES(?1, ?2, ?3)")?;
         let mut st = tx.prepare(
             "INSERT INTO verdicts(submitted_by, listing_id, verdict, risk, brand, product_id, seller_id, created_at, body)
              VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -115,10 +143,13 @@ pub fn insert_verdicts(conn: &mut Connection, key_id: &str, reports: &[Value]) -
                 now,
                 serde_json::to_string(r)?,
             ])?;
-            ids.push(tx.last_insert_rowid());
+            let id = tx.last_insert_rowid();
+            for p in photos.get(ids.len()).map(Vec::as_slice).unwrap_or_default() {
+                photo.execute(params![id, p.image, p.phash.map(|h| h as i64)])?;
+            }
+            ids.push(id);
         }
     }
-    tx.commit()?;
     Ok(ids)
 }
 
@@ -254,4 +285,126 @@ pub fn decisions(conn: &Connection, caller: &Caller, after: i64) -> Result<Vec<D
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// What a decision on a verdict puts on an allow-list: the product the verdict is about and the
+/// listing photo that matched it best.
+#[derive(Debug, Clone)]
+pub struct AllowSource {
+    /// The product's brand.
+    pub brand: String,
+    /// The product.
+    pub product_id: String,
+    /// The listing.
+    pub listing_id: Option<String>,
+    /// Its seller.
+    pub seller_id: Option<String>,
+    /// The listing photo that matched the product.
+    pub image: String,
+    /// That photo's perceptual hash, if it has one.
+    pub phash: Option<u64>,
+    /// Whether that photo is a near-duplicate of one of the product's reference photos.
+    pub copies_reference: bool,
+}
+
+/// The allow-list source of verdict `id`; none when the verdict is not about a product (clear,
+/// error).
+pub fn allow_source(conn: &Connection, id: i64) -> Result<Option<AllowSource>> {
+    struct Row {
+        brand: Option<String>,
+        product_id: Option<String>,
+        listing_id: Option<String>,
+        seller_id: Option<String>,
+        body: String,
+    }
+    let row = conn
+        .query_row(
+            "SELECT brand, product_id, listing_id, seller_id, body FROM verdicts WHERE id=?1",
+            [id],
+            |r| {
+                Ok(Row {
+                    brand: r.get(0)?,
+                    product_id: r.get(1)?,
+                    listing_id: r.get(2)?,
+                    seller_id: r.get(3)?,
+                    body: r.get(4)?,
+                })
+            },
+        )
+        .optional()?;
+    let Some(Row { brand: Some(brand), product_id: Some(product_id), listing_id, seller_id, body }) = row else {
+        return Ok(None);
+    };
+    let body: Value = serde_json::from_str(&body)?;
+    let top = &body["matches"][0];
+    let matched = top["listing_image"].as_str().unwrap_or_default().to_string();
+    let mut st = conn.prepare("SELECT image, phash FROM verdict_photos WHERE verdict=?1 ORDER BY rowid")?;
+    let photos = st.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?)))?;
+    let mut found = None;
+    for p in photos {
+        let (image, phash) = p?;
+        // a region's match names `photo#region`
+        if matched == image || matched.strip_prefix(image.as_str()).is_some_and(|r| r.starts_with('#')) {
+            found = Some((image, phash));
+            break;
+        }
+    }
+    let (image, phash) = found.unwrap_or((matched, None));
+    Ok(Some(AllowSource {
+        brand,
+        product_id,
+        listing_id,
+        seller_id,
+        image,
+        phash: phash.map(|h| h as u64),
+        copies_reference: !top["hash_distance"].is_null(),
+    }))
+}
+
+/// A decided verdict as a calibration label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Label {
+    /// Brand of the verdict's best match (none when nothing matched).
+    pub brand: Option<String>,
+    /// The best match's similarity (-1 when nothing matched).
+    pub score: f64,
+    /// Whether the latest decision was `counterfeit` (`genuine` and `not_our_product` are not).
+    pub counterfeit: bool,
+}
+
+/// The latest decision on every decided verdict of `DATA/server.sqlite` as a label, oldest first;
+/// with `brand`, only verdicts whose best match is that brand's. Fails when there is no server
+/// database.
+pub fn labels(data: &std::path::Path, brand: Option<&str>) -> Result<Vec<Label>> {
+    use anyhow::Context;
+    let path = data.join(db::FILE);
+    if !path.is_file() {
+        anyhow::bail!("no decisions: {} does not exist (decisions are taken through `knockoff serve`)", path.display());
+    }
+    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let mut st = conn.prepare(
+        "SELECT v.id, v.body, d.decision FROM decisions d JOIN verdicts v ON v.id = d.verdict
+         WHERE d.id = (SELECT MAX(id) FROM decisions WHERE verdict = d.verdict) ORDER BY d.id",
+    )?;
+    let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, body, decision) = row?;
+        let v: Value = serde_json::from_str(&body).with_context(|| format!("verdict {id} in {} is not readable", path.display()))?;
+        if v["verdict"] == "error" {
+            continue; // nothing was scored
+        }
+        let top = &v["matches"][0];
+        let label = Label {
+            brand: top["brand"].as_str().map(String::from),
+            score: top["similarity"].as_f64().unwrap_or(-1.0),
+            counterfeit: decision == Outcome::Counterfeit.as_str(),
+        };
+        if brand.is_none_or(|b| label.brand.as_deref() == Some(b)) {
+            out.push(label);
+        }
+    }
+    Ok(out)
 }

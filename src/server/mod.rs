@@ -2,7 +2,7 @@
 //!
 //! One process: an axum router on a tokio runtime answers requests; `engine` runs the one model
 //! session on its own thread behind a bounded queue; `db` keeps keys, verdicts and decisions in
-//! `DATA/server.sqlite`; `auth` checks every `/v1` request's key and role as a layer; `api` holds
+//! `DATA/server.sqlite`; `decisions` takes every decision (API and console alike); `jobs` stores large batches and checks them in the background; `auth` checks every `/v1` request's key and role as a layer; `api` holds
 //! the small handlers; `openapi` the generated API description. Nothing below the server imports
 //! it.
 
@@ -10,8 +10,10 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod db;
+pub mod decisions;
 pub mod engine;
 pub mod error;
+pub mod jobs;
 pub mod keys;
 pub mod ledger;
 pub mod openapi;
@@ -43,10 +45,16 @@ pub struct AppState {
     catalog: Mutex<Store>,
     /// The model's worker.
     engine: engine::Engine,
+    /// The data directory.
+    data: PathBuf,
     /// Where uploaded photos are kept (`DATA/uploads`).
     uploads: PathBuf,
     /// The configuration.
     config: Config,
+    /// Wakes the job runner when a job is added.
+    jobs_added: tokio::sync::Notify,
+    /// Turns true when the server shuts down (job result streams end).
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AppState {
@@ -109,6 +117,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/verdicts/{id}", get(api::verdicts::show))
         .route("/v1/verdicts/{id}/decision", post(api::verdicts::decide))
         .route("/v1/decisions", get(api::verdicts::decisions))
+        .route("/v1/jobs", post(api::jobs::create.layer(uploads)))
+        .route("/v1/jobs/{id}", get(api::jobs::show))
+        .route("/v1/jobs/{id}/results", get(api::jobs::results))
+        .route("/v1/networks", get(api::networks::list))
+        .route("/v1/networks/{id}", get(api::networks::show))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
@@ -136,12 +149,16 @@ pub struct ServeOptions {
 pub fn serve(opts: ServeOptions) -> Result<()> {
     let data = &opts.data;
     let (engine, worker) = engine::start(data, &opts.config)?;
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     let state = Arc::new(AppState {
         db: Mutex::new(db::open(data)?),
         catalog: Mutex::new(Store::open(data, false)?),
         engine,
+        data: data.clone(),
         uploads: uploads_dir(data)?,
         config: opts.config,
+        jobs_added: tokio::sync::Notify::new(),
+        stopping: stopping.clone(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -158,12 +175,27 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
             "knockoff serve: listening on http://{addr} (data {})",
             data.display()
         );
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(shutdown_signal())
+        // unfinished jobs (from before a restart too) go on at once
+        let runner = tokio::spawn(jobs::run(state.clone(), stopping.clone()));
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+        let stopped = stopping.clone();
+        let until = stopping;
+        let served = axum::serve(listener, router(state))
+            .with_graceful_shutdown(until_stopped(until))
             .await
-            .context("server failed")
+            .context("server failed");
+        // the runner finishes the chunk in hand; what is left resumes at the next start
+        if !*stopped.borrow() {
+            runner.abort(); // the server failed: no signal will stop the runner
+        }
+        let _ = runner.await;
+        served
     })?;
-    // the router and its state are gone: the worker's queue is closed and it ends after its work
+    // the router, the runner and the state are gone: the worker's queue is closed and it ends
+    // after its work
     worker
         .join()
         .map_err(|_| anyhow::anyhow!("the model thread panicked"))?;
@@ -175,6 +207,16 @@ fn uploads_dir(data: &Path) -> Result<PathBuf> {
     let dir = data.join("uploads");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     std::path::absolute(&dir).with_context(|| format!("cannot resolve {}", dir.display()))
+}
+
+/// Resolves when `stopping` turns true (or its sender is gone).
+pub async fn until_stopped(mut stopping: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let stopped = *stopping.borrow_and_update();
+        if stopped || stopping.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Resolves when SIGTERM or ctrl-c (SIGINT) arrives.

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::api::{products, scan, verdicts};
+use super::api::{jobs, networks, products, scan, verdicts};
 use super::error::ErrorBody;
 use super::ledger::{DecisionRow, Outcome};
 
@@ -17,9 +17,12 @@ use super::ledger::{DecisionRow, Outcome};
         products::list, products::create, products::show, products::replace, products::delete,
         scan::scan, scan::query,
         verdicts::list, verdicts::show, verdicts::decide, verdicts::decisions,
+        jobs::create, jobs::show, jobs::results,
+        networks::list, networks::show,
     ),
     components(schemas(ErrorBody, Outcome, DecisionRow, products::Product, products::ProductInput, products::ProductList, products::Upload,
-        scan::ListingInput, scan::ScanRequest, scan::ScanResponse, scan::QueryForm, verdicts::VerdictPage, verdicts::DecisionInput)),
+        scan::ListingInput, scan::ScanRequest, scan::ScanResponse, scan::QueryForm, verdicts::VerdictPage, verdicts::DecisionInput,
+        crate::server::decisions::Decided, crate::server::decisions::AllowListChange, crate::server::jobs::JobStatus, networks::NetworkList)),
     modifiers(&Bearer),
 )]
 pub struct ApiDoc;

@@ -15,7 +15,6 @@ pub struct Http {
     agent: ureq::Agent,
     max_bytes: u64,
     timeout: Duration,
-    guard: Option<crate::netguard::Guard>,
 }
 
 /// Settings of an [`Http`] client.
@@ -74,7 +73,17 @@ impl Http {
             .proxy(None)
             .user_agent(concat!("knockoff/", env!("CARGO_PKG_VERSION")))
             .build();
-        Http { agent: config.new_agent(), max_bytes: limits.max_bytes, timeout: limits.timeout, guard: limits.guard.clone() }
+        // under a guard, names are looked up (and checked) by the client's resolver, once per
+        // connection: the client connects to the addresses that were checked
+        let agent = match &limits.guard {
+            Some(guard) => ureq::Agent::with_parts(
+                config,
+                ureq::unversioned::transport::DefaultConnector::default(),
+                crate::netguard::Resolver::new(guard.clone()),
+            ),
+            None => config.new_agent(),
+        };
+        Http { agent, max_bytes: limits.max_bytes, timeout: limits.timeout }
     }
 
     /// Downloads `url`, following up to `MAX_REDIRECTS` checked redirects, until `deadline` at
@@ -107,12 +116,12 @@ impl Http {
 
     /// One request: the body of a success, or where a redirect leads.
     fn one(&self, url: &Url, left: Duration) -> Result<Hop, String> {
-        if let (Some(guard), Some(host)) = (&self.guard, url.host_str()) {
-            let port = url.port_or_known_default().unwrap_or(80);
-            guard.resolve(&format!("{host}:{port}")).map_err(|e| format!("download refused: {e}"))?;
-        }
         let request = self.agent.get(url.as_str()).config().timeout_global(Some(left)).build();
-        let resp = request.call().map_err(|e| format!("download failed: {}", describe(e)))?;
+        let resp = request.call().map_err(|e| match e {
+            // the guard refused the address (its message says so)
+            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => io.to_string(),
+            e => format!("download failed: {}", describe(e)),
+        })?;
         let status = resp.status();
         if status.is_redirection() && status.as_u16() != 304 {
             let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -189,5 +198,56 @@ mod tests {
         }
         let long = format!("data:,{}", "x".repeat(100_000));
         assert!(redirect_target(&from, &long).unwrap_err().len() < 400);
+    }
+
+    /// A local server answering every request with a small body; counts the connections it got.
+    fn counting_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = hits.clone();
+        std::thread::spawn(move || {
+            for mut s in listener.incoming().flatten() {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut buf = [0u8; 2048];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nsecret");
+            }
+        });
+        (port, hits)
+    }
+
+    #[test]
+    fn a_name_that_rebinds_to_a_private_address_is_never_connected_to() {
+        let (port, hits) = counting_server();
+        let limits = |guard| HttpLimits { connect_timeout: Duration::from_millis(300), timeout: Duration::from_secs(2), max_bytes: 1000, guard: Some(guard) };
+        // the attacker's DNS answers the check with a public address; the system resolver would
+        // answer `localhost` with the loopback server. The client must connect to the address
+        // that was checked, never look the name up again.
+        let public = crate::netguard::Guard::new(&[]).with_lookup(|netloc| {
+            let port = netloc.rsplit(':').next().unwrap_or("80");
+            Ok(vec![format!("198.51.100.7:{port}").parse().unwrap()])
+        });
+        let http = Http::new(&limits(public));
+        assert!(http.get(&format!("http://localhost:{port}/a.jpg"), None).is_err());
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "connected to an address that was not checked");
+        // a name answered public, then private (a rebinding DNS): every connection is checked
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let rebinding = crate::netguard::Guard::new(&[]).with_lookup(move |netloc| {
+            let port = netloc.rsplit(':').next().unwrap_or("80");
+            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let ip = if n == 0 { "198.51.100.7" } else { "127.0.0.1" };
+            Ok(vec![format!("{ip}:{port}").parse().unwrap()])
+        });
+        let http = Http::new(&limits(rebinding));
+        let _ = http.get(&format!("http://rebind.example:{port}/a.jpg"), None);
+        let e = http.get(&format!("http://rebind.example:{port}/a.jpg"), None).unwrap_err();
+        assert!(e.contains("non-public") && e.contains("127.0.0.1"), "{e}");
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // the same name allowed: fetched
+        let allowed = crate::netguard::Guard::new(&["rebind.example".to_string()])
+            .with_lookup(|netloc| Ok(vec![format!("127.0.0.1:{}", netloc.rsplit(':').next().unwrap()).parse().unwrap()]));
+        assert_eq!(Http::new(&limits(allowed)).get(&format!("http://rebind.example:{port}/a.jpg"), None).unwrap(), b"secret");
     }
 }

@@ -1,6 +1,9 @@
 //! The handlers, small layers over the library: `products` (the catalog), `scan` (listings and
-//! single photos to verdicts), `verdicts` (stored verdicts and decisions).
+//! single photos to verdicts), `verdicts` (stored verdicts and decisions), `jobs` (large batches),
+//! `networks` (seller networks' case files).
 
+pub mod jobs;
+pub mod networks;
 pub mod products;
 pub mod scan;
 pub mod verdicts;

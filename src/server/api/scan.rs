@@ -63,7 +63,7 @@ pub struct ScanResponse {
 }
 
 /// Parses one listing of a request (line = its 1-based position); photo paths are refused.
-fn parse(line: usize, v: Value, max_images: usize) -> Parsed {
+pub fn parse(line: usize, v: Value, max_images: usize) -> Parsed {
     let Value::Object(fields) = v else {
         return Err((line, None, "listing is not a JSON object".into()));
     };
@@ -86,16 +86,11 @@ async fn store(
     caller: &Caller,
     reports: Vec<Report>,
 ) -> Result<Vec<Value>, ApiError> {
-    let mut values = Vec::with_capacity(reports.len());
-    for r in &reports {
-        let mut v = serde_json::to_value(r).map_err(|e| ApiError::internal(e.into()))?;
-        hide_paths(&mut v, &state.uploads);
-        values.push(v);
-    }
+    let (mut values, photos) = rows(state, &reports)?;
     let key = caller.key_id.clone();
     let rows = values.clone();
     let ids = state
-        .with_db(move |c| ledger::insert_verdicts(c, &key, &rows))
+        .with_db(move |c| ledger::insert_verdicts(c, &key, &rows, &photos))
         .await?;
     let now = crate::server::db::rfc3339(crate::server::db::now());
     for (v, id) in values.iter_mut().zip(ids) {
@@ -106,6 +101,38 @@ async fn store(
         }
     }
     Ok(values)
+}
+
+/// Reports as stored and answered (server paths hidden), with their listing photos.
+pub fn rows(
+    state: &AppState,
+    reports: &[Report],
+) -> Result<(Vec<Value>, Vec<Vec<ledger::VerdictPhoto>>), ApiError> {
+    let mut values = Vec::with_capacity(reports.len());
+    let mut photos = Vec::with_capacity(reports.len());
+    for r in reports {
+        let mut v = serde_json::to_value(r).map_err(|e| ApiError::internal(e.into()))?;
+        hide_paths(&mut v, &state.uploads);
+        values.push(v);
+        photos.push(verdict_photos(state, r));
+    }
+    Ok((values, photos))
+}
+
+/// A report's listing photos as its verdict names them, with their perceptual hashes (kept for
+/// allow-lists).
+fn verdict_photos(state: &AppState, r: &Report) -> Vec<ledger::VerdictPhoto> {
+    r.photos
+        .iter()
+        .map(|p| {
+            let mut image = Value::String(p.image.clone());
+            hide_paths(&mut image, &state.uploads);
+            ledger::VerdictPhoto {
+                image: image.as_str().unwrap_or_default().to_string(),
+                phash: p.phash,
+            }
+        })
+        .collect()
 }
 
 /// Checks listings and answers their verdicts (a listing that cannot be checked gets an `error`

@@ -10,13 +10,11 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::server::decisions::{self, Decided};
 use crate::server::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::server::keys::Caller;
 use crate::server::ledger::{self, DecisionRow, Outcome, VerdictFilter};
 use crate::server::AppState;
-
-/// Longest decision note, in characters.
-const MAX_NOTE: usize = 4000;
 
 /// A page of verdicts.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -91,27 +89,19 @@ pub struct DecisionInput {
     note: String,
 }
 
-/// Records a decision (who and when are stored; the latest one counts, all are kept).
+/// Records a decision (who and when are stored; the latest one counts, all are kept). A genuine or
+/// not_our_product decision puts the listing photo on the product's allow-list.
 #[utoipa::path(post, path = "/v1/verdicts/{id}/decision", tag = "verdicts", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Verdict id")), request_body = DecisionInput,
     description = "Roles: brand (verdicts about its products), analyst, admin.",
-    responses((status = 201, body = DecisionRow), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 201, body = Decided, description = "The decision, and what it changed on the product's allow-list"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn decide(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(input): ApiJson<DecisionInput>,
-) -> Result<(StatusCode, Json<DecisionRow>), ApiError> {
-    if input.note.chars().count() > MAX_NOTE {
-        return Err(ApiError::bad_request(
-            "bad_request",
-            format!("the note is longer than {MAX_NOTE} characters"),
-        ));
-    }
-    visible(&state, &caller, id).await?;
-    let row = state
-        .with_db(move |c| ledger::decide(c, &caller, id, input.decision, &input.note))
-        .await?;
+) -> Result<(StatusCode, Json<Decided>), ApiError> {
+    let row = decisions::decide(&state, &caller, id, input.decision, input.note).await?;
     Ok((StatusCode::CREATED, Json(row)))
 }
 
