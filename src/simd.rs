@@ -306,6 +306,19 @@ mod tests {
         (0..n).map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 16) % 1000) as f32 / 1000.0 - 0.5).collect()
     }
 
+    /// The exact dot product (in f64) and how far a float32 sum in any order may be from it:
+    /// n · ε · Σ|aᵢbᵢ| (the classic bound for recursive summation; the SIMD kernels sum in lanes,
+    /// which is no worse).
+    fn exact(q: &[f32], row: impl Iterator<Item = f32>) -> (f32, f32) {
+        let (mut sum, mut abs) = (0f64, 0f64);
+        for (a, b) in q.iter().zip(row) {
+            sum += *a as f64 * b as f64;
+            abs += (*a as f64 * b as f64).abs();
+        }
+        let tol = (q.len() as f64 + 1.0) * f32::EPSILON as f64 * abs + 1e-30;
+        (sum as f32, tol as f32)
+    }
+
     #[test]
     fn kernels_agree_with_scalar() {
         for n in [0usize, 1, 7, 8, 9, 15, 16, 17, 33, 512, 515] {
@@ -313,22 +326,25 @@ mod tests {
             let q2 = vals(n, 9);
             let rows: Vec<Vec<f32>> = (0..4).map(|s| vals(n, 100 + s)).collect();
             let r = [&rows[0][..], &rows[1][..], &rows[2][..], &rows[3][..]];
-            let expect: Vec<f32> = rows.iter().map(|row| scalar_dot(&q, row)).collect();
-            let tol = 1e-3 * (n as f32 + 1.0);
-            assert!((dot(&q, &rows[0]) - expect[0]).abs() < tol);
+            let close = |got: f32, q: &[f32], row: &[f32], what: &str| {
+                let (e, tol) = exact(q, row.iter().copied());
+                assert!((got - e).abs() <= tol, "{what}, n={n}: {got} vs {e} (tolerance {tol})");
+            };
+            close(dot(&q, &rows[0]), &q, &rows[0], "dot");
+            close(scalar_dot(&q, &rows[0]), &q, &rows[0], "scalar_dot");
             let x4 = dot_f32_x4(&q, r);
             let x24 = dot_f32_2x4([&q, &q2], r);
             for j in 0..4 {
-                assert!((x4[j] - expect[j]).abs() < tol, "n={n} j={j}");
-                assert!((x24[0][j] - expect[j]).abs() < tol);
-                assert!((x24[1][j] - scalar_dot(&q2, &rows[j])).abs() < tol);
+                close(x4[j], &q, &rows[j], "dot_f32_x4");
+                close(x24[0][j], &q, &rows[j], "dot_f32_2x4, first query");
+                close(x24[1][j], &q2, &rows[j], "dot_f32_2x4, second query");
             }
             let ints: Vec<Vec<i8>> = rows.iter().map(|row| row.iter().map(|v| (v * 200.0) as i8).collect()).collect();
             let ri = [&ints[0][..], &ints[1][..], &ints[2][..], &ints[3][..]];
             let i4 = dot_i8_x4(&q, ri);
             for j in 0..4 {
-                let e: f32 = q.iter().zip(&ints[j]).map(|(a, &b)| a * b as f32).sum();
-                assert!((i4[j] - e).abs() < tol * 100.0, "n={n} j={j}");
+                let (e, tol) = exact(&q, ints[j].iter().map(|&b| b as f32));
+                assert!((i4[j] - e).abs() <= tol, "dot_i8_x4, n={n} j={j}: {} vs {e} (tolerance {tol})", i4[j]);
             }
         }
     }

@@ -1302,18 +1302,77 @@ mod tests {
         assert!(v.inliers >= 20, "{v:?}");
     }
 
+    /// The matching rule written out plainly, as the kernels must compute it: every distance, the
+    /// two nearest by (distance, index), the ratio test, then the nearest query point per
+    /// reference point (the first one on a tie).
+    fn match_descriptors_by_definition(q: &Features, r: &Features) -> Vec<(usize, usize)> {
+        let bits = |a: &[u64; 4], b: &[u64; 4]| -> u32 { a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum() };
+        let mut kept: std::collections::BTreeMap<usize, (u32, usize)> = Default::default();
+        for (qi, qd) in q.descriptors.iter().enumerate() {
+            let mut all: Vec<(u32, usize)> = r.descriptors.iter().enumerate().map(|(j, rd)| (bits(qd, rd), j)).collect();
+            all.sort();
+            let (d1, j1) = all.first().copied().unwrap_or((u32::MAX, 0));
+            let d2 = all.get(1).map_or(u32::MAX, |&(d, _)| d);
+            if d1 <= 64 && (d1 as f32) < 0.8 * d2 as f32 && kept.get(&j1).is_none_or(|&(d, _)| d1 < d) {
+                kept.insert(j1, (d1, qi));
+            }
+        }
+        kept.into_iter().map(|(j, (_, qi))| (qi, j)).collect()
+    }
+
+    /// Each kernel this CPU can run against the rule written out, on photo features and on random
+    /// descriptors with planted near-duplicates, ties and reference counts that are not a multiple
+    /// of eight (the AVX-512 kernel's tail).
     #[test]
     fn every_matching_kernel_finds_the_same_pairs() {
         let a = Features::extract(&picture(400, 300, 5), &Params::default());
         let b = Features::extract(&rotate(&picture(400, 300, 5), 8.0), &Params::default());
-        let portable = match_descriptors_portable(&a, &b);
-        assert!(portable.len() > 30, "{}", portable.len());
-        assert_eq!(match_descriptors(&a, &b), portable);
-        // a reference count that is not a multiple of eight exercises the tail
-        let mut c = b.clone();
-        c.points.truncate(b.len() - 3);
-        c.descriptors.truncate(b.len() - 3);
-        assert_eq!(match_descriptors(&a, &c), match_descriptors_portable(&a, &c));
+        let mut cases = vec![(a.clone(), b.clone())];
+        let mut tail = b.clone();
+        tail.points.truncate(b.len() - 3);
+        tail.descriptors.truncate(b.len() - 3);
+        cases.push((a.clone(), tail));
+        let mut state = 7u64;
+        let mut next = move || {
+            // splitmix64
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let z = (state ^ (state >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        for n_ref in [1, 7, 8, 9, 61] {
+            let mut random = || [next(), next(), next(), next()];
+            let r_desc: Vec<[u64; 4]> = (0..n_ref).map(|_| random()).collect();
+            let mut q_desc: Vec<[u64; 4]> = (0..40).map(|_| random()).collect();
+            for (i, d) in q_desc.iter_mut().enumerate().take(30) {
+                *d = r_desc[i % n_ref]; // planted copies: several query points per reference point
+                d[i % 4] ^= (1u64 << (i % 64)) | (1u64 << ((i * 7) % 64)); // up to two flipped bits
+            }
+            let features = |d: Vec<[u64; 4]>| Features { points: vec![Default::default(); d.len()], descriptors: d, ..a.clone() };
+            cases.push((features(q_desc), features(r_desc)));
+        }
+        let mut kernels: Vec<(&str, fn(&Features, &Features) -> Vec<(usize, usize)>)> =
+            vec![("portable", match_descriptors_portable), ("dispatched", match_descriptors)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("popcnt") {
+                // SAFETY: the CPU has POPCNT (checked just above).
+                kernels.push(("popcnt", |q, r| unsafe { match_descriptors_popcnt(q, r) }));
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vpopcntdq") {
+                // SAFETY: the CPU has AVX-512F and VPOPCNTDQ (checked just above).
+                kernels.push(("avx512", |q, r| unsafe { avx512::match_descriptors(q, r) }));
+            } else {
+                eprintln!("every_matching_kernel_finds_the_same_pairs: this CPU has no AVX-512 VPOPCNTDQ; that kernel is not tried here");
+            }
+        }
+        for (i, (q, r)) in cases.iter().enumerate() {
+            let expected = match_descriptors_by_definition(q, r);
+            assert!(i >= 2 || expected.len() > 30, "photo case {i}: {} pairs", expected.len());
+            for (name, kernel) in &kernels {
+                assert_eq!(kernel(q, r), expected, "{name} kernel, case {i}");
+            }
+        }
     }
 
     #[test]
