@@ -83,9 +83,13 @@ pub(super) struct NetworkBenchArgs {
     /// Length of the generated photo embeddings.
     #[arg(long, default_value_t = 64)]
     dim: usize,
-    /// Directory for the generated record store (must not hold one).
+    /// Directory for the generated record store (must not hold one, unless --rebuild).
     #[arg(long, default_value = "target/bench-networks")]
     out: PathBuf,
+    /// Build and score the store generated earlier in --out with the same options, without
+    /// generating it again (the planted truth is drawn again from the seed).
+    #[arg(long)]
+    rebuild: bool,
 }
 
 fn open(data: &std::path::Path) -> Result<RecordStore> {
@@ -184,16 +188,19 @@ pub(super) fn bench(config: &Config, quiet: bool, args: &NetworkBenchArgs) -> Re
     if args.sellers < 10 || !(0.0..=1.0).contains(&args.ring_share) || args.dim == 0 {
         bail!("--sellers must be at least 10, --ring-share between 0 and 1 and --dim at least 1");
     }
-    if args.out.join(network::record::FILE).exists() {
+    if args.rebuild && !args.out.join(network::record::FILE).exists() {
+        bail!("--rebuild: {} holds no record store; generate it first (without --rebuild)", args.out.display());
+    }
+    if !args.rebuild && args.out.join(network::record::FILE).exists() {
         bail!("{} already holds a record store; choose another --out or remove it", args.out.display());
     }
     let opts = network::bench::BenchOptions { sellers: args.sellers, ring_share: args.ring_share, seed: args.seed, dim: args.dim };
-    if !quiet {
+    if !quiet && !args.rebuild {
         eprintln!("generating {} sellers into {} ...", args.sellers, args.out.display());
     }
     let mut config = config.clone();
     config.network.default_country = "CN".into();
-    let r = network::bench::run(&args.out, &opts, &config)?;
+    let r = if args.rebuild { network::bench::rerun(&args.out, &opts, &config)? } else { network::bench::run(&args.out, &opts, &config)? };
     println!("{}", serde_json::to_string_pretty(&r)?);
     Ok(0)
 }

@@ -46,7 +46,8 @@ pub struct NetworkConfig {
     /// Country assumed for phone numbers written without a country code (ISO 3166 alpha-2).
     pub default_country: String,
     /// A value shared by more sellers than this is platform-wide (a hotline, a stock photo, a
-    /// logistics hub) and links nobody.
+    /// logistics hub) and links nobody. The default, 18, is the middle of the values (13–24) that
+    /// met the benchmark's targets on one draw (BENCHMARKS.md, "Seller networks").
     pub max_sharing: usize,
     /// Values that never link sellers, as `kind:value` (e.g. `phone:+86 400 800 8888`); they are
     /// normalised like the listings' values.
@@ -63,7 +64,7 @@ impl Default for NetworkConfig {
         NetworkConfig {
             record: true,
             default_country: "US".into(),
-            max_sharing: 20,
+            max_sharing: 18,
             never_link: Vec::new(),
             photo_hash_bits: 4,
             photo_min_similarity: 0.8,

@@ -114,14 +114,19 @@ fn cosines() -> &'static [[f64; SIDE]; LOW] {
 
 /// Hashes searchable by Hamming distance (multi-index hashing): each hash is filed under each of
 /// its `PIECES` pieces, and two hashes at most `NEAR` bits apart share at least one piece whole,
-/// so a look-up compares only the hashes that share a piece with the one sought.
+/// so a look-up compares only the hashes that share a piece with the one sought. Each piece keeps
+/// its own copy of the hashes, grouped by the piece's value, so a look-up reads them in a row
+/// instead of jumping about a large array (at a million hashes that was most of the cost).
 #[derive(Debug, Default)]
 pub struct Index {
-    /// (key, hash), in the order given.
-    hashes: Vec<(u32, u64)>,
-    /// For each piece: the positions in `hashes`, grouped by the piece's value (counting sort).
-    positions: [Vec<u32>; PIECES],
-    /// For each piece: where each value's group starts in `positions`, and one past the last.
+    /// Number of hashes.
+    len: usize,
+    /// For each piece: the hashes grouped by the piece's value (counting sort, in the order given
+    /// within a group).
+    hashes: [Vec<u64>; PIECES],
+    /// For each piece: the key of each hash in `hashes`.
+    keys: [Vec<u32>; PIECES],
+    /// For each piece: where each value's group starts in `hashes`, and one past the last.
     starts: [Vec<u32>; PIECES],
 }
 
@@ -140,58 +145,75 @@ fn piece(h: u64, k: usize) -> usize {
 
 impl Index {
     /// An index of `(key, hash)` pairs.
-    pub fn new(hashes: Vec<(u32, u64)>) -> Index {
-        let mut positions: [Vec<u32>; PIECES] = Default::default();
+    pub fn new(pairs: Vec<(u32, u64)>) -> Index {
+        let mut hashes: [Vec<u64>; PIECES] = Default::default();
+        let mut keys: [Vec<u32>; PIECES] = Default::default();
         let mut starts: [Vec<u32>; PIECES] = Default::default();
         for k in 0..PIECES {
             let mut start = vec![0u32; PIECE_VALUES + 1];
-            for (_, h) in &hashes {
+            for (_, h) in &pairs {
                 start[piece(*h, k) + 1] += 1;
             }
             for v in 0..PIECE_VALUES {
                 start[v + 1] += start[v];
             }
             let mut next = start.clone();
-            let mut at = vec![0u32; hashes.len()];
-            for (i, (_, h)) in hashes.iter().enumerate() {
+            let (mut hs, mut ks) = (vec![0u64; pairs.len()], vec![0u32; pairs.len()]);
+            for (key, h) in &pairs {
                 let slot = &mut next[piece(*h, k)];
-                at[*slot as usize] = i as u32;
+                hs[*slot as usize] = *h;
+                ks[*slot as usize] = *key;
                 *slot += 1;
             }
-            positions[k] = at;
-            starts[k] = start;
+            (hashes[k], keys[k], starts[k]) = (hs, ks, start);
         }
-        Index { hashes, positions, starts }
+        Index { len: pairs.len(), hashes, keys, starts }
     }
 
     /// Number of hashes.
     pub fn len(&self) -> usize {
-        self.hashes.len()
+        self.len
     }
 
     /// True when there are none.
     pub fn is_empty(&self) -> bool {
-        self.hashes.is_empty()
+        self.len == 0
     }
 
     /// The keys of the hashes at most `NEAR` bits from `h`, with their distance, nearest first.
     pub fn near(&self, h: u64) -> Vec<(u32, u32)> {
         let mut found: Vec<(u32, u32)> = Vec::new();
-        for (k, (positions, starts)) in self.positions.iter().zip(&self.starts).enumerate() {
-            let group = match (starts.get(piece(h, k)), starts.get(piece(h, k) + 1)) {
-                (Some(&a), Some(&b)) => &positions[a as usize..b as usize],
-                _ => &[],
+        self.each_near(h, NEAR, |key, d| {
+            found.push((key, d));
+            true
+        });
+        // a hash sharing several pieces with `h` was met once per piece: keep each key once (by
+        // sorting, not by searching what was found, which costs quadratically for a hash with
+        // hundreds of near copies)
+        found.sort_unstable();
+        found.dedup_by_key(|f| f.0);
+        found.sort_unstable_by_key(|&(key, d)| (d, key));
+        found
+    }
+
+    /// Calls `visit(key, distance)` for the hashes at most `bits` (capped at `NEAR`) from `h`, a
+    /// key once for each piece it shares whole with `h` (up to `PIECES` times), until `visit`
+    /// returns false. For callers that skip repeats cheaply themselves (a union–find).
+    pub fn each_near(&self, h: u64, bits: u32, mut visit: impl FnMut(u32, u32) -> bool) {
+        let bits = bits.min(NEAR);
+        for k in 0..PIECES {
+            let starts = &self.starts[k];
+            let (a, b) = match (starts.get(piece(h, k)), starts.get(piece(h, k) + 1)) {
+                (Some(&a), Some(&b)) => (a as usize, b as usize),
+                _ => continue,
             };
-            for &i in group {
-                let (key, other) = self.hashes[i as usize];
-                let d = distance(h, other);
-                if d <= NEAR && !found.iter().any(|(f, _)| *f == key) {
-                    found.push((key, d));
+            for (i, other) in self.hashes[k][a..b].iter().enumerate() {
+                let d = distance(h, *other);
+                if d <= bits && !visit(self.keys[k][a + i], d) {
+                    return;
                 }
             }
         }
-        found.sort_by_key(|&(key, d)| (d, key));
-        found
     }
 }
 
@@ -239,6 +261,29 @@ mod tests {
             assert_eq!(index.near(q).iter().any(|&(j, _)| j == i as u32), flips as u32 <= NEAR);
         }
         assert!(Index::new(Vec::new()).near(base[0]).is_empty());
+    }
+
+    #[test]
+    fn each_near_keeps_within_its_bits_and_stops_when_told() {
+        let h = 0x0123_4567_89AB_CDEFu64;
+        // copies 0, 1, 2, 3 and 5 bits away, and a copy that shares every piece (0 bits, twice)
+        let pairs = vec![(0, h), (1, h ^ 1), (2, h ^ 0b11 << 20), (3, h ^ 0b111 << 40), (4, h ^ 0b11111), (5, h)];
+        let index = Index::new(pairs);
+        let mut seen: Vec<(u32, u32)> = Vec::new();
+        index.each_near(h, 2, |k, d| {
+            seen.push((k, d));
+            true
+        });
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen, vec![(0, 0), (1, 1), (2, 2), (5, 0)], "within 2 bits, each key met once per shared piece");
+        let mut calls = 0;
+        index.each_near(h, NEAR, |_, _| {
+            calls += 1;
+            calls < 3
+        });
+        assert_eq!(calls, 3, "stops at the first false");
+        Index::default().each_near(h, NEAR, |_, _| panic!("an empty index has nothing near"));
     }
 
     #[test]

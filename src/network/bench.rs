@@ -382,11 +382,31 @@ pub fn peak_rss_mb() -> f64 {
     status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok()).map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// The planted truth of a draw (each ring member's ring, by seller id) without recording it: the
+/// rings depend only on the seed and the options, so a store generated earlier can be built again.
+pub fn truth(opts: &BenchOptions) -> HashMap<String, u32> {
+    let mut rng = Rng(opts.seed ^ 0x5EED_0F_4E7);
+    sellers(opts, &mut rng).iter().enumerate().filter_map(|(i, s)| s.ring.map(|r| (format!("s{i:07}"), r))).collect()
+}
+
 /// Generates, builds and scores one draw in `dir` (which should be empty).
 pub fn run(dir: &Path, opts: &BenchOptions, config: &crate::config::Config) -> Result<BenchResult> {
     let t = std::time::Instant::now();
     let (truth, listings) = generate(dir, opts)?;
     let generate_secs = t.elapsed().as_secs_f64();
+    score(dir, opts, config, truth, listings, generate_secs)
+}
+
+/// Builds and scores a draw generated earlier into `dir` with the same options (`generate`).
+pub fn rerun(dir: &Path, opts: &BenchOptions, config: &crate::config::Config) -> Result<BenchResult> {
+    let store = RecordStore::open(dir, false)?.ok_or_else(|| anyhow::anyhow!("no record store in {}", dir.display()))?;
+    let listings = store.count()? as usize;
+    drop(store);
+    score(dir, opts, config, truth(opts), listings, 0.0)
+}
+
+/// Builds the networks of the draw recorded in `dir` and scores them against `truth`.
+fn score(dir: &Path, opts: &BenchOptions, config: &crate::config::Config, truth: HashMap<String, u32>, listings: usize, generate_secs: f64) -> Result<BenchResult> {
     let t = std::time::Instant::now();
     let mut store = RecordStore::open(dir, false)?.ok_or_else(|| anyhow::anyhow!("no record store in {}", dir.display()))?;
     let (summary, cases) = super::rebuild(&mut store, config)?;

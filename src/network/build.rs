@@ -94,8 +94,15 @@ struct Shared {
     by: Vec<(u32, String)>,
 }
 
-/// Groups recorded sellers into networks.
+/// Groups recorded sellers into networks, with their weak links (`group`, then `support`).
 pub fn build(rec: &Recorded, opts: &BuildOptions) -> Built {
+    let mut built = group(rec, opts);
+    support(rec, &mut built);
+    built
+}
+
+/// Groups recorded sellers into networks by their strong links; `rec.listings` is not used.
+pub fn group(rec: &Recorded, opts: &BuildOptions) -> Built {
     let mut shared = shared_values(rec);
     shared.extend(shared_photos(rec, opts));
     let mut uf = UnionFind::<u32>::new(rec.sellers.len());
@@ -131,12 +138,19 @@ pub fn build(rec: &Recorded, opts: &BuildOptions) -> Built {
         let g = index[&uf.find(s.by[0].0)];
         built.groups[g].links.extend(pair_links(&s));
     }
-    add_weak_links(rec, &mut built.groups);
     for g in &mut built.groups {
         g.members.sort_unstable();
+        // the values come out of hash maps: one order for every build
+        g.links.sort_by(|x, y| (x.a, x.b, x.kind, &x.value, &x.evidence).cmp(&(y.a, y.b, y.kind, &y.value, &y.evidence)));
     }
     built.groups.sort_by(|a, b| b.members.len().cmp(&a.members.len()).then_with(|| a.members.cmp(&b.members)));
     built
+}
+
+/// Adds the weak links between members of each network; needs the members' listings in
+/// `rec.listings` (the others are not looked at).
+pub fn support(rec: &Recorded, built: &mut Built) {
+    add_weak_links(rec, &mut built.groups);
 }
 
 /// Every seller pair sharing `s`, with how each wrote it.
@@ -175,10 +189,24 @@ fn cosine(a: &[f32], b: &[f32]) -> Option<f32> {
     (na > 0.0 && nb > 0.0).then(|| dot / (na * nb))
 }
 
-/// Listing photos reused by several sellers, as shared values (kind `photo`).
-fn shared_photos(rec: &Recorded, opts: &BuildOptions) -> Vec<Shared> {
-    // one entry per distinct (hash, look): photos with one hash and agreeing embeddings
-    let mut reps: Vec<(u64, usize)> = Vec::new(); // (hash, photo index of the first)
+/// Distinct photos among the listing photos: photos with one hash and agreeing embeddings are one
+/// look.
+struct Looks {
+    /// For each look: its hash and the photo (index into `Recorded::photos`) standing for it.
+    reps: Vec<Look>,
+    /// For each photo: its look (`u32::MAX` for a photo without a hash).
+    of_photo: Vec<u32>,
+}
+
+/// One look: a hash and the first photo with it.
+struct Look {
+    hash: u64,
+    photo: usize,
+}
+
+/// Groups the photos into looks.
+fn looks(rec: &Recorded, opts: &BuildOptions) -> Looks {
+    let mut reps: Vec<Look> = Vec::new();
     let mut of_photo: Vec<u32> = Vec::with_capacity(rec.photos.len());
     let mut by_hash: HashMap<u64, Vec<u32>> = HashMap::new();
     for (i, (_, p)) in rec.photos.iter().enumerate() {
@@ -186,36 +214,112 @@ fn shared_photos(rec: &Recorded, opts: &BuildOptions) -> Vec<Shared> {
             of_photo.push(u32::MAX);
             continue;
         };
-        let same = |r: &u32| cosine(&p.embedding, &rec.photos[reps[*r as usize].1].1.embedding).is_none_or(|c| c >= opts.photo_min_similarity);
+        let same = |r: &u32| cosine(&p.embedding, &rec.photos[reps[*r as usize].photo].1.embedding).is_none_or(|c| c >= opts.photo_min_similarity);
         let slot = by_hash.entry(h).or_default();
         let r = match slot.iter().find(|r| same(r)) {
             Some(r) => *r,
             None => {
-                reps.push((h, i));
+                reps.push(Look { hash: h, photo: i });
                 slot.push((reps.len() - 1) as u32);
                 (reps.len() - 1) as u32
             }
         };
         of_photo.push(r);
     }
-    // near hashes whose embeddings agree are one photo
-    let index = crate::phash::Index::new(reps.iter().enumerate().map(|(r, (h, _))| (r as u32, *h)).collect());
-    let mut uf = UnionFind::<u32>::new(reps.len());
-    for (r, (h, first)) in reps.iter().enumerate() {
-        for (other, d) in index.near(*h) {
-            if other as usize <= r || d > opts.photo_hash_bits || uf.equiv(r as u32, other) {
-                continue;
-            }
-            let e = &rec.photos[reps[other as usize].1].1.embedding;
-            if cosine(&rec.photos[*first].1.embedding, e).is_none_or(|c| c >= opts.photo_min_similarity) {
-                uf.union(r as u32, other);
-            }
+    Looks { reps, of_photo }
+}
+
+/// The sellers that use a group of looks, while they are few; once more than `max_sharing` the
+/// group is platform-wide whatever joins it, and is not searched from any more.
+enum Reach {
+    Sellers(Vec<u32>),
+    Wide,
+}
+
+/// Looks joined into photos (union–find), with each photo's reach.
+struct Joiner {
+    uf: UnionFind<u32>,
+    reach: Vec<Reach>,
+    max_sharing: usize,
+}
+
+impl Joiner {
+    fn new(looks: &Looks, rec: &Recorded, max_sharing: usize) -> Joiner {
+        let mut sellers: Vec<Vec<u32>> = vec![Vec::new(); looks.reps.len()];
+        for (i, r) in looks.of_photo.iter().enumerate().filter(|(_, r)| **r != u32::MAX) {
+            sellers[*r as usize].push(rec.photos[i].0);
         }
+        let reach = sellers
+            .into_iter()
+            .map(|mut s| {
+                s.sort_unstable();
+                s.dedup();
+                if s.len() > max_sharing { Reach::Wide } else { Reach::Sellers(s) }
+            })
+            .collect();
+        Joiner { uf: UnionFind::new(looks.reps.len()), reach, max_sharing }
+    }
+
+    /// Whether the photo of look `r` is shared by more than `max_sharing` sellers (so far).
+    fn wide(&mut self, r: u32) -> bool {
+        let root = self.uf.find_mut(r);
+        matches!(self.reach[root as usize], Reach::Wide)
+    }
+
+    /// Joins looks `a` and `b` into one photo, merging their sellers.
+    fn join(&mut self, a: u32, b: u32) {
+        let (ra, rb) = (self.uf.find_mut(a), self.uf.find_mut(b));
+        if ra == rb || !self.uf.union(ra, rb) {
+            return;
+        }
+        let root = self.uf.find_mut(ra);
+        let other = if root == ra { rb } else { ra };
+        let moved = std::mem::replace(&mut self.reach[other as usize], Reach::Sellers(Vec::new()));
+        let merged = match (std::mem::replace(&mut self.reach[root as usize], Reach::Wide), moved) {
+            (Reach::Sellers(mut x), Reach::Sellers(y)) => {
+                x.extend(y);
+                x.sort_unstable();
+                x.dedup();
+                if x.len() > self.max_sharing { Reach::Wide } else { Reach::Sellers(x) }
+            }
+            _ => Reach::Wide,
+        };
+        self.reach[root as usize] = merged;
+    }
+}
+
+/// Listing photos reused by several sellers, as shared values (kind `photo`).
+///
+/// Looks within `photo_hash_bits` of each other (`phash::Index`) whose embeddings agree are one
+/// photo. Each look searches its near hashes, skipping those already joined to it; a photo found
+/// to be shared by more than `max_sharing` sellers is platform-wide and searches no further (what
+/// joins it still joins it: it links nobody either way), so a widely reused stock photo costs
+/// about as much as a photo used once.
+fn shared_photos(rec: &Recorded, opts: &BuildOptions) -> Vec<Shared> {
+    let looks = looks(rec, opts);
+    let index = crate::phash::Index::new(looks.reps.iter().enumerate().map(|(r, l)| (r as u32, l.hash)).collect());
+    let mut joiner = Joiner::new(&looks, rec, opts.max_sharing);
+    for (r, look) in looks.reps.iter().enumerate() {
+        let r = r as u32;
+        if joiner.wide(r) {
+            continue;
+        }
+        let mine = &rec.photos[look.photo].1.embedding;
+        index.each_near(look.hash, opts.photo_hash_bits, |other, _| {
+            if other == r || joiner.uf.equiv(r, other) {
+                return true;
+            }
+            let theirs = &rec.photos[looks.reps[other as usize].photo].1.embedding;
+            if cosine(mine, theirs).is_none_or(|c| c >= opts.photo_min_similarity) {
+                joiner.join(r, other);
+            }
+            !joiner.wide(r)
+        });
     }
     let mut groups: HashMap<u32, BTreeMap<u32, &str>> = HashMap::new();
-    for (i, r) in of_photo.iter().enumerate().filter(|(_, r)| **r != u32::MAX) {
+    for (i, r) in looks.of_photo.iter().enumerate().filter(|(_, r)| **r != u32::MAX) {
         let (seller, p) = &rec.photos[i];
-        groups.entry(uf.find(*r)).or_default().entry(*seller).or_insert(p.image.as_str());
+        groups.entry(joiner.uf.find_mut(*r)).or_default().entry(*seller).or_insert(p.image.as_str());
     }
     groups
         .into_values()

@@ -100,11 +100,20 @@ pub struct Summary {
 /// what later scans need; returns what it did and the cases, highest rank first.
 pub fn rebuild(store: &mut RecordStore, config: &crate::config::Config) -> anyhow::Result<(Summary, Vec<Case>)> {
     let t = std::time::Instant::now();
-    let rec = store.load()?;
-    let load_secs = t.elapsed().as_secs_f64();
+    let mut rec = store.load_links()?;
+    let mut load_secs = t.elapsed().as_secs_f64();
     let t = std::time::Instant::now();
-    let built = build(&rec, &BuildOptions::from_config(&config.network));
-    let link_secs = t.elapsed().as_secs_f64();
+    let mut built = build::group(&rec, &BuildOptions::from_config(&config.network));
+    let mut link_secs = t.elapsed().as_secs_f64();
+    // only members' listings are needed (weak links, case files): the others are counted, not read
+    let t = std::time::Instant::now();
+    let members: Vec<u32> = built.groups.iter().flat_map(|g| g.members.iter().copied()).collect();
+    store.load_listings(&mut rec, &members)?;
+    let listings = store.count()? as usize;
+    load_secs += t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
+    build::support(&rec, &mut built);
+    link_secs += t.elapsed().as_secs_f64();
     let t = std::time::Instant::now();
     let previous = store.previous_members()?;
     let statuses = store.statuses()?;
@@ -133,7 +142,7 @@ pub fn rebuild(store: &mut RecordStore, config: &crate::config::Config) -> anyho
     }
     store.save_networks(&stored, &merged)?;
     let summary = Summary {
-        listings: rec.listings.len(),
+        listings,
         sellers: rec.sellers.len(),
         networks: cases.len(),
         largest: built.groups.first().map_or(0, |g| g.members.len()),

@@ -207,63 +207,80 @@ impl RecordStore {
         Ok(self.conn.query_row("SELECT count(*) FROM listings", [], |r| r.get::<_, i64>(0))? as u64)
     }
 
-    /// Reads everything `network build` needs.
+    /// Reads everything recorded: `load_links`, then every seller's listings.
     pub fn load(&self) -> Result<Recorded> {
+        let mut out = self.load_links()?;
+        let all: Vec<u32> = (0..out.sellers.len() as u32).collect();
+        self.load_listings(&mut out, &all)?;
+        Ok(out)
+    }
+
+    /// Reads what links sellers: the seller ids (interned in ascending order), their identifiers
+    /// (each distinct one once per seller, though every listing of the seller carries it) and their
+    /// listing photos that are not catalog photos; no listings (`load_listings` reads those of the
+    /// sellers that turn out to matter).
+    pub fn load_links(&self) -> Result<Recorded> {
         let mut out = Recorded::default();
         let mut index: HashMap<String, u32> = HashMap::new();
-        let mut intern = |id: String, sellers: &mut Vec<String>| -> u32 {
-            *index.entry(id).or_insert_with_key(|k| {
-                sellers.push(k.clone());
-                (sellers.len() - 1) as u32
-            })
-        };
-        let mut st = self.conn.prepare(
-            "SELECT listing_id, seller_id, seller_name, region, ship_from, shop_url, title, verdict, rule, price, currency,
-                    price_base, sold_count, brand, product_id, listed_at, recorded_at FROM listings ORDER BY seller_id, listing_id",
-        )?;
+        let mut st = self.conn.prepare("SELECT DISTINCT seller_id FROM listings ORDER BY seller_id")?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
-            let l = RecordedListing {
-                listing_id: r.get(0)?,
-                seller_id: r.get(1)?,
-                seller_name: r.get(2)?,
-                region: r.get(3)?,
-                ship_from: r.get(4)?,
-                shop_url: r.get(5)?,
-                title: r.get(6)?,
-                verdict: r.get(7)?,
-                rule: r.get(8)?,
-                price: r.get(9)?,
-                currency: r.get(10)?,
-                price_base: r.get(11)?,
-                sold_count: r.get::<_, Option<i64>>(12)?.map(|n| n.max(0) as u64),
-                brand: r.get(13)?,
-                product_id: r.get(14)?,
-                listed_at: r.get(15)?,
-                recorded_at: r.get(16)?,
-                ..RecordedListing::default()
-            };
-            let s = intern(l.seller_id.clone(), &mut out.sellers);
-            out.listings.push((s, l));
+            let id: String = r.get(0)?;
+            index.insert(id.clone(), out.sellers.len() as u32);
+            out.sellers.push(id);
         }
+        // identifiers and photos whose listing row is missing (never written so) still count
+        let mut intern = |id: &str, sellers: &mut Vec<String>| -> u32 {
+            if let Some(s) = index.get(id) {
+                return *s;
+            }
+            sellers.push(id.to_string());
+            index.insert(id.to_string(), (sellers.len() - 1) as u32);
+            (sellers.len() - 1) as u32
+        };
+        let mut of_seller: HashMap<u32, Vec<usize>> = HashMap::new();
         let mut st = self.conn.prepare("SELECT seller_id, kind, value, raw, country FROM identifiers")?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
-            let kind: String = r.get(1)?;
-            let Some(kind) = Kind::parse(&kind) else { continue };
-            let s = intern(r.get(0)?, &mut out.sellers);
-            out.ids.push((s, Identifier { kind, value: r.get(2)?, raw: r.get(3)?, country: r.get(4)? }));
+            let Some(kind) = Kind::parse(r.get_ref(1)?.as_str()?) else { continue };
+            let s = intern(r.get_ref(0)?.as_str()?, &mut out.sellers);
+            let (value, raw, country) = (r.get_ref(2)?.as_str()?, r.get_ref(3)?.as_str()?, r.get_ref(4)?.as_str_or_null()?);
+            let known = of_seller.entry(s).or_default();
+            let same = |i: &Identifier| i.kind == kind && i.value == value && i.raw == raw && i.country.as_deref() == country;
+            if known.iter().any(|k| same(&out.ids[*k].1)) {
+                continue;
+            }
+            known.push(out.ids.len());
+            out.ids.push((s, Identifier { kind, value: value.to_string(), raw: raw.to_string(), country: country.map(str::to_string) }));
         }
         let mut st = self.conn.prepare("SELECT seller_id, image, phash, embedding, reference FROM photos WHERE catalog = 0 AND phash IS NOT NULL")?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
-            let s = intern(r.get(0)?, &mut out.sellers);
-            let blob: Option<Vec<u8>> = r.get(3)?;
-            let embedding = blob.unwrap_or_default().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            let s = intern(r.get_ref(0)?.as_str()?, &mut out.sellers);
+            let embedding = r.get_ref(3)?.as_blob_or_null()?.unwrap_or_default().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
             let phash: i64 = r.get(2)?;
             out.photos.push((s, RecordedPhoto { image: r.get(1)?, phash: Some(phash as u64), embedding, catalog: false, reference: r.get(4)? }));
         }
         Ok(out)
+    }
+
+    /// Reads the listings of `sellers` (indices into `rec.sellers`) into `rec.listings`, by seller
+    /// and listing id.
+    pub fn load_listings(&self, rec: &mut Recorded, sellers: &[u32]) -> Result<()> {
+        let mut st = self.conn.prepare(
+            "SELECT listing_id, seller_id, seller_name, region, ship_from, shop_url, title, verdict, rule, price, currency,
+                    price_base, sold_count, brand, product_id, listed_at, recorded_at FROM listings WHERE seller_id = ?1 ORDER BY listing_id",
+        )?;
+        let mut sorted = sellers.to_vec();
+        sorted.sort_by(|a, b| rec.sellers[*a as usize].cmp(&rec.sellers[*b as usize]));
+        sorted.dedup();
+        for s in sorted {
+            let mut rows = st.query([&rec.sellers[s as usize]])?;
+            while let Some(r) = rows.next()? {
+                rec.listings.push((s, listing_row(r)?));
+            }
+        }
+        Ok(())
     }
 
     /// Photos of listings (all, catalog photos included) by listing id, for case files.
@@ -373,6 +390,30 @@ impl RecordStore {
         known.set_photos(photos);
         Ok(known)
     }
+}
+
+/// A listing row (the columns of `load_listings`' query), without identifiers and photos.
+fn listing_row(r: &rusqlite::Row) -> rusqlite::Result<RecordedListing> {
+    Ok(RecordedListing {
+        listing_id: r.get(0)?,
+        seller_id: r.get(1)?,
+        seller_name: r.get(2)?,
+        region: r.get(3)?,
+        ship_from: r.get(4)?,
+        shop_url: r.get(5)?,
+        title: r.get(6)?,
+        verdict: r.get(7)?,
+        rule: r.get(8)?,
+        price: r.get(9)?,
+        currency: r.get(10)?,
+        price_base: r.get(11)?,
+        sold_count: r.get::<_, Option<i64>>(12)?.map(|n| n.max(0) as u64),
+        brand: r.get(13)?,
+        product_id: r.get(14)?,
+        listed_at: r.get(15)?,
+        recorded_at: r.get(16)?,
+        ..RecordedListing::default()
+    })
 }
 
 /// Brings the store to the current version (`MIGRATIONS`), each step in its own transaction.
