@@ -125,7 +125,7 @@ def compare(rows, expected):
 def test_job_gives_knockoffs_verdicts_field_for_field(work):
     out = str(work["tmp"] / "out-jsonl")
     log = run_job(work, work["listings"], "--output", out, "--output-format", "jsonl", "--snapshot", work["snap"],
-                  "--split-mb", str(split_mb(work["listings"])))
+                  "--split-mb", str(split_mb(work["listings"])), "--ship")  # shipped as to a cluster's executors
     assert f"verdicts of {PARTITIONS} partition(s) written" in log, log[-3000:]
     rows = read_jsonl_output(out)
     compare(rows, work["expected"])
