@@ -191,8 +191,12 @@ class Tools:
         self.knockoff, self.models_dir, self.snapshot, self.model, self.shipped = knockoff, models_dir, snapshot, model, shipped
 
     def resolved(self):
+        """The paths as this executor's knockoff needs them: absolute (knockoff runs in a
+        temporary directory), relative ones taken from the executor's working directory (local
+        mode: where spark-submit ran; YARN: the container's, where --archives unpacks)."""
         if not self.shipped:
-            return self
+            return Tools(os.path.abspath(self.knockoff), os.path.abspath(self.models_dir), os.path.abspath(self.snapshot),
+                         self.model, False)
         from pyspark import SparkFiles
 
         root = os.path.join(SparkFiles.getRootDirectory(), BUNDLE_NAME)
