@@ -18,6 +18,7 @@ say why; not a failure), anything else fails the task with knockoff's message (S
 """
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -64,9 +65,10 @@ def parse_args(argv):
     p.add_argument("--models-dir", required=True, help="directory with the model manifest (.toml), its .onnx and libonnxruntime.so.*")
     p.add_argument("--snapshot", required=True, help="catalog snapshot directory (knockoff catalog snapshot OUT)")
     p.add_argument("--model", help="model name (default: the one the snapshot was made with)")
-    p.add_argument("--ship", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--ship", action=argparse.BooleanOptionalAction, default=None,
                    help="pack the binary, model, runtime and snapshot into one archive that Spark copies to each executor "
-                        "(default); --no-ship: the paths exist on every executor (shared storage, or spark-submit --archives)")
+                        "(default, except in local mode); --no-ship: the paths exist on every executor (local mode, shared "
+                        "storage, or spark-submit --archives)")
     p.add_argument("--image-base", help="directory that relative image paths resolve against (default: each listing file's directory)")
     p.add_argument("--split-mb", type=float, default=1.0,
                    help="largest input split per task in MB (JSON Lines; about 2500 listings per MB at 400 bytes each)")
@@ -189,8 +191,12 @@ class Tools:
         self.knockoff, self.models_dir, self.snapshot, self.model, self.shipped = knockoff, models_dir, snapshot, model, shipped
 
     def resolved(self):
+        """The paths as this executor's knockoff needs them: absolute (knockoff runs in a
+        temporary directory), relative ones taken from the executor's working directory (local
+        mode: where spark-submit ran; YARN: the container's, where --archives unpacks)."""
         if not self.shipped:
-            return self
+            return Tools(os.path.abspath(self.knockoff), os.path.abspath(self.models_dir), os.path.abspath(self.snapshot),
+                         self.model, False)
         from pyspark import SparkFiles
 
         root = os.path.join(SparkFiles.getRootDirectory(), BUNDLE_NAME)
@@ -208,28 +214,33 @@ def _forward_stderr(stream, prefix, tail):
     sys.stderr.flush()
 
 
-def _feed(stdin, lines):
-    try:
-        for line in lines:
-            stdin.write(line.encode("utf-8"))
-            stdin.write(b"\n")
-        stdin.close()
-    except (BrokenPipeError, OSError):
-        pass  # knockoff ended early: its exit code and stderr say why
+class Feed:
+    """Writes a partition's listings to knockoff's stdin as Spark hands them over (knockoff starts
+    and scans while the rest still arrives); keeps each line's source file for the verdicts."""
+
+    def __init__(self, items, image_base):
+        self.items, self.image_base = items, image_base
+        self.sources = []  # source file of input line k + 1 (appended before the line is written)
+        self.lines = self.expected = 0
+        self.done = False
+
+    def run(self, stdin):
+        try:
+            for text, src in self.items:
+                line = prepare_line(text, base_dir(src, self.image_base))
+                self.sources.append(src)
+                self.lines += 1
+                self.expected += is_record(line)
+                stdin.write(line.encode("utf-8"))
+                stdin.write(b"\n")
+            self.done = True
+            stdin.close()
+        except (BrokenPipeError, OSError):
+            pass  # knockoff ended early: its exit code and stderr say why
 
 
-def scan_partition(items, tools, opts):
-    """Runs `knockoff scan -` on one partition's (line, source_file) pairs; yields output rows."""
-    from pyspark import TaskContext
-
-    ctx = TaskContext.get()
-    pid, attempt = (ctx.partitionId(), ctx.attemptNumber()) if ctx else (0, 0)
-    items = list(items)
-    lines = [prepare_line(text, base_dir(src, opts["image_base"])) for text, src in items]
-    sources = [src for _, src in items]
-    expected = sum(1 for text in lines if is_record(text))
-    if expected == 0:
-        return
+def knockoff_command(tools, opts):
+    """The command line and environment of one partition's knockoff."""
     t = tools.resolved()
     cmd = [t.knockoff, "--data", t.snapshot, "--models-dir", t.models_dir]
     cmd += ["--model", t.model] if t.model else []
@@ -239,43 +250,73 @@ def scan_partition(items, tools, opts):
     env.pop("KNOCKOFF_DATA", None)
     if opts["task_threads"] > 0:
         env["RAYON_NUM_THREADS"] = str(opts["task_threads"])
+    return cmd, env
+
+
+def _wait(proc):
+    """Waits for knockoff; returns its exit code and CPU seconds (user + system)."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_utime + usage.ru_stime
+
+
+def scan_partition(items, tools, opts):
+    """Runs `knockoff scan -` on one partition's (line, source_file) pairs, streaming them in as
+    they come; yields output rows. One line on stderr at the end says where the task's time went."""
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    pid, attempt = (ctx.partitionId(), ctx.attemptNumber()) if ctx else (0, 0)
+    items = iter(items)
+    first = next(items, None)
+    if first is None:
+        return
+    started, cpu_started = time.monotonic(), time.process_time()
+    cmd, env = knockoff_command(tools, opts)
     workdir = tempfile.mkdtemp(prefix="knockoff-task-")
     prefix = f"[knockoff partition {pid} attempt {attempt}] "
-    sys.stderr.write(f"{prefix}{len(lines)} line(s), {expected} listing(s): {' '.join(cmd)}\n")
+    sys.stderr.write(f"{prefix}{' '.join(cmd)}\n")
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=workdir, env=env)
     except OSError as e:
         shutil.rmtree(workdir, ignore_errors=True)
-        raise RuntimeError(f"partition {pid}: cannot run {t.knockoff}: {e}") from e
-    tail = deque(maxlen=20)
-    threads = [threading.Thread(target=_feed, args=(proc.stdin, lines), daemon=True),
+        raise RuntimeError(f"partition {pid}: cannot run {cmd[0]}: {e}") from e
+    feed, tail = Feed(itertools.chain([first], items), opts["image_base"]), deque(maxlen=20)
+    threads = [threading.Thread(target=feed.run, args=(proc.stdin,), daemon=True),
                threading.Thread(target=_forward_stderr, args=(proc.stderr, prefix, tail), daemon=True)]
     for th in threads:
         th.start()
     kill_after = opts["fail_once"].get(pid) if attempt == 0 else None
-    produced = 0
+    produced, code, knockoff_cpu = 0, None, 0.0
     try:
         for raw in proc.stdout:
             verdict = json.loads(raw)
             line_no = verdict.get("line") or 0
-            yield verdict_to_row(verdict, sources[line_no - 1] if 0 < line_no <= len(sources) else None)
+            yield verdict_to_row(verdict, feed.sources[line_no - 1] if 0 < line_no <= len(feed.sources) else None)
             produced += 1
             if kill_after is not None and produced >= kill_after:
                 proc.kill()  # tests: a partition killed mid-way
                 break
-        code = proc.wait()
+        code, knockoff_cpu = _wait(proc)
         for th in threads:
             th.join()
     finally:
-        if proc.poll() is None:
+        if proc.returncode is None:
             proc.kill()
-            proc.wait()
+            _wait(proc)
         shutil.rmtree(workdir, ignore_errors=True)
+    check_partition(pid, code, produced, feed, tail)
+    sys.stderr.write(f"{prefix}task: {produced} verdict(s) of {feed.lines} line(s) in {time.monotonic() - started:.2f} s; "
+                     f"knockoff cpu {knockoff_cpu:.2f} s, python cpu {time.process_time() - cpu_started:.2f} s\n")
+
+
+def check_partition(pid, code, produced, feed, tail):
+    """Fails the task when knockoff failed or did not judge every listing."""
     message = "\n".join(tail)
     if code not in (0, 3):
-        raise RuntimeError(f"partition {pid}: knockoff exited with {code} after {produced} of {expected} verdicts:\n{message}")
-    if produced != expected:
-        raise RuntimeError(f"partition {pid}: knockoff wrote {produced} verdicts for {expected} listings:\n{message}")
+        raise RuntimeError(f"partition {pid}: knockoff exited with {code} after {produced} of {feed.expected} verdicts:\n{message}")
+    if not feed.done or produced != feed.expected:
+        raise RuntimeError(f"partition {pid}: knockoff wrote {produced} verdicts for {feed.expected} listings:\n{message}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,9 +408,11 @@ def main(argv=None):
     spark.sparkContext.setLogLevel(os.environ.get("KNOCKOFF_SPARK_LOG_LEVEL", "WARN"))
     workdir = tempfile.mkdtemp(prefix="knockoff-driver-")
     try:
-        if args.ship:
+        # local mode: the executors are this machine, the paths are theirs
+        ship = args.ship if args.ship is not None else not spark.sparkContext.master.startswith("local")
+        if ship:
             spark.sparkContext.addArchive(make_bundle(args, model, workdir) + "#" + BUNDLE_NAME)
-        tools = Tools(args.knockoff, args.models_dir, args.snapshot, model, args.ship)
+        tools = Tools(args.knockoff, args.models_dir, args.snapshot, model, ship)
         opts = {
             "image_base": args.image_base,
             "scan_args": list(args.scan_arg),

@@ -58,6 +58,12 @@ pub(super) enum NetworkCmd {
         #[arg(long = "id")]
         ids: Vec<String>,
     },
+    /// Export the recorded identifiers, normalised, with the linking settings, for the identifier
+    /// join on Spark (spark/knockoff_links.py; docs/spark.md).
+    ExportRecords {
+        /// Directory to create (must not exist): identifiers.jsonl and settings.json.
+        output: PathBuf,
+    },
     /// Mark a network: `enforced` (new sellers linked to it are raised one level) or `open`.
     Mark {
         /// Network id.
@@ -171,6 +177,13 @@ pub(super) fn run(data: &std::path::Path, config: &Config, quiet: bool, cmd: &Ne
             }
             if !quiet {
                 eprintln!("exported {} network(s)", cases.len());
+            }
+            Ok(0)
+        }
+        NetworkCmd::ExportRecords { output } => {
+            let s = network::export_records::export(&open(data)?, &network::BuildOptions::from_config(&config.network), output)?;
+            if !quiet {
+                eprintln!("exported {} identifier(s) of {} listing(s) to {}", s.identifiers, s.listings, output.display());
             }
             Ok(0)
         }

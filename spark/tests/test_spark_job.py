@@ -125,7 +125,7 @@ def compare(rows, expected):
 def test_job_gives_knockoffs_verdicts_field_for_field(work):
     out = str(work["tmp"] / "out-jsonl")
     log = run_job(work, work["listings"], "--output", out, "--output-format", "jsonl", "--snapshot", work["snap"],
-                  "--split-mb", str(split_mb(work["listings"])))
+                  "--split-mb", str(split_mb(work["listings"])), "--ship")  # shipped as to a cluster's executors
     assert f"verdicts of {PARTITIONS} partition(s) written" in log, log[-3000:]
     rows = read_jsonl_output(out)
     compare(rows, work["expected"])
@@ -178,3 +178,12 @@ def test_relative_image_paths_resolve_like_knockoffs():
     assert json.loads(knockoff_spark.prepare_line('{"images":["a.jpg"],"price":19.99}', "/b")) == {"images": ["/b/a.jpg"], "price": 19.99}
     assert knockoff_spark.base_dir("file:///data/my%20listings/l.jsonl", None) == "/data/my listings"
     assert knockoff_spark.base_dir("hdfs://nn/l.jsonl", None) is None
+
+
+def test_relative_tool_paths_are_made_absolute_where_the_executor_runs(tmp_path, monkeypatch):
+    # knockoff runs in a temporary directory: a relative --models-dir must not be looked up there
+    monkeypatch.chdir(tmp_path)
+    tools = knockoff_spark.Tools("bin/knockoff", "models", "/abs/snap", "sscd_distilled", False).resolved()
+    assert (tools.knockoff, tools.models_dir, tools.snapshot) == (str(tmp_path / "bin/knockoff"), str(tmp_path / "models"), "/abs/snap")
+    cmd, _ = knockoff_spark.knockoff_command(tools, {"scan_args": [], "task_threads": 0})
+    assert cmd[:5] == [str(tmp_path / "bin/knockoff"), "--data", "/abs/snap", "--models-dir", str(tmp_path / "models")]

@@ -17,6 +17,7 @@ pub mod bench;
 pub mod build;
 pub mod case;
 pub mod export;
+pub mod export_records;
 pub mod normalise;
 pub mod record;
 pub mod watch;
