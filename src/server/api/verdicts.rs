@@ -102,17 +102,30 @@ pub async fn decide(
     ApiPath(id): ApiPath<i64>,
     ApiJson(input): ApiJson<DecisionInput>,
 ) -> Result<(StatusCode, Json<DecisionRow>), ApiError> {
-    if input.note.chars().count() > MAX_NOTE {
+    let row = record_decision(&state, caller, id, input.decision, input.note).await?;
+    Ok((StatusCode::CREATED, Json(row)))
+}
+
+/// Stores `caller`'s decision on verdict `id` after the checks every client gets (the note's
+/// length, the verdict visible to the key): the one way a decision is made, by the API and the
+/// review console alike.
+pub async fn record_decision(
+    state: &Arc<AppState>,
+    caller: Caller,
+    id: i64,
+    decision: Outcome,
+    note: String,
+) -> Result<DecisionRow, ApiError> {
+    if note.chars().count() > MAX_NOTE {
         return Err(ApiError::bad_request(
             "bad_request",
             format!("the note is longer than {MAX_NOTE} characters"),
         ));
     }
-    visible(&state, &caller, id).await?;
-    let row = state
-        .with_db(move |c| ledger::decide(c, &caller, id, input.decision, &input.note))
-        .await?;
-    Ok((StatusCode::CREATED, Json(row)))
+    visible(state, &caller, id).await?;
+    state
+        .with_db(move |c| ledger::decide(c, &caller, id, decision, &note))
+        .await
 }
 
 /// Export options.
