@@ -1151,6 +1151,17 @@ impl Store {
         Ok(out)
     }
 
+    /// The sources (paths or URLs, as stored) of the reference photos of `brand`'s product
+    /// `product_id`, in a stable order.
+    pub fn image_sources(&self, brand: &str, product_id: &str) -> Result<Vec<String>> {
+        let mut st = self.conn.prepare(
+            "SELECT i.source FROM images i JOIN products p ON p.id=i.product JOIN brands b ON b.id=p.brand
+             WHERE b.name=?1 AND p.product_id=?2 ORDER BY i.vector",
+        )?;
+        let rows = st.query_map(params![brand, product_id], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Counts for `catalog stats`.
     pub fn stats(&self) -> Result<Stats> {
         let q = |sql: &str| -> Result<usize> { Ok(self.conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as usize) };
