@@ -424,6 +424,8 @@ pub struct ListedProduct {
     pub images: usize,
     /// Authorised sellers of this product.
     pub authorized_sellers: Vec<String>,
+    /// Category, when given.
+    pub category: Option<String>,
     /// True when removed (hidden from search until compaction deletes it).
     pub removed: bool,
 }
@@ -1121,7 +1123,7 @@ impl Store {
     pub fn list(&self, brand: Option<&str>, include_removed: bool) -> Result<Vec<ListedProduct>> {
         let mut st = self.conn.prepare(
             "SELECT p.id, b.name, p.product_id, p.title, p.price, p.currency, p.removed,
-                    (SELECT COUNT(*) FROM images i WHERE i.product=p.id)
+                    (SELECT COUNT(*) FROM images i WHERE i.product=p.id), p.category
              FROM products p JOIN brands b ON b.id=p.brand
              WHERE (?1 IS NULL OR b.name=?1) AND (?2 OR p.removed=0)
              ORDER BY b.name, p.product_id",
@@ -1138,6 +1140,7 @@ impl Store {
                     removed: r.get::<_, i64>(6)? != 0,
                     images: r.get::<_, i64>(7)? as usize,
                     authorized_sellers: Vec::new(),
+                    category: r.get(8)?,
                 },
             ))
         })?;

@@ -136,6 +136,10 @@ pub async fn upload(
     fields.insert("price".into(), product.price.into());
     fields.insert("currency".into(), product.currency.into());
     fields.insert("authorized_sellers".into(), product.authorized_sellers.into());
+    if let Some(category) = product.category {
+        // the product is stored again whole: what it had is kept
+        fields.insert("category".into(), category.into());
+    }
     fields.insert("images".into(), Value::Array(vec![path.display().to_string().into()]));
     let done = store_product(&state, &signed.caller, fields).await?;
     let added = if done.embedded > 0 {

@@ -65,8 +65,10 @@ pub fn router(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .layer(Extension(Arc::new(Sessions::default())))
 }
 
-/// Headers every console answer carries: no framing, no sniffing, no referrer, and a content
-/// security policy that runs only the console's own script.
+/// Headers every console answer carries: no framing, no sniffing, no referrer to other sites (a
+/// same-origin referrer policy, not `no-referrer`: under that, browsers send `Origin: null` on the
+/// console's own form posts and the origin check could not tell them from cross-site ones), and a
+/// content security policy that runs only the console's own script.
 async fn security_headers(mut res: Response) -> Response {
     let h = res.headers_mut();
     let csp = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
@@ -74,7 +76,7 @@ async fn security_headers(mut res: Response) -> Response {
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
