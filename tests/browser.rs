@@ -446,6 +446,10 @@ fn case_file_graph_regions_and_thumbnails_render_in_chromium() {
         for i in imgs {
             assert!(i["ok"] == true && i["w"].as_f64() > Some(0.0) && i["h"].as_f64() > Some(0.0), "a thumbnail does not render: {imgs:?}");
         }
+        // the whole case file, as it would be printed or sent (one tall screenshot)
+        b.client.set_window_size(1000, 1000).await.expect("resize the window");
+        let height = b.js("return document.documentElement.scrollHeight").await.as_u64().unwrap_or(1000);
+        b.client.set_window_size(1000, height.clamp(600, 4000) as u32).await.expect("resize the window");
         b.screenshot("networks-case.png").await;
         b.close().await;
     });

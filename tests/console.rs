@@ -257,6 +257,7 @@ fn verdict_page_and_photos(server: &Server, s: &Session, id: i64) {
     let a = send("GET", &server.url(&format!("/console/verdicts/{id}")), &[("Cookie", &s.cookie)], Vec::new());
     assert_eq!(a.status, 200);
     let html = a.text();
+    assert!(!html.contains("uploads/"), "the verdict page shows a server path");
     for part in ["id=\"listing-photo\"", "id=\"reference-photo\"", "Score: ", "below the reference price", "data-key=\"c\"", "data-key=\"g\"", "data-key=\"n\""] {
         assert!(html.contains(part), "the verdict page lacks {part}");
     }
