@@ -450,6 +450,8 @@ fn case_file_graph_regions_and_thumbnails_render_in_chromium() {
         b.client.set_window_size(1000, 1000).await.expect("resize the window");
         let height = b.js("return document.documentElement.scrollHeight").await.as_u64().unwrap_or(1000);
         b.client.set_window_size(1000, height.clamp(600, 4000) as u32).await.expect("resize the window");
+        let overflow = b.js("return document.documentElement.scrollWidth - document.documentElement.clientWidth").await;
+        assert!(overflow.as_i64() <= Some(0), "the case file is wider than the window by {overflow} px");
         b.screenshot("networks-case.png").await;
         b.close().await;
     });

@@ -279,7 +279,7 @@ const TEMPLATE: &str = r##"<!DOCTYPE html>
 <style>
 body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}
 h1{font-size:1.5em}h2{border-bottom:2px solid #333;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;padding:3px 8px;text-align:left;vertical-align:top}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;padding:3px 8px;text-align:left;vertical-align:top}td.wrap{overflow-wrap:anywhere}
 th{background:#eee}.num{text-align:right}.flag{color:#b2182b;font-weight:bold}.review{color:#b35806}
 .pair{display:inline-block;border:1px solid #ccc;margin:4px;padding:4px;width:350px;vertical-align:top;font-size:12px}
 .pair img{width:160px;height:160px;object-fit:contain;background:#f4f4f4}.pair figure{display:inline-block;margin:2px}
@@ -317,7 +317,7 @@ section.case{page-break-before:always}section.case:first-of-type{page-break-befo
 <td>{% for k, n in c.regions.contacts|items %}{{ k }}: {{ n }} number(s)<br>{% else %}-{% endfor %}</td></tr></table>
 <h3>Links and evidence</h3>
 <table><tr><th>Seller</th><th>Seller</th><th>Kind</th><th>Shared value</th><th>Strength</th><th>Evidence</th></tr>
-{% for l in c.links %}<tr><td>{{ l.a }}</td><td>{{ l.b }}</td><td>{{ l.kind }}</td><td>{{ l.value }}</td><td>{{ l.strength }}</td><td>{{ l.evidence }}</td></tr>
+{% for l in c.links %}<tr><td>{{ l.a }}</td><td>{{ l.b }}</td><td>{{ l.kind }}</td><td class="wrap">{{ l.value }}</td><td>{{ l.strength }}</td><td class="wrap">{{ l.evidence }}</td></tr>
 {% endfor %}</table>
 <h3>Copied photos</h3>
 {% for t in v.thumbs %}<div class="pair"><div><span class="{{ t.verdict }}">{{ t.verdict }}</span> {{ t.listing_id }} by {{ t.seller_id }} &mdash; {{ t.product }}</div>
