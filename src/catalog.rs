@@ -424,6 +424,8 @@ pub struct ListedProduct {
     pub images: usize,
     /// Authorised sellers of this product.
     pub authorized_sellers: Vec<String>,
+    /// Category, when given.
+    pub category: Option<String>,
     /// True when removed (hidden from search until compaction deletes it).
     pub removed: bool,
 }
@@ -1142,7 +1144,7 @@ impl Store {
     pub fn list(&self, brand: Option<&str>, include_removed: bool) -> Result<Vec<ListedProduct>> {
         let mut st = self.conn.prepare(
             "SELECT p.id, b.name, p.product_id, p.title, p.price, p.currency, p.removed,
-                    (SELECT COUNT(*) FROM images i WHERE i.product=p.id)
+                    (SELECT COUNT(*) FROM images i WHERE i.product=p.id), p.category
              FROM products p JOIN brands b ON b.id=p.brand
              WHERE (?1 IS NULL OR b.name=?1) AND (?2 OR p.removed=0)
              ORDER BY b.name, p.product_id",
@@ -1159,6 +1161,7 @@ impl Store {
                     removed: r.get::<_, i64>(6)? != 0,
                     images: r.get::<_, i64>(7)? as usize,
                     authorized_sellers: Vec::new(),
+                    category: r.get(8)?,
                 },
             ))
         })?;
@@ -1170,6 +1173,17 @@ impl Store {
             out.push(p);
         }
         Ok(out)
+    }
+
+    /// The sources (paths or URLs, as stored) of the reference photos of `brand`'s product
+    /// `product_id`, in a stable order.
+    pub fn image_sources(&self, brand: &str, product_id: &str) -> Result<Vec<String>> {
+        let mut st = self.conn.prepare(
+            "SELECT i.source FROM images i JOIN products p ON p.id=i.product JOIN brands b ON b.id=p.brand
+             WHERE b.name=?1 AND p.product_id=?2 ORDER BY i.vector",
+        )?;
+        let rows = st.query_map(params![brand, product_id], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Counts for `catalog stats`.

@@ -107,10 +107,22 @@ pub struct Match {
     /// have; the one with more goes first (see `colour`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub colour: Option<f32>,
+    /// With geometric verification, when the match verified in the photo `listing_image`: where
+    /// in it the product lies (the box around the verified local features, or the part of the
+    /// photo that is a near-duplicate), for an outline drawn over the photo.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<MatchRegion>,
     /// Reference price of the product.
     pub reference_price: f64,
     /// Currency of the reference price.
     pub reference_currency: String,
+}
+
+/// Where in a listing photo a product was found.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MatchRegion {
+    /// Left, top, right and bottom edges as shares (0 to 1) of the photo's width and height.
+    pub area: [f32; 4],
 }
 
 /// The listing's side of the decision.
@@ -433,6 +445,7 @@ mod tests {
             verification: None,
             mirrored: false,
             colour: None,
+            region: None,
             reference_price: 100.0,
             reference_currency: "EUR".into(),
         }

@@ -17,7 +17,7 @@ use crate::config::{Config, RegionQueries};
 use crate::decode;
 use crate::embed::{self, Embedder, Loaded};
 use crate::index::Hit;
-use crate::policy::{self, Authorisations, Decision, Match, Offer, Thresholds, Verdict};
+use crate::policy::{self, Authorisations, Decision, Match, MatchRegion, Offer, Thresholds, Verdict};
 use crate::records::{self, RawRecord};
 use crate::source::{Fetcher, ImageRef};
 use crate::verify::Features;
@@ -964,7 +964,7 @@ impl Judge {
             })
             .collect();
         let mut posed = Vec::new();
-        for ((((i, ver, flipped, _, pair), (_, _, near)), (e, d, _)), (best, best_distinct)) in counted.into_iter().zip(&candidates).zip(weighed).zip(rivals) {
+        for (((((i, ver, flipped, _, pair), (_, _, near)), (e, d, _)), (best, best_distinct)), at) in counted.into_iter().zip(&candidates).zip(weighed).zip(rivals).zip(here) {
             let adj = v.adjustment(e, d, best.max(e), best_distinct.max(d)) as f32;
             // where to compare again (`locate`): candidates with a homography that are not explained
             // away and cover less of the photo than a region does
@@ -980,6 +980,7 @@ impl Judge {
             m.shared_inliers = (ver.shared > 0).then_some(ver.shared as u32);
             m.hash_distance = near.map(|(bits, _)| bits);
             m.mirrored = flipped;
+            m.region = at.filter(|at| e >= min && at.area != embed::WHOLE && at.photo == photo_of(&m.listing_image)).map(|at| MatchRegion { area: at.area.map(round4) });
             if adj != 0.0 {
                 m.raw_similarity.get_or_insert(m.similarity);
                 m.verification = Some(round4(adj));
@@ -1048,11 +1049,7 @@ impl Judge {
         }
         // the share of the listing photo's colour that the product's reference photos have at most
         let share = |m: &Match| -> Result<Option<f32>> {
-            // the photo, without the region suffix `scan` gives region queries ("photo.jpg#inset")
-            let photo = match m.listing_image.rsplit_once('#') {
-                Some((p, r)) if r == embed::INSET || r == embed::STRAIGHTENED || embed::REGIONS.contains(&r) => p,
-                _ => m.listing_image.as_str(),
-            };
+            let photo = photo_of(&m.listing_image);
             let Some((_, seen)) = colours.iter().find(|(name, _)| name == photo) else { return Ok(None) };
             let Some(&pi) = self.view.product_index.get(&(m.brand.clone(), m.product_id.clone())) else { return Ok(None) };
             let mut best: Option<f32> = None;
@@ -1106,6 +1103,7 @@ impl Judge {
                         verification: None,
                         mirrored: false,
                         colour: None,
+                        region: None,
                         reference_price: p.price,
                         reference_currency: p.currency.clone(),
                     });
@@ -1152,6 +1150,15 @@ struct Searched {
     hits: Vec<Hit>,
     /// What score normalisation subtracts from this photo's similarities, if it is on.
     background: Option<f32>,
+}
+
+/// The listing photo a query was made from, without the region suffix `scan` gives region queries
+/// ("photo.jpg#inset").
+fn photo_of(query: &str) -> &str {
+    match query.rsplit_once('#') {
+        Some((p, r)) if r == embed::INSET || r == embed::STRAIGHTENED || embed::REGIONS.contains(&r) => p,
+        _ => query,
+    }
 }
 
 fn round4(x: f32) -> f32 {

@@ -104,6 +104,9 @@ struct Edge {
     label: String,
     lx: f64,
     ly: f64,
+    /// `start`, `middle` or `end`: labels lean away from the circle's centre, so the labels of
+    /// links that meet at a seller do not run into each other.
+    anchor: &'static str,
 }
 
 #[derive(Serialize)]
@@ -187,12 +190,28 @@ fn graph(c: &Case) -> (Vec<Node>, Vec<Edge>) {
                 colour: if strongest.strength == "strong" { colour(&strongest.kind) } else { colour("") },
                 dash: strongest.strength != "strong",
                 label: kinds.join(", "),
-                lx: (x1 + x2) / 2.0,
+                lx: match label_side((x1 + x2) / 2.0 - cx) {
+                    "start" => (x1 + x2) / 2.0 + 6.0,
+                    "end" => (x1 + x2) / 2.0 - 6.0,
+                    _ => (x1 + x2) / 2.0,
+                },
                 ly: (y1 + y2) / 2.0 - 4.0,
+                anchor: label_side((x1 + x2) / 2.0 - cx),
             })
         })
         .collect();
     (nodes, edges)
+}
+
+/// Which way a link's label runs from its midpoint, `dx` right of the circle's centre.
+fn label_side(dx: f64) -> &'static str {
+    if dx > 1.0 {
+        "start"
+    } else if dx < -1.0 {
+        "end"
+    } else {
+        "middle"
+    }
 }
 
 /// A local photo as a small JPEG `data:` URI; `None` for a URL or a file that cannot be read.
@@ -260,7 +279,7 @@ const TEMPLATE: &str = r##"<!DOCTYPE html>
 <style>
 body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}
 h1{font-size:1.5em}h2{border-bottom:2px solid #333;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;padding:3px 8px;text-align:left;vertical-align:top}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;padding:3px 8px;text-align:left;vertical-align:top}td.wrap{overflow-wrap:anywhere}
 th{background:#eee}.num{text-align:right}.flag{color:#b2182b;font-weight:bold}.review{color:#b35806}
 .pair{display:inline-block;border:1px solid #ccc;margin:4px;padding:4px;width:350px;vertical-align:top;font-size:12px}
 .pair img{width:160px;height:160px;object-fit:contain;background:#f4f4f4}.pair figure{display:inline-block;margin:2px}
@@ -286,7 +305,7 @@ section.case{page-break-before:always}section.case:first-of-type{page-break-befo
 <h3>Network</h3>
 <svg xmlns="http://www.w3.org/2000/svg" width="720" height="470" viewBox="0 0 720 470" role="img" aria-label="network graph">
 {% for e in v.edges %}<line x1="{{ e.x1 }}" y1="{{ e.y1 }}" x2="{{ e.x2 }}" y2="{{ e.y2 }}" stroke="{{ e.colour }}" stroke-width="{% if e.dash %}1.5{% else %}3{% endif %}"{% if e.dash %} stroke-dasharray="6 4"{% endif %}/>
-<text x="{{ e.lx }}" y="{{ e.ly }}" font-size="11" text-anchor="middle" fill="{{ e.colour }}">{{ e.label }}</text>
+<text x="{{ e.lx }}" y="{{ e.ly }}" font-size="11" text-anchor="{{ e.anchor }}" fill="{{ e.colour }}">{{ e.label }}</text>
 {% endfor %}{% for n in v.nodes %}<circle cx="{{ n.x }}" cy="{{ n.y }}" r="9" fill="#fff" stroke="#222" stroke-width="2"/>
 <text x="{{ n.lx }}" y="{{ n.y + 4 }}" font-size="13" text-anchor="{{ n.anchor }}">{{ n.id }}{% if n.regions %} ({{ n.regions }}){% endif %}</text>
 {% endfor %}{% for name, col in v.legend %}<rect x="10" y="{{ 395 + loop.index0 * 14 }}" width="12" height="4" fill="{{ col }}"/><text x="28" y="{{ 400 + loop.index0 * 14 }}" font-size="11">{{ name }}</text>
@@ -298,7 +317,7 @@ section.case{page-break-before:always}section.case:first-of-type{page-break-befo
 <td>{% for k, n in c.regions.contacts|items %}{{ k }}: {{ n }} number(s)<br>{% else %}-{% endfor %}</td></tr></table>
 <h3>Links and evidence</h3>
 <table><tr><th>Seller</th><th>Seller</th><th>Kind</th><th>Shared value</th><th>Strength</th><th>Evidence</th></tr>
-{% for l in c.links %}<tr><td>{{ l.a }}</td><td>{{ l.b }}</td><td>{{ l.kind }}</td><td>{{ l.value }}</td><td>{{ l.strength }}</td><td>{{ l.evidence }}</td></tr>
+{% for l in c.links %}<tr><td>{{ l.a }}</td><td>{{ l.b }}</td><td>{{ l.kind }}</td><td class="wrap">{{ l.value }}</td><td>{{ l.strength }}</td><td class="wrap">{{ l.evidence }}</td></tr>
 {% endfor %}</table>
 <h3>Copied photos</h3>
 {% for t in v.thumbs %}<div class="pair"><div><span class="{{ t.verdict }}">{{ t.verdict }}</span> {{ t.listing_id }} by {{ t.seller_id }} &mdash; {{ t.product }}</div>

@@ -226,6 +226,27 @@ pub fn verify(conn: &Connection, presented: &str) -> Result<Option<Caller>> {
     }))
 }
 
+/// The holder of key `key_id` while the key is not revoked (for sessions of the review console,
+/// which keep the key's id, never the key).
+pub fn active(conn: &Connection, key_id: &str) -> Result<Option<Caller>> {
+    let row: Option<(String, Option<String>)> = conn
+        .query_row(
+            "SELECT role, brand FROM keys WHERE id=?1 AND revoked_at IS NULL",
+            [key_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((role, brand)) = row else {
+        return Ok(None);
+    };
+    let role = Role::from_str(&role).map_err(anyhow::Error::msg)?;
+    Ok(Some(Caller {
+        key_id: key_id.to_string(),
+        role,
+        brand,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -408,3 +408,72 @@ pub fn labels(data: &std::path::Path, brand: Option<&str>) -> Result<Vec<Label>>
     }
     Ok(out)
 }
+
+/// Filters of the review queue (the console's): flag and review verdicts, riskiest first.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+pub struct QueueFilter {
+    /// Only verdicts about this brand's products.
+    #[serde(default)]
+    pub brand: Option<String>,
+    /// Only listings of this seller.
+    #[serde(default)]
+    pub seller: Option<String>,
+    /// Decided verdicts too (by default only those without a decision).
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// The SQL condition and parameters of the queue `f` as `caller` sees it.
+fn queue_scope(caller: &Caller, f: &QueueFilter) -> (String, Vec<Sql>) {
+    let (mut cond, mut args) = scope(caller);
+    cond.push_str(" AND v.verdict IN ('flag', 'review')");
+    for (column, value) in [("v.brand", &f.brand), ("v.seller_id", &f.seller)] {
+        if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+            cond.push_str(&format!(" AND {column} = ?"));
+            args.push(Sql::Text(value.to_string()));
+        }
+    }
+    if !f.all {
+        cond.push_str(" AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.verdict = v.id)");
+    }
+    (cond, args)
+}
+
+/// Up to `limit` verdicts of the queue, riskiest first (then oldest first).
+pub fn queue(conn: &Connection, caller: &Caller, f: &QueueFilter, limit: usize) -> Result<Vec<Stored>> {
+    let (cond, mut args) = queue_scope(caller, f);
+    let sql = format!(
+        "SELECT {VERDICT_COLUMNS} FROM verdicts v WHERE {cond} ORDER BY v.risk DESC, v.id LIMIT ?"
+    );
+    args.push(Sql::Integer(limit as i64));
+    let mut st = conn.prepare(&sql)?;
+    let rows = st.query_map(params_from_iter(args), stored)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The verdict after (`forward`) or before verdict `id` in the queue order, whether or not `id`
+/// itself is in the queue (a verdict just decided has left it).
+pub fn neighbour(
+    conn: &Connection,
+    caller: &Caller,
+    f: &QueueFilter,
+    id: i64,
+    forward: bool,
+) -> Result<Option<i64>> {
+    let (cond, mut args) = queue_scope(caller, f);
+    let Some(risk) = conn
+        .query_row("SELECT risk FROM verdicts WHERE id = ?1", [id], |r| r.get::<_, f64>(0))
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let (after, order) = match forward {
+        true => ("(v.risk < ? OR (v.risk = ? AND v.id > ?))", "v.risk DESC, v.id"),
+        false => ("(v.risk > ? OR (v.risk = ? AND v.id < ?))", "v.risk, v.id DESC"),
+    };
+    let sql = format!("SELECT v.id FROM verdicts v WHERE {cond} AND {after} ORDER BY {order} LIMIT 1");
+    args.extend([Sql::Real(risk), Sql::Real(risk), Sql::Integer(id)]);
+    Ok(conn
+        .query_row(&sql, params_from_iter(args), |r| r.get(0))
+        .optional()?)
+}

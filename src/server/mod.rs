@@ -2,13 +2,15 @@
 //!
 //! One process: an axum router on a tokio runtime answers requests; `engine` runs the one model
 //! session on its own thread behind a bounded queue; `db` keeps keys, verdicts and decisions in
-//! `DATA/server.sqlite`; `decisions` takes every decision (API and console alike); `jobs` stores large batches and checks them in the background; `auth` checks every `/v1` request's key and role as a layer; `api` holds
-//! the small handlers; `openapi` the generated API description. Nothing below the server imports
-//! it.
+//! `DATA/server.sqlite`; `decisions` takes every decision (API and console alike); `jobs` stores
+//! large batches and checks them in the background; `auth` checks every `/v1` request's key and
+//! role as a layer; `api` holds the small handlers; `openapi` the generated API description;
+//! `console` the review console's HTML pages. Nothing below the server imports it.
 
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod console;
 pub mod db;
 pub mod decisions;
 pub mod engine;
@@ -128,6 +130,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         ));
     Router::new()
         .merge(v1)
+        // the review console (HTML pages, sessions instead of bearer keys): `console`
+        .merge(console::router(&state))
         .route("/openapi.json", get(openapi::document))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(json_limit))

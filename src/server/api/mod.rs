@@ -89,7 +89,8 @@ fn write_unique(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 pub fn hide_paths(v: &mut Value, uploads: &Path) {
     let prefix = format!("{}/", uploads.display());
     match v {
-        Value::String(s) if s.starts_with(&prefix) => *s = format!("upload:{}", &s[prefix.len()..]),
+        // anywhere in a text: reasons name the photo too ("photo /d/uploads/abc matches ...")
+        Value::String(s) if s.contains(&prefix) => *s = s.replace(&prefix, "upload:"),
         Value::Array(items) => items.iter_mut().for_each(|i| hide_paths(i, uploads)),
         Value::Object(m) => m.values_mut().for_each(|i| hide_paths(i, uploads)),
         _ => {}
@@ -118,9 +119,11 @@ mod tests {
 
     #[test]
     fn upload_paths_are_hidden() {
-        let mut v = serde_json::json!({"matches": [{"image": "/d/uploads/abc", "listing_image": "https://x/y"}]});
+        let mut v = serde_json::json!({"matches": [{"image": "/d/uploads/abc", "listing_image": "https://x/y"}],
+            "reasons": ["photo /d/uploads/abc matches A / b"]});
         hide_paths(&mut v, Path::new("/d/uploads"));
         assert_eq!(v["matches"][0]["image"], "upload:abc");
+        assert_eq!(v["reasons"][0], "photo upload:abc matches A / b");
         assert_eq!(v["matches"][0]["listing_image"], "https://x/y");
     }
 }

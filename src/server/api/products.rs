@@ -89,13 +89,13 @@ pub struct ProductList {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Upload {
     /// The product as stored.
-    product: Product,
+    pub product: Product,
     /// Photos embedded now.
-    embedded: usize,
+    pub embedded: usize,
     /// Photos already stored (same bytes).
-    reused: usize,
+    pub reused: usize,
     /// Photos that could not be used, with why (the others were).
-    image_errors: Vec<String>,
+    pub image_errors: Vec<String>,
 }
 
 /// Filters of the product list.
@@ -226,13 +226,13 @@ async fn read_product(state: &Arc<AppState>, req: Request) -> Result<Map<String,
     Ok(fields)
 }
 
-/// Validates, stores and answers with the product as stored.
-async fn upsert(
+/// Validates and stores a product (as a client sent its fields); answers what was stored. The one
+/// way a product is written, by the API and the review console alike.
+pub async fn store_product(
     state: &Arc<AppState>,
     caller: &Caller,
     fields: Map<String, Value>,
-    created: StatusCode,
-) -> Result<Response, ApiError> {
+) -> Result<Upload, ApiError> {
     let raw = RawRecord {
         line: 0,
         fields: Ok(fields),
@@ -261,12 +261,23 @@ async fn upsert(
             "product {brand}/{product_id} not found after storing it"
         ))
     })?;
-    let body = Upload {
+    Ok(Upload {
         product: product.into(),
         embedded: done.embedded,
         reused: done.reused,
         image_errors: done.image_errors,
-    };
+    })
+}
+
+/// Validates, stores and answers with the product as stored.
+async fn upsert(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    fields: Map<String, Value>,
+    created: StatusCode,
+) -> Result<Response, ApiError> {
+    let body = store_product(state, caller, fields).await?;
+    let (brand, product_id) = (body.product.brand.clone(), body.product.product_id.clone());
     let mut resp = (created, Json(body)).into_response();
     if let Ok(loc) = header::HeaderValue::from_str(&format!(
         "/v1/products/{}/{}",
