@@ -1,4 +1,5 @@
-//! Benchmarks of the embedding pipeline's stages and of search (see BENCHMARKS.md for figures).
+//! Benchmarks of the embedding pipeline's stages and of search (figures in
+//! docs/benchmarks-notebook.md).
 //!
 //! `cargo bench --bench pipeline` (needs `bash models/fetch.sh`). Inputs are generated: JPEGs made
 //! from the bundled test images scaled up to 1000² and 2000², and clustered unit vectors for search.

@@ -1,4 +1,4 @@
-//! Writes a large catalog for load and search measurements (BENCHMARKS.md, "Search").
+//! Writes a large catalog for load and search measurements (docs/benchmarks-notebook.md, "Search").
 //!
 //! `cargo run --release --example big_catalog -- DATA_DIR [N] [f32|int8] [graph]` (needs `bash models/fetch.sh`).
 //! Real SSCD embeddings of generated variants of the bundled catalog photos (crops, JPEG

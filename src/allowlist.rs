@@ -5,11 +5,11 @@
 //! numbered migrations), one row per (product, photo): the photo's perceptual hash (`phash`), the
 //! decision, who took it and when. A listing photo is on a product's allow-list when one of its
 //! hashes (every orientation, `embed::Loaded::phashes`) is at most `phash::NEAR` bits from an
-//! entry's: the threshold measured for near-duplicates (BENCHMARKS.md "Near-duplicates by
-//! perceptual hash": every blurred, JPEG and greyscale copy within 4 bits of its original, no
-//! photo that is not a copy within 6). A photo that copies one of the brand's own reference photos
-//! is allowed only for the seller decided on (`Entry::seller_id`): counterfeiters copy those
-//! photos too.
+//! entry's: the threshold measured for near-duplicates (docs/benchmarks-notebook.md,
+//! "Near-duplicates by perceptual hash": every blurred, JPEG and greyscale copy within 4 bits of
+//! its original, no photo that is not a copy within 6). A photo that copies one of the brand's own
+//! reference photos is allowed only for the seller decided on (`Entry::seller_id`): counterfeiters
+//! copy those photos too.
 //!
 //! `knockoff scan` reads the file once; the server shares one `Shared` list between its decisions
 //! (which write through it) and its scanner, so a decision counts from the next scan on.

@@ -103,8 +103,8 @@ pub use crate::wording::WordingConfig;
 /// of the reference photo, the others at a quarter, see `verify::Verified::evidence`) gains up to
 /// `weight`; a candidate with far less distinct evidence than the most (`dominance`; points the
 /// brand's other products share count a quarter there, see `verify::Shared`) is explained away and
-/// loses as much. Defaults measured with `knockoff bench accuracy` (BENCHMARKS.md, "Geometric
-/// verification").
+/// loses as much. Defaults measured with `knockoff bench accuracy` (docs/benchmarks-notebook.md,
+/// "Geometric verification").
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct VerifyConfig {
@@ -193,7 +193,8 @@ pub struct ScanConfig {
     /// found (5 or 6 smaller inferences for each such photo: 3.8x or 4.4x the inference of the
     /// whole photo alone at the shipped models' region size). Unset: the
     /// model's default (`Manifest::region_queries`), `all` for `sscd_distilled`, which then scans as
-    /// fast as `sscd` without regions, and `off` for `sscd` (BENCHMARKS.md).
+    /// fast as `sscd` without regions, and `off` for `sscd` (docs/benchmarks-notebook.md,
+    /// "Region queries").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub region_queries: Option<RegionQueries>,
     /// With `region_queries = "uncertain"`: a photo's regions are searched when its best score is
@@ -392,7 +393,8 @@ impl Default for LimitsConfig {
 }
 
 /// The model of a new catalog when none is chosen: the distilled SSCD with region queries finds
-/// more copies than `sscd` without them at the same scan speed (BENCHMARKS.md, "Default model").
+/// more copies than `sscd` without them at the same scan speed (docs/benchmarks-notebook.md,
+/// "Default model").
 pub const DEFAULT_MODEL: &str = "sscd_distilled";
 
 /// Model and runtime selection; empty values mean "search the usual places" (see `model`).
@@ -434,8 +436,8 @@ pub const HNSW_M_RANGE: std::ops::RangeInclusive<usize> = 4..=128;
 #[serde(default, deny_unknown_fields)]
 pub struct IndexConfig {
     /// Catalogs with at least this many reference images get an HNSW graph; smaller ones are searched
-    /// exactly. The graph overtook exact search near 1 500 vectors (BENCHMARKS.md#search); at 5 000 it
-    /// is 2.5x faster for single queries and 1.4x for batches.
+    /// exactly. The graph overtook exact search near 1 500 vectors (BENCHMARKS.md, "Search and
+    /// index"); at 5 000 it is 2.5x faster for single queries and 1.4x for batches.
     pub hnsw_min_images: usize,
     /// HNSW: neighbours per node on the upper levels, twice as many on level 0 (4 to 128).
     pub hnsw_m: usize,

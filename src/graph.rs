@@ -74,9 +74,9 @@ const MAX_LEVEL: usize = 15;
 /// Largest M a graph file may declare (the config allows less, see `config`).
 const MAX_M: usize = 1024;
 /// Bytes of each row prefetched ahead of its similarity: a whole int8 row at 512-d. Measured at
-/// 100k × 512 (BENCHMARKS.md#search): int8 search +30 % and build −13 % CPU against the first cache
-/// line only; float rows gain nothing from prefetching all 2 KiB (it costs 10 %), so they get the
-/// same 576 bytes and the hardware prefetcher does the rest.
+/// 100k × 512 (docs/benchmarks-notebook.md, "Search"): int8 search +30 % and build −13 % CPU
+/// against the first cache line only; float rows gain nothing from prefetching all 2 KiB (it costs
+/// 10 %), so they get the same 576 bytes and the hardware prefetcher does the rest.
 const PREFETCH_BYTES: usize = 576;
 /// Seed of the level draws.
 const LEVEL_SEED: u64 = 0x6b6e_6f63_6b6f_6666;

@@ -31,9 +31,9 @@ pub struct Hit {
 /// batch is compared with it.
 const BLOCK_BYTES: usize = 128 * 1024;
 /// Allowed fraction of the rows below which a filtered query over 100 000 vectors skips the graph
-/// for an exact scan. Measured there (BENCHMARKS.md#search, int8, top-10, ef_search 128, one
-/// query): with 10 % of the rows allowed the graph ran 756 queries/s against exact's 1675, with
-/// 20 % 1506 against 1275, with 50 % 3457 against 822.
+/// for an exact scan. Measured there (docs/benchmarks-notebook.md, "Filtered search", int8,
+/// top-10, ef_search 128, one query): with 10 % of the rows allowed the graph ran 756 queries/s
+/// against exact's 1675, with 20 % 1506 against 1275, with 50 % 3457 against 822.
 const SELECTIVE: f32 = 0.2;
 /// Catalog size at which `SELECTIVE` was measured.
 const SELECTIVE_AT: f32 = 100_000.0;

@@ -21,7 +21,7 @@ const LOW: usize = 8;
 /// Hashes at most this many bits apart are near-duplicates: on the accuracy benchmark, shrunk,
 /// blurred, recompressed and greyscale copies were at most 6 bits from their original (4 but for
 /// one shrunk copy), and no other photo within 6 bits of a catalog photo other than its own
-/// (BENCHMARKS.md "Near-duplicates by perceptual hash").
+/// (docs/benchmarks-notebook.md "Near-duplicates by perceptual hash").
 pub const NEAR: u32 = 4;
 
 /// A photo whose grey levels (at 32×32) vary by less than this standard deviation is flat (a

@@ -170,7 +170,8 @@ const OVERLAP: f32 = 0.5;
 /// Largest share of a listing photo that a verified reference photo may cover to be compared again
 /// where it lies (`Judge::locate`): a larger one is already compared through the whole photo or a
 /// region (a quarter of it). Measured: a half instead gives the same accuracy at 4 % more scan time
-/// on shop photos; no limit, 60 % more (BENCHMARKS.md).
+/// on shop photos; no limit, 60 % more (docs/benchmarks-notebook.md, "Compared
+/// again where found").
 const LOCATE_MAX_SHARE: f64 = 0.25;
 
 impl Place {

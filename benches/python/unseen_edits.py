@@ -1,6 +1,6 @@
 """Edits of the copy-detection catalog photos that knockoff's own generator (src/attack.rs) does
 not make, to check that its figures hold on edits the defaults were not tuned on
-(BENCHMARKS.md, "Near-duplicates by perceptual hash").
+(docs/benchmarks-notebook.md, "Near-duplicates by perceptual hash").
 
 Usage:
   unseen_edits.py make BENCH_DIR OUT_DIR    writes OUT_DIR/<edit>/<reference>.jpg and

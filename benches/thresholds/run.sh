@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Re-runs the threshold measurement behind the models' default thresholds (BENCHMARKS.md#thresholds).
+# Re-runs the threshold measurement behind the models' default thresholds
+# (docs/benchmarks-notebook.md#thresholds).
 # Python with onnxruntime on the same ONNX files as knockoff (Rust and Python ONNX Runtime give identical
 # embeddings). Needs `bash models/fetch.sh` and ../shared/bench (or BENCH=DIR). Results go to ./out/.
 # Takes about 25 minutes on 2 cores.
