@@ -10,6 +10,7 @@
 #   pycpu  Spark only: CPU seconds of the Python tasks (feeding, parsing verdicts, rows)
 # CPU seconds are what the job costs whatever else runs on the machine; wall times are not.
 #   bash benches/spark.sh [REPEATS=20] [ROUNDS=2] [PARTITIONS=4] [-- extra job arguments]
+# MASTERS="local[2]" runs only those Spark masters (default: local[1] and local[2]).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repeats="${1:-20}" rounds="${2:-2}" partitions="${3:-4}"
@@ -50,7 +51,9 @@ spark() {
         echo "round $round $master $times, job $job, $tasks  (load $(cut -d' ' -f1 /proc/loadavg))"
     done
 }
+read -r -a masters <<< "${MASTERS:-local[1] local[2]}"
+reversed=(); for m in "${masters[@]}"; do reversed=("$m" ${reversed[@]+"${reversed[@]}"}); done
 # ABBA: odd rounds plain, local[1], local[2]; even rounds the other way round
 for round in $(seq 1 "$rounds"); do
-    if [ $((round % 2)) = 1 ]; then plain; spark 'local[1]' 'local[2]'; else spark 'local[2]' 'local[1]'; plain; fi
+    if [ $((round % 2)) = 1 ]; then plain; spark "${masters[@]}"; else spark "${reversed[@]}"; plain; fi
 done
