@@ -1197,8 +1197,8 @@ struct Searched {
 }
 
 /// The listing photo a query was made from, without the region suffix `scan` gives region queries
-/// ("photo.jpg#inset").
-fn photo_of(query: &str) -> &str {
+/// ("photo.jpg#inset"), as a match's `listing_image` may name it.
+pub fn photo_of(query: &str) -> &str {
     match query.rsplit_once('#') {
         Some((p, r)) if r == embed::INSET || r == embed::STRAIGHTENED || embed::REGIONS.contains(&r) => p,
         _ => query,

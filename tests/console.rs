@@ -233,7 +233,7 @@ fn console_sessions_csrf_brand_scope_and_decisions_as_the_api_stores_them() {
     let a = send("GET", &server.url("/console/photo/product/Northwind/nw-runner/0"), &[("Cookie", &b.cookie)], Vec::new());
     assert_eq!(a.status, 403);
 
-    verdict_page_and_photos(&server, &s, chrono);
+    verdict_page_and_photos(&server, &s, &analyst, chrono);
     refused_posts(&server, &s, &analyst, chrono);
     decided_as_the_api_decides(&server, &s, &analyst, chrono, tote);
     catalog_upload(&server, &b);
@@ -251,12 +251,24 @@ fn console_sessions_csrf_brand_scope_and_decisions_as_the_api_stores_them() {
     assert_eq!((a.status, a.location.as_str()), (303, "/console/login"), "a revoked key's session");
 }
 
-/// The verdict page shows both photos, the score in words, the price and the decision form; the
+/// The verdict page shows both photos, the score in words, the price and the decision form, and
+/// the verified local features the API returns with the verdict circled on both photos; the
 /// photos are JPEGs the server makes from what it stored.
-fn verdict_page_and_photos(server: &Server, s: &Session, id: i64) {
+fn verdict_page_and_photos(server: &Server, s: &Session, analyst: &str, id: i64) {
     let a = send("GET", &server.url(&format!("/console/verdicts/{id}")), &[("Cookie", &s.cookie)], Vec::new());
     assert_eq!(a.status, 200);
     let html = a.text();
+    let (status, v) = api(server, analyst, &format!("/v1/verdicts/{id}"), None);
+    assert_eq!(status, 200, "{v}");
+    let features = v["matches"][0]["features"].as_array().unwrap_or_else(|| panic!("stored without features: {v}"));
+    let inliers = v["matches"][0]["inliers"].as_u64().unwrap_or(0) as usize;
+    assert!(!features.is_empty() && features.len() == inliers.min(48), "{} features of {inliers} inliers", features.len());
+    for which in ["listing-features", "reference-features"] {
+        let svg = html.split(&format!("id=\"{which}\"")).nth(1).and_then(|r| r.split("</svg>").next()).unwrap_or_else(|| panic!("no {which}"));
+        assert_eq!(svg.matches("<circle ").count(), features.len(), "{which}: {svg}");
+    }
+    let legend = format!("{inliers} verified local features (ORB points that one homography explains)");
+    assert!(html.contains(&legend) && html.contains("id=\"feature-links\""), "{legend}");
     assert!(!html.contains("uploads/"), "the verdict page shows a server path");
     for part in ["id=\"listing-photo\"", "id=\"reference-photo\"", "Score: ", "below the reference price", "data-key=\"c\"", "data-key=\"g\"", "data-key=\"n\""] {
         assert!(html.contains(part), "the verdict page lacks {part}");
