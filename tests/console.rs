@@ -260,15 +260,19 @@ fn verdict_page_and_photos(server: &Server, s: &Session, analyst: &str, id: i64)
     let html = a.text();
     let (status, v) = api(server, analyst, &format!("/v1/verdicts/{id}"), None);
     assert_eq!(status, 200, "{v}");
-    let features = v["matches"][0]["features"].as_array().unwrap_or_else(|| panic!("stored without features: {v}"));
-    let inliers = v["matches"][0]["inliers"].as_u64().unwrap_or(0) as usize;
-    assert!(!features.is_empty() && features.len() == inliers.min(48), "{} features of {inliers} inliers", features.len());
+    let top = &v["matches"][0];
+    let features = top["features"].as_array().unwrap_or_else(|| panic!("no features: {v}"));
+    let (n, inliers) = (features.len(), top["inliers"].as_u64().unwrap_or(0) as usize);
+    assert!(n > 0 && n == inliers.min(48), "{n} features of {inliers} inliers");
     for which in ["listing-features", "reference-features"] {
-        let svg = html.split(&format!("id=\"{which}\"")).nth(1).and_then(|r| r.split("</svg>").next()).unwrap_or_else(|| panic!("no {which}"));
-        assert_eq!(svg.matches("<circle ").count(), features.len(), "{which}: {svg}");
+        let after = html.split(&format!("id=\"{which}\"")).nth(1);
+        let svg = after.and_then(|r| r.split("</svg>").next());
+        let svg = svg.unwrap_or_else(|| panic!("no {which}"));
+        assert_eq!(svg.matches("<circle ").count(), n, "{which}: {svg}");
     }
-    let legend = format!("{inliers} verified local features (ORB points that one homography explains)");
-    assert!(html.contains(&legend) && html.contains("id=\"feature-links\""), "{legend}");
+    let legend = "verified local features (ORB points that one homography explains)";
+    assert!(html.contains(&format!("{inliers} {legend}")), "no legend for {inliers} inliers");
+    assert!(html.contains("id=\"feature-links\""), "no place for the lines");
     assert!(!html.contains("uploads/"), "the verdict page shows a server path");
     for part in ["id=\"listing-photo\"", "id=\"reference-photo\"", "Score: ", "below the reference price", "data-key=\"c\"", "data-key=\"g\"", "data-key=\"n\""] {
         assert!(html.contains(part), "the verdict page lacks {part}");

@@ -38,19 +38,24 @@ fn saved(img: &image::RgbImage, name: &str) -> (tempfile::TempDir, std::path::Pa
 /// checked to be shares of each photo (0 to 1), as many as its inliers up to 48.
 fn features(m: &serde_json::Value) -> Vec<([f64; 2], [f64; 2])> {
     let point = |p: &serde_json::Value| -> [f64; 2] {
-        let xy: Vec<f64> = p.as_array().unwrap_or_else(|| panic!("{m}")).iter().filter_map(|v| v.as_f64()).collect();
-        assert!(xy.len() == 2 && xy.iter().all(|v| (0.0..=1.0).contains(v)), "not a point in a photo: {p}");
+        let xy = p.as_array().unwrap_or_else(|| panic!("{m}"));
+        let xy: Vec<f64> = xy.iter().filter_map(|v| v.as_f64()).collect();
+        let shares = xy.iter().all(|v| (0.0..=1.0).contains(v));
+        assert!(xy.len() == 2 && shares, "not a point in a photo: {p}");
         [xy[0], xy[1]]
     };
-    let all: Vec<_> = m["features"].as_array().map(Vec::as_slice).unwrap_or_default().iter().map(|f| (point(&f["listing"]), point(&f["reference"]))).collect();
-    let inliers = m["inliers"].as_u64().unwrap_or(0) as usize;
-    assert!(all.is_empty() || all.len() == inliers.min(48), "{} features of {inliers} inliers: {m}", all.len());
+    let listed = m["features"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let all: Vec<_> =
+        listed.iter().map(|f| (point(&f["listing"]), point(&f["reference"]))).collect();
+    let (n, inliers) = (all.len(), m["inliers"].as_u64().unwrap_or(0) as usize);
+    assert!(n == 0 || n == inliers.min(48), "{n} features of {inliers} inliers: {m}");
     all
 }
 
 /// Whether the point lies in the box (left, top, right, bottom), within `slack`.
 fn inside(p: [f64; 2], area: [f64; 4], slack: f64) -> bool {
-    p[0] >= area[0] - slack && p[0] <= area[2] + slack && p[1] >= area[1] - slack && p[1] <= area[3] + slack
+    let [x, y] = p;
+    x >= area[0] - slack && x <= area[2] + slack && y >= area[1] - slack && y <= area[3] + slack
 }
 
 fn query_cheap(data: &std::path::Path, photo: &std::path::Path) -> serde_json::Value {
@@ -323,10 +328,12 @@ fn a_photo_pasted_small_onto_another_is_searched_as_an_inset() {
     let f = features(&g["matches"][0]);
     assert!(f.len() >= 40, "{g}");
     let pasted = [560.0 / 960.0, 300.0 / 720.0, 800.0 / 960.0, 525.0 / 720.0];
-    let region: Vec<f64> = g["matches"][0]["region"]["area"].as_array().unwrap_or_else(|| panic!("{g}")).iter().filter_map(|v| v.as_f64()).collect();
+    let region = g["matches"][0]["region"]["area"].as_array().unwrap_or_else(|| panic!("{g}"));
+    let region: Vec<f64> = region.iter().filter_map(|v| v.as_f64()).collect();
     let region = <[f64; 4]>::try_from(region).unwrap();
-    for (listing, _) in &f {
-        assert!(inside(*listing, pasted, 0.01) && inside(*listing, region, 0.0), "{listing:?} not in {pasted:?} and {region:?}");
+    for (l, _) in &f {
+        let both = inside(*l, pasted, 0.01) && inside(*l, region, 0.0);
+        assert!(both, "{l:?} not in {pasted:?}, {region:?}");
     }
 }
 
@@ -552,8 +559,9 @@ fn geometric_verification_confirms_the_copied_product_and_explains_the_others_aw
         let area = <[f64; 4]>::try_from(area).unwrap();
         assert!(f.iter().all(|(l, _)| inside(*l, area, 0.0)), "{best}");
     }
-    let near = f.iter().filter(|(l, r)| (l[0] - r[0]).abs() < 0.1 && (l[1] - r[1]).abs() < 0.1).count();
-    assert!(near * 10 >= f.len() * 9, "{near} of {} features near their reference point: {best}", f.len());
+    let near = f.iter().filter(|(l, r)| (l[0] - r[0]).abs() < 0.1 && (l[1] - r[1]).abs() < 0.1);
+    let near = near.count();
+    assert!(near * 10 >= f.len() * 9, "{near} of {} features near their point: {best}", f.len());
     let reasons = v["reasons"].to_string();
     assert!(reasons.contains("local features of the photos agree geometrically"), "{reasons}");
     assert!(reasons.contains(&format!("{central} of them in the middle of the reference photo")), "{reasons}");
@@ -606,10 +614,11 @@ fn a_mirrored_copy_is_verified_once_mirrored_back_and_says_so() {
     assert!(!flipped.is_empty() && !direct.is_empty(), "{v} {w}");
     let mut compared = 0;
     for (l, r) in &flipped {
-        let twin = direct.iter().find(|(_, dr)| (dr[0] - r[0]).abs() < 0.01 && (dr[1] - r[1]).abs() < 0.01);
-        if let Some((dl, _)) = twin {
+        let same = |d: &[f64; 2]| (d[0] - r[0]).abs() < 0.01 && (d[1] - r[1]).abs() < 0.01;
+        if let Some((dl, _)) = direct.iter().find(|(_, dr)| same(dr)) {
             compared += 1;
-            assert!((l[0] - (1.0 - dl[0])).abs() < 0.03 && (l[1] - dl[1]).abs() < 0.03, "{l:?} mirrored is not {dl:?}");
+            let (dx, dy) = (l[0] - (1.0 - dl[0]), l[1] - dl[1]);
+            assert!(dx.abs() < 0.03 && dy.abs() < 0.03, "{l:?} mirrored is not {dl:?}");
         }
     }
     assert!(compared >= 3, "only {compared} reference points in common: {v} {w}");

@@ -141,7 +141,8 @@ pub async fn verdict(
     let stored = stored.ok_or_else(|| PageError::from(ApiError::not_found(format!("no verdict {id}"))))?;
     let v = &stored.body;
     // the photo itself, also when a region of it matched (`photo#inset`)
-    let listing_image = crate::scan::photo_of(v["matches"][0]["listing_image"].as_str().unwrap_or(""));
+    let listing_image = v["matches"][0]["listing_image"].as_str().unwrap_or("");
+    let listing_image = crate::scan::photo_of(listing_image);
     let page = render(
         "verdict.html",
         minijinja::context! {

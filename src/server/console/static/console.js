@@ -28,7 +28,9 @@
   }
   joinFeatures();
   window.addEventListener("resize", joinFeatures);
-  document.querySelectorAll(".photos img").forEach(function (i) { i.addEventListener("load", joinFeatures); });
+  document.querySelectorAll(".photos img").forEach(function (i) {
+    i.addEventListener("load", joinFeatures);
+  });
   function rows() { return Array.prototype.slice.call(document.querySelectorAll("tr[data-row]")); }
   function moveRow(step) {
     var all = rows();
