@@ -877,7 +877,7 @@ impl Judge {
         type Most = (crate::verify::Verified, Option<Place>, Option<(String, u32)>);
         let most = |qs: &[(&str, &Features)], mirrored: bool, refs: &[Reference]| -> Most {
             let pairs: Vec<(&str, &Features, &Reference)> = qs.iter().flat_map(|(name, q)| refs.iter().map(move |r| (*name, *q, r))).collect();
-            let (mut ver, pair) = pairs
+            let (ver, pair) = pairs
                 .par_iter()
                 .map(|(name, q, (vid, r, shared))| (crate::verify::verify(q, r, shared.as_deref(), v.min_inliers), Some((*name, *vid))))
                 .reduce(
@@ -892,11 +892,6 @@ impl Judge {
                 let spot = if mirrored { [1.0 - spot[2], spot[1], 1.0 - spot[0], spot[3]] } else { spot };
                 places.get(name).map(|(photo, area)| Place::within(photo, *area, spot))
             });
-            // the inlier points in the whole listing photo, as `place` is
-            match pair.and_then(|(name, _)| places.get(name)) {
-                Some((_, area)) => in_photo(&mut ver.points, *area, mirrored),
-                None => ver.points.clear(),
-            }
             (ver, place, pair.map(|(name, vid)| (name.to_string(), vid)))
         };
         let direct: Vec<(&str, &Features)> = photos.iter().map(|(name, q)| (name.as_str(), *q)).collect();
@@ -974,10 +969,7 @@ impl Judge {
         let mut posed = Vec::new();
         for (((((i, ver, flipped, _, pair), (_, _, near)), (e, d, _)), (best, best_distinct)), at) in counted.into_iter().zip(&candidates).zip(weighed).zip(rivals).zip(here) {
             let adj = v.adjustment(e, d, best.max(e), best_distinct.max(d)) as f32;
-            let features = match ver.evidence() >= min {
-                true => self.features_shown(&matches[i], &ver, pair.as_ref(), places),
-                false => Vec::new(),
-            };
+            let features = self.features_shown(&matches[i], &ver, pair.as_ref(), flipped, places);
             // where to compare again (`locate`): candidates with a homography that are not explained
             // away and cover less of the photo than a region does
             if let (Some(pose), Some((name, vector)), true) = (ver.pose, pair, ver.inliers >= v.min_inliers && adj >= 0.0) {
@@ -1004,34 +996,40 @@ impl Judge {
         Ok(posed)
     }
 
-    /// The verified points of `ver` (`in_photo` already) as a match shows them, when its photo
-    /// pair (`pair`: the listing photo or region, and the reference photo's vector) is the one
-    /// the match names (`listing_image` and `image`); none otherwise, as they would be drawn on
-    /// photos they are not of.
+    /// The verified points of `ver` as a match shows them, in the whole listing photo (`in_photo`;
+    /// `mirrored` when the mirrored photo verified), when it verified (`verify.min_inliers`
+    /// evidence) and its photo pair (`pair`: the listing photo or region, and the reference
+    /// photo's vector) is the one the match names (`listing_image` and `image`); none otherwise,
+    /// as they would be drawn on photos they are not of.
     fn features_shown(
         &self,
         m: &Match,
         ver: &crate::verify::Verified,
         pair: Option<&(String, u32)>,
+        mirrored: bool,
         places: &Places,
     ) -> Vec<FeaturePair> {
         let Some((name, vid)) = pair else { return Vec::new() };
-        let shown = photo_of(&m.listing_image);
-        let listing = places.get(name).is_some_and(|(photo, _)| photo == shown);
+        let Some((photo, area)) = places.get(name) else { return Vec::new() };
         let owners = self.view.vector_products.get(*vid as usize).into_iter().flatten();
         let product = |pi: usize| {
             let p = self.view.products.get(pi);
             p.is_some_and(|p| p.brand == m.brand && p.product_id == m.product_id)
         };
-        if !(listing && owners.into_iter().any(|(pi, src)| *src == m.image && product(*pi))) {
+        let verified = ver.evidence() >= self.ctx.config.verify.min_inliers as f64;
+        let shown = photo == photo_of(&m.listing_image)
+            && owners.into_iter().any(|(pi, src)| *src == m.image && product(*pi));
+        if !(verified && shown) {
             return Vec::new();
         }
+        let mut points = ver.points.clone();
+        in_photo(&mut points, *area, mirrored);
         let at = |x: f32, y: f32| [round4(x), round4(y)];
         let pair = |p: &PointPair| FeaturePair {
             listing: at(p.query_x, p.query_y),
             reference: at(p.reference_x, p.reference_y),
         };
-        ver.points.iter().map(pair).collect()
+        points.iter().map(pair).collect()
     }
 
     /// Verified candidates compared again where they were found (`posed` by `verify`: those with
