@@ -237,6 +237,7 @@ fn console_sessions_csrf_brand_scope_and_decisions_as_the_api_stores_them() {
     refused_posts(&server, &s, &analyst, chrono);
     decided_as_the_api_decides(&server, &s, &analyst, chrono, tote);
     catalog_upload(&server, &b);
+    matched_in_a_region(&server, &s, &analyst, &market);
 
     // signing out ends the session on the server
     let a = send("POST", &server.url("/console/logout"), &[("Cookie", &s.cookie), form_ct()], format!("csrf={}", s.csrf).into_bytes());
@@ -286,6 +287,22 @@ fn verdict_page_and_photos(server: &Server, s: &Session, analyst: &str, id: i64)
     }
     let a = send("GET", &server.url(&format!("/console/photo/verdict/{id}/..%2F..%2Fetc%2Fpasswd")), &[("Cookie", &s.cookie)], Vec::new());
     assert_eq!(a.status, 404);
+}
+
+/// A listing photo whose inset matched (its `listing_image` names `photo#inset`): the page
+/// shows the photo itself, with the features verified in the inset drawn over it.
+fn matched_in_a_region(server: &Server, s: &Session, analyst: &str, market: &str) {
+    let id = query(server, market, "L012-copy-plain-bg.webp", "shop-e");
+    let (_, v) = api(server, analyst, &format!("/v1/verdicts/{id}"), None);
+    let named = v["matches"][0]["listing_image"].as_str().unwrap_or("");
+    assert!(named.starts_with("upload:") && named.ends_with("#inset"), "{v}");
+    let cookie = [("Cookie", s.cookie.as_str())];
+    let html = send("GET", &server.url(&format!("/console/verdicts/{id}")), &cookie, Vec::new()).text();
+    for part in ["id=\"listing-photo\"", "id=\"listing-features\"", "id=\"reference-features\""] {
+        assert!(html.contains(part), "the page of a region's match lacks {part}");
+    }
+    let a = send("GET", &server.url(&format!("/console/photo/verdict/{id}/listing")), &cookie, Vec::new());
+    assert_eq!((a.status, a.content_type.as_str()), (200, "image/jpeg"), "{}", a.text());
 }
 
 /// A decision posted without the session's token, with another token, from another site, or
