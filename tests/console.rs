@@ -297,11 +297,12 @@ fn matched_in_a_region(server: &Server, s: &Session, analyst: &str, market: &str
     let named = v["matches"][0]["listing_image"].as_str().unwrap_or("");
     assert!(named.starts_with("upload:") && named.ends_with("#inset"), "{v}");
     let cookie = [("Cookie", s.cookie.as_str())];
-    let html = send("GET", &server.url(&format!("/console/verdicts/{id}")), &cookie, Vec::new()).text();
+    let get = |path: String| send("GET", &server.url(&path), &cookie, Vec::new());
+    let html = get(format!("/console/verdicts/{id}")).text();
     for part in ["id=\"listing-photo\"", "id=\"listing-features\"", "id=\"reference-features\""] {
         assert!(html.contains(part), "the page of a region's match lacks {part}");
     }
-    let a = send("GET", &server.url(&format!("/console/photo/verdict/{id}/listing")), &cookie, Vec::new());
+    let a = get(format!("/console/photo/verdict/{id}/listing"));
     assert_eq!((a.status, a.content_type.as_str()), (200, "image/jpeg"), "{}", a.text());
 }
 
