@@ -112,10 +112,25 @@ pub struct Match {
     /// photo that is a near-duplicate), for an outline drawn over the photo.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<MatchRegion>,
+    /// With geometric verification, when the match verified between the photos `listing_image`
+    /// and `image`: up to `verify::MAX_POINTS` of the local features one homography explains, as
+    /// points of both photos (`FeaturePair`), to draw the agreement over them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<FeaturePair>,
     /// Reference price of the product.
     pub reference_price: f64,
     /// Currency of the reference price.
     pub reference_currency: String,
+}
+
+/// A local feature of a listing photo and the reference photo's feature that it matched, one
+/// homography explaining the pair (`verify::PointPair`, in whole photos).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct FeaturePair {
+    /// x and y of the point in the listing photo, as shares (0 to 1) of its width and height.
+    pub listing: [f32; 2],
+    /// x and y of the point in the reference photo, as shares of its width and height.
+    pub reference: [f32; 2],
 }
 
 /// Where in a listing photo a product was found.
@@ -446,6 +461,7 @@ mod tests {
             mirrored: false,
             colour: None,
             region: None,
+            features: Vec::new(),
             reference_price: 100.0,
             reference_currency: "EUR".into(),
         }

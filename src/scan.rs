@@ -17,10 +17,12 @@ use crate::config::{Config, RegionQueries};
 use crate::decode;
 use crate::embed::{self, Embedder, Loaded};
 use crate::index::Hit;
-use crate::policy::{self, Authorisations, Decision, Match, MatchRegion, Offer, Thresholds, Verdict};
+use crate::policy::{
+    self, Authorisations, Decision, FeaturePair, Match, MatchRegion, Offer, Thresholds, Verdict,
+};
 use crate::records::{self, RawRecord};
 use crate::source::{Fetcher, ImageRef};
-use crate::verify::Features;
+use crate::verify::{Features, PointPair};
 use crate::wording::{Lexicon, WordingHit};
 
 /// Seller details kept with each verdict for later network analysis.
@@ -967,6 +969,7 @@ impl Judge {
         let mut posed = Vec::new();
         for (((((i, ver, flipped, _, pair), (_, _, near)), (e, d, _)), (best, best_distinct)), at) in counted.into_iter().zip(&candidates).zip(weighed).zip(rivals).zip(here) {
             let adj = v.adjustment(e, d, best.max(e), best_distinct.max(d)) as f32;
+            let features = self.features_shown(&matches[i], &ver, pair.as_ref(), flipped, places);
             // where to compare again (`locate`): candidates with a homography that are not explained
             // away and cover less of the photo than a region does
             if let (Some(pose), Some((name, vector)), true) = (ver.pose, pair, ver.inliers >= v.min_inliers && adj >= 0.0) {
@@ -982,6 +985,7 @@ impl Judge {
             m.hash_distance = near.map(|(bits, _)| bits);
             m.mirrored = flipped;
             m.region = at.filter(|at| e >= min && at.area != embed::WHOLE && at.photo == photo_of(&m.listing_image)).map(|at| MatchRegion { area: at.area.map(round4) });
+            m.features = features;
             if adj != 0.0 {
                 m.raw_similarity.get_or_insert(m.similarity);
                 m.verification = Some(round4(adj));
@@ -990,6 +994,42 @@ impl Judge {
         }
         matches.sort_by(|a, b| b.similarity.total_cmp(&a.similarity).then_with(|| a.product_id.cmp(&b.product_id)));
         Ok(posed)
+    }
+
+    /// The verified points of `ver` as a match shows them, in the whole listing photo (`in_photo`;
+    /// `mirrored` when the mirrored photo verified), when it verified (`verify.min_inliers`
+    /// evidence) and its photo pair (`pair`: the listing photo or region, and the reference
+    /// photo's vector) is the one the match names (`listing_image` and `image`); none otherwise,
+    /// as they would be drawn on photos they are not of.
+    fn features_shown(
+        &self,
+        m: &Match,
+        ver: &crate::verify::Verified,
+        pair: Option<&(String, u32)>,
+        mirrored: bool,
+        places: &Places,
+    ) -> Vec<FeaturePair> {
+        let Some((name, vid)) = pair else { return Vec::new() };
+        let Some((photo, area)) = places.get(name) else { return Vec::new() };
+        let owners = self.view.vector_products.get(*vid as usize).into_iter().flatten();
+        let product = |pi: usize| {
+            let p = self.view.products.get(pi);
+            p.is_some_and(|p| p.brand == m.brand && p.product_id == m.product_id)
+        };
+        let verified = ver.evidence() >= self.ctx.config.verify.min_inliers as f64;
+        let shown = photo == photo_of(&m.listing_image)
+            && owners.into_iter().any(|(pi, src)| *src == m.image && product(*pi));
+        if !(verified && shown) {
+            return Vec::new();
+        }
+        let mut points = ver.points.clone();
+        in_photo(&mut points, *area, mirrored);
+        let at = |x: f32, y: f32| [round4(x), round4(y)];
+        let pair = |p: &PointPair| FeaturePair {
+            listing: at(p.query_x, p.query_y),
+            reference: at(p.reference_x, p.reference_y),
+        };
+        points.iter().map(pair).collect()
     }
 
     /// Verified candidates compared again where they were found (`posed` by `verify`: those with
@@ -1105,6 +1145,7 @@ impl Judge {
                         mirrored: false,
                         colour: None,
                         region: None,
+                        features: Vec::new(),
                         reference_price: p.price,
                         reference_currency: p.currency.clone(),
                     });
@@ -1154,11 +1195,22 @@ struct Searched {
 }
 
 /// The listing photo a query was made from, without the region suffix `scan` gives region queries
-/// ("photo.jpg#inset").
-fn photo_of(query: &str) -> &str {
+/// ("photo.jpg#inset"), as a match's `listing_image` may name it.
+pub fn photo_of(query: &str) -> &str {
     match query.rsplit_once('#') {
         Some((p, r)) if r == embed::INSET || r == embed::STRAIGHTENED || embed::REGIONS.contains(&r) => p,
         _ => query,
+    }
+}
+
+/// Points of the part `area` of a listing photo (`verify::PointPair::query_*`), seen mirrored or
+/// not, as points of the whole photo: the way `Place::within` places a spot.
+fn in_photo(points: &mut [PointPair], area: embed::Area, mirrored: bool) {
+    let (w, h) = (area[2] - area[0], area[3] - area[1]);
+    for p in points {
+        let x = if mirrored { 1.0 - p.query_x } else { p.query_x };
+        p.query_x = (area[0] + x * w).clamp(0.0, 1.0);
+        p.query_y = (area[1] + p.query_y * h).clamp(0.0, 1.0);
     }
 }
 
@@ -1184,5 +1236,27 @@ mod tests {
         assert!(!p.overlaps(&elsewhere), "another photo");
         let half_in = Place { photo: "a.jpg".into(), area: [0.1, 0.5, 0.4, 1.0] };
         assert!(p.overlaps(&half_in), "more than half of the smaller lies in the other");
+    }
+
+    #[test]
+    fn points_of_a_region_seen_mirrored_are_placed_in_the_photo_as_its_spot_is() {
+        // a point a fifth of the way across the photo's bottom-left quadrant, seen mirrored: the
+        // mirror image puts it four fifths of the way across
+        let area = [0.0, 0.5, 0.5, 1.0];
+        let seen = PointPair { query_x: 0.8, query_y: 0.5, reference_x: 0.3, reference_y: 0.7 };
+        let mut points = [seen];
+        in_photo(&mut points, area, true);
+        let [p] = points;
+        assert!((p.query_x - 0.1).abs() < 1e-6 && (p.query_y - 0.75).abs() < 1e-6, "{p:?}");
+        assert_eq!((p.reference_x, p.reference_y), (0.3, 0.7), "reference points stay as they are");
+        // and inside the place its spot makes (the spot flipped as `Judge::verify` flips it)
+        let spot = [0.7, 0.4, 0.9, 0.6];
+        let place = Place::within("a.jpg", area, [1.0 - spot[2], spot[1], 1.0 - spot[0], spot[3]]);
+        let a = place.area;
+        assert!(a[0] <= p.query_x && p.query_x <= a[2], "{a:?}");
+        assert!(a[1] <= p.query_y && p.query_y <= a[3], "{a:?}");
+        let mut straight = [seen];
+        in_photo(&mut straight, embed::WHOLE, false);
+        assert_eq!(straight, [seen], "the whole photo as it is: unchanged");
     }
 }

@@ -631,7 +631,7 @@ fn match_descriptors_portable(q: &Features, r: &Features) -> Vec<(usize, usize)>
 }
 
 /// The outcome of verifying one photo pair.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Verified {
     /// Descriptor pairs that passed the ratio test.
     pub matches: usize,
@@ -651,7 +651,29 @@ pub struct Verified {
     /// How the reference photo lies in the query photo, from the homography of the inliers;
     /// `None` without inliers.
     pub pose: Option<Pose>,
+    /// Up to `MAX_POINTS` of the inlier pairs, spread over the query photo (`spread`), for a
+    /// reviewer to see which points agree; empty without inliers.
+    pub points: Vec<PointPair>,
 }
+
+/// One verified correspondence: a point of the query photo and the reference photo's point it
+/// matched, each as shares (0 to 1) of its photo's width and height (a pixel's centre, so the
+/// share of a mirrored point is exactly 1 less the share of the point).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PointPair {
+    /// x of the point in the query photo.
+    pub query_x: f32,
+    /// y of the point in the query photo.
+    pub query_y: f32,
+    /// x of the point in the reference photo.
+    pub reference_x: f32,
+    /// y of the point in the reference photo.
+    pub reference_y: f32,
+}
+
+/// Most inlier pairs `Verified::points` keeps: enough to show where two photos agree, few enough
+/// that a verdict stays small (48 pairs are under 3 KB of JSON).
+pub const MAX_POINTS: usize = 48;
 
 /// Where a verified reference photo lies in the query photo: the homography from the reference's
 /// feature points to the query's, and the sizes of both photos as features were extracted.
@@ -767,7 +789,51 @@ pub fn verify(q: &Features, r: &Features, shared: Option<&Shared>, min_inliers: 
         let (x, y) = ((x / qw).clamp(0.0, 1.0), (y / qh).clamp(0.0, 1.0));
         Some(b.map_or([x, y, x, y], |b| [b[0].min(x), b[1].min(y), b[2].max(x), b[3].max(y)]))
     });
+    let share = |p: [f32; 2], f: &Features| {
+        let (w, h) = (f32::from(f.width.max(1)), f32::from(f.height.max(1)));
+        [((p[0] + 0.5) / w).clamp(0.0, 1.0), ((p[1] + 0.5) / h).clamp(0.0, 1.0)]
+    };
+    let all: Vec<PointPair> = inl
+        .iter()
+        .map(|&(i, j)| {
+            let ([query_x, query_y], [reference_x, reference_y]) =
+                (share(q.points[i], q), share(r.points[j], r));
+            PointPair { query_x, query_y, reference_x, reference_y }
+        })
+        .collect();
+    v.points = spread(all, MAX_POINTS);
     v
+}
+
+/// At most `n` of the pairs, spread over the query photo: the first pair, then again and again
+/// the pair farthest from those taken (the earlier on a tie), so a few dense patches do not hide
+/// how far the agreement reaches. Returned in their original order.
+fn spread(all: Vec<PointPair>, n: usize) -> Vec<PointPair> {
+    if all.len() <= n {
+        return all;
+    }
+    let d2 = |a: &PointPair, b: &PointPair| {
+        (a.query_x - b.query_x).powi(2) + (a.query_y - b.query_y).powi(2)
+    };
+    // each pair's squared distance to the nearest pair taken; minus infinity once taken
+    let mut nearest: Vec<f32> = all.iter().map(|p| d2(p, &all[0])).collect();
+    nearest[0] = f32::NEG_INFINITY;
+    let mut taken = vec![0usize];
+    while taken.len() < n.min(all.len()) {
+        let mut far = 0;
+        for (k, &d) in nearest.iter().enumerate() {
+            if d > nearest[far] {
+                far = k;
+            }
+        }
+        taken.push(far);
+        nearest[far] = f32::NEG_INFINITY;
+        for (k, d) in nearest.iter_mut().enumerate() {
+            *d = d.min(d2(&all[k], &all[far]));
+        }
+    }
+    taken.sort_unstable();
+    taken.into_iter().map(|k| all[k]).collect()
 }
 
 /// The descriptor pairs that passed the ratio test, those of them (query index, reference
@@ -1268,6 +1334,66 @@ mod tests {
         // a frame that covers almost nothing of the photo is not cut out
         let tiny = Pose { to_query: [[0.01, 0.0, 5.0], [0.0, 0.01, 5.0], [0.0, 0.0, 1.0]], query: (900.0, 600.0), reference: (300.0, 300.0) };
         assert!(tiny.rectify(&photo, crate::embed::WHOLE, false, 150).is_none());
+    }
+
+    /// The picture turned by `deg` degrees about its centre (as `rotate` turns it), pasted with
+    /// its corner at `at` into a plain 900 x 600 photo.
+    fn pasted(a: &RgbImage, deg: f64, at: (usize, usize)) -> RgbImage {
+        let (w, turned) = (a.width as usize, rotate(a, deg));
+        let mut photo = RgbImage { width: 900, height: 600, data: vec![90u8; 900 * 600 * 3] };
+        for y in 0..a.height as usize {
+            let to = ((y + at.1) * 900 + at.0) * 3;
+            photo.data[to..to + w * 3].copy_from_slice(&turned.data[y * w * 3..(y + 1) * w * 3]);
+        }
+        photo
+    }
+
+    #[test]
+    fn the_points_kept_lie_where_the_known_geometry_puts_them() {
+        let p = Params::default();
+        let a = picture(300, 300, 1);
+        let (deg, at) = (8.0f64, (520usize, 80usize));
+        let fa = Features::extract(&a, &p);
+        let v = verify(&Features::extract(&pasted(&a, deg, at), &p), &fa, None, 8);
+        assert!(v.inliers > MAX_POINTS, "{v:?}");
+        assert_eq!(v.points.len(), MAX_POINTS, "capped");
+        let (s, c) = deg.to_radians().sin_cos();
+        for pt in &v.points {
+            // `rotate` reads the copy's pixel at d from the picture's pixel at R·d (about the
+            // centre, R = [c s; -s c]): a picture's pixel at e lies at Rᵀ·e in the copy
+            let ex = f64::from(pt.reference_x) * 300.0 - 150.0;
+            let ey = f64::from(pt.reference_y) * 300.0 - 150.0;
+            let x = (c * ex - s * ey + 150.0 + at.0 as f64) / 900.0;
+            let y = (s * ex + c * ey + 150.0 + at.1 as f64) / 600.0;
+            let (dx, dy) = (x - f64::from(pt.query_x), y - f64::from(pt.query_y));
+            assert!(dx.abs() < 0.01 && dy.abs() < 0.01, "{pt:?} should be at ({x:.3}, {y:.3})");
+        }
+        // spread: the points kept reach over most of the box around all the inliers
+        let spot = v.spot.expect("a spot");
+        let xs = v.points.iter().map(|p| p.query_x);
+        let (lo, hi) = (xs.clone().fold(1.0f32, f32::min), xs.fold(0.0f32, f32::max));
+        assert!(hi - lo > 0.9 * (spot[2] - spot[0]), "{lo}..{hi} of {spot:?}");
+        // one pair kept per inlier below the cap, none without inliers
+        let unrelated = verify(&Features::extract(&picture(300, 300, 9), &p), &fa, None, 8);
+        let kept = unrelated.points.len();
+        assert!(unrelated.inliers < 10 && kept == unrelated.inliers, "{unrelated:?}");
+        let flat = RgbImage { width: 300, height: 300, data: vec![90; 300 * 300 * 3] };
+        assert!(verify(&Features::extract(&flat, &p), &fa, None, 8).points.is_empty());
+    }
+
+    #[test]
+    fn spread_takes_far_points_before_a_dense_patch() {
+        let at = |x: f32, y: f32| PointPair { query_x: x, query_y: y, ..PointPair::default() };
+        let mut all: Vec<PointPair> = (0..90).map(|k| at(0.5 + k as f32 * 1e-4, 0.5)).collect();
+        let corners = [at(0.0, 0.0), at(1.0, 0.0), at(0.0, 1.0), at(1.0, 1.0)];
+        all.extend(corners);
+        let kept = spread(all.clone(), 5);
+        assert_eq!(kept.len(), 5);
+        assert!(corners.iter().all(|c| kept.contains(c)), "{kept:?}");
+        assert_eq!(kept[0], all[0], "in their original order, the first pair first");
+        let same = vec![at(0.2, 0.2); 60];
+        assert_eq!(spread(same, 48).len(), 48, "identical points are taken once each");
+        assert_eq!(spread(all[..3].to_vec(), 48), all[..3].to_vec());
     }
 
     #[test]

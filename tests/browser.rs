@@ -365,6 +365,7 @@ async fn triage(b: &Browser) -> Vec<(i64, &'static str)> {
     let photos = "return ['listing-photo', 'reference-photo'].map(function (id) { var i = document.getElementById(id); \
                   return i && i.complete && i.naturalWidth > 0 && i.getBoundingClientRect().width > 100; })";
     b.wait("both photos", &format!("var ok = (function () {{ {photos} }})(); return ok[0] && ok[1];")).await;
+    features_drawn(b).await;
     b.screenshot("console-verdict.png").await;
 
     b.press('j').await;
@@ -384,6 +385,56 @@ async fn triage(b: &Browser) -> Vec<(i64, &'static str)> {
     let distinct: std::collections::BTreeSet<i64> = decided.iter().map(|(id, _)| *id).collect();
     assert_eq!(distinct.len(), 3, "three different verdicts: {decided:?}");
     decided
+}
+
+/// The verified local features of the open verdict: circled on both photos, each circle inside
+/// its photo, and each listing circle joined by a line to the reference circle of its pair.
+async fn features_drawn(b: &Browser) {
+    let lines = "var n = document.querySelectorAll('#listing-features circle').length; \
+                 return n > 0 && document.querySelectorAll('#feature-links line').length === n;";
+    b.wait("a line for each verified feature", lines).await;
+    // page coordinates: the photos' boxes, the circles' centres, the lines' ends
+    let drawn = b
+        .js("function box(id) { var r = document.getElementById(id).getBoundingClientRect(); \
+               return [r.left, r.top, r.right, r.bottom]; } \
+             function centres(css) { return Array.from(document.querySelectorAll(css)).map( \
+               function (c) { var r = c.getBoundingClientRect(); \
+                 return [r.left + r.width / 2, r.top + r.height / 2]; }); } \
+             var at = box('photos'); \
+             var lines = Array.from(document.querySelectorAll('#feature-links line')).map( \
+               function (l) { return ['x1', 'y1', 'x2', 'y2'].map( \
+                 function (k, i) { return Number(l.getAttribute(k)) + at[i % 2]; }); }); \
+             return {listing: box('listing-photo'), reference: box('reference-photo'), \
+               lc: centres('#listing-features circle'), rc: centres('#reference-features circle'), \
+               lines: lines, legend: document.getElementById('features-legend').textContent};")
+        .await;
+    let nums = |v: &Value| -> Vec<f64> {
+        v.as_array().unwrap_or_else(|| panic!("{drawn}")).iter().filter_map(Value::as_f64).collect()
+    };
+    let within = |p: &[f64], b: &[f64]| {
+        p[0] >= b[0] - 0.5 && p[0] <= b[2] + 0.5 && p[1] >= b[1] - 0.5 && p[1] <= b[3] + 0.5
+    };
+    let near = |a: &[f64], b: &[f64]| (a[0] - b[0]).abs() < 1.0 && (a[1] - b[1]).abs() < 1.0;
+    let (listing, reference) = (nums(&drawn["listing"]), nums(&drawn["reference"]));
+    let (lc, rc) = (nums_all(&drawn["lc"]), nums_all(&drawn["rc"]));
+    let lines = nums_all(&drawn["lines"]);
+    assert!(lc.len() == rc.len() && lc.len() == lines.len(), "{drawn}");
+    for ((l, r), line) in lc.iter().zip(&rc).zip(&lines) {
+        assert!(within(l, &listing) && within(r, &reference), "a circle off its photo: {drawn}");
+        assert!(near(l, &line[..2]) && near(r, &line[2..]), "{line:?} joins not {l:?} to {r:?}");
+    }
+    let legend = drawn["legend"].as_str().unwrap_or("");
+    let says = "verified local features (ORB points that one homography explains)";
+    assert!(legend.contains(says), "{legend}");
+}
+
+/// A list of lists of numbers, as a script returns it.
+fn nums_all(v: &Value) -> Vec<Vec<f64>> {
+    let all = v.as_array().map(Vec::as_slice).unwrap_or_default();
+    let numbers = |p: &Value| -> Vec<f64> {
+        p.as_array().into_iter().flatten().filter_map(Value::as_f64).collect()
+    };
+    all.iter().map(numbers).collect()
 }
 
 /// A form post without the session's token, or from another site, is refused and stores nothing;

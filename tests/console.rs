@@ -233,10 +233,11 @@ fn console_sessions_csrf_brand_scope_and_decisions_as_the_api_stores_them() {
     let a = send("GET", &server.url("/console/photo/product/Northwind/nw-runner/0"), &[("Cookie", &b.cookie)], Vec::new());
     assert_eq!(a.status, 403);
 
-    verdict_page_and_photos(&server, &s, chrono);
+    verdict_page_and_photos(&server, &s, &analyst, chrono);
     refused_posts(&server, &s, &analyst, chrono);
     decided_as_the_api_decides(&server, &s, &analyst, chrono, tote);
     catalog_upload(&server, &b);
+    matched_in_a_region(&server, &s, &analyst, &market);
 
     // signing out ends the session on the server
     let a = send("POST", &server.url("/console/logout"), &[("Cookie", &s.cookie), form_ct()], format!("csrf={}", s.csrf).into_bytes());
@@ -251,12 +252,28 @@ fn console_sessions_csrf_brand_scope_and_decisions_as_the_api_stores_them() {
     assert_eq!((a.status, a.location.as_str()), (303, "/console/login"), "a revoked key's session");
 }
 
-/// The verdict page shows both photos, the score in words, the price and the decision form; the
+/// The verdict page shows both photos, the score in words, the price and the decision form, and
+/// the verified local features the API returns with the verdict circled on both photos; the
 /// photos are JPEGs the server makes from what it stored.
-fn verdict_page_and_photos(server: &Server, s: &Session, id: i64) {
+fn verdict_page_and_photos(server: &Server, s: &Session, analyst: &str, id: i64) {
     let a = send("GET", &server.url(&format!("/console/verdicts/{id}")), &[("Cookie", &s.cookie)], Vec::new());
     assert_eq!(a.status, 200);
     let html = a.text();
+    let (status, v) = api(server, analyst, &format!("/v1/verdicts/{id}"), None);
+    assert_eq!(status, 200, "{v}");
+    let top = &v["matches"][0];
+    let features = top["features"].as_array().unwrap_or_else(|| panic!("no features: {v}"));
+    let (n, inliers) = (features.len(), top["inliers"].as_u64().unwrap_or(0) as usize);
+    assert!(n > 0 && n == inliers.min(48), "{n} features of {inliers} inliers");
+    for which in ["listing-features", "reference-features"] {
+        let after = html.split(&format!("id=\"{which}\"")).nth(1);
+        let svg = after.and_then(|r| r.split("</svg>").next());
+        let svg = svg.unwrap_or_else(|| panic!("no {which}"));
+        assert_eq!(svg.matches("<circle ").count(), n, "{which}: {svg}");
+    }
+    let legend = "verified local features (ORB points that one homography explains)";
+    assert!(html.contains(&format!("{inliers} {legend}")), "no legend for {inliers} inliers");
+    assert!(html.contains("id=\"feature-links\""), "no place for the lines");
     assert!(!html.contains("uploads/"), "the verdict page shows a server path");
     for part in ["id=\"listing-photo\"", "id=\"reference-photo\"", "Score: ", "below the reference price", "data-key=\"c\"", "data-key=\"g\"", "data-key=\"n\""] {
         assert!(html.contains(part), "the verdict page lacks {part}");
@@ -270,6 +287,23 @@ fn verdict_page_and_photos(server: &Server, s: &Session, id: i64) {
     }
     let a = send("GET", &server.url(&format!("/console/photo/verdict/{id}/..%2F..%2Fetc%2Fpasswd")), &[("Cookie", &s.cookie)], Vec::new());
     assert_eq!(a.status, 404);
+}
+
+/// A listing photo whose inset matched (its `listing_image` names `photo#inset`): the page
+/// shows the photo itself, with the features verified in the inset drawn over it.
+fn matched_in_a_region(server: &Server, s: &Session, analyst: &str, market: &str) {
+    let id = query(server, market, "L012-copy-plain-bg.webp", "shop-e");
+    let (_, v) = api(server, analyst, &format!("/v1/verdicts/{id}"), None);
+    let named = v["matches"][0]["listing_image"].as_str().unwrap_or("");
+    assert!(named.starts_with("upload:") && named.ends_with("#inset"), "{v}");
+    let cookie = [("Cookie", s.cookie.as_str())];
+    let get = |path: String| send("GET", &server.url(&path), &cookie, Vec::new());
+    let html = get(format!("/console/verdicts/{id}")).text();
+    for part in ["id=\"listing-photo\"", "id=\"listing-features\"", "id=\"reference-features\""] {
+        assert!(html.contains(part), "the page of a region's match lacks {part}");
+    }
+    let a = get(format!("/console/photo/verdict/{id}/listing"));
+    assert_eq!((a.status, a.content_type.as_str()), (200, "image/jpeg"), "{}", a.text());
 }
 
 /// A decision posted without the session's token, with another token, from another site, or

@@ -34,6 +34,30 @@ fn saved(img: &image::RgbImage, name: &str) -> (tempfile::TempDir, std::path::Pa
     (dir, path)
 }
 
+/// A match's verified local features (`features`): (listing point, reference point) pairs,
+/// checked to be shares of each photo (0 to 1), as many as its inliers up to 48.
+fn features(m: &serde_json::Value) -> Vec<([f64; 2], [f64; 2])> {
+    let point = |p: &serde_json::Value| -> [f64; 2] {
+        let xy = p.as_array().unwrap_or_else(|| panic!("{m}"));
+        let xy: Vec<f64> = xy.iter().filter_map(|v| v.as_f64()).collect();
+        let shares = xy.iter().all(|v| (0.0..=1.0).contains(v));
+        assert!(xy.len() == 2 && shares, "not a point in a photo: {p}");
+        [xy[0], xy[1]]
+    };
+    let listed = m["features"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let all: Vec<_> =
+        listed.iter().map(|f| (point(&f["listing"]), point(&f["reference"]))).collect();
+    let (n, inliers) = (all.len(), m["inliers"].as_u64().unwrap_or(0) as usize);
+    assert!(n == 0 || n == inliers.min(48), "{n} features of {inliers} inliers: {m}");
+    all
+}
+
+/// Whether the point lies in the box (left, top, right, bottom), within `slack`.
+fn inside(p: [f64; 2], area: [f64; 4], slack: f64) -> bool {
+    let [x, y] = p;
+    x >= area[0] - slack && x <= area[2] + slack && y >= area[1] - slack && y <= area[3] + slack
+}
+
 fn query_cheap(data: &std::path::Path, photo: &std::path::Path) -> serde_json::Value {
     let out = run_ok(data, &["query", photo.to_str().unwrap(), "--json", "--price", "10", "--currency", "EUR"], 0);
     serde_json::from_str(&out).unwrap()
@@ -299,6 +323,18 @@ fn a_photo_pasted_small_onto_another_is_searched_as_an_inset() {
     assert_eq!(g["verdict"], "flag", "{g}");
     assert_eq!(g["matches"][0]["product_id"], "nw-runner", "{g}");
     assert!(g["matches"][0]["inliers"].as_u64().is_some_and(|n| n >= 100), "{g}");
+    // its verified features were found in the inset: placed in the whole photo, they lie where the
+    // product was pasted (560..800 x 300..525 of 960 x 720), and inside the matched region
+    let f = features(&g["matches"][0]);
+    assert!(f.len() >= 40, "{g}");
+    let pasted = [560.0 / 960.0, 300.0 / 720.0, 800.0 / 960.0, 525.0 / 720.0];
+    let region = g["matches"][0]["region"]["area"].as_array().unwrap_or_else(|| panic!("{g}"));
+    let region: Vec<f64> = region.iter().filter_map(|v| v.as_f64()).collect();
+    let region = <[f64; 4]>::try_from(region).unwrap();
+    for (l, _) in &f {
+        let both = inside(*l, pasted, 0.01) && inside(*l, region, 0.0);
+        assert!(both, "{l:?} not in {pasted:?}, {region:?}");
+    }
 }
 
 #[test]
@@ -513,6 +549,19 @@ fn geometric_verification_confirms_the_copied_product_and_explains_the_others_aw
     assert!(gain > 0.0 && (best["similarity"].as_f64().unwrap() - best["raw_similarity"].as_f64().unwrap() - gain).abs() < 1e-3, "{v}");
     let central = best["central_inliers"].as_u64().unwrap_or_else(|| panic!("no central_inliers: {v}"));
     assert!(central > 0 && central <= inliers, "{v}");
+    // its verified features: points of both photos, inside the matched region of the listing
+    // photo when it has one; a listing photo that is the reference photo with a banner keeps
+    // them near where they are in the reference photo
+    let f = features(best);
+    assert_eq!(f.len(), 48, "{best}");
+    if let Some(area) = best["region"]["area"].as_array() {
+        let area: Vec<f64> = area.iter().filter_map(|v| v.as_f64()).collect();
+        let area = <[f64; 4]>::try_from(area).unwrap();
+        assert!(f.iter().all(|(l, _)| inside(*l, area, 0.0)), "{best}");
+    }
+    let near = f.iter().filter(|(l, r)| (l[0] - r[0]).abs() < 0.1 && (l[1] - r[1]).abs() < 0.1);
+    let near = near.count();
+    assert!(near * 10 >= f.len() * 9, "{near} of {} features near their point: {best}", f.len());
     let reasons = v["reasons"].to_string();
     assert!(reasons.contains("local features of the photos agree geometrically"), "{reasons}");
     assert!(reasons.contains(&format!("{central} of them in the middle of the reference photo")), "{reasons}");
@@ -559,6 +608,20 @@ fn a_mirrored_copy_is_verified_once_mirrored_back_and_says_so() {
     let out = run_ok(data.path(), &["query", testdata("listings/L004-copy-text-sale.jpg").to_str().unwrap(), "--json"], 0);
     let w: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(w["matches"][0].get("mirrored").is_none() && w["matches"][0]["inliers"].as_u64().is_some_and(|n| n >= 40), "{w}");
+    // the mirrored copy's features are points of the photo as listed (mirrored): a reference
+    // point the direct copy matched too lies at 1 - x of where the direct copy has it
+    let (flipped, direct) = (features(best), features(&w["matches"][0]));
+    assert!(!flipped.is_empty() && !direct.is_empty(), "{v} {w}");
+    let mut compared = 0;
+    for (l, r) in &flipped {
+        let same = |d: &[f64; 2]| (d[0] - r[0]).abs() < 0.01 && (d[1] - r[1]).abs() < 0.01;
+        if let Some((dl, _)) = direct.iter().find(|(_, dr)| same(dr)) {
+            compared += 1;
+            let (dx, dy) = (l[0] - (1.0 - dl[0]), l[1] - dl[1]);
+            assert!(dx.abs() < 0.03 && dy.abs() < 0.03, "{l:?} mirrored is not {dl:?}");
+        }
+    }
+    assert!(compared >= 3, "only {compared} reference points in common: {v} {w}");
 }
 
 /// Scans JSON Lines given as text (relative photo paths are relative to the working directory).

@@ -140,7 +140,9 @@ pub async fn verdict(
         .await?;
     let stored = stored.ok_or_else(|| PageError::from(ApiError::not_found(format!("no verdict {id}"))))?;
     let v = &stored.body;
+    // the photo itself, also when a region of it matched (`photo#inset`)
     let listing_image = v["matches"][0]["listing_image"].as_str().unwrap_or("");
+    let listing_image = crate::scan::photo_of(listing_image);
     let page = render(
         "verdict.html",
         minijinja::context! {
@@ -150,6 +152,7 @@ pub async fn verdict(
             seller_query => pct(v["seller"]["seller_id"].as_str().unwrap_or("")),
             network_path => pct(v["network"]["network_id"].as_str().unwrap_or("")),
             score_parts => view::score_parts(v), price_words => view::price_words(v), region => view::region(v),
+            features => view::features(v), inliers => v["matches"][0]["inliers"].as_u64(),
             listing_stored => listing_image.starts_with("upload:"),
             listing_url => (listing_image.starts_with("http://") || listing_image.starts_with("https://")).then_some(listing_image),
             next, prev, query => query_of(&f), filter => f,

@@ -1,5 +1,6 @@
 //! A stored verdict in words for the verdict page: the parts of the matched product's score, the
-//! price against the reference, and where the matched region lies in the listing photo.
+//! price against the reference, where the matched region lies in the listing photo, and the
+//! verified local features on both photos.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -112,6 +113,48 @@ pub fn region(verdict: &Value) -> Option<Region> {
     })
 }
 
+/// One verified local feature of the best match, on both photos: x and y as percentages (0 to
+/// 100) of each photo's width and height, and a hue (0 to 360) that tells the pairs apart.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Feature {
+    /// x in the listing photo.
+    pub lx: f64,
+    /// y in the listing photo.
+    pub ly: f64,
+    /// x in the reference photo.
+    pub rx: f64,
+    /// y in the reference photo.
+    pub ry: f64,
+    /// Colour of the pair's circles and line.
+    pub hue: u32,
+}
+
+/// Most features drawn, whatever a stored verdict holds (scans keep 48).
+const MAX_FEATURES: usize = 100;
+
+/// The verified local features of the best match, when the verdict carries them
+/// (`matches[0].features`: `listing` and `reference` points as shares of each photo); pairs
+/// that are not two points within the photos are left out.
+pub fn features(verdict: &Value) -> Vec<Feature> {
+    let point = |p: &Value| -> Option<[f64; 2]> {
+        let v: Vec<f64> = p.as_array()?.iter().filter_map(Value::as_f64).collect();
+        let [x, y] = <[f64; 2]>::try_from(v).ok()?;
+        ((0.0..=1.0).contains(&x) && (0.0..=1.0).contains(&y)).then_some([x * 100.0, y * 100.0])
+    };
+    let Some(all) = verdict["matches"][0]["features"].as_array() else { return Vec::new() };
+    let pairs: Vec<([f64; 2], [f64; 2])> = all
+        .iter()
+        .filter_map(|f| Some((point(&f["listing"])?, point(&f["reference"])?)))
+        .take(MAX_FEATURES)
+        .collect();
+    let n = pairs.len().max(1);
+    pairs
+        .into_iter()
+        .enumerate()
+        .map(|(i, ([lx, ly], [rx, ry]))| Feature { lx, ly, rx, ry, hue: (i * 360 / n) as u32 })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +178,20 @@ mod tests {
         assert!((r.x - 10.0).abs() < 1e-9 && (r.w - 50.0).abs() < 1e-9 && (r.h - 70.0).abs() < 1e-9);
         assert!(region(&json!({"matches": [{"region": {"area": [0.5, 0, 0.2, 1]}}]})).is_none());
         assert_eq!(score_parts(&json!({"matches": []})), vec!["No catalog product matched."]);
+    }
+
+    #[test]
+    fn features_become_percentages_and_bad_pairs_are_left_out() {
+        let v = json!({"matches": [{"features": [
+            {"listing": [0.25, 0.5], "reference": [0.1, 1.0]},
+            {"listing": [1.5, 0.5], "reference": [0.1, 0.2]},
+            {"listing": [0.5], "reference": [0.1, 0.2]},
+            {"listing": [0.0, 0.0], "reference": "x"},
+            {"listing": [0.75, 0.125], "reference": [0.0, 0.0]}]}]});
+        let f = features(&v);
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert_eq!(f[0], Feature { lx: 25.0, ly: 50.0, rx: 10.0, ry: 100.0, hue: 0 });
+        assert_eq!((f[1].lx, f[1].ly, f[1].hue), (75.0, 12.5, 180));
+        assert!(features(&json!({"matches": [{"inliers": 40}]})).is_empty());
     }
 }

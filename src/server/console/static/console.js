@@ -2,8 +2,35 @@
 // and buttons); it only maps keys to them.
 //   queue:   j / k move the highlighted row, Enter opens it
 //   verdict: j / k next / previous verdict, c counterfeit, g genuine, n not our product
+// and, on a verdict page, joins each verified local feature circled on the listing photo to the
+// one circled on the reference photo with a line (the circles are drawn without it).
 (function () {
   "use strict";
+  function joinFeatures() {
+    var links = document.getElementById("feature-links");
+    var box = document.getElementById("photos");
+    if (!links || !box) { return; }
+    var at = box.getBoundingClientRect(), ns = "http://www.w3.org/2000/svg";
+    var centre = function (c) {
+      var r = c.getBoundingClientRect();
+      return [r.left + r.width / 2 - at.left, r.top + r.height / 2 - at.top];
+    };
+    while (links.firstChild) { links.removeChild(links.firstChild); }
+    document.querySelectorAll("#listing-features circle").forEach(function (c) {
+      var twin = document.querySelector("#reference-features circle[data-i='" + c.dataset.i + "']");
+      if (!twin) { return; }
+      var a = centre(c), b = centre(twin), line = document.createElementNS(ns, "line");
+      line.setAttribute("x1", a[0]); line.setAttribute("y1", a[1]);
+      line.setAttribute("x2", b[0]); line.setAttribute("y2", b[1]);
+      line.setAttribute("stroke", c.getAttribute("stroke"));
+      links.appendChild(line);
+    });
+  }
+  joinFeatures();
+  window.addEventListener("resize", joinFeatures);
+  document.querySelectorAll(".photos img").forEach(function (i) {
+    i.addEventListener("load", joinFeatures);
+  });
   function rows() { return Array.prototype.slice.call(document.querySelectorAll("tr[data-row]")); }
   function moveRow(step) {
     var all = rows();
