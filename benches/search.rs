@@ -1,4 +1,4 @@
-//! Search benchmark: exact (float32 and int8) and HNSW (`knockoff::graph`) on the same vectors,
+//! Search benchmark: exact (float32 and int8) and HNSW (`knockoff::index::graph`) on the same vectors,
 //! printed as tables.
 //!
 //! `cargo bench --bench search` (N = 100000 by default; `KNOCKOFF_BENCH_N=1000000` for 1M);
@@ -14,12 +14,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use knockoff::attack::Rng;
-use knockoff::config::IndexConfig;
-use knockoff::embed::l2_normalize;
-use knockoff::graph::Graph;
+use knockoff::util::rng::Rng;
+use knockoff::index::IndexConfig;
+use knockoff::model::embed::l2_normalize;
+use knockoff::index::graph::Graph;
 use knockoff::index::{Hit, Index};
-use knockoff::vectors::{Rows, Storage};
+use knockoff::index::vectors::{Rows, Storage};
 
 const DIM: usize = 512;
 
@@ -170,7 +170,7 @@ fn main() {
     let mut max_diff = 0f32;
     for (q, g) in qs.iter().zip(&got) {
         for h in g {
-            let exact = knockoff::simd::dot(q, &base[h.vector as usize * DIM..(h.vector as usize + 1) * DIM]);
+            let exact = knockoff::index::simd::dot(q, &base[h.vector as usize * DIM..(h.vector as usize + 1) * DIM]);
             max_diff = max_diff.max((exact - h.similarity).abs());
         }
     }

@@ -9,38 +9,16 @@
 //! features and `colour` telling look-alike siblings apart; `report` writes them; `cli` is the command line; `bench`, with `attack` and
 //! `metrics`, measures accuracy on benchmark photos.
 
-pub mod allowlist;
-pub mod attack;
-pub mod baseline;
-pub mod batch;
 pub mod bench;
-pub mod calibrate;
 pub mod catalog;
 pub mod cli;
-pub mod colour;
 pub mod config;
-pub mod decode;
-pub mod display;
-pub mod embed;
-pub mod fsutil;
-pub mod graph;
 pub mod index;
-pub mod inset;
-pub mod metrics;
-pub mod output;
+pub mod input;
 pub mod model;
 pub mod network;
-pub mod netguard;
-pub mod phash;
-pub mod pipeline;
 pub mod policy;
-pub mod records;
-pub mod report;
 pub mod scan;
 pub mod server;
-pub mod simd;
-pub mod source;
-pub mod tilt;
-pub mod vectors;
-pub mod verify;
-pub mod wording;
+pub mod util;
+pub mod vision;
