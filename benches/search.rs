@@ -183,7 +183,7 @@ fn main() {
     row("exact, batch of 1000", "int8", "10 %", 0.0, i8_bytes, nq as f64 / t.elapsed().as_secs_f64(), recall(&truth10, &got, 1), recall(&truth10, &got, 10));
     println!("\nint8 vs f32: largest similarity difference over the top-{k} lists: {max_diff:.5}\n");
 
-    // HNSW (src/graph.rs), M=16, ef_construction=200, over the int8 rows the index stores
+    // HNSW (src/index/graph.rs), M=16, ef_construction=200, over the int8 rows the index stores
     let cfg = IndexConfig { hnsw_m: 16, hnsw_ef_construction: 200, ..IndexConfig::default() };
     let rss0 = rss_kb();
     let t = Instant::now();
