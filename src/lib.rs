@@ -8,8 +8,8 @@
 //! - `vision`: photos before any model sees them: fetching (`source`, `netguard`), `decode`, the
 //!   regions searched besides the whole photo (`regions`, `inset`, `tilt`), perceptual hash
 //!   (`phash`), colours (`colour`) and local features for geometric verification (`verify`);
-//! - `model`: model manifests and the embedder (`embed`: preprocessing, ONNX inference, loading
-//!   photos with their analyses);
+//! - `model`: model manifests, the embedder (`embed`: preprocessing, ONNX inference) and `load`
+//!   (photos fetched, decoded and analysed for the model, in parallel);
 //! - `index`: nearest-neighbour search (exact, with `simd` kernels, and the HNSW `graph`) over the
 //!   stored `vectors`; it knows nothing of images or config files;
 //! - `policy`: thresholds, prices (`currency`), counterfeit `wording` → verdicts; `calibrate`;

@@ -4,7 +4,7 @@
 //! Entries live in `DATA/allowlist.sqlite` (WAL; schema versioned by `PRAGMA user_version` and
 //! numbered migrations), one row per (product, photo): the photo's perceptual hash (`phash`), the
 //! decision, who took it and when. A listing photo is on a product's allow-list when one of its
-//! hashes (every orientation, `embed::Loaded::phashes`) is at most `phash::NEAR` bits from an
+//! hashes (every orientation, `load::Loaded::phashes`) is at most `phash::NEAR` bits from an
 //! entry's: the threshold measured for near-duplicates (docs/benchmarks-notebook.md,
 //! "Near-duplicates by perceptual hash": every blurred, JPEG and greyscale copy within 4 bits of
 //! its original, no photo that is not a copy within 6). A photo that copies one of the brand's own

@@ -1277,7 +1277,7 @@ fn walk(dir: &Path) -> Vec<u64> {
 }
 
 /// Products of one batch with their images fetched, decoded and resized (one result per image).
-pub type LoadedProduct = (ProductRecord, Vec<Result<crate::model::embed::Loaded, String>>);
+pub type LoadedProduct = (ProductRecord, Vec<Result<crate::model::load::Loaded, String>>);
 
 /// Fetches, decodes and resizes the images of `products` for the model and extracts their local
 /// features (in parallel); one entry per product, its image results in the product's order.
@@ -1290,8 +1290,8 @@ pub fn load_products(
 ) -> Vec<LoadedProduct> {
     let refs: Vec<&ImageRef> = products.iter().flat_map(|p| p.images.iter()).collect();
     let owners: Vec<usize> = products.iter().enumerate().flat_map(|(i, p)| p.images.iter().map(move |_| i)).collect();
-    let opts = crate::model::embed::LoadOptions { hash: true, regions: false, features: crate::model::embed::LocalFeatures::Extract(features), phash: false };
-    let mut loaded = crate::model::embed::load_images(fetcher, &refs, &owners, limits, manifest, opts).into_iter();
+    let opts = crate::model::load::LoadOptions { hash: true, regions: false, features: crate::model::load::LocalFeatures::Extract(features), phash: false };
+    let mut loaded = crate::model::load::load_images(fetcher, &refs, &owners, limits, manifest, opts).into_iter();
     products
         .into_iter()
         .map(|p| {
@@ -1308,11 +1308,11 @@ pub fn load_background(
     limits: &crate::vision::decode::Limits,
     manifest: &Manifest,
     paths: &[PathBuf],
-) -> Vec<(String, Result<crate::model::embed::Loaded, String>)> {
+) -> Vec<(String, Result<crate::model::load::Loaded, String>)> {
     let refs: Vec<ImageRef> = paths.iter().map(|p| ImageRef::Path(p.clone())).collect();
     let r: Vec<&ImageRef> = refs.iter().collect();
     let owners: Vec<usize> = (0..r.len()).collect();
-    let loaded = crate::model::embed::load_images(fetcher, &r, &owners, limits, manifest, crate::model::embed::LoadOptions { hash: true, regions: false, features: crate::model::embed::LocalFeatures::Skip, phash: false });
+    let loaded = crate::model::load::load_images(fetcher, &r, &owners, limits, manifest, crate::model::load::LoadOptions { hash: true, regions: false, features: crate::model::load::LocalFeatures::Skip, phash: false });
     paths.iter().map(|p| p.display().to_string()).zip(loaded).collect()
 }
 
@@ -1419,7 +1419,7 @@ pub fn ingest_background(
     embedder: &mut crate::model::embed::Embedder,
     manifest: &Manifest,
     storage: Storage,
-    photos: &[(String, Result<crate::model::embed::Loaded, String>)],
+    photos: &[(String, Result<crate::model::load::Loaded, String>)],
 ) -> Result<BackgroundIngested> {
     let mut done = BackgroundIngested::default();
     let mut todo: Vec<(String, String, &crate::model::embed::Prepared)> = Vec::new();

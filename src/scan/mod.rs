@@ -21,7 +21,8 @@ use crate::config::Config;
 use crate::model::RegionQueries;
 use crate::vision::decode;
 use crate::vision::regions;
-use crate::model::embed::{self, Embedder, Loaded};
+use crate::model::embed::{self, Embedder};
+use crate::model::load::{self, Loaded};
 use crate::index::Hit;
 use crate::policy::{self, Authorisations, Decision, Match, MatchRegion, Offer, Thresholds, Verdict};
 use crate::input::records::{self, RawRecord};
@@ -132,10 +133,10 @@ struct Photos<'a> {
     places: &'a Places,
     /// Colours of the photos, by name.
     colours: &'a [(String, &'a Colours)],
-    /// Perceptual hashes of the photos in every orientation and of their regions (`embed::Loaded`),
+    /// Perceptual hashes of the photos in every orientation and of their regions (`load::Loaded`),
     /// by name (`photo` or `photo#region`).
     hashes: &'a [(String, u64)],
-    /// The decoded photos (`embed::Loaded::image`), by name.
+    /// The decoded photos (`load::Loaded::image`), by name.
     images: &'a [(String, &'a decode::RgbImage)],
     /// Products (indices into the catalog view's) with a reference photo that is a near-duplicate
     /// of a listing photo by perceptual hash, found in the whole catalog (`Judge::near_duplicates`).
@@ -406,7 +407,7 @@ pub struct Loader {
     limits: decode::Limits,
     manifest: crate::model::Manifest,
     regions: bool,
-    features: embed::LocalFeatures,
+    features: load::LocalFeatures,
     /// Whether each photo's perceptual hash is computed even without local features (recording).
     phash: bool,
 }
@@ -416,7 +417,7 @@ impl Loader {
     pub fn load(&self, listings: Vec<Parsed>) -> Vec<LoadedListing> {
         let refs: Vec<&ImageRef> = listings.iter().filter_map(|l| l.as_ref().ok()).flat_map(|l| l.images.iter()).collect();
         let owners: Vec<usize> = listings.iter().filter_map(|l| l.as_ref().ok()).enumerate().flat_map(|(i, l)| l.images.iter().map(move |_| i)).collect();
-        let mut loaded = embed::load_images(&self.fetcher, &refs, &owners, &self.limits, &self.manifest, embed::LoadOptions { hash: false, regions: self.regions, features: self.features, phash: self.phash }).into_iter();
+        let mut loaded = load::load_images(&self.fetcher, &refs, &owners, &self.limits, &self.manifest, load::LoadOptions { hash: false, regions: self.regions, features: self.features, phash: self.phash }).into_iter();
         listings
             .into_iter()
             .map(|l| {
@@ -477,7 +478,7 @@ impl Scanner {
                 limits,
                 manifest,
                 regions: regions != RegionQueries::Off,
-                features: if config.verify.enabled { embed::LocalFeatures::Prepare(config.verify.params()) } else { embed::LocalFeatures::Skip },
+                features: if config.verify.enabled { load::LocalFeatures::Prepare(config.verify.params()) } else { load::LocalFeatures::Skip },
                 phash: config.network.record,
             },
             judge: Judge { view, embedder, ctx: Context { config, thresholds, model, regions, lexicon }, inferences: Inferences::default(), allow: allowlist::Shared::default() },
@@ -531,7 +532,7 @@ impl Judge {
     /// the photos of listings that will be verified (`will_verify`).
     pub fn decide(&mut self, chunk: Vec<LoadedListing>) -> Result<Vec<Report>> {
         // each usable photo whole, then the regions of those that need them (see `needs_regions`)
-        let photos: Vec<&embed::Loaded> = chunk.iter().flat_map(|p| p.images.iter().filter_map(|i| i.as_ref().ok())).collect();
+        let photos: Vec<&load::Loaded> = chunk.iter().flat_map(|p| p.images.iter().filter_map(|i| i.as_ref().ok())).collect();
         let whole: Vec<&embed::Prepared> = photos.iter().map(|l| &l.prepared).collect();
         let embeddings = self.embedder.embed(&whole)?;
         let whole_hits = self.search(&embeddings);
@@ -782,7 +783,7 @@ impl Judge {
 
     /// Near-duplicates by perceptual hash, however the embedding ranks them: each reference photo
     /// within `phash::NEAR` bits of the listing photo's hash as it is (the first of its `hashes`,
-    /// `embed::Loaded::phashes`) puts its products in `near`, which are verified (`to_verify`), and
+    /// `load::Loaded::phashes`) puts its products in `near`, which are verified (`to_verify`), and
     /// joins the photo's search results with its similarity to the photo's `embedding` if the
     /// search did not find it. A pixelated copy, for one, keeps its hash but not its embedding.
     /// The other orientations and the regions are not looked up in the whole catalog: a plain
