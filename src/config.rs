@@ -159,8 +159,8 @@ impl Default for VerifyConfig {
 
 impl VerifyConfig {
     /// Feature extraction settings.
-    pub fn params(&self) -> crate::vision::verify::Params {
-        crate::vision::verify::Params { max_side: self.max_side, min_side: self.min_side, max_features: self.max_features }
+    pub fn params(&self) -> crate::vision::verify::orb::Params {
+        crate::vision::verify::orb::Params { max_side: self.max_side, min_side: self.min_side, max_features: self.max_features }
     }
 
     /// How far `evidence` counts: 0 below `min_inliers`, rising linearly to 1 at `full_inliers`.

@@ -13,7 +13,7 @@
 //!   the catalog, for score normalisation (see `Store::add_background`); rows match table
 //!   `background`, count in meta `background_count`;
 //! - table `local_features`: each reference image's local features for geometric verification
-//!   (`verify::Features::to_bytes`, format `KNKORB02`), keyed by content hash like `vectors`;
+//!   (`verify::orb::Features::to_bytes`, format `KNKORB02`), keyed by content hash like `vectors`;
 //!   images added before knockoff stored them, or stored in the outdated format `KNKORB01`, are
 //!   not verified until they are added again (which replaces outdated features);
 //! - table `shared_points`: for each reference image, which of its local feature points images of
@@ -205,7 +205,7 @@ struct FeatureCache {
     conn: Option<Connection>,
     /// Whether the catalog has the `shared_points` table (older ones do not).
     has_shared: bool,
-    read: HashMap<u32, Option<std::sync::Arc<crate::vision::verify::Features>>>,
+    read: HashMap<u32, Option<std::sync::Arc<crate::vision::verify::orb::Features>>>,
     shared: HashMap<u32, Option<std::sync::Arc<crate::vision::verify::Shared>>>,
     /// Whether the catalog has the `colours` table (older ones do not).
     has_colours: bool,
@@ -270,17 +270,17 @@ impl FeatureStore {
 
     /// The local features of reference vector `id`, `None` when none are stored for it (or they
     /// are damaged, which is logged).
-    pub fn get(&self, id: u32) -> Result<Option<std::sync::Arc<crate::vision::verify::Features>>> {
+    pub fn get(&self, id: u32) -> Result<Option<std::sync::Arc<crate::vision::verify::orb::Features>>> {
         let mut c = self.inner.lock().map_err(|_| anyhow::anyhow!("internal error: feature cache poisoned"))?;
         if let Some(f) = c.read.get(&id) {
             return Ok(f.clone());
         }
         let blob = c.blob("local_features", true, id)?;
         // damaged or outdated features cost that image its verification, not the scan
-        let f = match blob.map(|b| crate::vision::verify::Features::from_bytes(&b)) {
+        let f = match blob.map(|b| crate::vision::verify::orb::Features::from_bytes(&b)) {
             None => None,
             Some(Ok(f)) => Some(std::sync::Arc::new(f)),
-            Some(Err(e @ crate::vision::verify::FormatError::Outdated(_))) => {
+            Some(Err(e @ crate::vision::verify::orb::FormatError::Outdated(_))) => {
                 if !c.warned_outdated {
                     c.warned_outdated = true;
                     tracing::warn!("reference images are not verified: {e}; add the catalog's products again to store new features (`knockoff catalog stats` counts the images verified)");
@@ -672,7 +672,7 @@ impl Store {
             tx.execute(
                 "INSERT INTO local_features VALUES(?1, ?2)
                  ON CONFLICT(sha256) DO UPDATE SET data=excluded.data WHERE substr(local_features.data, 1, 8) <> ?3",
-                params![hash, data, &crate::vision::verify::MAGIC[..]],
+                params![hash, data, &crate::vision::verify::orb::MAGIC[..]],
             )?;
         }
         for (hash, data) in &notes.colours {
@@ -814,14 +814,14 @@ impl Store {
                 t.into_iter().collect()
             };
             let plan: Vec<(u32, Vec<u32>)> = targets.par_iter().map(|&v| (v, known.get(&v).cloned().unwrap_or_else(|| nearest(v)))).collect();
-            let mut features: HashMap<u32, crate::vision::verify::Features> = HashMap::new();
+            let mut features: HashMap<u32, crate::vision::verify::orb::Features> = HashMap::new();
             for v in plan.iter().flat_map(|(v, n)| std::iter::once(v).chain(n)) {
                 if features.contains_key(v) {
                     continue;
                 }
                 let blob: Option<Vec<u8>> =
                     self.conn.query_row("SELECT data FROM local_features WHERE sha256=?1", [&owners[v].0], |r| r.get(0)).optional()?;
-                if let Some(Ok(f)) = blob.map(|b| crate::vision::verify::Features::from_bytes(&b)) {
+                if let Some(Ok(f)) = blob.map(|b| crate::vision::verify::orb::Features::from_bytes(&b)) {
                     features.insert(*v, f);
                 }
             }
@@ -830,7 +830,7 @@ impl Store {
                 .map(|(v, near)| {
                     let sha = owners[v].0.clone();
                     let Some(f) = features.get(v) else { return (sha, None) }; // no usable features: nothing to mark
-                    let others: Vec<&crate::vision::verify::Features> = near.iter().filter_map(|o| features.get(o)).collect();
+                    let others: Vec<&crate::vision::verify::orb::Features> = near.iter().filter_map(|o| features.get(o)).collect();
                     (sha, Some(crate::vision::verify::Shared::find(f, &others, config.verify.min_inliers).to_bytes()))
                 })
                 .collect();
@@ -1207,7 +1207,7 @@ impl Store {
                 self.conn.query_row(
                     "SELECT COUNT(DISTINCT v.id) FROM images i JOIN products p ON p.id=i.product JOIN vectors v ON v.id=i.vector
                      JOIN local_features f ON f.sha256=v.sha256 WHERE p.removed=0 AND substr(f.data, 1, 8) = ?1",
-                    [&crate::vision::verify::MAGIC[..]],
+                    [&crate::vision::verify::orb::MAGIC[..]],
                     |r| r.get::<_, i64>(0),
                 )? as usize
             } else {
@@ -1285,7 +1285,7 @@ pub fn load_products(
     fetcher: &crate::vision::source::Fetcher,
     limits: &crate::vision::decode::Limits,
     manifest: &Manifest,
-    features: crate::vision::verify::Params,
+    features: crate::vision::verify::orb::Params,
     products: Vec<ProductRecord>,
 ) -> Vec<LoadedProduct> {
     let refs: Vec<&ImageRef> = products.iter().flat_map(|p| p.images.iter()).collect();
@@ -1337,7 +1337,7 @@ pub struct Ingested {
 /// hash.
 #[derive(Debug, Default)]
 pub struct ImageNotes {
-    /// Local features (`verify::Features::to_bytes`), stored when the image has none yet.
+    /// Local features (`verify::orb::Features::to_bytes`), stored when the image has none yet.
     pub features: Vec<(String, Vec<u8>)>,
     /// Colour histograms (`colour::Colours::to_bytes`) of images not on a white backdrop.
     pub colours: Vec<(String, Vec<u8>)>,

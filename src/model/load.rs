@@ -30,13 +30,13 @@ pub struct Loaded {
     pub regions: Vec<Region>,
     /// Local features of the image for geometric verification, when asked for
     /// (`LocalFeatures::Extract`).
-    pub features: Option<crate::vision::verify::Features>,
+    pub features: Option<crate::vision::verify::orb::Features>,
     /// The image ready for feature extraction, when asked for (`LocalFeatures::Prepare`).
-    pub ready: Option<crate::vision::verify::Ready>,
+    pub ready: Option<crate::vision::verify::orb::Ready>,
     /// Its inset (see `regions`) ready for feature extraction, with `Prepare` and regions when it
     /// has one: a photo pasted small has too few of the whole photo's features to verify, so it is
     /// verified as a photo of its own.
-    pub inset_ready: Option<crate::vision::verify::Ready>,
+    pub inset_ready: Option<crate::vision::verify::orb::Ready>,
     /// Its colours, with local features: a reference photo's (`Colours::of_reference`, none on a
     /// white backdrop) with `Extract`, a listing photo's with `Prepare`.
     pub colours: Option<crate::vision::colour::Colours>,
@@ -60,10 +60,10 @@ pub enum LocalFeatures {
     #[default]
     Skip,
     /// Extracts them: a catalog stores the features (and colours) of every reference image.
-    Extract(crate::vision::verify::Params),
+    Extract(crate::vision::verify::orb::Params),
     /// Makes the image ready for extraction and leaves that to the caller: a scan verifies few of
     /// its listing photos, and extracts only those (their colours are counted at once: cheap).
-    Prepare(crate::vision::verify::Params),
+    Prepare(crate::vision::verify::orb::Params),
 }
 
 /// What `load_images` computes besides the prepared image.
@@ -104,7 +104,7 @@ pub fn load_images(
             let prepared = prepare(&img, manifest).map_err(|e| e.to_string())?;
             let crops = if opts.regions { regions(&img) } else { Vec::new() };
             let inset_ready = match opts.features {
-                LocalFeatures::Prepare(p) => crops.iter().find(|(name, _, _)| *name == INSET).map(|(_, _, r)| crate::vision::verify::Ready::new(r, &p)),
+                LocalFeatures::Prepare(p) => crops.iter().find(|(name, _, _)| *name == INSET).map(|(_, _, r)| crate::vision::verify::orb::Ready::new(r, &p)),
                 _ => None,
             };
             let regions = if opts.regions {
@@ -118,8 +118,8 @@ pub fn load_images(
             };
             let (features, ready, colours) = match opts.features {
                 LocalFeatures::Skip => (None, None, None),
-                LocalFeatures::Extract(p) => (Some(crate::vision::verify::Features::extract(&img, &p)), None, crate::vision::colour::Colours::of_reference(&img)),
-                LocalFeatures::Prepare(p) => (None, Some(crate::vision::verify::Ready::new(&img, &p)), Some(crate::vision::colour::Colours::of(&img))),
+                LocalFeatures::Extract(p) => (Some(crate::vision::verify::orb::Features::extract(&img, &p)), None, crate::vision::colour::Colours::of_reference(&img)),
+                LocalFeatures::Prepare(p) => (None, Some(crate::vision::verify::orb::Ready::new(&img, &p)), Some(crate::vision::colour::Colours::of(&img))),
             };
             let phashes = match opts.features {
                 LocalFeatures::Skip if opts.phash => crate::vision::phash::of(&img).map(|h| (None, h)).into_iter().collect(),

@@ -27,7 +27,7 @@ use crate::index::Hit;
 use crate::policy::{self, Authorisations, Decision, Match, MatchRegion, Offer, Thresholds, Verdict};
 use crate::input::records::{self, RawRecord};
 use crate::vision::source::{Fetcher, ImageRef};
-use crate::vision::verify::Features;
+use crate::vision::verify::orb::Features;
 use crate::policy::wording::{Lexicon, WordingHit};
 
 /// Seller details kept with each verdict for later network analysis.
@@ -605,7 +605,7 @@ impl Judge {
             pending.push((queries, matches, ready, (places, hashes, decoded, near, prints), image_errors));
         }
         // local features only of the photos of listings that will be verified, all at once
-        let wanted: Vec<(usize, &crate::vision::verify::Ready)> = pending
+        let wanted: Vec<(usize, &crate::vision::verify::orb::Ready)> = pending
             .iter()
             .enumerate()
             .filter(|(_, (_, matches, ready, (_, _, _, near, _), _))| !ready.is_empty() && self.will_verify(matches, near))
