@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use clap::Parser;
 use knockoff::cli::{self, Cli};
-use knockoff::decode::{self, Limits};
-use knockoff::embed::{self, Embedder};
+use knockoff::vision::decode::{self, Limits};
+use knockoff::model::embed::{self, Embedder};
 use knockoff::model::{self, ModelChoice};
 
 const PER_SIZE: usize = 48;

@@ -1,4 +1,4 @@
-//! Search benchmark: exact (float32 and int8) and HNSW (`knockoff::graph`) on the same vectors,
+//! Search benchmark: exact (float32 and int8) and HNSW (`knockoff::index::graph`) on the same vectors,
 //! printed as tables.
 //!
 //! `cargo bench --bench search` (N = 100000 by default; `KNOCKOFF_BENCH_N=1000000` for 1M);
@@ -14,12 +14,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use knockoff::attack::Rng;
-use knockoff::config::IndexConfig;
-use knockoff::embed::l2_normalize;
-use knockoff::graph::Graph;
+use knockoff::util::rng::Rng;
+use knockoff::index::IndexConfig;
+use knockoff::model::embed::l2_normalize;
+use knockoff::index::graph::Graph;
 use knockoff::index::{Hit, Index};
-use knockoff::vectors::{Rows, Storage};
+use knockoff::index::vectors::{Rows, Storage};
 
 const DIM: usize = 512;
 
@@ -170,7 +170,7 @@ fn main() {
     let mut max_diff = 0f32;
     for (q, g) in qs.iter().zip(&got) {
         for h in g {
-            let exact = knockoff::simd::dot(q, &base[h.vector as usize * DIM..(h.vector as usize + 1) * DIM]);
+            let exact = knockoff::index::simd::dot(q, &base[h.vector as usize * DIM..(h.vector as usize + 1) * DIM]);
             max_diff = max_diff.max((exact - h.similarity).abs());
         }
     }
@@ -183,7 +183,7 @@ fn main() {
     row("exact, batch of 1000", "int8", "10 %", 0.0, i8_bytes, nq as f64 / t.elapsed().as_secs_f64(), recall(&truth10, &got, 1), recall(&truth10, &got, 10));
     println!("\nint8 vs f32: largest similarity difference over the top-{k} lists: {max_diff:.5}\n");
 
-    // HNSW (src/graph.rs), M=16, ef_construction=200, over the int8 rows the index stores
+    // HNSW (src/index/graph.rs), M=16, ef_construction=200, over the int8 rows the index stores
     let cfg = IndexConfig { hnsw_m: 16, hnsw_ef_construction: 200, ..IndexConfig::default() };
     let rss0 = rss_kb();
     let t = Instant::now();

@@ -3,11 +3,17 @@
 //! Loaded from a TOML file (`--config FILE`, else `DATA/config.toml` when it exists); every field
 //! has a documented default, so an empty file is a valid configuration.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+
+use crate::index::{IndexConfig, HNSW_M_RANGE};
+use crate::input::limits::LimitsConfig;
+use crate::model::{ModelConfig, RegionQueries};
+use crate::policy::currency::CurrencyConfig;
+use crate::policy::wording::WordingConfig;
+use crate::policy::PolicyConfig;
 
 /// The whole configuration, as read from TOML.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -94,9 +100,6 @@ impl Default for ServerConfig {
     }
 }
 
-pub use crate::wording::WordingConfig;
-
-
 /// Geometric verification (`[verify]`, or `scan --verify`): the best candidate products of each
 /// listing are checked with local features (see `verify`). The product whose photo shares the most
 /// geometrically consistent points with the listing's photo (its evidence: inliers in the centre
@@ -156,8 +159,8 @@ impl Default for VerifyConfig {
 
 impl VerifyConfig {
     /// Feature extraction settings.
-    pub fn params(&self) -> crate::verify::Params {
-        crate::verify::Params { max_side: self.max_side, min_side: self.min_side, max_features: self.max_features }
+    pub fn params(&self) -> crate::vision::verify::orb::Params {
+        crate::vision::verify::orb::Params { max_side: self.max_side, min_side: self.min_side, max_features: self.max_features }
     }
 
     /// How far `evidence` counts: 0 below `min_inliers`, rising linearly to 1 at `full_inliers`.
@@ -205,263 +208,6 @@ pub struct ScanConfig {
 impl Default for ScanConfig {
     fn default() -> Self {
         ScanConfig { region_queries: None, region_min_score: 0.15 }
-    }
-}
-
-/// When region queries run (`[scan] region_queries`; `true` and `false` mean `all` and `off`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum RegionQueries {
-    /// Whole photos only.
-    Off,
-    /// Regions of photos whose whole-photo score is between `region_min_score` and the match
-    /// threshold: neither clearly unrelated nor already a copy.
-    Uncertain,
-    /// Regions of every photo (1 + 5 x (region_size / size)^2 the inference, one more region for a
-    /// photo with an inset: 3.8x or 4.4x for the shipped models).
-    All,
-}
-
-impl<'de> Deserialize<'de> for RegionQueries {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Flag(bool),
-            Name(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Flag(true) => Ok(RegionQueries::All),
-            Raw::Flag(false) => Ok(RegionQueries::Off),
-            Raw::Name(n) => match n.as_str() {
-                "off" => Ok(RegionQueries::Off),
-                "uncertain" => Ok(RegionQueries::Uncertain),
-                "all" => Ok(RegionQueries::All),
-                other => Err(serde::de::Error::custom(format!("unknown region_queries {other:?}; use \"off\", \"uncertain\" or \"all\""))),
-            },
-        }
-    }
-}
-
-/// Thresholds of the flag policy (see `policy`). The similarity thresholds default to the values in
-/// the model's manifest, measured for that model (BENCHMARKS.md); set them here to override.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct PolicyConfig {
-    /// Similarity at or above which a listing photo is taken as a copy of a reference photo.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub match_threshold: Option<f64>,
-    /// Similarity at or above which a photo is a possible (weaker) match.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub review_threshold: Option<f64>,
-    /// A copy priced at or below this fraction of the reference price is flagged.
-    pub flag_price_ratio: f64,
-    /// A weaker match priced at or below this fraction of the reference price is sent to review.
-    pub review_price_ratio: f64,
-    /// How many products each verdict lists as matches.
-    pub top_k: usize,
-    /// Score normalisation (when the catalog has background photos, `catalog background add`):
-    /// a listing photo's similarities are lowered by `background_beta` × the mean similarity of the
-    /// photo to its `background_k` nearest background photos. 0 turns normalisation off.
-    pub background_beta: f64,
-    /// Background photos averaged for score normalisation.
-    pub background_k: usize,
-    /// Evidence from several reference photos of one product: its score is the best photo pair's
-    /// plus `support_weight` × (the second best photo's score + half the third's). 0: best pair only.
-    pub support_weight: f64,
-}
-
-impl PolicyConfig {
-    /// The thresholds in force: this config's, else the model manifest's measured defaults.
-    pub fn thresholds(&self, manifest: &crate::model::Manifest) -> Result<crate::policy::Thresholds> {
-        let t = crate::policy::Thresholds {
-            match_threshold: self.match_threshold.unwrap_or(manifest.match_threshold),
-            review_threshold: self.review_threshold.unwrap_or(manifest.review_threshold),
-            flag_price_ratio: self.flag_price_ratio,
-            review_price_ratio: self.review_price_ratio,
-        };
-        if t.review_threshold > t.match_threshold {
-            bail!(
-                "policy.review_threshold ({}) must not exceed policy.match_threshold ({}) for model {}",
-                t.review_threshold,
-                t.match_threshold,
-                manifest.name
-            );
-        }
-        Ok(t)
-    }
-}
-
-impl Default for PolicyConfig {
-    fn default() -> Self {
-        PolicyConfig {
-            match_threshold: None,
-            review_threshold: None,
-            flag_price_ratio: 0.50,
-            review_price_ratio: 0.35,
-            top_k: 5,
-            background_beta: 1.0,
-            background_k: 3,
-            support_weight: 0.2,
-        }
-    }
-}
-
-/// Exchange rates: the value of one unit of each currency in `base`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct CurrencyConfig {
-    /// The currency prices are converted to before they are compared.
-    pub base: String,
-    /// Value of one unit of each currency (ISO 4217 code) in the base currency.
-    pub rates: BTreeMap<String, f64>,
-}
-
-impl Default for CurrencyConfig {
-    fn default() -> Self {
-        let rates = [
-            ("EUR", 1.0),
-            ("USD", 0.86),
-            ("GBP", 1.14),
-            ("CHF", 1.07),
-            ("SEK", 0.091),
-            ("NOK", 0.085),
-            ("DKK", 0.134),
-            ("PLN", 0.235),
-            ("JPY", 0.0056),
-            ("CNY", 0.12),
-            ("CAD", 0.62),
-            ("AUD", 0.56),
-        ];
-        CurrencyConfig {
-            base: "EUR".into(),
-            rates: rates.iter().map(|(c, r)| (c.to_string(), *r)).collect(),
-        }
-    }
-}
-
-impl CurrencyConfig {
-    /// Converts `amount` in `currency` to the base currency, or `None` when the rate is unknown.
-    pub fn to_base(&self, amount: f64, currency: &str) -> Option<f64> {
-        let code = currency.trim().to_ascii_uppercase();
-        if code == self.base {
-            return Some(amount);
-        }
-        self.rates.get(&code).map(|rate| amount * rate)
-    }
-}
-
-/// Limits against hostile or broken input.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct LimitsConfig {
-    /// Largest image file accepted, in bytes (local or downloaded).
-    pub max_image_bytes: u64,
-    /// Largest width or height accepted, in pixels.
-    pub max_image_side: u32,
-    /// Largest pixel count accepted (decompression bombs are refused from their header).
-    pub max_image_pixels: u64,
-    /// Longest line accepted in a JSON Lines or CSV input, in bytes.
-    pub max_line_bytes: usize,
-    /// Most images one listing or product may name.
-    pub max_images_per_record: usize,
-    /// Seconds to wait for an HTTP connection.
-    pub http_connect_timeout_secs: u64,
-    /// Seconds a whole HTTP download may take.
-    pub http_timeout_secs: u64,
-    /// Most HTTP downloads in flight at once.
-    pub http_max_in_flight: usize,
-    /// Seconds the photos of one listing (or catalog product) may take together to fetch; a photo
-    /// not fetched by then is an error of that listing.
-    pub listing_fetch_secs: u64,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        LimitsConfig {
-            max_image_bytes: 30 * 1024 * 1024,
-            max_image_side: 20_000,
-            max_image_pixels: 100_000_000,
-            max_line_bytes: 1024 * 1024,
-            max_images_per_record: 20,
-            http_connect_timeout_secs: 5,
-            http_timeout_secs: 20,
-            http_max_in_flight: 8,
-            listing_fetch_secs: 20,
-        }
-    }
-}
-
-/// The model of a new catalog when none is chosen: the distilled SSCD with region queries finds
-/// more copies than `sscd` without them at the same scan speed (docs/benchmarks-notebook.md,
-/// "Default model").
-pub const DEFAULT_MODEL: &str = "sscd_distilled";
-
-/// Model and runtime selection; empty values mean "search the usual places" (see `model`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct ModelConfig {
-    /// Model name (a manifest `NAME.toml` in the models directory) or a path to a manifest; unset:
-    /// the model the catalog was built with, or `DEFAULT_MODEL` for a new catalog.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Directory holding manifests, model files and ONNX Runtime; empty: look for `models/`.
-    pub dir: Option<PathBuf>,
-    /// Path of `libonnxruntime.so`; empty: look in the models directory.
-    pub ort_lib: Option<PathBuf>,
-    /// Images per inference batch.
-    pub batch_size: usize,
-    /// Threads ONNX Runtime uses inside one inference.
-    pub intra_threads: usize,
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        ModelConfig {
-            name: None,
-            dir: None,
-            ort_lib: None,
-            batch_size: 8,
-            intra_threads: 2,
-        }
-    }
-}
-
-/// Allowed values of `index.hnsw_m`: fewer than 4 neighbours leave the graph badly connected, more
-/// than 128 cost memory and build time for no recall.
-pub const HNSW_M_RANGE: std::ops::RangeInclusive<usize> = 4..=128;
-
-/// Nearest-neighbour search settings.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct IndexConfig {
-    /// Catalogs with at least this many reference images get an HNSW graph; smaller ones are searched
-    /// exactly. The graph overtook exact search near 1 500 vectors (BENCHMARKS.md, "Search and
-    /// index"); at 5 000 it is 2.5x faster for single queries and 1.4x for batches.
-    pub hnsw_min_images: usize,
-    /// HNSW: neighbours per node on the upper levels, twice as many on level 0 (4 to 128).
-    pub hnsw_m: usize,
-    /// HNSW: candidate list size while building.
-    pub hnsw_ef_construction: usize,
-    /// HNSW: candidate list size while searching.
-    pub hnsw_ef_search: usize,
-    /// Candidates fetched per query image before they are grouped by product.
-    pub candidates: usize,
-    /// How reference vectors are stored: `"int8"` (a quarter of the memory, similarities within
-    /// about 0.002) or `"f32"` (exact). Applies to a new catalog and to `catalog compact`.
-    pub storage: crate::vectors::Storage,
-}
-
-impl Default for IndexConfig {
-    fn default() -> Self {
-        IndexConfig {
-            hnsw_min_images: 5_000,
-            hnsw_m: 16,
-            hnsw_ef_construction: 200,
-            hnsw_ef_search: 128,
-            candidates: 50,
-            storage: crate::vectors::Storage::Int8,
-        }
     }
 }
 
@@ -555,10 +301,10 @@ impl Config {
             bail!("verify.min_score must be between -1 and 1, got {}", v.min_score);
         }
         let n = &self.network;
-        if n.max_sharing < 2 || n.photo_hash_bits > crate::phash::NEAR || !(n.photo_min_similarity.is_finite() && (-1.0..=1.0).contains(&n.photo_min_similarity)) {
+        if n.max_sharing < 2 || n.photo_hash_bits > crate::vision::phash::NEAR || !(n.photo_min_similarity.is_finite() && (-1.0..=1.0).contains(&n.photo_min_similarity)) {
             bail!(
                 "network.max_sharing must be at least 2, network.photo_hash_bits at most {} and network.photo_min_similarity between -1 and 1; got {}, {} and {}",
-                crate::phash::NEAR, n.max_sharing, n.photo_hash_bits, n.photo_min_similarity
+                crate::vision::phash::NEAR, n.max_sharing, n.photo_hash_bits, n.photo_min_similarity
             );
         }
         if !(self.scan.region_min_score.is_finite() && (-1.0..=1.0).contains(&self.scan.region_min_score)) {

@@ -11,9 +11,9 @@
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use knockoff::decode::{decode, Limits};
-use knockoff::source::http::{check_url, redirect_target};
-use knockoff::source::ImageRef;
+use knockoff::vision::decode::{decode, Limits};
+use knockoff::vision::source::http::{check_url, redirect_target};
+use knockoff::vision::source::ImageRef;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 

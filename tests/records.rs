@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use knockoff::records::{Format, RawRecord, RecordReader};
+use knockoff::input::records::{Format, RawRecord, RecordReader};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 

@@ -1,4 +1,4 @@
-"""Edits of the copy-detection catalog photos that knockoff's own generator (src/attack.rs) does
+"""Edits of the copy-detection catalog photos that knockoff's own generator (src/bench/attack.rs) does
 not make, to check that its figures hold on edits the defaults were not tuned on
 (docs/benchmarks-notebook.md, "Near-duplicates by perceptual hash").
 

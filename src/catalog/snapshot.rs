@@ -174,7 +174,7 @@ pub fn create(store: &Store, out: &Path) -> Result<SnapshotManifest> {
     if out.exists() {
         bail!("{} already exists; choose a new path for the snapshot (snapshots are never overwritten)", out.display());
     }
-    let tmp = crate::fsutil::temp_sibling(out);
+    let tmp = crate::util::fsutil::temp_sibling(out);
     if tmp.exists() {
         make_writable(&tmp);
         std::fs::remove_dir_all(&tmp)
@@ -186,10 +186,10 @@ pub fn create(store: &Store, out: &Path) -> Result<SnapshotManifest> {
         let _ = std::fs::remove_dir_all(&tmp);
     })?;
     set_mode(&tmp, 0o555)?;
-    crate::fsutil::sync_dir(Some(&tmp));
+    crate::util::fsutil::sync_dir(Some(&tmp));
     std::fs::rename(&tmp, out)
         .with_context(|| format!("cannot rename {} to {}", tmp.display(), out.display()))?;
-    crate::fsutil::sync_dir(out.parent());
+    crate::util::fsutil::sync_dir(out.parent());
     Ok(manifest)
 }
 
@@ -227,10 +227,10 @@ fn write_files(store: &Store, dir: &Path) -> Result<SnapshotManifest> {
     if let Some(dim) = dim.filter(|_| count > 0) {
         let gen = store.meta_num("vectors_generation")?;
         let name = format!("vectors-{gen}.f32");
-        let vf = crate::vectors::VectorFile::open(
+        let vf = crate::index::vectors::VectorFile::open(
             &store.dir.join(&name),
             dim,
-            crate::vectors::Storage::default(),
+            crate::index::vectors::Storage::default(),
         )?;
         let bytes = 16 + (count * vf.storage().row_bytes(dim)) as u64;
         files.push(copy_file(
@@ -250,10 +250,10 @@ fn write_files(store: &Store, dir: &Path) -> Result<SnapshotManifest> {
             "background-{}.vec",
             store.meta_num("background_generation")?
         );
-        let vf = crate::vectors::VectorFile::open(
+        let vf = crate::index::vectors::VectorFile::open(
             &store.dir.join(&name),
             dim,
-            crate::vectors::Storage::default(),
+            crate::index::vectors::Storage::default(),
         )?;
         let bytes = 16 + (background * vf.storage().row_bytes(dim)) as u64;
         files.push(copy_file(

@@ -183,9 +183,9 @@ fn cosine(a: &[f32], b: &[f32]) -> Option<f32> {
     if a.is_empty() || a.len() != b.len() {
         return None;
     }
-    let dot = crate::simd::dot(a, b);
-    let na = crate::simd::dot(a, a).sqrt();
-    let nb = crate::simd::dot(b, b).sqrt();
+    let dot = crate::index::simd::dot(a, b);
+    let na = crate::index::simd::dot(a, a).sqrt();
+    let nb = crate::index::simd::dot(b, b).sqrt();
     (na > 0.0 && nb > 0.0).then(|| dot / (na * nb))
 }
 
@@ -297,7 +297,7 @@ impl Joiner {
 /// about as much as a photo used once.
 fn shared_photos(rec: &Recorded, opts: &BuildOptions) -> Vec<Shared> {
     let looks = looks(rec, opts);
-    let index = crate::phash::Index::new(looks.reps.iter().enumerate().map(|(r, l)| (r as u32, l.hash)).collect());
+    let index = crate::vision::phash::Index::new(looks.reps.iter().enumerate().map(|(r, l)| (r as u32, l.hash)).collect());
     let mut joiner = Joiner::new(&looks, rec, opts.max_sharing);
     for (r, look) in looks.reps.iter().enumerate() {
         let r = r as u32;

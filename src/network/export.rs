@@ -221,9 +221,9 @@ fn thumbnail(image: &str) -> Option<String> {
         return None;
     }
     let bytes = std::fs::read(image).ok()?;
-    let limits = crate::decode::Limits { max_file_bytes: 50 << 20, max_width: 20_000, max_height: 20_000, max_pixels: 100_000_000 };
-    let img = crate::decode::decode(&bytes, &limits, THUMB_SIDE).ok()?;
-    let small = crate::decode::fit_long_side(&img, THUMB_SIDE).ok()?;
+    let limits = crate::vision::decode::Limits { max_file_bytes: 50 << 20, max_width: 20_000, max_height: 20_000, max_pixels: 100_000_000 };
+    let img = crate::vision::decode::decode(&bytes, &limits, THUMB_SIDE).ok()?;
+    let small = crate::vision::decode::fit_long_side(&img, THUMB_SIDE).ok()?;
     let buf = image::RgbImage::from_raw(small.width, small.height, small.data.clone())?;
     let mut jpeg = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80).encode_image(&buf).ok()?;

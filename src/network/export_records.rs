@@ -74,7 +74,7 @@ pub fn export(store: &RecordStore, opts: &BuildOptions, out: &Path) -> Result<Ex
             out.display()
         );
     }
-    let tmp = crate::fsutil::temp_sibling(out);
+    let tmp = crate::util::fsutil::temp_sibling(out);
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp)
             .with_context(|| format!("cannot remove the leftover {}", tmp.display()))?;
@@ -90,7 +90,7 @@ pub fn export(store: &RecordStore, opts: &BuildOptions, out: &Path) -> Result<Ex
     };
     std::fs::rename(&tmp, out)
         .with_context(|| format!("cannot rename {} to {}", tmp.display(), out.display()))?;
-    crate::fsutil::sync_dir(out.parent());
+    crate::util::fsutil::sync_dir(out.parent());
     Ok(settings)
 }
 
@@ -121,7 +121,7 @@ fn write_export(store: &RecordStore, opts: &BuildOptions, dir: &Path) -> Result<
     let path = dir.join(SETTINGS);
     let mut text = serde_json::to_string_pretty(&settings)?;
     text.push('\n');
-    crate::fsutil::write_atomic(&path, text.as_bytes())?;
+    crate::util::fsutil::write_atomic(&path, text.as_bytes())?;
     Ok(settings)
 }
 

@@ -41,13 +41,13 @@ pub struct Known {
     /// Linking photos: (hash, network id, photo, enforced).
     photos: Vec<(u64, String, String, bool)>,
     /// `photos` by hash.
-    photo_index: crate::phash::Index,
+    photo_index: crate::vision::phash::Index,
 }
 
 impl Known {
     /// Sets the linking photos.
     pub fn set_photos(&mut self, photos: Vec<(u64, String, String, bool)>) {
-        self.photo_index = crate::phash::Index::new(photos.iter().enumerate().map(|(i, p)| (i as u32, p.0)).collect());
+        self.photo_index = crate::vision::phash::Index::new(photos.iter().enumerate().map(|(i, p)| (i as u32, p.0)).collect());
         self.photos = photos;
     }
 

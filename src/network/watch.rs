@@ -11,7 +11,8 @@ use anyhow::Result;
 use super::normalise::{Kind, Normalised, Normaliser};
 use super::record::{now, RecordStore, RecordedListing, RecordedPhoto};
 use super::Known;
-use crate::config::{Config, CurrencyConfig};
+use crate::config::Config;
+use crate::policy::currency::CurrencyConfig;
 use crate::policy::Verdict;
 use crate::scan::{NetworkRef, Report, Seller};
 

@@ -86,7 +86,7 @@ pub fn keys_cmd(data: &Path, cmd: &KeysCmd) -> Result<i32> {
                         opt(&k.revoked_at),
                     ]);
                 }
-                print!("{}", crate::report::table(&rows));
+                print!("{}", crate::scan::report::table(&rows));
             }
             Ok(0)
         }

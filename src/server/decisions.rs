@@ -2,7 +2,7 @@
 //! and the review console both call `decide`, so a decision means the same wherever it is taken.
 //!
 //! Decisions flow back: a `genuine` or `not_our_product` decision puts the listing photo that
-//! matched the verdict's product on that product's allow-list (`crate::allowlist`), which the
+//! matched the verdict's product on that product's allow-list (`crate::catalog::allowlist`), which the
 //! server's scanner and `knockoff scan` respect; a later `counterfeit` decision on the same verdict
 //! takes it off again (the latest decision counts).
 
@@ -16,7 +16,7 @@ use super::error::ApiError;
 use super::keys::Caller;
 use super::ledger::{self, DecisionRow, Outcome};
 use super::AppState;
-use crate::allowlist::{self, Entry};
+use crate::catalog::allowlist::{self, Entry};
 
 /// Longest decision note, in characters.
 pub const MAX_NOTE: usize = 4000;

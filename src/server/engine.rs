@@ -12,14 +12,14 @@ use anyhow::{Context, Result};
 use axum::http::StatusCode;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::allowlist;
+use crate::catalog::allowlist;
 use crate::catalog::{self, ProductRecord, Store};
 use crate::config::Config;
-use crate::embed::Embedder;
+use crate::model::embed::Embedder;
 use crate::model::{self, ModelChoice};
-use crate::netguard::Guard;
+use crate::vision::netguard::Guard;
 use crate::scan::{Parsed, Report, Scanner};
-use crate::source::Fetcher;
+use crate::vision::source::Fetcher;
 
 use super::error::ApiError;
 
@@ -75,7 +75,7 @@ pub fn start(data: &Path, config: &Config) -> Result<(Engine, JoinHandle<()>)> {
         Some(n) => n.clone(),
         None => store
             .model()?
-            .unwrap_or_else(|| crate::config::DEFAULT_MODEL.to_string()),
+            .unwrap_or_else(|| crate::model::DEFAULT_MODEL.to_string()),
     };
     let loc = model::locate(&ModelChoice {
         name,

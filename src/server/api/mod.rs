@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::source::ImageRef;
+use crate::vision::source::ImageRef;
 
 /// Checks a photo reference a client sent: only http(s) URLs are accepted, never a path on the
 /// server's disk (`/etc/passwd`, `../x`, `file://...`).
@@ -48,7 +48,7 @@ pub async fn save_upload(state: &Arc<AppState>, bytes: Vec<u8>) -> Result<PathBu
             "an uploaded photo is empty",
         ));
     }
-    let path = state.uploads.join(crate::source::content_hash(&bytes));
+    let path = state.uploads.join(crate::vision::source::content_hash(&bytes));
     let target = path.clone();
     tokio::task::spawn_blocking(move || {
         if target.is_file() {
@@ -80,7 +80,7 @@ fn write_unique(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
             anyhow::Error::new(e).context(format!("cannot store the upload {}", path.display()))
         );
     }
-    crate::fsutil::sync_dir(path.parent());
+    crate::util::fsutil::sync_dir(path.parent());
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::{save_upload, url_only};
 use crate::catalog::{self, ListedProduct, ProductRecord};
-use crate::records::{self, RawRecord};
+use crate::input::records::{self, RawRecord};
 use crate::server::error::{multipart_error, ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::server::keys::Caller;
 use crate::server::AppState;

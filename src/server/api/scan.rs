@@ -11,12 +11,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::{hide_paths, save_upload, url_only};
-use crate::records::{self, RawRecord};
+use crate::input::records::{self, RawRecord};
 use crate::scan::{self, Listing, Parsed, Report, Seller};
 use crate::server::error::{multipart_error, ApiError, ApiJson, ErrorBody};
 use crate::server::keys::{Caller, Role};
 use crate::server::{ledger, AppState, MAX_SCAN_LISTINGS};
-use crate::source::ImageRef;
+use crate::vision::source::ImageRef;
 
 /// A listing to check (fields as in `knockoff scan` input; photos only as http(s) URLs).
 #[derive(Deserialize, utoipa::ToSchema)]

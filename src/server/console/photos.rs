@@ -135,9 +135,9 @@ async fn jpeg(state: &Arc<AppState>, path: PathBuf, side: u32) -> Result<Respons
     let bytes = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
         use anyhow::Context;
         let raw = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let img = crate::decode::decode(&raw, &limits, side)
+        let img = crate::vision::decode::decode(&raw, &limits, side)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let small = crate::decode::fit_long_side(&img, side)
+        let small = crate::vision::decode::fit_long_side(&img, side)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let buf = image::RgbImage::from_raw(small.width, small.height, small.data.clone())
             .context("internal error: image buffer size")?;

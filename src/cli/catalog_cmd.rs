@@ -1,0 +1,209 @@
+//! `knockoff catalog`: add products and background photos, list, remove, compact, snapshot.
+
+use super::*;
+
+pub(super) fn catalog_cmd(g: &Global, config: Config, cmd: &CatalogCmd) -> Result<i32> {
+    match cmd {
+        CatalogCmd::Add { file, format } => catalog_add(g, &config, file, input_format(*format, file)),
+        CatalogCmd::Remove { brand, product_ids } => {
+            let mut store = Store::open_existing(&g.data)?;
+            let n = store.remove(&config, brand, product_ids)?;
+            say(g, &format!("removed {n} product(s) of {brand} from search; `knockoff catalog compact` deletes them for good"));
+            Ok(0)
+        }
+        CatalogCmd::Compact => {
+            let mut store = Store::open_existing(&g.data)?;
+            let (products, vectors) = store.compact(&config)?;
+            say(g, &format!("compacted: deleted {products} removed product(s) and {vectors} unused reference image(s)"));
+            Ok(0)
+        }
+        CatalogCmd::List { brand, removed, json } => {
+            let store = Store::open(&g.data, false)?;
+            let products = store.list(brand.as_deref(), *removed)?;
+            let mut out = output::stdout();
+            if *json {
+                for p in &products {
+                    writeln!(out, "{}", serde_json::to_string(p)?)?;
+                }
+            } else {
+                let mut rows = vec![["BRAND", "PRODUCT", "TITLE", "PRICE", "IMAGES", "AUTHORISED SELLERS", "STATUS"].map(String::from).to_vec()];
+                for p in &products {
+                    rows.push(vec![
+                        p.brand.clone(),
+                        p.product_id.clone(),
+                        p.title.clone(),
+                        format!("{:.2} {}", p.price, p.currency),
+                        p.images.to_string(),
+                        p.authorized_sellers.join(", "),
+                        if p.removed { "removed".into() } else { "live".into() },
+                    ]);
+                }
+                write!(out, "{}", report::table(&rows))?;
+            }
+            out.flush()?;
+            Ok(0)
+        }
+        CatalogCmd::Background(BackgroundCmd::Add { paths }) => background_add(g, &config, paths),
+        CatalogCmd::Background(BackgroundCmd::Clear) => {
+            let mut store = Store::open_existing(&g.data)?;
+            let n = store.clear_background()?;
+            say(g, &format!("deleted {n} background photo(s); score normalisation is off"));
+            Ok(0)
+        }
+        CatalogCmd::Snapshot { out } => {
+            let store = Store::open(&g.data, true)?;
+            let m = catalog::snapshot::create(&store, out)?;
+            if !g.quiet {
+                let bytes: u64 = m.files.iter().map(|f| f.bytes).sum();
+                let model = m.model.as_ref().map_or("-", |r| r.name.as_str());
+                eprintln!("snapshot of {} product(s), {} reference image(s), model {model}: {} ({} files, {:.1} MB)", m.products, m.vectors, out.display(), m.files.len() + 1, bytes as f64 / 1e6);
+            }
+            Ok(0)
+        }
+        CatalogCmd::Stats { json } => {
+            let store = Store::open(&g.data, false)?;
+            let s = store.stats()?;
+            let mut out = output::stdout();
+            if *json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&s)?)?;
+            } else {
+                writeln!(out, "model:            {}", escape(s.model.as_deref().unwrap_or("-")))?;
+                writeln!(out, "brands:           {}", s.brands)?;
+                writeln!(out, "products:         {} live, {} removed (until compaction)", s.products, s.removed_products)?;
+                writeln!(out, "reference images: {} stored, {} of live products", s.vectors, s.live_vectors)?;
+                writeln!(out, "background:       {}", if s.background_images > 0 { format!("{} photos (scores normalised)", s.background_images) } else { "none (raw scores)".to_string() })?;
+                writeln!(
+                    out,
+                    "local features:   {} of {} live reference images{}",
+                    s.live_vectors_with_features,
+                    s.live_vectors,
+                    if s.live_vectors_with_features < s.live_vectors { " (add the others again to verify them geometrically)" } else { "" }
+                )?;
+                writeln!(
+                    out,
+                    "shared points:    looked for in {} of {} live reference images{}",
+                    s.live_vectors_with_shared,
+                    s.live_vectors,
+                    if s.live_vectors_with_shared < s.live_vectors { " (add the others' brands again to tell sibling products apart better)" } else { "" }
+                )?;
+                writeln!(
+                    out,
+                    "colours:          {} of {} live reference images (photos on a white backdrop have none)",
+                    s.live_vectors_with_colours, s.live_vectors
+                )?;
+                writeln!(
+                    out,
+                    "hashes:           {} of {} live reference images (near-duplicates; add older products again to hash them)",
+                    s.live_vectors_with_phash, s.live_vectors
+                )?;
+                writeln!(out, "search:           {}", if s.hnsw_covered > 0 { format!("HNSW over {} images, exact over the rest", s.hnsw_covered) } else { "exact".to_string() })?;
+                writeln!(out, "disk:             {:.1} MB in {}", s.disk_bytes as f64 / 1e6, escape(&g.data.display().to_string()))?;
+            }
+            out.flush()?;
+            Ok(0)
+        }
+    }
+}
+
+fn catalog_add(g: &Global, config: &Config, file: &Path, format: Format) -> Result<i32> {
+    let mut store = Store::open(&g.data, true)?;
+    let loc = locate(config, Some(&store))?;
+    store.check_model(&loc.manifest)?;
+    let mut embedder = Embedder::load(&loc, config.model.batch_size, config.model.intra_threads)?;
+    let manifest = loc.manifest.clone();
+    let fetcher = Fetcher::new(&config.limits)?;
+    let limits = scan::decode_limits(config);
+    let features = config.verify.params();
+    let (reader, base, lines) = open_input(file)?;
+    let name = file.display().to_string();
+    let pb = progress(g.quiet, lines, "adding products");
+    let mut records = RecordReader::new(reader, format, config.limits.max_line_bytes);
+    let mut errors = 0usize;
+    let (mut added, mut embedded, mut reused) = (0usize, 0usize, 0usize);
+    let mut stored = std::collections::BTreeSet::new();
+    let mut io_error = None;
+    let chunks = std::iter::from_fn(|| {
+        let mut chunk = Vec::new();
+        while chunk.len() < 64 {
+            match records.next() {
+                None => break,
+                Some(Err(e)) => {
+                    io_error = Some(e);
+                    break;
+                }
+                Some(Ok(raw)) => chunk.push(catalog::parse_product(&raw, &base, config.limits.max_images_per_record).map_err(|e| (raw.line, e))),
+            }
+        }
+        (!chunk.is_empty()).then_some(chunk)
+    });
+    let load = |chunk: Vec<Result<catalog::ProductRecord, (usize, String)>>| {
+        let mut bad = Vec::new();
+        let good: Vec<catalog::ProductRecord> = chunk.into_iter().filter_map(|r| r.map_err(|e| bad.push(e)).ok()).collect();
+        (bad, catalog::load_products(&fetcher, &limits, &manifest, features, good))
+    };
+    overlapped(chunks, load, |(bad, chunk): (Vec<(usize, String)>, Vec<catalog::LoadedProduct>)| -> Result<()> {
+        for (line, e) in bad {
+            errors += 1;
+            note(g, &pb, &format!("{name}:{line}: {e}; product skipped"));
+            pb.inc(1);
+        }
+        let done = catalog::ingest(&mut store, &mut embedder, &manifest, config.index.storage, &chunk)?;
+        for (line, e) in &done.image_errors {
+            errors += 1;
+            note(g, &pb, &format!("{name}:{line}: {e}"));
+        }
+        for (line, e) in &done.skipped {
+            note(g, &pb, &format!("{name}:{line}: {e}"));
+        }
+        embedded += done.embedded;
+        reused += done.reused;
+        added += done.products;
+        stored.extend(done.images);
+        pb.inc(chunk.len() as u64);
+        Ok(())
+    })?;
+    pb.finish_and_clear();
+    if let Some(e) = io_error {
+        return Err(e).with_context(|| format!("cannot read {name}"));
+    }
+    store.finish_adding(config, manifest.dim, &stored.into_iter().collect::<Vec<_>>())?;
+    say(g, &format!("{name}: added or updated {added} product(s); embedded {embedded} new image(s), {reused} already stored; {errors} error(s)"));
+    Ok(if errors > 0 { EXIT_PARTIAL } else { 0 })
+}
+
+fn background_add(g: &Global, config: &Config, paths: &[PathBuf]) -> Result<i32> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            files.extend(crate::vision::source::image_files_under(p)?);
+        } else if p.is_file() {
+            files.push(p.clone());
+        } else {
+            bail!("{}: no such file or directory", p.display());
+        }
+    }
+    if files.is_empty() {
+        bail!("no image files (jpg, png, webp, gif, bmp, tiff) in {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    }
+    let mut store = Store::open(&g.data, true)?;
+    let loc = locate(config, Some(&store))?;
+    store.check_model(&loc.manifest)?;
+    let mut embedder = Embedder::load(&loc, config.model.batch_size, config.model.intra_threads)?;
+    let fetcher = Fetcher::new(&config.limits)?;
+    let limits = scan::decode_limits(config);
+    let pb = progress(g.quiet, Some(files.len() as u64), "adding background photos");
+    let (mut added, mut known, mut errors) = (0usize, 0usize, 0usize);
+    let load = |chunk: &[PathBuf]| catalog::load_background(&fetcher, &limits, &loc.manifest, chunk);
+    overlapped(files.chunks(64), load, |photos| -> Result<()> {
+        let done = catalog::ingest_background(&mut store, &mut embedder, &loc.manifest, config.index.storage, &photos)?;
+        for (source, e) in &done.errors {
+            note(g, &pb, &format!("{source}: {e}; photo skipped"));
+        }
+        (added, known, errors) = (added + done.added, known + done.known, errors + done.errors.len());
+        pb.inc(photos.len() as u64);
+        Ok(())
+    })?;
+    pb.finish_and_clear();
+    say(g, &format!("background: embedded {added} new photo(s), {known} already stored; {errors} error(s)"));
+    Ok(if errors > 0 { EXIT_PARTIAL } else { 0 })
+}

@@ -1,0 +1,617 @@
+//! The flag policy: from the best matches, the listing's price and its seller to a verdict with
+//! its reasons, risk score and the rule that fired.
+//!
+//! Rules, applied to every matched product at or above the review threshold; the most severe
+//! outcome wins (ties: the higher similarity):
+//! - `authorised_seller`: the seller is authorised for the product's brand → clear;
+//! - `copy_at_low_price`: similarity ≥ `match_threshold` and price ≤ `flag_price_ratio` × reference → flag;
+//! - `copy_price_unknown`: strong match but the prices cannot be compared (unknown currency) → review;
+//! - `copy_at_normal_price`: strong match at a higher price → review;
+//! - `possible_copy_at_very_low_price`: similarity ≥ `review_threshold` and price ≤
+//!   `review_price_ratio` × reference → review;
+//! - `possible_match_normal_price`: weaker match at a higher price → clear;
+//! - `no_match`: nothing at or above the review threshold → clear.
+
+pub mod calibrate;
+pub mod currency;
+pub mod wording;
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::policy::currency::CurrencyConfig;
+use crate::policy::wording::WordingHit;
+
+/// The outcome for one listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Nothing suspicious.
+    Clear,
+    /// A person should look at it.
+    Review,
+    /// Very likely a counterfeit.
+    Flag,
+    /// The listing could not be processed.
+    Error,
+}
+
+impl Verdict {
+    /// Lower-case name, as in the JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Clear => "clear",
+            Verdict::Review => "review",
+            Verdict::Flag => "flag",
+            Verdict::Error => "error",
+        }
+    }
+}
+
+/// A catalog product that a listing's photo matched.
+#[derive(Debug, Clone, Serialize)]
+pub struct Match {
+    /// Brand of the product.
+    pub brand: String,
+    /// The brand's product identifier.
+    pub product_id: String,
+    /// Product title.
+    pub title: String,
+    /// The reference image that matched best.
+    pub image: String,
+    /// The listing's photo that matched (its path or URL).
+    pub listing_image: String,
+    /// Score of the match, which the thresholds apply to: the cosine similarity of the best photo
+    /// pair, minus `background` when scores are normalised, plus `support` when other reference
+    /// photos of the product match too, plus `verification` when local features confirm it.
+    pub similarity: f32,
+    /// With score normalisation: the raw cosine similarity of the two photos.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_similarity: Option<f32>,
+    /// With score normalisation: what was subtracted, `policy.background_beta` × the listing
+    /// photo's mean similarity to its nearest background photos (how generic the photo is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub background: Option<f32>,
+    /// Evidence from the product's other reference photos: `policy.support_weight` × (the second
+    /// best photo's score + half the third best's), when the product has several photos.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub support: Option<f32>,
+    /// With geometric verification: the most local-feature pairs that one homography explains
+    /// between a listing photo and a reference photo of the product.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inliers: Option<u32>,
+    /// With geometric verification: of `inliers`, those in the centre of the reference photo,
+    /// where its product is; the others count a quarter (`verify::Verified::evidence`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub central_inliers: Option<u32>,
+    /// With geometric verification: of `inliers`, those on points of the reference photo that
+    /// photos of the brand's other products share (logo, layout); which sibling a photo shows is
+    /// decided on the others (`verify::Shared`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared_inliers: Option<u32>,
+    /// With geometric verification: when a listing photo is a near-duplicate of a reference photo
+    /// of the product, how many of the 64 bits of their perceptual hashes differ (at most
+    /// `phash::NEAR`); that counts as verified, for copies too smooth for local features.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash_distance: Option<u32>,
+    /// With geometric verification: the similarity (less its background term) to the reference
+    /// photo of the part of the listing photo where that photo lies, cut out and straightened, when
+    /// higher than the best similarity, for which it then stands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub located: Option<f32>,
+    /// With geometric verification: what verification added to the score (negative when another
+    /// candidate verified far better; see `[verify]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<f32>,
+    /// With geometric verification: true when the photos agree only once the listing photo is
+    /// mirrored (left and right swapped).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub mirrored: bool,
+    /// With geometric verification, when the two best matches are look-alike siblings of one
+    /// brand: the share of the listing photo's colour (0 to 1) that the product's reference photos
+    /// have; the one with more goes first (see `colour`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub colour: Option<f32>,
+    /// With geometric verification, when the match verified in the photo `listing_image`: where
+    /// in it the product lies (the box around the verified local features, or the part of the
+    /// photo that is a near-duplicate), for an outline drawn over the photo.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<MatchRegion>,
+    /// With geometric verification, when the match verified between the photos `listing_image`
+    /// and `image`: up to `verify::MAX_POINTS` of the local features one homography explains, as
+    /// points of both photos (`FeaturePair`), to draw the agreement over them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<FeaturePair>,
+    /// Reference price of the product.
+    pub reference_price: f64,
+    /// Currency of the reference price.
+    pub reference_currency: String,
+}
+
+/// A local feature of a listing photo and the reference photo's feature that it matched, one
+/// homography explaining the pair (`verify::PointPair`, in whole photos).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct FeaturePair {
+    /// x and y of the point in the listing photo, as shares (0 to 1) of its width and height.
+    pub listing: [f32; 2],
+    /// x and y of the point in the reference photo, as shares of its width and height.
+    pub reference: [f32; 2],
+}
+
+/// Where in a listing photo a product was found.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MatchRegion {
+    /// Left, top, right and bottom edges as shares (0 to 1) of the photo's width and height.
+    pub area: [f32; 4],
+}
+
+/// The listing's side of the decision.
+#[derive(Debug, Clone)]
+pub struct Offer<'a> {
+    /// Seller id.
+    pub seller_id: &'a str,
+    /// Price and currency, if given.
+    pub price: Option<(f64, &'a str)>,
+}
+
+/// Price comparison behind a verdict, all in the base currency.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PriceComparison {
+    /// Listing price converted to the base currency.
+    pub listing: f64,
+    /// Reference price converted to the base currency.
+    pub reference: f64,
+    /// The base currency.
+    pub currency: String,
+    /// listing / reference.
+    pub ratio: f64,
+}
+
+/// A verdict and everything that explains it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Risk between 0 and 1: match strength × price suspicion × seller factor.
+    pub risk: f64,
+    /// Name of the rule that fired.
+    pub rule: &'static str,
+    /// Index into the matches of the product the decision is about, if any.
+    #[serde(skip)]
+    pub basis: Option<usize>,
+    /// Price comparison with that product, when possible.
+    pub price: Option<PriceComparison>,
+    /// Sentences saying why.
+    pub reasons: Vec<String>,
+}
+
+/// The thresholds a verdict is made with (from the config, or the model manifest's defaults).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Thresholds {
+    /// Similarity from which a photo is a copy.
+    pub match_threshold: f64,
+    /// Similarity from which a photo is a possible copy.
+    pub review_threshold: f64,
+    /// A copy at or below this fraction of the reference price is flagged.
+    pub flag_price_ratio: f64,
+    /// A possible copy at or below this fraction is sent to review.
+    pub review_price_ratio: f64,
+}
+
+/// The authorised sellers of a brand.
+pub trait Authorisations {
+    /// Sellers authorised for `brand` (empty when none are known).
+    fn sellers(&self, brand: &str) -> Vec<String>;
+}
+
+fn pct(r: f64) -> String {
+    format!("{:.0}%", r * 100.0)
+}
+
+/// Decides the verdict for a listing given its matches (best first).
+pub fn decide(
+    offer: &Offer<'_>,
+    matches: &[Match],
+    auth: &dyn Authorisations,
+    policy: &Thresholds,
+    currency: &CurrencyConfig,
+) -> Decision {
+    let mut best: Option<Decision> = None;
+    for (i, m) in matches.iter().enumerate() {
+        if (m.similarity as f64) < policy.review_threshold {
+            continue;
+        }
+        let d = decide_one(i, offer, m, auth, policy, currency);
+        let better = match &best {
+            None => true,
+            Some(b) => severity(d.verdict) > severity(b.verdict),
+        };
+        if better {
+            best = Some(d);
+        }
+    }
+    best.unwrap_or_else(|| {
+        let reason = match matches.first() {
+            Some(m) => format!(
+                "best match {} / {} has similarity {:.3}, below the review threshold {:.2}",
+                m.brand, m.product_id, m.similarity, policy.review_threshold
+            ),
+            None => "no catalog image to compare with".to_string(),
+        };
+        Decision { verdict: Verdict::Clear, risk: 0.0, rule: "no_match", basis: None, price: None, reasons: vec![reason] }
+    })
+}
+
+fn severity(v: Verdict) -> u8 {
+    match v {
+        Verdict::Clear => 0,
+        Verdict::Review => 1,
+        Verdict::Flag => 2,
+        Verdict::Error => 3,
+    }
+}
+
+fn decide_one(
+    i: usize,
+    offer: &Offer<'_>,
+    m: &Match,
+    auth: &dyn Authorisations,
+    policy: &Thresholds,
+    currency: &CurrencyConfig,
+) -> Decision {
+    let strong = m.similarity as f64 >= policy.match_threshold;
+    let mut parts = Vec::new();
+    if let Some(raw) = m.raw_similarity {
+        parts.push(format!("cosine {raw:.3}"));
+    }
+    if let Some(bg) = m.background {
+        parts.push(format!("minus {bg:.3} for the photo's likeness to background photos"));
+    }
+    if let Some(l) = m.located {
+        parts.push(format!("raised to {l:.3} where the reference photo lies in the listing photo, cut out and straightened"));
+    }
+    if let Some(s) = m.support {
+        parts.push(format!("plus {s:.3} because other reference photos of the product match too"));
+    }
+    if let (Some(v), Some(n)) = (m.verification, m.inliers) {
+        let shared = m.shared_inliers.map(|s| format!(", {s} of them on design the brand's other products share")).unwrap_or_default();
+        if v > 0.0 {
+            let flip = if m.mirrored { " once the listing photo is mirrored" } else { "" };
+            let centre = m.central_inliers.map(|c| format!(", {c} of them in the middle of the reference photo")).unwrap_or_default();
+            parts.push(match m.hash_distance {
+                Some(bits) => format!("plus {v:.3} because the photos are near-duplicates (their perceptual hashes differ in {bits} of 64 bits; {n} local features agree geometrically{flip})"),
+                None => format!("plus {v:.3} because {n} local features of the photos agree geometrically{flip}{centre}{shared}"),
+            });
+        } else if v < 0.0 {
+            parts.push(format!("minus {:.3} because another product's photo agrees geometrically far better on what sets the products apart (only {n} local features agree here{shared})", -v));
+        }
+    }
+    if let Some(c) = m.colour {
+        parts.push(format!("ranked against its look-alike sibling on colour: its reference photos share {c:.2} of the listing photo's colour"));
+    }
+    let score = match parts.is_empty() {
+        true => format!("similarity {:.3}", m.similarity),
+        false => format!("score {:.3} ({})", m.similarity, parts.join(", ")),
+    };
+    let mut reasons = vec![format!(
+        "photo {} matches {} / {} ({:?}) with {score} ({} the match threshold {:.2}, review threshold {:.2})",
+        m.listing_image,
+        m.brand,
+        m.product_id,
+        m.title,
+        if strong { "at or above" } else { "below" },
+        policy.match_threshold,
+        policy.review_threshold
+    )];
+    let price = offer.price.and_then(|(amount, cur)| {
+        let listing = currency.to_base(amount, cur)?;
+        let reference = currency.to_base(m.reference_price, &m.reference_currency)?;
+        (reference > 0.0).then(|| PriceComparison {
+            listing,
+            reference,
+            currency: currency.base.clone(),
+            ratio: listing / reference,
+        })
+    });
+    match (&offer.price, &price) {
+        (Some((amount, cur)), Some(p)) => {
+            let in_base = |amount: f64, cur: &str, base: f64| {
+                if cur.eq_ignore_ascii_case(&p.currency) {
+                    format!("{amount:.2} {cur}")
+                } else {
+                    format!("{amount:.2} {cur} ({base:.2} {})", p.currency)
+                }
+            };
+            reasons.push(format!(
+                "price {} is {} of the reference price {}",
+                in_base(*amount, cur, p.listing),
+                pct(p.ratio),
+                in_base(m.reference_price, &m.reference_currency, p.reference)
+            ))
+        }
+        (Some((amount, cur)), None) => reasons.push(format!(
+            "price {amount:.2} {cur} cannot be compared with the reference price {:.2} {}: {}",
+            m.reference_price,
+            m.reference_currency,
+            if m.reference_price > 0.0 { "no exchange rate (currency.rates)" } else { "the reference price is 0" }
+        )),
+        (None, _) => reasons.push("the listing gives no price".to_string()),
+    }
+    let authorised = auth.sellers(&m.brand);
+    let is_authorised = authorised.iter().any(|s| s == offer.seller_id);
+    let strength = if strong {
+        1.0
+    } else {
+        let span = (policy.match_threshold - policy.review_threshold).max(1e-6);
+        0.5 + 0.5 * ((m.similarity as f64 - policy.review_threshold) / span).clamp(0.0, 1.0)
+    };
+    let price_factor = match &price {
+        None => 0.6,
+        Some(p) if p.ratio <= policy.flag_price_ratio => 1.0,
+        Some(p) => {
+            let span = (1.0 - policy.flag_price_ratio).max(1e-6);
+            (1.0 - 0.7 * ((p.ratio - policy.flag_price_ratio) / span)).clamp(0.3, 1.0)
+        }
+    };
+    if is_authorised {
+        reasons.push(format!("seller {} is authorised for brand {}", offer.seller_id, m.brand));
+        return Decision {
+            verdict: Verdict::Clear,
+            risk: round3(strength * price_factor * 0.1),
+            rule: "authorised_seller",
+            basis: Some(i),
+            price,
+            reasons,
+        };
+    }
+    reasons.push(if authorised.is_empty() {
+        format!("seller {} is not authorised: brand {} names no authorised sellers", offer.seller_id, m.brand)
+    } else {
+        format!(
+            "seller {} is not among the sellers authorised for brand {} ({})",
+            offer.seller_id,
+            m.brand,
+            authorised.join(", ")
+        )
+    });
+    let ratio = price.as_ref().map(|p| p.ratio);
+    let (verdict, rule, why) = match (strong, ratio) {
+        (true, Some(r)) if r <= policy.flag_price_ratio => (
+            Verdict::Flag,
+            "copy_at_low_price",
+            format!("copy at {} of the reference price (flag at or below {})", pct(r), pct(policy.flag_price_ratio)),
+        ),
+        (true, None) => (Verdict::Review, "copy_price_unknown", "copy whose price cannot be compared".to_string()),
+        (true, Some(r)) => (
+            Verdict::Review,
+            "copy_at_normal_price",
+            format!("copy at {} of the reference price (above the flag ratio {})", pct(r), pct(policy.flag_price_ratio)),
+        ),
+        (false, Some(r)) if r <= policy.review_price_ratio => (
+            Verdict::Review,
+            "possible_copy_at_very_low_price",
+            format!("possible copy at {} of the reference price (review at or below {})", pct(r), pct(policy.review_price_ratio)),
+        ),
+        (false, _) => (
+            Verdict::Clear,
+            "possible_match_normal_price",
+            "weaker match at a price that is not very low".to_string(),
+        ),
+    };
+    reasons.push(format!("rule {rule}: {why} → {}", verdict.as_str()));
+    Decision { verdict, risk: round3(strength * price_factor), rule, basis: Some(i), price, reasons }
+}
+
+/// Raises `decision`'s risk for counterfeit wording in the listing's title (`hits`, see `wording`):
+/// by `weight` × the wording score of what is left to 1. The verdict stays as it is: wording alone
+/// never flags, nor sends to review.
+pub fn apply_wording(decision: &mut Decision, hits: &[WordingHit], weight: f64) {
+    if hits.is_empty() || weight <= 0.0 {
+        return;
+    }
+    let score = wording::score(hits);
+    let before = decision.risk;
+    decision.risk = round3(before + (1.0 - before) * weight * score);
+    let found: Vec<String> = hits.iter().map(describe_wording).collect();
+    decision.reasons.push(format!(
+        "title wording {} raises risk from {before:.3} to {:.3} (wording score {score:.3} × weight {weight:.2}; wording alone never changes the verdict)",
+        found.join("; "),
+        decision.risk
+    ));
+}
+
+fn describe_wording(h: &WordingHit) -> String {
+    match (&h.near, h.distance) {
+        (Some(anchor), Some(d)) => format!("{:?} ({}, weight {:.2}, {d} characters from {anchor:?}, counts {:.2})", h.term, h.lang, h.weight, h.contribution),
+        _ => format!("{:?} ({}, weight {:.2}, no matched brand or product named in the title, counts {:.2})", h.term, h.lang, h.weight, h.contribution),
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Thresholds of the flag policy (see `policy`). The similarity thresholds default to the values in
+/// the model's manifest, measured for that model (BENCHMARKS.md); set them here to override.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Similarity at or above which a listing photo is taken as a copy of a reference photo.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub match_threshold: Option<f64>,
+    /// Similarity at or above which a photo is a possible (weaker) match.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub review_threshold: Option<f64>,
+    /// A copy priced at or below this fraction of the reference price is flagged.
+    pub flag_price_ratio: f64,
+    /// A weaker match priced at or below this fraction of the reference price is sent to review.
+    pub review_price_ratio: f64,
+    /// How many products each verdict lists as matches.
+    pub top_k: usize,
+    /// Score normalisation (when the catalog has background photos, `catalog background add`):
+    /// a listing photo's similarities are lowered by `background_beta` × the mean similarity of the
+    /// photo to its `background_k` nearest background photos. 0 turns normalisation off.
+    pub background_beta: f64,
+    /// Background photos averaged for score normalisation.
+    pub background_k: usize,
+    /// Evidence from several reference photos of one product: its score is the best photo pair's
+    /// plus `support_weight` × (the second best photo's score + half the third's). 0: best pair only.
+    pub support_weight: f64,
+}
+
+impl PolicyConfig {
+    /// The thresholds in force: this config's, else the model manifest's measured defaults.
+    pub fn thresholds(&self, manifest: &crate::model::Manifest) -> Result<crate::policy::Thresholds> {
+        let t = crate::policy::Thresholds {
+            match_threshold: self.match_threshold.unwrap_or(manifest.match_threshold),
+            review_threshold: self.review_threshold.unwrap_or(manifest.review_threshold),
+            flag_price_ratio: self.flag_price_ratio,
+            review_price_ratio: self.review_price_ratio,
+        };
+        if t.review_threshold > t.match_threshold {
+            bail!(
+                "policy.review_threshold ({}) must not exceed policy.match_threshold ({}) for model {}",
+                t.review_threshold,
+                t.match_threshold,
+                manifest.name
+            );
+        }
+        Ok(t)
+    }
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            match_threshold: None,
+            review_threshold: None,
+            flag_price_ratio: 0.50,
+            review_price_ratio: 0.35,
+            top_k: 5,
+            background_beta: 1.0,
+            background_k: 3,
+            support_weight: 0.2,
+        }
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Auth;
+    impl Authorisations for Auth {
+        fn sellers(&self, brand: &str) -> Vec<String> {
+            if brand == "B" { vec!["official".into()] } else { vec![] }
+        }
+    }
+
+    fn t() -> Thresholds {
+        Thresholds { match_threshold: 0.5, review_threshold: 0.44, flag_price_ratio: 0.5, review_price_ratio: 0.35 }
+    }
+
+    fn m(sim: f32) -> Match {
+        Match {
+            brand: "B".into(),
+            product_id: "p1".into(),
+            title: "T".into(),
+            image: "ref.jpg".into(),
+            listing_image: "l.jpg".into(),
+            similarity: sim,
+            raw_similarity: None,
+            background: None,
+            support: None,
+            inliers: None,
+            central_inliers: None,
+            hash_distance: None,
+            located: None,
+            shared_inliers: None,
+            verification: None,
+            mirrored: false,
+            colour: None,
+            region: None,
+            features: Vec::new(),
+            reference_price: 100.0,
+            reference_currency: "EUR".into(),
+        }
+    }
+
+    fn run(sim: f64, seller: &str, price: Option<(f64, &str)>) -> Decision {
+        decide(&Offer { seller_id: seller, price }, &[m(sim as f32)], &Auth, &t(), &CurrencyConfig::default())
+    }
+
+    fn wording_in(title: &str) -> Vec<WordingHit> {
+        let lexicon = crate::policy::wording::Lexicon::builtin().expect("built-in lexicon");
+        lexicon.find(title, &["B", "T"], &crate::policy::wording::WordingConfig::default())
+    }
+
+    #[test]
+    fn wording_raises_risk_but_never_the_verdict() {
+        for (sim, seller, price) in [(0.3, "x", Some((10.0, "EUR"))), (0.6, "official", Some((10.0, "EUR"))), (0.47, "x", Some((90.0, "EUR"))), (0.6, "x", Some((10.0, "EUR")))] {
+            let plain = run(sim, seller, price);
+            let mut worded = plain.clone();
+            apply_wording(&mut worded, &wording_in("B replica 1:1 高仿"), 0.3);
+            assert_eq!(worded.verdict, plain.verdict, "wording changed the verdict at {sim} for {seller}");
+            assert_eq!(worded.rule, plain.rule);
+            assert!(worded.risk > plain.risk || plain.risk == 1.0, "{} !> {}", worded.risk, plain.risk);
+            assert!(worded.risk <= 1.0);
+            let last = worded.reasons.last().expect("a reason");
+            assert!(last.contains("\"replica\" (en") && last.contains("\"高仿\" (zh") && last.contains("never changes the verdict"), "{last}");
+        }
+    }
+
+    #[test]
+    fn wording_raises_risk_by_its_weight_of_what_is_left() {
+        let mut d = run(0.3, "x", None);
+        assert_eq!(d.risk, 0.0);
+        apply_wording(&mut d, &wording_in("B replica"), 0.3);
+        assert_eq!(d.risk, 0.3);
+        let mut d = run(0.3, "x", None);
+        apply_wording(&mut d, &wording_in("replica lamp"), 0.3);
+        assert_eq!(d.risk, 0.105, "a phrase with no brand named counts 0.35 of its weight");
+        let mut d = run(0.3, "x", None);
+        apply_wording(&mut d, &wording_in("B Chronograph"), 0.3);
+        assert_eq!((d.risk, d.reasons.len()), (0.0, 1), "no wording, no change");
+        let mut d = run(0.3, "x", None);
+        apply_wording(&mut d, &wording_in("B replica"), 0.0);
+        assert_eq!(d.risk, 0.0, "weight 0 turns it off");
+    }
+
+    #[test]
+    fn rules() {
+        let p = t();
+        let strong = p.match_threshold + 0.05;
+        let weak = p.review_threshold + 0.01;
+        assert_eq!(run(strong, "x", Some((20.0, "EUR"))).verdict, Verdict::Flag);
+        assert_eq!(run(strong, "x", Some((20.0, "EUR"))).rule, "copy_at_low_price");
+        assert_eq!(run(strong, "x", Some((95.0, "EUR"))).verdict, Verdict::Review);
+        assert_eq!(run(strong, "official", Some((20.0, "EUR"))).verdict, Verdict::Clear);
+        assert_eq!(run(strong, "x", Some((20.0, "XXX"))).rule, "copy_price_unknown");
+        assert_eq!(run(weak, "x", Some((20.0, "EUR"))).verdict, Verdict::Review);
+        assert_eq!(run(weak, "x", Some((80.0, "EUR"))).verdict, Verdict::Clear);
+        assert_eq!(run(p.review_threshold - 0.1, "x", Some((1.0, "EUR"))).rule, "no_match");
+    }
+
+    #[test]
+    fn a_reference_price_of_0_is_named_as_the_reason_not_an_exchange_rate() {
+        let mut zero = m(0.9);
+        zero.reference_price = 0.0;
+        let d = decide(&Offer { seller_id: "x", price: Some((20.0, "EUR")) }, &[zero], &Auth, &t(), &CurrencyConfig::default());
+        let reasons = d.reasons.join("; ");
+        assert!(reasons.contains("the reference price is 0") && !reasons.contains("exchange rate"), "{reasons}");
+        let d = run(0.9, "x", Some((20.0, "XXX")));
+        assert!(d.reasons.join("; ").contains("no exchange rate"), "an unknown currency still says so");
+    }
+
+    #[test]
+    fn currency_conversion_and_risk() {
+        let d = run(0.9, "x", Some((20.0, "USD")));
+        let pc = d.price.unwrap();
+        assert!((pc.ratio - 20.0 * 0.86 / 100.0).abs() < 1e-9);
+        assert!(d.risk > 0.9 && d.risk <= 1.0);
+        let low = run(0.9, "official", Some((20.0, "USD")));
+        assert!(low.risk < 0.2);
+        assert!(d.reasons.iter().any(|r| r.contains("not among the sellers authorised")));
+    }
+}
