@@ -12,9 +12,9 @@ use std::time::Instant;
 
 use clap::Parser;
 use knockoff::cli::{self, Cli};
-use knockoff::vision::decode::{self, Limits};
 use knockoff::model::embed::{self, Embedder};
 use knockoff::model::{self, ModelChoice};
+use knockoff::vision::decode::{self, Limits};
 
 const PER_SIZE: usize = 48;
 
@@ -24,7 +24,9 @@ fn root() -> PathBuf {
 
 /// Writes `PER_SIZE` JPEGs of `side`² pixels, cut from the benchmark photos, unless present.
 fn photos(side: u32, work: &Path) -> Vec<PathBuf> {
-    let bench = std::env::var_os("BENCH").map(PathBuf::from).unwrap_or_else(|| root().join("../shared/bench"));
+    let bench = std::env::var_os("BENCH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/bench"));
     let mut sources: Vec<PathBuf> = ["backgrounds", "skimage"]
         .iter()
         .filter_map(|d| std::fs::read_dir(bench.join(d)).ok())
@@ -40,16 +42,24 @@ fn photos(side: u32, work: &Path) -> Vec<PathBuf> {
         .map(|i| {
             let path = dir.join(format!("{i:03}.jpg"));
             if !path.exists() {
-                let src = image::open(&sources[i % sources.len()]).expect("open bench photo").to_rgb8();
+                let src =
+                    image::open(&sources[i % sources.len()]).expect("open bench photo").to_rgb8();
                 // a different crop of the source each time, scaled to side x side
                 let (w, h) = src.dimensions();
                 let s = w.min(h) * (6 + (i as u32 % 4)) / 10;
                 let x = (w - s) * ((i as u32 * 37) % 11) / 10;
                 let y = (h - s) * ((i as u32 * 53) % 7) / 6;
                 let crop = image::imageops::crop_imm(&src, x, y, s, s).to_image();
-                let img = image::imageops::resize(&crop, side, side, image::imageops::FilterType::Triangle);
+                let img = image::imageops::resize(
+                    &crop,
+                    side,
+                    side,
+                    image::imageops::FilterType::Triangle,
+                );
                 let mut bytes = Vec::new();
-                image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90).encode_image(&img).expect("encode");
+                image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90)
+                    .encode_image(&img)
+                    .expect("encode");
                 std::fs::write(&path, bytes).expect("write photo");
             }
             path
@@ -59,13 +69,18 @@ fn photos(side: u32, work: &Path) -> Vec<PathBuf> {
 
 /// Images/s of the model alone on pre-decoded, pre-resized tensors, batches of 8.
 fn model_limit(name: &str, files: &[PathBuf]) -> f64 {
-    let loc = model::locate(&ModelChoice { name: name.into(), dir: Some(root().join("models")), ort_lib: None })
-        .expect("models: run bash models/fetch.sh");
+    let loc = model::locate(&ModelChoice {
+        name: name.into(),
+        dir: Some(root().join("models")),
+        ort_lib: None,
+    })
+    .expect("models: run bash models/fetch.sh");
     let mut e = Embedder::load(&loc, 8, 2).expect("load model");
     let prepared: Vec<embed::Prepared> = files
         .iter()
         .map(|f| {
-            let img = decode::decode(&std::fs::read(f).expect("read"), &Limits::default(), 0).expect("decode");
+            let img = decode::decode(&std::fs::read(f).expect("read"), &Limits::default(), 0)
+                .expect("decode");
             embed::prepare(&img, &loc.manifest).expect("prepare")
         })
         .collect();
@@ -103,15 +118,36 @@ fn scan_rate(name: &str, files: &[PathBuf], work: &Path) -> f64 {
         .map(|(i, f)| format!(r#"{{"listing_id":"l{i}","seller_id":"s","price":10,"currency":"EUR","images":["{}"]}}"#, f.display()))
         .collect();
     std::fs::write(&listings, lines.join("\n")).expect("write listings");
-    let (d, l, out) = (data.to_str().unwrap(), listings.to_str().unwrap(), work.join("verdicts.jsonl"));
+    let (d, l, out) =
+        (data.to_str().unwrap(), listings.to_str().unwrap(), work.join("verdicts.jsonl"));
     knockoff(&["--data", d, "--model", name, "-q", "catalog", "add", catalog.to_str().unwrap()]);
     // the first scan loads the model and warms the caches; the second is timed with model load included,
     // so subtract one model load measured by scanning a single listing
     let one = work.join("one.jsonl");
     std::fs::write(&one, &lines[0]).expect("write");
-    knockoff(&["--data", d, "--model", name, "-q", "scan", one.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    knockoff(&[
+        "--data",
+        d,
+        "--model",
+        name,
+        "-q",
+        "scan",
+        one.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     let t = Instant::now();
-    knockoff(&["--data", d, "--model", name, "-q", "scan", one.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    knockoff(&[
+        "--data",
+        d,
+        "--model",
+        name,
+        "-q",
+        "scan",
+        one.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     let fixed = t.elapsed().as_secs_f64();
     let t = Instant::now();
     knockoff(&["--data", d, "--model", name, "-q", "scan", l, "-o", out.to_str().unwrap()]);

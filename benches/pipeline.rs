@@ -7,10 +7,10 @@
 use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use knockoff::vision::decode::{self, Limits};
-use knockoff::model::embed::{self, Embedder};
 use knockoff::index::Index;
+use knockoff::model::embed::{self, Embedder};
 use knockoff::model::{self, ModelChoice};
+use knockoff::vision::decode::{self, Limits};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -18,10 +18,13 @@ fn root() -> PathBuf {
 
 /// A JPEG of `side`² pixels made by scaling a bundled catalog photo.
 fn big_jpeg(side: u32) -> Vec<u8> {
-    let src = image::open(root().join("testdata/catalog/acme/acme-chrono_1.jpg")).expect("test image");
+    let src =
+        image::open(root().join("testdata/catalog/acme/acme-chrono_1.jpg")).expect("test image");
     let img = src.resize_exact(side, side, image::imageops::FilterType::Triangle).to_rgb8();
     let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90).encode_image(&img).expect("encode");
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+        .encode_image(&img)
+        .expect("encode");
     out
 }
 
@@ -32,10 +35,16 @@ fn bench_decode(c: &mut Criterion) {
         let jpeg = big_jpeg(side);
         g.throughput(Throughput::Elements(1));
         g.bench_with_input(BenchmarkId::new("dct_scaled", side), &jpeg, |b, jpeg| {
-            b.iter(|| decode::resize_short_side(&decode::decode(jpeg, &limits, 288).expect("decode"), 288).expect("resize"))
+            b.iter(|| {
+                decode::resize_short_side(&decode::decode(jpeg, &limits, 288).expect("decode"), 288)
+                    .expect("resize")
+            })
         });
         g.bench_with_input(BenchmarkId::new("full_size", side), &jpeg, |b, jpeg| {
-            b.iter(|| decode::resize_short_side(&decode::decode(jpeg, &limits, 0).expect("decode"), 288).expect("resize"))
+            b.iter(|| {
+                decode::resize_short_side(&decode::decode(jpeg, &limits, 0).expect("decode"), 288)
+                    .expect("resize")
+            })
         });
     }
     g.finish();
@@ -46,8 +55,12 @@ fn bench_decode(c: &mut Criterion) {
 fn bench_resize_policy(c: &mut Criterion) {
     let mut g = c.benchmark_group("resize_policy_16_mixed_photos");
     g.sample_size(10);
-    let loc = model::locate(&ModelChoice { name: "sscd".into(), dir: Some(root().join("models")), ort_lib: None })
-        .expect("models: run bash models/fetch.sh");
+    let loc = model::locate(&ModelChoice {
+        name: "sscd".into(),
+        dir: Some(root().join("models")),
+        ort_lib: None,
+    })
+    .expect("models: run bash models/fetch.sh");
     let mut e = Embedder::load(&loc, 8, 2).expect("load model");
     let img = decode::decode(&big_jpeg(1000), &Limits::default(), 0).expect("decode");
     let mut short = Vec::new();
@@ -61,8 +74,12 @@ fn bench_resize_policy(c: &mut Criterion) {
         square.push(embed::Prepared { width: 288, height: 288, data: q.data });
     }
     g.throughput(Throughput::Elements(16));
-    g.bench_function("short_side_288_grouped", |b| b.iter(|| e.embed(&short.iter().collect::<Vec<_>>()).expect("embed")));
-    g.bench_function("square_288_batch8", |b| b.iter(|| e.embed(&square.iter().collect::<Vec<_>>()).expect("embed")));
+    g.bench_function("short_side_288_grouped", |b| {
+        b.iter(|| e.embed(&short.iter().collect::<Vec<_>>()).expect("embed"))
+    });
+    g.bench_function("square_288_batch8", |b| {
+        b.iter(|| e.embed(&square.iter().collect::<Vec<_>>()).expect("embed"))
+    });
     g.finish();
 }
 
@@ -70,8 +87,12 @@ fn bench_embed(c: &mut Criterion) {
     let mut g = c.benchmark_group("embed_batch8_288");
     g.sample_size(10);
     for name in ["sscd", "sscd_distilled"] {
-        let loc = model::locate(&ModelChoice { name: name.into(), dir: Some(root().join("models")), ort_lib: None })
-            .expect("models: run bash models/fetch.sh");
+        let loc = model::locate(&ModelChoice {
+            name: name.into(),
+            dir: Some(root().join("models")),
+            ort_lib: None,
+        })
+        .expect("models: run bash models/fetch.sh");
         let mut e = Embedder::load(&loc, 8, 2).expect("load model");
         let img = decode::decode(&big_jpeg(1000), &Limits::default(), 288).expect("decode");
         let p = embed::prepare(&img, &loc.manifest).expect("prepare");
@@ -105,7 +126,9 @@ fn bench_search(c: &mut Criterion) {
         let query = vectors[..dim].to_vec();
         let index = Index::new(dim, vectors, None, 128);
         g.throughput(Throughput::Elements(1));
-        g.bench_with_input(BenchmarkId::from_parameter(n), &index, |b, index| b.iter(|| index.search(&query, 50, &|_| true)));
+        g.bench_with_input(BenchmarkId::from_parameter(n), &index, |b, index| {
+            b.iter(|| index.search(&query, 50, &|_| true))
+        });
     }
     g.finish();
 }

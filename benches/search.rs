@@ -14,12 +14,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use knockoff::util::rng::Rng;
-use knockoff::index::IndexConfig;
-use knockoff::model::embed::l2_normalize;
 use knockoff::index::graph::Graph;
-use knockoff::index::{Hit, Index};
 use knockoff::index::vectors::{Rows, Storage};
+use knockoff::index::IndexConfig;
+use knockoff::index::{Hit, Index};
+use knockoff::model::embed::l2_normalize;
+use knockoff::util::rng::Rng;
 
 const DIM: usize = 512;
 
@@ -43,7 +43,8 @@ fn data(n: usize, nq: usize) -> (Vec<f32>, Vec<f32>) {
     let mut queries = Vec::with_capacity(nq * DIM);
     for _ in 0..nq {
         let m = rng.below(n);
-        let mut v: Vec<f32> = base[m * DIM..(m + 1) * DIM].iter().map(|x| x + 0.03 * rng.range(-0.5, 0.5)).collect();
+        let mut v: Vec<f32> =
+            base[m * DIM..(m + 1) * DIM].iter().map(|x| x + 0.03 * rng.range(-0.5, 0.5)).collect();
         l2_normalize(&mut v);
         queries.extend(v);
     }
@@ -53,7 +54,11 @@ fn data(n: usize, nq: usize) -> (Vec<f32>, Vec<f32>) {
 fn rss_kb() -> usize {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -79,18 +84,31 @@ fn build_only(n: usize) {
     for run in 0..2 {
         let t = Instant::now();
         let graph = Graph::build(None, &rows, &cfg).expect("build");
-        println!("build {run}: {:.1} s ({} threads)", t.elapsed().as_secs_f64(), rayon::current_num_threads());
+        println!(
+            "build {run}: {:.1} s ({} threads)",
+            t.elapsed().as_secs_f64(),
+            rayon::current_num_threads()
+        );
         builds.push(graph);
     }
-    println!("the two builds are {}", if builds[0] == builds[1] { "identical" } else { "different" });
+    println!(
+        "the two builds are {}",
+        if builds[0] == builds[1] { "identical" } else { "different" }
+    );
     for ef in [16usize, 64, 128] {
-        let got: Vec<Vec<Hit>> = qs.iter().map(|q| builds[0].search(&rows, q, k, ef, &|_| true)).collect();
-        println!("ef_search {ef}: recall@1 {:.3}, recall@10 {:.3}", recall(&truth, &got, 1), recall(&truth, &got, 10));
+        let got: Vec<Vec<Hit>> =
+            qs.iter().map(|q| builds[0].search(&rows, q, k, ef, &|_| true)).collect();
+        println!(
+            "ef_search {ef}: recall@1 {:.3}, recall@10 {:.3}",
+            recall(&truth, &got, 1),
+            recall(&truth, &got, 10)
+        );
     }
 }
 
 fn main() {
-    let n_env = || std::env::var("KNOCKOFF_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let n_env =
+        || std::env::var("KNOCKOFF_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
     if std::env::var("KNOCKOFF_BENCH_BUILD").is_ok() {
         build_only(n_env());
         return;
@@ -100,7 +118,8 @@ fn main() {
         crossover(&sizes);
         return;
     }
-    let n: usize = std::env::var("KNOCKOFF_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let n: usize =
+        std::env::var("KNOCKOFF_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
     let nq = 1000;
     let k = 10;
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-search");
@@ -122,14 +141,15 @@ fn main() {
     let t = Instant::now();
     let truth = f32_index.search_batch(&qs, k, &|_| true);
     let batch_qps = nq as f64 / t.elapsed().as_secs_f64();
-    let row = |m: &str, st: &str, filt: &str, build: f64, bytes: usize, qps: f64, r1: f64, r10: f64| {
-        println!(
-            "| {m} | {st} | {filt} | {} | {:.1} | {} | {qps:.0} | {r1:.3} | {r10:.3} |",
-            if build > 0.0 { format!("{build:.1}") } else { "-".into() },
-            bytes as f64 / 1e6,
-            bytes / n
-        );
-    };
+    let row =
+        |m: &str, st: &str, filt: &str, build: f64, bytes: usize, qps: f64, r1: f64, r10: f64| {
+            println!(
+                "| {m} | {st} | {filt} | {} | {:.1} | {} | {qps:.0} | {r1:.3} | {r10:.3} |",
+                if build > 0.0 { format!("{build:.1}") } else { "-".into() },
+                bytes as f64 / 1e6,
+                bytes / n
+            );
+        };
     row("exact, batch of 1000", "f32", "none", 0.0, n * DIM * 4, batch_qps, 1.0, 1.0);
 
     // one query at a time (latency case)
@@ -155,13 +175,31 @@ fn main() {
             }
             std::hint::black_box(best);
         }
-        row("old scalar loop, one query", "f32", "none", 0.0, n * DIM * 4, count as f64 / t.elapsed().as_secs_f64(), 1.0, 1.0);
+        row(
+            "old scalar loop, one query",
+            "f32",
+            "none",
+            0.0,
+            n * DIM * 4,
+            count as f64 / t.elapsed().as_secs_f64(),
+            1.0,
+            1.0,
+        );
     }
 
     let ten = |id: u32| id % 10 == 3;
     let t = Instant::now();
     let truth10 = f32_index.search_batch(&qs, k, &ten);
-    row("exact, batch of 1000", "f32", "10 %", 0.0, n * DIM * 4, nq as f64 / t.elapsed().as_secs_f64(), 1.0, 1.0);
+    row(
+        "exact, batch of 1000",
+        "f32",
+        "10 %",
+        0.0,
+        n * DIM * 4,
+        nq as f64 / t.elapsed().as_secs_f64(),
+        1.0,
+        1.0,
+    );
 
     let i8_index = Index::from_rows(Rows::new(DIM, Storage::Int8, base.clone()), None, 128);
     let t = Instant::now();
@@ -170,18 +208,50 @@ fn main() {
     let mut max_diff = 0f32;
     for (q, g) in qs.iter().zip(&got) {
         for h in g {
-            let exact = knockoff::index::simd::dot(q, &base[h.vector as usize * DIM..(h.vector as usize + 1) * DIM]);
+            let exact = knockoff::index::simd::dot(
+                q,
+                &base[h.vector as usize * DIM..(h.vector as usize + 1) * DIM],
+            );
             max_diff = max_diff.max((exact - h.similarity).abs());
         }
     }
     let i8_bytes = i8_index.rows().bytes();
-    row("exact, batch of 1000", "int8", "none", 0.0, i8_bytes, qps, recall(&truth, &got, 1), recall(&truth, &got, 10));
+    row(
+        "exact, batch of 1000",
+        "int8",
+        "none",
+        0.0,
+        i8_bytes,
+        qps,
+        recall(&truth, &got, 1),
+        recall(&truth, &got, 10),
+    );
     let (qps, got1) = single(&i8_index, &|_| true, 200);
-    row("exact, one query", "int8", "none", 0.0, i8_bytes, qps, recall(&truth[..200], &got1, 1), recall(&truth[..200], &got1, 10));
+    row(
+        "exact, one query",
+        "int8",
+        "none",
+        0.0,
+        i8_bytes,
+        qps,
+        recall(&truth[..200], &got1, 1),
+        recall(&truth[..200], &got1, 10),
+    );
     let t = Instant::now();
     let got = i8_index.search_batch(&qs, k, &ten);
-    row("exact, batch of 1000", "int8", "10 %", 0.0, i8_bytes, nq as f64 / t.elapsed().as_secs_f64(), recall(&truth10, &got, 1), recall(&truth10, &got, 10));
-    println!("\nint8 vs f32: largest similarity difference over the top-{k} lists: {max_diff:.5}\n");
+    row(
+        "exact, batch of 1000",
+        "int8",
+        "10 %",
+        0.0,
+        i8_bytes,
+        nq as f64 / t.elapsed().as_secs_f64(),
+        recall(&truth10, &got, 1),
+        recall(&truth10, &got, 10),
+    );
+    println!(
+        "\nint8 vs f32: largest similarity difference over the top-{k} lists: {max_diff:.5}\n"
+    );
 
     // HNSW (src/index/graph.rs), M=16, ef_construction=200, over the int8 rows the index stores
     let cfg = IndexConfig { hnsw_m: 16, hnsw_ef_construction: 200, ..IndexConfig::default() };
@@ -207,7 +277,16 @@ fn main() {
     for ef in [16usize, 32, 64, 128, 256] {
         hnsw.set_ef_search(ef);
         let (qps, got) = single(&hnsw, &|_| true, nq);
-        row(&format!("HNSW ef_search={ef}, one query"), "int8", "none", build, total, qps, recall(&truth, &got, 1), recall(&truth, &got, 10));
+        row(
+            &format!("HNSW ef_search={ef}, one query"),
+            "int8",
+            "none",
+            build,
+            total,
+            qps,
+            recall(&truth, &got, 1),
+            recall(&truth, &got, 10),
+        );
     }
 
     // filters: the graph alone (whatever the policy), exact search, and what the index chooses
@@ -216,32 +295,87 @@ fn main() {
     let graph = hnsw.graph().expect("graph");
     let graph_only = |filter: &(dyn Fn(u32) -> bool + Sync)| {
         let t = Instant::now();
-        let res: Vec<Vec<Hit>> = qs.iter().map(|q| graph.search(hnsw.rows(), q, k, ef, filter)).collect();
+        let res: Vec<Vec<Hit>> =
+            qs.iter().map(|q| graph.search(hnsw.rows(), q, k, ef, filter)).collect();
         (nq as f64 / t.elapsed().as_secs_f64(), res)
     };
     let fifth = |id: u32| id % 5 == 1;
     let thirty = |id: u32| id % 10 < 3;
-    let half = |id: u32| id % 2 == 0;
+    let half = |id: u32| id.is_multiple_of(2);
     let ninety = |id: u32| id % 10 != 3;
     let filters: [(&str, &(dyn Fn(u32) -> bool + Sync)); 5] =
         [("10 %", &ten), ("20 %", &fifth), ("30 %", &thirty), ("50 %", &half), ("90 %", &ninety)];
     for (name, f) in filters {
         let truth_f = f32_index.search_batch(&qs, k, f);
         let (qps, got) = graph_only(f);
-        row(&format!("HNSW alone ef_search={ef}, one query"), "int8", name, build, total, qps, recall(&truth_f, &got, 1), recall(&truth_f, &got, 10));
+        row(
+            &format!("HNSW alone ef_search={ef}, one query"),
+            "int8",
+            name,
+            build,
+            total,
+            qps,
+            recall(&truth_f, &got, 1),
+            recall(&truth_f, &got, 10),
+        );
         let (qps, got) = single(&i8_index, f, 200);
-        row("exact, one query", "int8", name, 0.0, i8_bytes, qps, recall(&truth_f[..200], &got, 1), recall(&truth_f[..200], &got, 10));
+        row(
+            "exact, one query",
+            "int8",
+            name,
+            0.0,
+            i8_bytes,
+            qps,
+            recall(&truth_f[..200], &got, 1),
+            recall(&truth_f[..200], &got, 10),
+        );
         let (qps, got) = single(&hnsw, f, nq);
-        row("index (graph or exact by SELECTIVE), one query", "int8", name, build, total, qps, recall(&truth_f, &got, 1), recall(&truth_f, &got, 10));
+        row(
+            "index (graph or exact by SELECTIVE), one query",
+            "int8",
+            name,
+            build,
+            total,
+            qps,
+            recall(&truth_f, &got, 1),
+            recall(&truth_f, &got, 10),
+        );
     }
 
     // the settings `scan` uses: top-50 candidates, ef_search 128, one query and batches
     let (qps, got) = timed(|| qs.iter().map(|q| hnsw.search(q, 50, &|_| true)).collect());
-    row("HNSW ef_search=128, top-50, one query", "int8", "none", build, total, qps, recall(&truth, &got, 1), recall(&truth, &got, 10));
+    row(
+        "HNSW ef_search=128, top-50, one query",
+        "int8",
+        "none",
+        build,
+        total,
+        qps,
+        recall(&truth, &got, 1),
+        recall(&truth, &got, 10),
+    );
     let (qps, _) = timed(|| qs[..200].iter().map(|q| i8_index.search(q, 50, &|_| true)).collect());
-    row("exact, top-50, one query", "int8", "none", 0.0, i8_bytes, qps * 200.0 / nq as f64, 1.0, 1.0);
+    row(
+        "exact, top-50, one query",
+        "int8",
+        "none",
+        0.0,
+        i8_bytes,
+        qps * 200.0 / nq as f64,
+        1.0,
+        1.0,
+    );
     let (qps, got) = timed(|| hnsw.search_batch(&qs, 50, &|_| true));
-    row("HNSW ef_search=128, top-50, batch of 1000", "int8", "none", build, total, qps, recall(&truth, &got, 1), recall(&truth, &got, 10));
+    row(
+        "HNSW ef_search=128, top-50, batch of 1000",
+        "int8",
+        "none",
+        build,
+        total,
+        qps,
+        recall(&truth, &got, 1),
+        recall(&truth, &got, 10),
+    );
     let (qps, _) = timed(|| i8_index.search_batch(&qs, 50, &|_| true));
     row("exact, top-50, batch of 1000", "int8", "none", 0.0, i8_bytes, qps, 1.0, 1.0);
 
@@ -255,7 +389,16 @@ fn main() {
         for ef in [16usize, 32, 64, 128] {
             f32_hnsw.set_ef_search(ef);
             let (qps, got) = single(&f32_hnsw, &|_| true, nq);
-            row(&format!("HNSW ef_search={ef}, one query"), "f32", "none", build, total, qps, recall(&truth, &got, 1), recall(&truth, &got, 10));
+            row(
+                &format!("HNSW ef_search={ef}, one query"),
+                "f32",
+                "none",
+                build,
+                total,
+                qps,
+                recall(&truth, &got, 1),
+                recall(&truth, &got, 10),
+            );
         }
     }
 }
@@ -272,7 +415,10 @@ fn timed(f: impl FnOnce() -> Vec<Vec<Hit>>) -> (f64, Vec<Vec<Hit>>) {
 fn crossover(sizes: &[usize]) {
     let nq = 1000;
     let cfg = IndexConfig { hnsw_m: 16, hnsw_ef_construction: 200, ..IndexConfig::default() };
-    println!("# graph against exact search (int8 rows, top-50, ef_search 128, {} threads)", rayon::current_num_threads());
+    println!(
+        "# graph against exact search (int8 rows, top-50, ef_search 128, {} threads)",
+        rayon::current_num_threads()
+    );
     println!("| vectors | build s | exact, one query | graph, one query | exact, batch of 1000 | graph, batch of 1000 | graph recall@10 |");
     println!("|---|---|---|---|---|---|---|");
     for &n in sizes {
@@ -288,6 +434,9 @@ fn crossover(sizes: &[usize]) {
         let (g1, got) = timed(|| qs.iter().map(|q| hnsw.search(q, 50, &|_| true)).collect());
         let (eb, _) = timed(|| exact.search_batch(&qs, 50, &|_| true));
         let (gb, _) = timed(|| hnsw.search_batch(&qs, 50, &|_| true));
-        println!("| {n} | {build:.1} | {e1:.0} | {g1:.0} | {eb:.0} | {gb:.0} | {:.3} |", recall(&truth, &got, 10));
+        println!(
+            "| {n} | {build:.1} | {e1:.0} | {g1:.0} | {eb:.0} | {gb:.0} | {:.3} |",
+            recall(&truth, &got, 10)
+        );
     }
 }

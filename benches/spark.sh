@@ -10,7 +10,8 @@
 #   pycpu  Spark only: CPU seconds of the Python tasks (feeding, parsing verdicts, rows)
 # CPU seconds are what the job costs whatever else runs on the machine; wall times are not.
 #   bash benches/spark.sh [REPEATS=20] [ROUNDS=2] [PARTITIONS=4] [-- extra job arguments]
-# MASTERS="local[2]" runs only those Spark masters (default: local[1] and local[2]).
+# MASTERS="local[2]" runs only those Spark masters (default: local[1] and local[2]);
+# SUBMIT="--conf spark.task.cpus=2" adds options to spark-submit.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repeats="${1:-20}" rounds="${2:-2}" partitions="${3:-4}"
@@ -43,7 +44,7 @@ plain() {
 spark() {
     for master in "$@"; do
         times=$(PYSPARK_PYTHON="$python" PYSPARK_DRIVER_PYTHON="$python" timed "$venv_bin/spark-submit" --master "$master" \
-            --conf spark.ui.enabled=false --conf spark.log.level=WARN spark/knockoff_spark.py "$work/listings.jsonl" \
+            ${SUBMIT:-} --conf spark.ui.enabled=false --conf spark.log.level=WARN spark/knockoff_spark.py "$work/listings.jsonl" \
             --output "$work/out" --mode overwrite --knockoff "$bin" --models-dir models --snapshot "$work/snap" \
             --split-mb "$split" ${extra[@]+"${extra[@]}"} || true)  # the driver's and executors' logs: $work/log
         job=$(grep -o 'written to .* in [0-9.]* s' "$work/log" | grep -o '[0-9.]* s$' || { tail -n 5 "$work/log" >&2; echo "FAILED"; })

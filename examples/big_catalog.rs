@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use knockoff::catalog::{ImageNotes, ProductRecord, Store};
 use knockoff::config::Config;
-use knockoff::vision::decode::RgbImage;
+use knockoff::index::vectors::Storage;
 use knockoff::model::embed::{self, Embedder};
 use knockoff::model::{self, ModelChoice};
-use knockoff::index::vectors::Storage;
+use knockoff::vision::decode::RgbImage;
 
 fn photos(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -32,8 +32,21 @@ fn photos(dir: &Path, out: &mut Vec<PathBuf>) {
 fn variants(img: &image::RgbImage) -> Vec<image::RgbImage> {
     let (w, h) = img.dimensions();
     let mut out = Vec::new();
-    for (fx, fy, fw, fh) in [(0.0, 0.0, 1.0, 1.0), (0.1, 0.1, 0.8, 0.8), (0.0, 0.0, 0.7, 0.9), (0.25, 0.1, 0.75, 0.8), (0.05, 0.2, 0.9, 0.7)] {
-        let c = image::imageops::crop_imm(img, (fx * w as f32) as u32, (fy * h as f32) as u32, (fw * w as f32) as u32, (fh * h as f32) as u32).to_image();
+    for (fx, fy, fw, fh) in [
+        (0.0, 0.0, 1.0, 1.0),
+        (0.1, 0.1, 0.8, 0.8),
+        (0.0, 0.0, 0.7, 0.9),
+        (0.25, 0.1, 0.75, 0.8),
+        (0.05, 0.2, 0.9, 0.7),
+    ] {
+        let c = image::imageops::crop_imm(
+            img,
+            (fx * w as f32) as u32,
+            (fy * h as f32) as u32,
+            (fw * w as f32) as u32,
+            (fh * h as f32) as u32,
+        )
+        .to_image();
         for b in [-40i32, 0, 40] {
             let mut v = image::imageops::colorops::brighten(&c, b);
             if b > 0 {
@@ -41,7 +54,10 @@ fn variants(img: &image::RgbImage) -> Vec<image::RgbImage> {
             }
             // JPEG re-encoding at quality 40
             let mut jpg = Vec::new();
-            if image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpg, 40).encode_image(&v).is_ok() {
+            if image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpg, 40)
+                .encode_image(&v)
+                .is_ok()
+            {
                 if let Ok(d) = image::load_from_memory(&jpg) {
                     v = d.to_rgb8();
                 }
@@ -61,7 +77,11 @@ fn main() -> Result<()> {
         _ => Storage::Int8,
     };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let loc = model::locate(&ModelChoice { name: "sscd".into(), dir: Some(root.join("models")), ort_lib: None })?;
+    let loc = model::locate(&ModelChoice {
+        name: "sscd".into(),
+        dir: Some(root.join("models")),
+        ort_lib: None,
+    })?;
     let mut embedder = Embedder::load(&loc, 8, 2)?;
     let mut files = Vec::new();
     photos(&root.join("testdata/catalog"), &mut files);
@@ -123,13 +143,20 @@ fn main() -> Result<()> {
                 )
             })
             .collect();
-        let notes = ImageNotes { phashes: part.iter().map(|(hash, _)| (hash.clone(), hashes.next_u64())).collect(), ..Default::default() };
+        let notes = ImageNotes {
+            phashes: part.iter().map(|(hash, _)| (hash.clone(), hashes.next_u64())).collect(),
+            ..Default::default()
+        };
         store.add_products(&loc.manifest, storage, &products, part, &notes)?;
     }
     let t = std::time::Instant::now();
     if args.get(4).is_some_and(|a| a == "graph") {
         store.update_graph(&config, loc.manifest.dim)?;
     }
-    eprintln!("wrote {n} vectors to {} (graph build {:.1} s)", data.display(), t.elapsed().as_secs_f64());
+    eprintln!(
+        "wrote {n} vectors to {} (graph build {:.1} s)",
+        data.display(),
+        t.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -96,7 +96,12 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { allow_hosts: Vec::new(), max_body_bytes: 8 * 1024 * 1024, max_upload_bytes: 64 * 1024 * 1024, queue: 16 }
+        ServerConfig {
+            allow_hosts: Vec::new(),
+            max_body_bytes: 8 * 1024 * 1024,
+            max_upload_bytes: 64 * 1024 * 1024,
+            queue: 16,
+        }
     }
 }
 
@@ -160,7 +165,11 @@ impl Default for VerifyConfig {
 impl VerifyConfig {
     /// Feature extraction settings.
     pub fn params(&self) -> crate::vision::verify::orb::Params {
-        crate::vision::verify::orb::Params { max_side: self.max_side, min_side: self.min_side, max_features: self.max_features }
+        crate::vision::verify::orb::Params {
+            max_side: self.max_side,
+            min_side: self.min_side,
+            max_features: self.max_features,
+        }
     }
 
     /// How far `evidence` counts: 0 below `min_inliers`, rising linearly to 1 at `full_inliers`.
@@ -178,7 +187,13 @@ impl VerifyConfig {
     /// strength, or minus `weight` × the strongest one's strength when another candidate has more
     /// than `dominance` times its distinct evidence. Sibling products share their brand's logo and
     /// layout, so which of them a photo shows is decided on the points they do not share.
-    pub fn adjustment(&self, evidence: f64, distinct: f64, best_evidence: f64, best_distinct: f64) -> f64 {
+    pub fn adjustment(
+        &self,
+        evidence: f64,
+        distinct: f64,
+        best_evidence: f64,
+        best_distinct: f64,
+    ) -> f64 {
         if distinct < best_distinct && distinct * self.dominance < best_distinct {
             -self.weight * self.strength(best_evidence)
         } else {
@@ -224,9 +239,7 @@ impl Config {
                 config.wording.lexicon = Some(dir.join(lexicon));
             }
         }
-        config
-            .validate()
-            .with_context(|| format!("invalid config file {}", path.display()))?;
+        config.validate().with_context(|| format!("invalid config file {}", path.display()))?;
         Ok(config)
     }
 
@@ -244,13 +257,21 @@ impl Config {
 
     fn validate_wording(&self) -> Result<()> {
         let w = &self.wording;
-        for (name, v) in [("wording.weight", w.weight), ("wording.far_factor", w.far_factor), ("wording.unanchored_factor", w.unanchored_factor)] {
+        for (name, v) in [
+            ("wording.weight", w.weight),
+            ("wording.far_factor", w.far_factor),
+            ("wording.unanchored_factor", w.unanchored_factor),
+        ] {
             if !(0.0..=1.0).contains(&v) {
                 bail!("{name} must be between 0 and 1, got {v}");
             }
         }
         if w.far_chars <= w.near_chars {
-            bail!("wording.far_chars ({}) must exceed wording.near_chars ({})", w.far_chars, w.near_chars);
+            bail!(
+                "wording.far_chars ({}) must exceed wording.near_chars ({})",
+                w.far_chars,
+                w.near_chars
+            );
         }
         Ok(())
     }
@@ -259,12 +280,18 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         self.validate_wording()?;
         let p = &self.policy;
-        for (name, v) in [("policy.match_threshold", p.match_threshold), ("policy.review_threshold", p.review_threshold)] {
+        for (name, v) in [
+            ("policy.match_threshold", p.match_threshold),
+            ("policy.review_threshold", p.review_threshold),
+        ] {
             if let Some(v) = v.filter(|v| !(-1.0..=1.0).contains(v)) {
                 bail!("{name} must be between -1 and 1 (cosine similarity), got {v}");
             }
         }
-        for (name, v) in [("policy.flag_price_ratio", p.flag_price_ratio), ("policy.review_price_ratio", p.review_price_ratio)] {
+        for (name, v) in [
+            ("policy.flag_price_ratio", p.flag_price_ratio),
+            ("policy.review_price_ratio", p.review_price_ratio),
+        ] {
             if !(v.is_finite() && v >= 0.0) {
                 bail!("{name} must be a non-negative number, got {v}");
             }
@@ -292,7 +319,11 @@ impl Config {
             bail!("verify.dominance must be at least 1, got {}", v.dominance);
         }
         if v.min_side > v.max_side {
-            bail!("verify.min_side ({}) must not exceed verify.max_side ({})", v.min_side, v.max_side);
+            bail!(
+                "verify.min_side ({}) must not exceed verify.max_side ({})",
+                v.min_side,
+                v.max_side
+            );
         }
         if !(64..=4096).contains(&v.max_side) || !(16..=5000).contains(&v.max_features) {
             bail!("verify.max_side must be 64..=4096 and verify.max_features 16..=5000, got {} and {}", v.max_side, v.max_features);
@@ -301,14 +332,23 @@ impl Config {
             bail!("verify.min_score must be between -1 and 1, got {}", v.min_score);
         }
         let n = &self.network;
-        if n.max_sharing < 2 || n.photo_hash_bits > crate::vision::phash::NEAR || !(n.photo_min_similarity.is_finite() && (-1.0..=1.0).contains(&n.photo_min_similarity)) {
+        if n.max_sharing < 2
+            || n.photo_hash_bits > crate::vision::phash::NEAR
+            || !(n.photo_min_similarity.is_finite()
+                && (-1.0..=1.0).contains(&n.photo_min_similarity))
+        {
             bail!(
                 "network.max_sharing must be at least 2, network.photo_hash_bits at most {} and network.photo_min_similarity between -1 and 1; got {}, {} and {}",
                 crate::vision::phash::NEAR, n.max_sharing, n.photo_hash_bits, n.photo_min_similarity
             );
         }
-        if !(self.scan.region_min_score.is_finite() && (-1.0..=1.0).contains(&self.scan.region_min_score)) {
-            bail!("scan.region_min_score must be between -1 and 1, got {}", self.scan.region_min_score);
+        if !(self.scan.region_min_score.is_finite()
+            && (-1.0..=1.0).contains(&self.scan.region_min_score))
+        {
+            bail!(
+                "scan.region_min_score must be between -1 and 1, got {}",
+                self.scan.region_min_score
+            );
         }
         if !(p.support_weight.is_finite() && (0.0..=1.0).contains(&p.support_weight)) {
             bail!("policy.support_weight must be between 0 and 1, got {}", p.support_weight);
@@ -354,13 +394,24 @@ mod tests {
         assert_eq!(plain(30.0, 30.0), 0.5);
         assert_eq!(plain(400.0, 400.0), 0.5, "capped at weight");
         assert!((plain(19.0, 19.0) - 0.25).abs() < 1e-12, "linear between 8 and 30");
-        assert!((plain(25.0, 30.0) - 0.5 * 17.0 / 22.0).abs() < 1e-12, "close behind the best: its own strength");
+        assert!(
+            (plain(25.0, 30.0) - 0.5 * 17.0 / 22.0).abs() < 1e-12,
+            "close behind the best: its own strength"
+        );
         assert_eq!(plain(30.0, 300.0), -0.5, "far behind a verified best: explained away");
         assert_eq!(plain(3.0, 7.5), 0.0, "the best itself too weak to explain anything away");
         // a sibling with as many inliers, but on the brand's shared logo and layout: explained away
         assert_eq!(v.adjustment(100.0, 25.0, 100.0, 100.0), -0.5);
-        assert_eq!(v.adjustment(100.0, 100.0, 100.0, 100.0), 0.5, "the product whose own design agrees");
-        assert_eq!(v.adjustment(40.0, 90.0, 100.0, 100.0), 0.5, "within the dominance band on distinct points: its own strength");
+        assert_eq!(
+            v.adjustment(100.0, 100.0, 100.0, 100.0),
+            0.5,
+            "the product whose own design agrees"
+        );
+        assert_eq!(
+            v.adjustment(40.0, 90.0, 100.0, 100.0),
+            0.5,
+            "within the dominance band on distinct points: its own strength"
+        );
         let mut bad = Config::default();
         bad.verify.dominance = 0.5;
         assert!(bad.validate().unwrap_err().to_string().contains("verify.dominance"));
@@ -371,14 +422,18 @@ mod tests {
 
     #[test]
     fn hnsw_m_outside_its_range_is_a_config_error() {
-        for (m, ok) in [(3, false), (4, true), (16, true), (128, true), (129, false), (1000, false)] {
+        for (m, ok) in [(3, false), (4, true), (16, true), (128, true), (129, false), (1000, false)]
+        {
             let mut c = Config::default();
             c.index.hnsw_m = m;
             match c.validate() {
                 Ok(()) => assert!(ok, "m = {m} accepted"),
                 Err(e) => {
                     assert!(!ok, "m = {m} refused: {e}");
-                    assert!(e.to_string().contains("index.hnsw_m must be between 4 and 128"), "{e}");
+                    assert!(
+                        e.to_string().contains("index.hnsw_m must be between 4 and 128"),
+                        "{e}"
+                    );
                 }
             }
         }

@@ -28,19 +28,39 @@ fn mini_bench(root: &Path) {
     put("catalog/acme/acme-diver_1.jpg", &root.join("pdq/labelme-subset/q1.jpg"));
     put("catalog/lumen/lumen-mini_1.jpg", &root.join("backgrounds/Mini.jpg"));
     let g = root.join("grocery/dataset");
-    let classes = [("Packages/Milk/Acme-Milk", "acme-classic"), ("Packages/Milk/Acme-Oat-Milk", "lumen-satchel"), ("Fruit/Apple/Pink-Lady", "nw-court")];
+    let classes = [
+        ("Packages/Milk/Acme-Milk", "acme-classic"),
+        ("Packages/Milk/Acme-Oat-Milk", "lumen-satchel"),
+        ("Fruit/Apple/Pink-Lady", "nw-court"),
+    ];
     let (mut train, mut test) = (String::new(), String::new());
     for (i, (class, photo)) in classes.iter().enumerate() {
         let name = class.rsplit('/').next().unwrap();
         let brand = photo.split('-').next().unwrap();
-        let brand_dir = match brand { "nw" => "northwind", b => b };
-        put(&format!("catalog/{brand_dir}/{photo}_1.jpg"), &g.join(format!("iconic-images-and-descriptions/{class}/{name}_Iconic.jpg")));
+        let brand_dir = match brand {
+            "nw" => "northwind",
+            b => b,
+        };
+        put(
+            &format!("catalog/{brand_dir}/{photo}_1.jpg"),
+            &g.join(format!("iconic-images-and-descriptions/{class}/{name}_Iconic.jpg")),
+        );
         for split in ["train", "test"] {
             for n in 1..=2 {
                 let rel = format!("{split}/{class}/{name}_00{n}.jpg");
-                put(&format!("catalog/{brand_dir}/{photo}_{}.jpg", if n == 1 || brand_dir == "acme" { 1 } else { 2 }), &g.join(&rel));
+                put(
+                    &format!(
+                        "catalog/{brand_dir}/{photo}_{}.jpg",
+                        if n == 1 || brand_dir == "acme" { 1 } else { 2 }
+                    ),
+                    &g.join(&rel),
+                );
                 let line = format!("{rel}, {i}, 0\n");
-                if split == "train" { train += &line } else { test += &line }
+                if split == "train" {
+                    train += &line
+                } else {
+                    test += &line
+                }
             }
         }
     }
@@ -56,11 +76,26 @@ fn accuracy_benchmark_runs_end_to_end_on_a_miniature_benchmark() {
     let out = tmp.path().join("out");
     let md = run_ok(
         &tmp.path().join("unused-data"),
-        &["bench", "accuracy", "--bench-dir", bench.to_str().unwrap(), "--out", out.to_str().unwrap(), "--limit", "3", "--baseline", "-q"],
+        &[
+            "bench",
+            "accuracy",
+            "--bench-dir",
+            bench.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--limit",
+            "3",
+            "--baseline",
+            "-q",
+        ],
         0,
     );
-    assert!(md.contains("### Copy detection") && md.contains("### Products photographed again"), "{md}");
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert!(
+        md.contains("### Copy detection") && md.contains("### Products photographed again"),
+        "{md}"
+    );
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     let copy = &r["copy"];
     // 2 skimage + bridge + exif + 1 background + 3 iconic references
     assert_eq!(copy["references"], 8);
@@ -93,7 +128,17 @@ fn accuracy_benchmark_runs_end_to_end_on_a_miniature_benchmark() {
 fn missing_benchmark_directory_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("no-such-bench");
-    let out = run(&tmp.path().join("data"), &["bench", "accuracy", "--bench-dir", missing.to_str().unwrap(), "--out", tmp.path().join("o").to_str().unwrap()]);
+    let out = run(
+        &tmp.path().join("data"),
+        &[
+            "bench",
+            "accuracy",
+            "--bench-dir",
+            missing.to_str().unwrap(),
+            "--out",
+            tmp.path().join("o").to_str().unwrap(),
+        ],
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no-such-bench") && err.contains("--bench-dir"), "{err}");

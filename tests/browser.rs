@@ -41,9 +41,7 @@ fn browser_tests() -> Option<PathBuf> {
         return None;
     }
     let driver = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("chromedriver"))
-            .find(|p| p.is_file())
+        std::env::split_paths(&paths).map(|p| p.join("chromedriver")).find(|p| p.is_file())
     });
     match (driver, Path::new(CHROMIUM).is_file()) {
         (Some(d), true) => Some(d),
@@ -122,7 +120,8 @@ impl Browser {
             .expect("start chromedriver");
         let url = format!("http://127.0.0.1:{port}");
         let t = Instant::now();
-        let ready = || matches!(agent().get(format!("{url}/status")).call(), Ok(r) if r.status() == 200);
+        let ready =
+            || matches!(agent().get(format!("{url}/status")).call(), Ok(r) if r.status() == 200);
         while !ready() {
             if t.elapsed() > Duration::from_secs(30) {
                 let _ = driver.kill();
@@ -168,13 +167,15 @@ impl Browser {
     }
 
     async fn type_into(&self, css: &str, text: &str) {
-        let e = self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("no {css}: {e}"));
+        let e =
+            self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("no {css}: {e}"));
         e.clear().await.unwrap();
         e.send_keys(text).await.unwrap();
     }
 
     async fn click(&self, css: &str) {
-        let e = self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("no {css}: {e}"));
+        let e =
+            self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("no {css}: {e}"));
         e.click().await.unwrap();
     }
 
@@ -274,7 +275,9 @@ fn query(server: &Server, key: &str, photo: &str, seller: &str) -> Value {
     let boundary = "knockoffBrowserTest";
     let listing_id = photo.split('.').next().unwrap_or(photo);
     let mut body = Vec::new();
-    for (name, value) in [("listing_id", listing_id), ("seller", seller), ("price", "25"), ("currency", "USD")] {
+    for (name, value) in
+        [("listing_id", listing_id), ("seller", seller), ("price", "25"), ("currency", "USD")]
+    {
         body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").bytes());
     }
     body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"p.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n").bytes());
@@ -282,14 +285,24 @@ fn query(server: &Server, key: &str, photo: &str, seller: &str) -> Value {
     body.extend(format!("\r\n--{boundary}--\r\n").bytes());
     let auth = format!("Bearer {key}");
     let ct = format!("multipart/form-data; boundary={boundary}");
-    let a = http("POST", &server.url("/v1/query"), &[("Authorization", &auth), ("Content-Type", &ct)], body);
+    let a = http(
+        "POST",
+        &server.url("/v1/query"),
+        &[("Authorization", &auth), ("Content-Type", &ct)],
+        body,
+    );
     assert_eq!(a.status, 200, "{}", a.body);
     serde_json::from_str(&a.body).unwrap()
 }
 
 /// The decisions the API exports to `key`, as (verdict id, decision), oldest first.
 fn stored_decisions(server: &Server, key: &str) -> Vec<(i64, String)> {
-    let a = http("GET", &server.url("/v1/decisions"), &[("Authorization", &format!("Bearer {key}"))], Vec::new());
+    let a = http(
+        "GET",
+        &server.url("/v1/decisions"),
+        &[("Authorization", &format!("Bearer {key}"))],
+        Vec::new(),
+    );
     assert_eq!(a.status, 200, "{}", a.body);
     a.body
         .lines()
@@ -308,7 +321,12 @@ fn console_sign_in_and_keyboard_triage_store_decisions() {
     let analyst = key(d, &["--role", "analyst", "--name", "browser test"]);
     let server = Server::start(d);
     let mut queued = Vec::new();
-    for (photo, seller) in [("L011-copy-border.jpg", "shop-a"), ("L001-copy-crop.jpg", "shop-b"), ("L013-copy-combo.jpg", "shop-c"), ("L003-copy-jpeg-q20.jpg", "shop-d")] {
+    for (photo, seller) in [
+        ("L011-copy-border.jpg", "shop-a"),
+        ("L001-copy-crop.jpg", "shop-b"),
+        ("L013-copy-combo.jpg", "shop-c"),
+        ("L003-copy-jpeg-q20.jpg", "shop-d"),
+    ] {
         let v = query(&server, &market, photo, seller);
         assert!(v["verdict"] == "flag" || v["verdict"] == "review", "{photo}: {v}");
         queued.push(v["id"].as_i64().unwrap());
@@ -323,7 +341,11 @@ fn console_sign_in_and_keyboard_triage_store_decisions() {
         // the one left is still queued, the decided ones are not
         b.goto(&server.url("/console/queue")).await;
         let rows = b.js("return Array.from(document.querySelectorAll('#queue tr[data-row] a')).map(function (a) { return a.getAttribute('href'); })").await;
-        assert_eq!(rows.as_array().map(Vec::len), Some(queued.len() - 3), "queue after triage: {rows}");
+        assert_eq!(
+            rows.as_array().map(Vec::len),
+            Some(queued.len() - 3),
+            "queue after triage: {rows}"
+        );
         sign_out(&b, &server).await;
         b.close().await;
     });
@@ -340,8 +362,15 @@ async fn sign_in(b: &Browser, server: &Server, key: &str, queued: usize) {
     b.wait("the refusal", "return !!document.getElementById('login-error')").await;
     b.type_into("#key", key).await;
     b.click("#sign-in").await;
-    b.wait("the queue", "return location.pathname === '/console/queue' && !!document.getElementById('queue')").await;
-    assert!(!b.js("return document.cookie").await.as_str().unwrap_or("").contains("knockoff_session"), "scripts read the session cookie");
+    b.wait(
+        "the queue",
+        "return location.pathname === '/console/queue' && !!document.getElementById('queue')",
+    )
+    .await;
+    assert!(
+        !b.js("return document.cookie").await.as_str().unwrap_or("").contains("knockoff_session"),
+        "scripts read the session cookie"
+    );
     let cookie = b.client.get_named_cookie("knockoff_session").await.expect("the session cookie");
     assert_eq!(cookie.http_only(), Some(true), "{cookie}");
     assert_eq!(cookie.same_site().map(|s| s.to_string()).as_deref(), Some("Strict"), "{cookie}");
@@ -364,7 +393,11 @@ async fn triage(b: &Browser) -> Vec<(i64, &'static str)> {
     let first = b.shown().await;
     let photos = "return ['listing-photo', 'reference-photo'].map(function (id) { var i = document.getElementById(id); \
                   return i && i.complete && i.naturalWidth > 0 && i.getBoundingClientRect().width > 100; })";
-    b.wait("both photos", &format!("var ok = (function () {{ {photos} }})(); return ok[0] && ok[1];")).await;
+    b.wait(
+        "both photos",
+        &format!("var ok = (function () {{ {photos} }})(); return ok[0] && ok[1];"),
+    )
+    .await;
     features_drawn(b).await;
     b.screenshot("console-verdict.png").await;
 
@@ -440,24 +473,50 @@ fn nums_all(v: &Value) -> Vec<Vec<f64>> {
 /// A form post without the session's token, or from another site, is refused and stores nothing;
 /// signing out ends the session on the server.
 async fn sign_out(b: &Browser, server: &Server) {
-    let sid = b.client.get_named_cookie("knockoff_session").await.expect("session").value().to_string();
-    let csrf = b.js("return document.querySelector('input[name=csrf]').value").await.as_str().unwrap().to_string();
+    let sid =
+        b.client.get_named_cookie("knockoff_session").await.expect("session").value().to_string();
+    let csrf = b
+        .js("return document.querySelector('input[name=csrf]').value")
+        .await
+        .as_str()
+        .unwrap()
+        .to_string();
     let cookie = format!("knockoff_session={sid}");
     let form = "application/x-www-form-urlencoded";
-    let href = b.js("return document.querySelector('#queue tr[data-row] a').getAttribute('href')").await;
-    let id: String = href.as_str().unwrap().trim_start_matches("/console/verdicts/").chars().take_while(char::is_ascii_digit).collect();
+    let href =
+        b.js("return document.querySelector('#queue tr[data-row] a').getAttribute('href')").await;
+    let id: String = href
+        .as_str()
+        .unwrap()
+        .trim_start_matches("/console/verdicts/")
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     let url = server.url(&format!("/console/verdicts/{id}/decision"));
     let before = http("GET", &server.url("/console/queue"), &[("Cookie", &cookie)], Vec::new());
     assert_eq!(before.status, 200);
-    let no_token = http("POST", &url, &[("Cookie", &cookie), ("Content-Type", form)], b"decision=genuine".to_vec());
+    let no_token = http(
+        "POST",
+        &url,
+        &[("Cookie", &cookie), ("Content-Type", form)],
+        b"decision=genuine".to_vec(),
+    );
     assert_eq!(no_token.status, 403, "no CSRF token: {}", no_token.body);
     let body = format!("csrf={csrf}&decision=genuine").into_bytes();
-    let foreign = http("POST", &url, &[("Cookie", &cookie), ("Content-Type", form), ("Origin", "http://evil.example")], body);
+    let foreign = http(
+        "POST",
+        &url,
+        &[("Cookie", &cookie), ("Content-Type", form), ("Origin", "http://evil.example")],
+        body,
+    );
     assert_eq!(foreign.status, 403, "cross-site: {}", foreign.body);
     b.click("form[action='/console/logout'] button").await;
     b.wait("the sign-in page", "return location.pathname === '/console/login'").await;
     let after = http("GET", &server.url("/console/queue"), &[("Cookie", &cookie)], Vec::new());
-    assert!(after.body.contains("id=\"key\"") || after.status != 200, "the old session still signs in");
+    assert!(
+        after.body.contains("id=\"key\"") || after.status != 200,
+        "the old session still signs in"
+    );
     assert!(!after.body.contains("id=\"queue\""), "the old session still shows the queue");
 }
 
@@ -470,7 +529,11 @@ fn case_file_graph_regions_and_thumbnails_render_in_chromium() {
     run_ok(data.path(), &["scan", ring.to_str().unwrap()], 0);
     run_ok(data.path(), &["network", "build"], 0);
     let file = data.path().join("case.html");
-    run_ok(data.path(), &["network", "export", "--format", "html", "-o", file.to_str().unwrap()], 0);
+    run_ok(
+        data.path(),
+        &["network", "export", "--format", "html", "-o", file.to_str().unwrap()],
+        0,
+    );
     block_on(async {
         let b = Browser::start(&chromedriver).await;
         b.goto(&format!("file://{}", file.display())).await;
@@ -479,30 +542,52 @@ fn case_file_graph_regions_and_thumbnails_render_in_chromium() {
             .js("var s = document.querySelector('svg[aria-label=\"network graph\"]'); if (!s) { return null; } var r = s.getBoundingClientRect(); \
                  return {w: r.width, h: r.height, nodes: s.querySelectorAll('circle').length, links: s.querySelectorAll('line').length, drawn: s.getBBox().width};")
             .await;
-        assert!(graph["w"].as_f64() > Some(100.0) && graph["h"].as_f64() > Some(100.0), "the graph has no size: {graph}");
-        assert!(graph["nodes"].as_u64() >= Some(3) && graph["links"].as_u64() >= Some(2), "three sellers and their links drawn: {graph}");
+        assert!(
+            graph["w"].as_f64() > Some(100.0) && graph["h"].as_f64() > Some(100.0),
+            "the graph has no size: {graph}"
+        );
+        assert!(
+            graph["nodes"].as_u64() >= Some(3) && graph["links"].as_u64() >= Some(2),
+            "three sellers and their links drawn: {graph}"
+        );
         assert!(graph["drawn"].as_f64() > Some(0.0), "nothing drawn in the graph: {graph}");
         let regions = b
             .js("var h = Array.from(document.querySelectorAll('h3')).find(function (e) { return e.textContent === 'Regions'; }); \
                  var t = h && h.nextElementSibling; return t && t.tagName === 'TABLE' ? t.innerText : null;")
             .await;
         let regions = regions.as_str().unwrap_or_else(|| panic!("no regions table: {regions}"));
-        assert!(regions.contains("seller(s)") && regions.contains("listing(s)"), "regions table: {regions}");
+        assert!(
+            regions.contains("seller(s)") && regions.contains("listing(s)"),
+            "regions table: {regions}"
+        );
         let imgs = b
             .js("return Array.from(document.querySelectorAll('.pair img')).map(function (i) { var r = i.getBoundingClientRect(); \
                  return {ok: i.complete && i.naturalWidth > 0, w: r.width, h: r.height}; })")
             .await;
         let imgs = imgs.as_array().unwrap();
-        assert!(imgs.len() >= 6 && imgs.len() % 2 == 0, "flagged photos beside their reference photos: {imgs:?}");
+        assert!(
+            imgs.len() >= 6 && imgs.len() % 2 == 0,
+            "flagged photos beside their reference photos: {imgs:?}"
+        );
         for i in imgs {
-            assert!(i["ok"] == true && i["w"].as_f64() > Some(0.0) && i["h"].as_f64() > Some(0.0), "a thumbnail does not render: {imgs:?}");
+            assert!(
+                i["ok"] == true && i["w"].as_f64() > Some(0.0) && i["h"].as_f64() > Some(0.0),
+                "a thumbnail does not render: {imgs:?}"
+            );
         }
         // the whole case file, as it would be printed or sent (one tall screenshot)
         b.client.set_window_size(1000, 1000).await.expect("resize the window");
-        let height = b.js("return document.documentElement.scrollHeight").await.as_u64().unwrap_or(1000);
-        b.client.set_window_size(1000, height.clamp(600, 4000) as u32).await.expect("resize the window");
+        let height =
+            b.js("return document.documentElement.scrollHeight").await.as_u64().unwrap_or(1000);
+        b.client
+            .set_window_size(1000, height.clamp(600, 4000) as u32)
+            .await
+            .expect("resize the window");
         let overflow = b.js("return document.documentElement.scrollWidth - document.documentElement.clientWidth").await;
-        assert!(overflow.as_i64() <= Some(0), "the case file is wider than the window by {overflow} px");
+        assert!(
+            overflow.as_i64() <= Some(0),
+            "the case file is wider than the window by {overflow} px"
+        );
         b.screenshot("networks-case.png").await;
         b.close().await;
     });

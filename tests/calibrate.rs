@@ -17,7 +17,8 @@ fn calibrate_from_images_and_write_the_config() {
     for (id, e) in &exp {
         let edit = e["edit"].as_str().unwrap_or("");
         let img = testdata(&format!("listings/{id}"));
-        let file = ["jpg", "png", "webp"].iter().map(|x| img.with_extension(x)).find(|p| p.exists());
+        let file =
+            ["jpg", "png", "webp"].iter().map(|x| img.with_extension(x)).find(|p| p.exists());
         let Some(file) = file else { continue };
         if e["source_product"].is_string() && e["expected"] == "flag" && !id.starts_with("L027") {
             counterfeit.push(id.clone());
@@ -31,15 +32,27 @@ fn calibrate_from_images_and_write_the_config() {
     let labels = dir.path().join("labels.csv");
     std::fs::write(&labels, rows.join("\n")).unwrap();
 
-    let out = run_ok(data.path(), &["calibrate", labels.to_str().unwrap(), "--precision", "0.99", "--json"], 0);
+    let out = run_ok(
+        data.path(),
+        &["calibrate", labels.to_str().unwrap(), "--precision", "0.99", "--json"],
+        0,
+    );
     let v: Value = serde_json::from_str(&out).unwrap();
     let t = v["match_threshold"]["threshold"].as_f64().unwrap();
     assert_eq!(v["match_threshold"]["precision"], 1.0);
     assert_eq!(v["match_threshold"]["recall"], 1.0);
     // scores of the same images through query, to check the threshold separates them
     let score = |id: &str| -> f64 {
-        let img = rows.iter().find(|r| r.starts_with(&format!("{id},"))).unwrap().rsplit(',').next().unwrap().to_string();
-        let q: Value = serde_json::from_str(&run_ok(data.path(), &["query", &img, "--json"], 0)).unwrap();
+        let img = rows
+            .iter()
+            .find(|r| r.starts_with(&format!("{id},")))
+            .unwrap()
+            .rsplit(',')
+            .next()
+            .unwrap()
+            .to_string();
+        let q: Value =
+            serde_json::from_str(&run_ok(data.path(), &["query", &img, "--json"], 0)).unwrap();
         q["matches"][0]["similarity"].as_f64().unwrap()
     };
     let min_fake = counterfeit.iter().map(|id| score(id)).fold(f64::MAX, f64::min);
@@ -49,10 +62,19 @@ fn calibrate_from_images_and_write_the_config() {
     let err = run(data.path(), &["calibrate", labels.to_str().unwrap(), "--write"]);
     assert_eq!(err.status.code(), Some(0), "{}", String::from_utf8_lossy(&err.stderr));
     let cfg = std::fs::read_to_string(data.path().join("config.toml")).unwrap();
-    assert!(cfg.contains("# my settings") && cfg.contains("flag_price_ratio = 0.4 # keep me"), "{cfg}");
+    assert!(
+        cfg.contains("# my settings") && cfg.contains("flag_price_ratio = 0.4 # keep me"),
+        "{cfg}"
+    );
     let img = testdata("listings/L001-copy-crop.jpg");
-    let q: Value = serde_json::from_str(&run_ok(data.path(), &["query", img.to_str().unwrap(), "--json"], 0)).unwrap();
-    assert!((q["thresholds"]["match_threshold"].as_f64().unwrap() - (t * 1000.0).round() / 1000.0).abs() < 1e-9);
+    let q: Value =
+        serde_json::from_str(&run_ok(data.path(), &["query", img.to_str().unwrap(), "--json"], 0))
+            .unwrap();
+    assert!(
+        (q["thresholds"]["match_threshold"].as_f64().unwrap() - (t * 1000.0).round() / 1000.0)
+            .abs()
+            < 1e-9
+    );
     assert_eq!(q["thresholds"]["flag_price_ratio"], 0.4);
 }
 
@@ -76,15 +98,22 @@ fn calibrate_from_verdicts_reports_bad_labels_and_needs_both_classes() {
         .join("\n"),
     )
     .unwrap();
-    let out = run(data.path(), &["calibrate", labels.to_str().unwrap(), "--verdicts", verdicts.to_str().unwrap()]);
+    let out = run(
+        data.path(),
+        &["calibrate", labels.to_str().unwrap(), "--verdicts", verdicts.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("labels.jsonl:4: field `label` must be counterfeit or genuine"), "{err}");
     assert!(err.contains("labels.jsonl:5: listing nope has no `image` and no verdict"), "{err}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("3 labelled outcomes: 2 counterfeit, 1 genuine"));
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("3 labelled outcomes: 2 counterfeit, 1 genuine"));
 
     std::fs::write(&labels, r#"{"listing_id":"L001-copy-crop","label":"counterfeit"}"#).unwrap();
-    let out = run(data.path(), &["calibrate", labels.to_str().unwrap(), "--verdicts", verdicts.to_str().unwrap()]);
+    let out = run(
+        data.path(),
+        &["calibrate", labels.to_str().unwrap(), "--verdicts", verdicts.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs both counterfeit and genuine"));
 }

@@ -7,7 +7,21 @@ use serde_json::Value;
 
 fn query(data: &std::path::Path, img: &str) -> Value {
     let path = testdata(img);
-    let out = run_ok(data, &["query", path.to_str().unwrap(), "--json", "--price", "10", "--currency", "EUR", "--seller", "shady"], 0);
+    let out = run_ok(
+        data,
+        &[
+            "query",
+            path.to_str().unwrap(),
+            "--json",
+            "--price",
+            "10",
+            "--currency",
+            "EUR",
+            "--seller",
+            "shady",
+        ],
+        0,
+    );
     serde_json::from_str(&out).unwrap()
 }
 
@@ -75,13 +89,20 @@ fn lifecycle(config: Option<&str>, expect_hnsw: bool) {
     let shared = shared_points(d);
     run_ok(d, &["catalog", "compact"], 0);
     // what the runner shared with its siblings stopped counting when it was removed, not only now
-    assert_eq!(shared_points(d), shared, "shared points found again at removal, as compaction finds them");
+    assert_eq!(
+        shared_points(d),
+        shared,
+        "shared points found again at removal, as compaction finds them"
+    );
     let s = stats(d);
     assert_eq!(s["products"], 10);
     assert_eq!(s["removed_products"], 0);
     assert_eq!(s["vectors"], 14); // 16 images minus nw-runner's two
     assert_eq!(s["live_vectors_with_features"], 14);
-    assert_eq!(s["live_vectors_with_shared"], 14, "shared points follow their images and are found again");
+    assert_eq!(
+        s["live_vectors_with_shared"], 14,
+        "shared points follow their images and are found again"
+    );
     assert_eq!(s["hnsw_covered"].as_u64().unwrap() > 0, expect_hnsw);
     let after = query(d, "listings/L009-copy-mirror.png");
     assert_eq!(before["matches"][0], after["matches"][0]);
@@ -167,12 +188,21 @@ fn outdated_local_features_are_reported_once_and_replaced_by_adding_again() {
     let d = data.path();
     // turn the stored features into the format of an older knockoff (another descriptor pattern)
     let db = rusqlite::Connection::open(d.join("catalog.sqlite")).unwrap();
-    let rows: Vec<(String, Vec<u8>)> =
-        db.prepare("SELECT sha256, data FROM local_features").unwrap().query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+    let rows: Vec<(String, Vec<u8>)> = db
+        .prepare("SELECT sha256, data FROM local_features")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(rows.len(), 14);
     for (hash, mut blob) in rows {
         blob[..8].copy_from_slice(b"KNKORB01");
-        db.execute("UPDATE local_features SET data=?1 WHERE sha256=?2", rusqlite::params![blob, hash]).unwrap();
+        db.execute(
+            "UPDATE local_features SET data=?1 WHERE sha256=?2",
+            rusqlite::params![blob, hash],
+        )
+        .unwrap();
     }
     drop(db);
     assert_eq!(stats(d)["live_vectors_with_features"], 0, "outdated features do not count");
@@ -180,10 +210,17 @@ fn outdated_local_features_are_reported_once_and_replaced_by_adding_again() {
     let out = run(d, &["query", img.to_str().unwrap(), "--json"]);
     assert_eq!(out.status.code(), Some(0));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["matches"][0]["product_id"], "nw-trail", "the embedding alone still finds it: {v}");
+    assert_eq!(
+        v["matches"][0]["product_id"], "nw-trail",
+        "the embedding alone still finds it: {v}"
+    );
     assert!(v["matches"][0].get("inliers").is_none(), "{v}");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.matches("outdated format KNKORB01").count(), 1, "one warning, not one per image: {err}");
+    assert_eq!(
+        err.matches("outdated format KNKORB01").count(),
+        1,
+        "one warning, not one per image: {err}"
+    );
     assert!(err.contains("add the catalog's products again"), "{err}");
     // adding the same products again replaces them (and embeds nothing anew)
     run_ok(d, &["catalog", "add", testdata("catalog.csv").to_str().unwrap()], 0);
@@ -209,7 +246,10 @@ fn bad_catalog_records_are_reported_and_the_rest_is_added() {
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cat.jsonl:2: missing field `price`"), "{err}");
-    assert!(err.contains("cat.jsonl:3: product badimg image") && err.contains("file not found"), "{err}");
+    assert!(
+        err.contains("cat.jsonl:3: product badimg image") && err.contains("file not found"),
+        "{err}"
+    );
     assert!(err.contains("cat.jsonl:4: invalid JSON"), "{err}");
     let listed = run_ok(data.path(), &["catalog", "list", "--json"], 0);
     assert_eq!(listed.lines().count(), 1);
@@ -229,7 +269,16 @@ fn a_catalog_built_with_one_model_refuses_another() {
 #[test]
 fn missing_runtime_says_how_to_install_it() {
     let data = tempdir();
-    let out = run(data.path(), &["--ort-lib", "/nonexistent/libonnxruntime.so", "catalog", "add", testdata("catalog.csv").to_str().unwrap()]);
+    let out = run(
+        data.path(),
+        &[
+            "--ort-lib",
+            "/nonexistent/libonnxruntime.so",
+            "catalog",
+            "add",
+            testdata("catalog.csv").to_str().unwrap(),
+        ],
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bash models/fetch.sh"), "{err}");
@@ -248,7 +297,10 @@ fn a_catalog_is_searched_with_the_model_it_was_built_with() {
     assert_eq!(v["matches"][0]["product_id"], "nw-trail");
     // and with sscd's default region queries (off; the distilled model's are on)
     let listings = testdata("listings.jsonl");
-    let scan = |d: &std::path::Path| String::from_utf8_lossy(&run(d, &["scan", listings.to_str().unwrap(), "--json"]).stderr).to_string();
+    let scan = |d: &std::path::Path| {
+        String::from_utf8_lossy(&run(d, &["scan", listings.to_str().unwrap(), "--json"]).stderr)
+            .to_string()
+    };
     let err = scan(data.path());
     assert!(err.contains("scanned 35 listings") && !err.contains("regions searched"), "{err}");
     // a new catalog gets the default model
@@ -268,10 +320,17 @@ fn background_photos_normalise_scores_and_explain_it() {
     let raw = query(d, "listings/L003-copy-jpeg-q20.jpg");
     let raw_best = &raw["matches"][0];
     assert!(raw_best.get("background").is_none(), "no background yet: raw scores");
-    let photos: Vec<String> = ["L022-unrelated-bottle.jpg", "L023-unrelated-lamp.jpg", "L024-unrelated-blob.jpg", "L025-unrelated-sneaker.jpg", "L026-unrelated-watch.jpg", "L030-corrupt.jpg"]
-        .iter()
-        .map(|f| testdata(&format!("listings/{f}")).to_string_lossy().into_owned())
-        .collect();
+    let photos: Vec<String> = [
+        "L022-unrelated-bottle.jpg",
+        "L023-unrelated-lamp.jpg",
+        "L024-unrelated-blob.jpg",
+        "L025-unrelated-sneaker.jpg",
+        "L026-unrelated-watch.jpg",
+        "L030-corrupt.jpg",
+    ]
+    .iter()
+    .map(|f| testdata(&format!("listings/{f}")).to_string_lossy().into_owned())
+    .collect();
     let mut args = vec!["catalog", "background", "add"];
     args.extend(photos.iter().map(String::as_str));
     let out = run(d, &args);
@@ -285,14 +344,27 @@ fn background_photos_normalise_scores_and_explain_it() {
     let norm = query(d, "listings/L003-copy-jpeg-q20.jpg");
     let best = &norm["matches"][0];
     assert_eq!(best["product_id"], raw_best["product_id"]);
-    let (s, r, b) = (best["similarity"].as_f64().unwrap(), best["raw_similarity"].as_f64().unwrap(), best["background"].as_f64().unwrap());
-    let extra = |m: &Value| m["support"].as_f64().unwrap_or(0.0) + m["verification"].as_f64().unwrap_or(0.0);
+    let (s, r, b) = (
+        best["similarity"].as_f64().unwrap(),
+        best["raw_similarity"].as_f64().unwrap(),
+        best["background"].as_f64().unwrap(),
+    );
+    let extra = |m: &Value| {
+        m["support"].as_f64().unwrap_or(0.0) + m["verification"].as_f64().unwrap_or(0.0)
+    };
     let raw_cosine = raw_best["similarity"].as_f64().unwrap() - extra(raw_best);
     assert!((r - raw_cosine).abs() < 2e-4, "raw similarity is the cosine: {r} vs {raw_cosine}");
     assert!(b > 0.0 && b < 0.5, "background term {b}");
     let support = extra(best);
-    assert!((s - (r - b + support)).abs() < 3e-4, "score = raw - background + support + verification: {s} vs {r} - {b} + {support}");
-    assert!(norm["reasons"][0].as_str().unwrap().contains("background photos"), "{}", norm["reasons"][0]);
+    assert!(
+        (s - (r - b + support)).abs() < 3e-4,
+        "score = raw - background + support + verification: {s} vs {r} - {b} + {support}"
+    );
+    assert!(
+        norm["reasons"][0].as_str().unwrap().contains("background photos"),
+        "{}",
+        norm["reasons"][0]
+    );
     // clearing turns normalisation off again
     run_ok(d, &["catalog", "background", "clear"], 0);
     assert_eq!(stats(d)["background_images"], 0);

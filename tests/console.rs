@@ -77,7 +77,8 @@ fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Ans
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let mut res = agent.run(req.body(body).unwrap()).unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let mut res =
+        agent.run(req.body(body).unwrap()).unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     let header = |name: &str| {
         res.headers()
             .get_all(name)
@@ -86,7 +87,8 @@ fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Ans
             .collect::<Vec<_>>()
             .join("\n")
     };
-    let (location, set_cookie, content_type) = (header("location"), header("set-cookie"), header("content-type"));
+    let (location, set_cookie, content_type) =
+        (header("location"), header("set-cookie"), header("content-type"));
     Answer {
         status: res.status().as_u16(),
         location,
@@ -108,7 +110,12 @@ fn form_ct() -> (&'static str, &'static str) {
 
 /// Signs in with `key`; checks the cookie's attributes.
 fn sign_in(server: &Server, key: &str) -> Session {
-    let a = send("POST", &server.url("/console/login"), &[form_ct()], format!("key={key}").into_bytes());
+    let a = send(
+        "POST",
+        &server.url("/console/login"),
+        &[form_ct()],
+        format!("key={key}").into_bytes(),
+    );
     assert_eq!(a.status, 303, "sign-in: {}", a.text());
     assert_eq!(a.location, "/console/queue");
     let c = &a.set_cookie;
@@ -140,7 +147,11 @@ fn multipart(texts: &[(&str, &str)], file: (&str, &[u8])) -> (String, Vec<u8>) {
     let boundary = "knockoffConsoleTest";
     let mut b = Vec::new();
     for (name, value) in texts {
-        write!(b, "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").unwrap();
+        write!(
+            b,
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        )
+        .unwrap();
     }
     write!(b, "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"p.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n", file.0).unwrap();
     b.extend_from_slice(file.1);
@@ -152,9 +163,17 @@ fn multipart(texts: &[(&str, &str)], file: (&str, &[u8])) -> (String, Vec<u8>) {
 fn query(server: &Server, key: &str, photo: &str, seller: &str) -> i64 {
     let bytes = std::fs::read(testdata(&format!("listings/{photo}"))).unwrap();
     let id = photo.split('.').next().unwrap();
-    let (ct, body) = multipart(&[("listing_id", id), ("seller", seller), ("price", "25"), ("currency", "USD")], ("image", &bytes));
+    let (ct, body) = multipart(
+        &[("listing_id", id), ("seller", seller), ("price", "25"), ("currency", "USD")],
+        ("image", &bytes),
+    );
     let auth = format!("Bearer {key}");
-    let a = send("POST", &server.url("/v1/query"), &[("Authorization", &auth), ("Content-Type", &ct)], body);
+    let a = send(
+        "POST",
+        &server.url("/v1/query"),
+        &[("Authorization", &auth), ("Content-Type", &ct)],
+        body,
+    );
     assert_eq!(a.status, 200, "{}", a.text());
     let v: Value = serde_json::from_slice(&a.body).unwrap();
     assert_eq!(v["verdict"], "flag", "{photo}: {v}");
@@ -172,7 +191,12 @@ fn queue_ids(html: &str) -> Vec<i64> {
 fn api(server: &Server, key: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let auth = format!("Bearer {key}");
     let a = match body {
-        Some(b) => send("POST", &server.url(path), &[("Authorization", &auth), ("Content-Type", "application/json")], serde_json::to_vec(&b).unwrap()),
+        Some(b) => send(
+            "POST",
+            &server.url(path),
+            &[("Authorization", &auth), ("Content-Type", "application/json")],
+            serde_json::to_vec(&b).unwrap(),
+        ),
         None => send("GET", &server.url(path), &[("Authorization", &auth)], Vec::new()),
     };
     let text = a.text();
@@ -200,11 +224,21 @@ fn console_sessions_csrf_brand_scope_and_decisions_as_the_api_stores_them() {
     // signed out: pages send to the sign-in page, a wrong key gets 401
     let a = send("GET", &server.url("/console/queue"), &[], Vec::new());
     assert_eq!((a.status, a.location.as_str()), (303, "/console/login"));
-    let a = send("POST", &server.url("/console/login"), &[form_ct()], b"key=ko_0123456789ab_wrong".to_vec());
+    let a = send(
+        "POST",
+        &server.url("/console/login"),
+        &[form_ct()],
+        b"key=ko_0123456789ab_wrong".to_vec(),
+    );
     assert_eq!(a.status, 401);
     assert!(a.set_cookie.is_empty() && a.text().contains("unknown or revoked key"));
     // a sign-in form posted from another site is refused
-    let a = send("POST", &server.url("/console/login"), &[form_ct(), ("Origin", "https://evil.example")], format!("key={analyst}").into_bytes());
+    let a = send(
+        "POST",
+        &server.url("/console/login"),
+        &[form_ct(), ("Origin", "https://evil.example")],
+        format!("key={analyst}").into_bytes(),
+    );
     assert_eq!(a.status, 403, "{}", a.text());
     assert!(a.set_cookie.is_empty());
 
@@ -216,21 +250,40 @@ fn console_sessions_csrf_brand_scope_and_decisions_as_the_api_stores_them() {
 
     // a brand key sees only its brand: queue, verdict pages, photos, catalog
     let b = sign_in(&server, &acme);
-    let page = send("GET", &server.url("/console/queue"), &[("Cookie", &b.cookie)], Vec::new()).text();
+    let page =
+        send("GET", &server.url("/console/queue"), &[("Cookie", &b.cookie)], Vec::new()).text();
     let mut seen = queue_ids(&page);
     seen.sort();
     let mut want = vec![chrono, diver];
     want.sort();
     assert_eq!(seen, want, "Acme's queue");
-    let other = send("GET", &server.url("/console/queue?brand=Northwind"), &[("Cookie", &b.cookie)], Vec::new());
+    let other = send(
+        "GET",
+        &server.url("/console/queue?brand=Northwind"),
+        &[("Cookie", &b.cookie)],
+        Vec::new(),
+    );
     assert_eq!(other.status, 403, "another brand's queue");
-    for path in [format!("/console/verdicts/{runner}"), format!("/console/photo/verdict/{runner}/listing")] {
+    for path in
+        [format!("/console/verdicts/{runner}"), format!("/console/photo/verdict/{runner}/listing")]
+    {
         let a = send("GET", &server.url(&path), &[("Cookie", &b.cookie)], Vec::new());
         assert_eq!(a.status, 404, "{path} for Acme: {}", a.text());
     }
-    let catalog = send("GET", &server.url("/console/catalog"), &[("Cookie", &b.cookie)], Vec::new()).text();
-    assert!(catalog.contains("acme-chrono") && !catalog.contains("nw-runner") && !catalog.contains("lumen-tote"), "Acme's catalog");
-    let a = send("GET", &server.url("/console/photo/product/Northwind/nw-runner/0"), &[("Cookie", &b.cookie)], Vec::new());
+    let catalog =
+        send("GET", &server.url("/console/catalog"), &[("Cookie", &b.cookie)], Vec::new()).text();
+    assert!(
+        catalog.contains("acme-chrono")
+            && !catalog.contains("nw-runner")
+            && !catalog.contains("lumen-tote"),
+        "Acme's catalog"
+    );
+    let a = send(
+        "GET",
+        &server.url("/console/photo/product/Northwind/nw-runner/0"),
+        &[("Cookie", &b.cookie)],
+        Vec::new(),
+    );
     assert_eq!(a.status, 403);
 
     verdict_page_and_photos(&server, &s, &analyst, chrono);
@@ -240,11 +293,20 @@ fn console_sessions_csrf_brand_scope_and_decisions_as_the_api_stores_them() {
     matched_in_a_region(&server, &s, &analyst, &market);
 
     // signing out ends the session on the server
-    let a = send("POST", &server.url("/console/logout"), &[("Cookie", &s.cookie), form_ct()], format!("csrf={}", s.csrf).into_bytes());
+    let a = send(
+        "POST",
+        &server.url("/console/logout"),
+        &[("Cookie", &s.cookie), form_ct()],
+        format!("csrf={}", s.csrf).into_bytes(),
+    );
     assert_eq!((a.status, a.location.as_str()), (303, "/console/login"));
     assert!(a.set_cookie.contains("Max-Age=0"), "{}", a.set_cookie);
     let a = send("GET", &server.url("/console/queue"), &[("Cookie", &s.cookie)], Vec::new());
-    assert_eq!((a.status, a.location.as_str()), (303, "/console/login"), "the old session still signs in");
+    assert_eq!(
+        (a.status, a.location.as_str()),
+        (303, "/console/login"),
+        "the old session still signs in"
+    );
     // revoking a key ends its sessions at once
     let acme_id = acme.split('_').nth(1).unwrap();
     run_ok(d, &["keys", "revoke", acme_id], 0);
@@ -256,7 +318,12 @@ fn console_sessions_csrf_brand_scope_and_decisions_as_the_api_stores_them() {
 /// the verified local features the API returns with the verdict circled on both photos; the
 /// photos are JPEGs the server makes from what it stored.
 fn verdict_page_and_photos(server: &Server, s: &Session, analyst: &str, id: i64) {
-    let a = send("GET", &server.url(&format!("/console/verdicts/{id}")), &[("Cookie", &s.cookie)], Vec::new());
+    let a = send(
+        "GET",
+        &server.url(&format!("/console/verdicts/{id}")),
+        &[("Cookie", &s.cookie)],
+        Vec::new(),
+    );
     assert_eq!(a.status, 200);
     let html = a.text();
     let (status, v) = api(server, analyst, &format!("/v1/verdicts/{id}"), None);
@@ -275,17 +342,40 @@ fn verdict_page_and_photos(server: &Server, s: &Session, analyst: &str, id: i64)
     assert!(html.contains(&format!("{inliers} {legend}")), "no legend for {inliers} inliers");
     assert!(html.contains("id=\"feature-links\""), "no place for the lines");
     assert!(!html.contains("uploads/"), "the verdict page shows a server path");
-    for part in ["id=\"listing-photo\"", "id=\"reference-photo\"", "Score: ", "below the reference price", "data-key=\"c\"", "data-key=\"g\"", "data-key=\"n\""] {
+    for part in [
+        "id=\"listing-photo\"",
+        "id=\"reference-photo\"",
+        "Score: ",
+        "below the reference price",
+        "data-key=\"c\"",
+        "data-key=\"g\"",
+        "data-key=\"n\"",
+    ] {
         assert!(html.contains(part), "the verdict page lacks {part}");
     }
     for which in ["listing", "reference"] {
-        let a = send("GET", &server.url(&format!("/console/photo/verdict/{id}/{which}")), &[("Cookie", &s.cookie)], Vec::new());
+        let a = send(
+            "GET",
+            &server.url(&format!("/console/photo/verdict/{id}/{which}")),
+            &[("Cookie", &s.cookie)],
+            Vec::new(),
+        );
         assert_eq!(a.status, 200, "{which}: {}", a.text());
         assert_eq!(a.content_type, "image/jpeg");
         let img = image::load_from_memory(&a.body).expect("a JPEG");
-        assert!(img.width().max(img.height()) <= 720 && img.width() > 50, "{which}: {}x{}", img.width(), img.height());
+        assert!(
+            img.width().max(img.height()) <= 720 && img.width() > 50,
+            "{which}: {}x{}",
+            img.width(),
+            img.height()
+        );
     }
-    let a = send("GET", &server.url(&format!("/console/photo/verdict/{id}/..%2F..%2Fetc%2Fpasswd")), &[("Cookie", &s.cookie)], Vec::new());
+    let a = send(
+        "GET",
+        &server.url(&format!("/console/photo/verdict/{id}/..%2F..%2Fetc%2Fpasswd")),
+        &[("Cookie", &s.cookie)],
+        Vec::new(),
+    );
     assert_eq!(a.status, 404);
 }
 
@@ -311,10 +401,19 @@ fn matched_in_a_region(server: &Server, s: &Session, analyst: &str, market: &str
 fn refused_posts(server: &Server, s: &Session, analyst: &str, id: i64) {
     let url = server.url(&format!("/console/verdicts/{id}/decision"));
     let ok_body = format!("csrf={}&decision=genuine", s.csrf);
-    let cases: [(&str, Vec<(&str, &str)>, String); 4] = [
+    type Refused<'a> = (&'a str, Vec<(&'a str, &'a str)>, String);
+    let cases: [Refused; 4] = [
         ("no token", vec![("Cookie", &s.cookie)], "decision=genuine".into()),
-        ("a wrong token", vec![("Cookie", &s.cookie)], format!("csrf={}&decision=genuine", "0".repeat(64))),
-        ("another site", vec![("Cookie", &s.cookie), ("Origin", "http://evil.example")], ok_body.clone()),
+        (
+            "a wrong token",
+            vec![("Cookie", &s.cookie)],
+            format!("csrf={}&decision=genuine", "0".repeat(64)),
+        ),
+        (
+            "another site",
+            vec![("Cookie", &s.cookie), ("Origin", "http://evil.example")],
+            ok_body.clone(),
+        ),
         ("no session", vec![], ok_body),
     ];
     for (what, mut headers, body) in cases {
@@ -329,22 +428,44 @@ fn refused_posts(server: &Server, s: &Session, analyst: &str, id: i64) {
 
 /// A decision from the console and one from the API give the same record: same fields, same
 /// key, same shapes; the console then shows the next verdict.
-fn decided_as_the_api_decides(server: &Server, s: &Session, analyst: &str, by_console: i64, by_api: i64) {
+fn decided_as_the_api_decides(
+    server: &Server,
+    s: &Session,
+    analyst: &str,
+    by_console: i64,
+    by_api: i64,
+) {
     let origin = server.base.clone();
     let body = format!("csrf={}&decision=counterfeit&note=logo+font+%22differs%22", s.csrf);
     let url = server.url(&format!("/console/verdicts/{by_console}/decision"));
-    let a = send("POST", &url, &[("Cookie", &s.cookie), form_ct(), ("Origin", &origin)], body.into_bytes());
+    let a = send(
+        "POST",
+        &url,
+        &[("Cookie", &s.cookie), form_ct(), ("Origin", &origin)],
+        body.into_bytes(),
+    );
     assert_eq!(a.status, 303, "{}", a.text());
     assert!(a.location.contains(&format!("saved={by_console}&as=counterfeit")), "{}", a.location);
-    assert!(a.location.starts_with("/console/verdicts/") || a.location.starts_with("/console/queue"), "{}", a.location);
-    let (status, _) = api(server, analyst, &format!("/v1/verdicts/{by_api}/decision"), Some(json!({"decision": "counterfeit", "note": "logo font \"differs\""})));
+    assert!(
+        a.location.starts_with("/console/verdicts/") || a.location.starts_with("/console/queue"),
+        "{}",
+        a.location
+    );
+    let (status, _) = api(
+        server,
+        analyst,
+        &format!("/v1/verdicts/{by_api}/decision"),
+        Some(json!({"decision": "counterfeit", "note": "logo font \"differs\""})),
+    );
     assert_eq!(status, 201);
     let (_, rows) = api(server, analyst, "/v1/decisions", None);
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 2, "{rows:?}");
     let strip = |r: &Value| {
         let mut r = r.as_object().unwrap().clone();
-        for k in ["id", "verdict_id", "listing_id", "created_at", "seller_id", "product_id", "brand"] {
+        for k in
+            ["id", "verdict_id", "listing_id", "created_at", "seller_id", "product_id", "brand"]
+        {
             r.remove(k);
         }
         r
@@ -358,7 +479,12 @@ fn decided_as_the_api_decides(server: &Server, s: &Session, analyst: &str, by_co
     assert_eq!(strip(&a["decision"]), strip(&b["decision"]), "the latest decision on the verdict");
     assert_eq!(a["decision"]["note"], "logo font \"differs\"");
     // an unknown decision is refused as by the API, nothing stored
-    let a = send("POST", &url, &[("Cookie", &s.cookie), form_ct()], format!("csrf={}&decision=maybe", s.csrf).into_bytes());
+    let a = send(
+        "POST",
+        &url,
+        &[("Cookie", &s.cookie), form_ct()],
+        format!("csrf={}&decision=maybe", s.csrf).into_bytes(),
+    );
     assert!(a.status == 400 || a.status == 422, "{}: {}", a.status, a.text());
     let (_, rows) = api(server, analyst, "/v1/decisions", None);
     assert_eq!(rows.as_array().unwrap().len(), 2);
@@ -372,16 +498,32 @@ fn catalog_upload(server: &Server, b: &Session) {
     let mut bytes = Vec::new();
     flipped.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Jpeg).unwrap();
     let (ct, body) = multipart(&[("csrf", &b.csrf)], ("photo", &bytes));
-    let before = send("GET", &server.url("/console/catalog"), &[("Cookie", &b.cookie)], Vec::new()).text();
+    let before =
+        send("GET", &server.url("/console/catalog"), &[("Cookie", &b.cookie)], Vec::new()).text();
     let count = |html: &str| html.matches(" of acme-diver\"").count();
-    let a = send("POST", &server.url("/console/catalog/Acme/acme-diver/photos"), &[("Cookie", &b.cookie), ("Content-Type", &ct)], body.clone());
+    let a = send(
+        "POST",
+        &server.url("/console/catalog/Acme/acme-diver/photos"),
+        &[("Cookie", &b.cookie), ("Content-Type", &ct)],
+        body.clone(),
+    );
     assert_eq!(a.status, 303, "{}", a.text());
     let after = send("GET", &server.url(&a.location), &[("Cookie", &b.cookie)], Vec::new()).text();
     assert!(count(&before) > 0, "thumbnails of acme-diver");
     assert_eq!(count(&after), count(&before) + 1, "one more thumbnail");
-    let a = send("POST", &server.url("/console/catalog/Northwind/nw-runner/photos"), &[("Cookie", &b.cookie), ("Content-Type", &ct)], body);
+    let a = send(
+        "POST",
+        &server.url("/console/catalog/Northwind/nw-runner/photos"),
+        &[("Cookie", &b.cookie), ("Content-Type", &ct)],
+        body,
+    );
     assert_eq!(a.status, 403, "{}", a.text());
     let (ct, body) = multipart(&[], ("photo", &bytes));
-    let a = send("POST", &server.url("/console/catalog/Acme/acme-diver/photos"), &[("Cookie", &b.cookie), ("Content-Type", &ct)], body);
+    let a = send(
+        "POST",
+        &server.url("/console/catalog/Acme/acme-diver/photos"),
+        &[("Cookie", &b.cookie), ("Content-Type", &ct)],
+        body,
+    );
     assert_eq!(a.status, 403, "an upload without the token: {}", a.text());
 }

@@ -18,11 +18,13 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 
 /// Small limits, so that a mutated header that passes them still decodes quickly.
-const LIMITS: Limits = Limits { max_file_bytes: 1 << 20, max_width: 640, max_height: 640, max_pixels: 120_000 };
+const LIMITS: Limits =
+    Limits { max_file_bytes: 1 << 20, max_width: 640, max_height: 640, max_pixels: 120_000 };
 
 fn config() -> Config {
     let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
-    let seed = std::env::var("PROPTEST_RNG_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x6b6e_6f63);
+    let seed =
+        std::env::var("PROPTEST_RNG_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x6b6e_6f63);
     Config { cases, failure_persistence: None, rng_seed: RngSeed::Fixed(seed), ..Config::default() }
 }
 
@@ -84,13 +86,22 @@ enum Mutation {
 }
 
 fn mutation() -> impl Strategy<Value = Mutation> {
-    let big = prop_oneof![Just(0u32), Just(1), Just(0xFFFF), Just(0x7FFF_FFFF), Just(u32::MAX), any::<u32>(), 0u32..700];
+    let big = prop_oneof![
+        Just(0u32),
+        Just(1),
+        Just(0xFFFF),
+        Just(0x7FFF_FFFF),
+        Just(u32::MAX),
+        any::<u32>(),
+        0u32..700
+    ];
     prop_oneof![
         (any::<usize>(), 0u8..8).prop_map(|(p, b)| Mutation::Flip(p, b)),
         (any::<usize>(), any::<u8>()).prop_map(|(p, b)| Mutation::Set(p, b)),
         (any::<usize>(), big).prop_map(|(p, n)| Mutation::Number(p, n)),
         any::<usize>().prop_map(Mutation::Truncate),
-        (any::<usize>(), prop::collection::vec(any::<u8>(), 1..16)).prop_map(|(p, b)| Mutation::Insert(p, b)),
+        (any::<usize>(), prop::collection::vec(any::<u8>(), 1..16))
+            .prop_map(|(p, b)| Mutation::Insert(p, b)),
         (any::<usize>(), 1usize..64).prop_map(|(p, n)| Mutation::Remove(p, n)),
     ]
 }
@@ -137,8 +148,14 @@ fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
 fn decodes_within_limits(bytes: &[u8], min_short_side: u32) -> Result<(), TestCaseError> {
     if let Ok(img) = decode(bytes, &LIMITS, min_short_side) {
         prop_assert!(img.width >= 1 && img.height >= 1, "empty image {img:?}");
-        prop_assert!(img.width <= LIMITS.max_width && img.height <= LIMITS.max_height, "{img:?} over the side limit");
-        prop_assert!(u64::from(img.width) * u64::from(img.height) <= LIMITS.max_pixels, "{img:?} over the pixel limit");
+        prop_assert!(
+            img.width <= LIMITS.max_width && img.height <= LIMITS.max_height,
+            "{img:?} over the side limit"
+        );
+        prop_assert!(
+            u64::from(img.width) * u64::from(img.height) <= LIMITS.max_pixels,
+            "{img:?} over the pixel limit"
+        );
         prop_assert_eq!(img.data.len(), img.width as usize * img.height as usize * 3);
     }
     Ok(())
@@ -154,7 +171,9 @@ fn png_claiming(w: u32, h: u32) -> Vec<u8> {
     png.extend_from_slice(&13u32.to_be_bytes());
     png.extend_from_slice(&ihdr);
     png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
-    png.extend_from_slice(&[0, 0, 0, 4, b'I', b'D', b'A', b'T', 0x78, 0x9c, 0x03, 0x00, 0, 0, 0, 0]);
+    png.extend_from_slice(&[
+        0, 0, 0, 4, b'I', b'D', b'A', b'T', 0x78, 0x9c, 0x03, 0x00, 0, 0, 0, 0,
+    ]);
     png
 }
 
@@ -173,14 +192,30 @@ fn crc32(data: &[u8]) -> u32 {
 /// odd ports and characters, relative forms, and arbitrary text.
 fn address() -> impl Strategy<Value = String> {
     let fixed = |v: Vec<&'static str>| prop::sample::select(v).prop_map(String::from);
-    let scheme = fixed(vec!["", "http:", "https:", "HTTP:", "file:", "data:", "mailto:", "about:", "javascript:", "ftp:", "blob:"]);
+    let scheme = fixed(vec![
+        "",
+        "http:",
+        "https:",
+        "HTTP:",
+        "file:",
+        "data:",
+        "mailto:",
+        "about:",
+        "javascript:",
+        "ftp:",
+        "blob:",
+    ]);
     let slashes = fixed(vec!["", "/", "//", "///", "\\\\"]);
-    let host = prop_oneof![fixed(vec!["", "127.0.0.1", "[::1]", "[::1", "h:99999", "h:", "user@h", "%00"]), "[a-z0-9.:@%\\[\\]-]{0,12}"];
+    let host = prop_oneof![
+        fixed(vec!["", "127.0.0.1", "[::1]", "[::1", "h:99999", "h:", "user@h", "%00"]),
+        "[a-z0-9.:@%\\[\\]-]{0,12}"
+    ];
     let rest = "[ -~]{0,24}";
     prop_oneof![
         (scheme, slashes, host, rest).prop_map(|(s, sl, h, r)| format!("{s}{sl}{h}{r}")),
         any::<String>(),
-        prop::collection::vec(any::<u8>(), 0..40).prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+        prop::collection::vec(any::<u8>(), 0..40)
+            .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
     ]
 }
 
@@ -248,7 +283,10 @@ proptest! {
 /// crashed the previous HTTP client) is refused as a redirect target.
 #[test]
 fn corpus_inputs_give_answers_not_panics() {
-    let mut images: Vec<PathBuf> = std::fs::read_dir(corpus().join("images")).expect("tests/corpus/images").filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let mut images: Vec<PathBuf> = std::fs::read_dir(corpus().join("images"))
+        .expect("tests/corpus/images")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
     images.sort();
     assert!(!images.is_empty());
     for path in &images {
@@ -264,7 +302,8 @@ fn corpus_inputs_give_answers_not_panics() {
             assert!(e.to_string().contains("more than the limit"), "{}: {e}", path.display());
         }
     }
-    let text = std::fs::read_to_string(corpus().join("redirects.txt")).expect("tests/corpus/redirects.txt");
+    let text = std::fs::read_to_string(corpus().join("redirects.txt"))
+        .expect("tests/corpus/redirects.txt");
     let from = url::Url::parse("http://127.0.0.1:8/a.jpg").unwrap();
     let mut n = 0;
     for line in text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {

@@ -17,7 +17,11 @@ fn serve(mut s: TcpStream) {
     let file = |rel: &str| std::fs::read(testdata(rel)).unwrap();
     match path.as_str() {
         "/copy.jpg" | "/ref.jpg" => {
-            let body = if path == "/copy.jpg" { file("listings/L011-copy-border.jpg") } else { file("catalog/acme/acme-diver_1.jpg") };
+            let body = if path == "/copy.jpg" {
+                file("listings/L011-copy-border.jpg")
+            } else {
+                file("catalog/acme/acme-diver_1.jpg")
+            };
             let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
             let _ = s.write_all(&body);
         }
@@ -37,7 +41,10 @@ fn serve(mut s: TcpStream) {
         }
         "/endless.jpg" => {
             // no length given: the size cap must stop the read
-            let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nConnection: close\r\n\r\n");
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nConnection: close\r\n\r\n"
+            );
             let chunk = vec![0u8; 65536];
             for _ in 0..200 {
                 if s.write_all(&chunk).is_err() {
@@ -46,7 +53,10 @@ fn serve(mut s: TcpStream) {
             }
         }
         _ => {
-            let _ = write!(s, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = write!(
+                s,
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
         }
     }
 }
@@ -99,14 +109,21 @@ fn images_from_urls_with_timeouts_and_size_limits() {
         assert_eq!(got[id]["verdict"], "error", "{id}: {}", got[id]);
     }
     let reason = |id: &str| got[id]["reasons"][0].as_str().unwrap().to_string();
-    assert!(reason("U2-slow").contains("timed out") || reason("U2-slow").contains("download failed"), "{}", reason("U2-slow"));
+    assert!(
+        reason("U2-slow").contains("timed out") || reason("U2-slow").contains("download failed"),
+        "{}",
+        reason("U2-slow")
+    );
     assert!(reason("U3-huge").contains("over the limit"), "{}", reason("U3-huge"));
     assert!(reason("U4-endless").contains("over the limit"), "{}", reason("U4-endless"));
     assert!(reason("U5-missing").contains("HTTP 404"), "{}", reason("U5-missing"));
 
     // the web-only reference is searchable too
     let img = testdata("catalog/acme/acme-diver_1.jpg");
-    let v: serde_json::Value = serde_json::from_str(&run_ok(data.path(), &["query", img.to_str().unwrap(), "--json"], 0)).unwrap();
-    let ids: Vec<&str> = v["matches"].as_array().unwrap().iter().filter_map(|m| m["product_id"].as_str()).collect();
+    let v: serde_json::Value =
+        serde_json::from_str(&run_ok(data.path(), &["query", img.to_str().unwrap(), "--json"], 0))
+            .unwrap();
+    let ids: Vec<&str> =
+        v["matches"].as_array().unwrap().iter().filter_map(|m| m["product_id"].as_str()).collect();
     assert!(ids.contains(&"remote-diver") && ids.contains(&"acme-diver"), "{ids:?}");
 }

@@ -18,7 +18,11 @@ fn built() -> tempfile::TempDir {
     for id in ["R001-ring-a", "R002-ring-b", "R003-ring-c"] {
         assert_eq!(v[id]["verdict"], "flag", "{id}: {}", v[id]);
     }
-    assert!(v["R004-lookalike"]["warnings"].to_string().contains("one digit"), "{}", v["R004-lookalike"]);
+    assert!(
+        v["R004-lookalike"]["warnings"].to_string().contains("one digit"),
+        "{}",
+        v["R004-lookalike"]
+    );
     run_ok(data.path(), &["network", "build"], 0);
     data
 }
@@ -36,7 +40,11 @@ fn links<'a>(case: &'a Value, kind: &str) -> Vec<(&'a str, &'a str)> {
         .filter(|l| l["kind"] == kind)
         .map(|l| {
             let (a, b) = (l["a"].as_str().unwrap(), l["b"].as_str().unwrap());
-            if a < b { (a, b) } else { (b, a) }
+            if a < b {
+                (a, b)
+            } else {
+                (b, a)
+            }
         })
         .collect();
     v.sort();
@@ -49,16 +57,24 @@ fn the_bundled_ring_becomes_one_case_file_with_its_links() {
     let all = cases(data.path());
     assert_eq!(all.len(), 1, "{all:#?}");
     let c = &all[0];
-    let sellers: Vec<&str> = c["sellers"].as_array().unwrap().iter().map(|s| s["seller_id"].as_str().unwrap()).collect();
+    let sellers: Vec<&str> =
+        c["sellers"].as_array().unwrap().iter().map(|s| s["seller_id"].as_str().unwrap()).collect();
     assert_eq!(sellers, ["ring-a", "ring-b", "ring-c"]);
-    assert_eq!(links(c, "wechat"), [("ring-a", "ring-b"), ("ring-a", "ring-c"), ("ring-b", "ring-c")]);
+    assert_eq!(
+        links(c, "wechat"),
+        [("ring-a", "ring-b"), ("ring-a", "ring-c"), ("ring-b", "ring-c")]
+    );
     assert_eq!(links(c, "warehouse"), [("ring-a", "ring-c")]);
     assert_eq!(links(c, "photo"), [("ring-b", "ring-c")]);
     let wechat = c["links"].as_array().unwrap().iter().find(|l| l["kind"] == "wechat").unwrap();
     assert_eq!(wechat["value"], "starsports 01");
     assert_eq!(wechat["strength"], "strong");
     // the look-alike names support but are weak; the look-alike shop stays out
-    assert!(c["links"].as_array().unwrap().iter().any(|l| l["kind"] == "seller_name" && l["strength"] == "weak"));
+    assert!(c["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["kind"] == "seller_name" && l["strength"] == "weak"));
     assert_eq!(c["regions"]["registered"], serde_json::json!({"CN-GD": 1, "CN-ZJ": 2}));
     assert_eq!(c["regions"]["contacts"], serde_json::json!({"CN": 1}));
     assert_eq!(c["verdicts"]["flag"], 3);
@@ -80,11 +96,17 @@ fn the_bundled_ring_becomes_one_case_file_with_its_links() {
     assert_eq!(csv.lines().count(), 2, "{csv}");
     assert!(csv.lines().nth(1).unwrap().starts_with(&id));
     let html = run_ok(data.path(), &["network", "export", "--format", "html"], 0);
-    for want in [id.as_str(), "<svg", ";base64,", "CN-ZJ: 2 seller(s)", "starsports 01", "@media print"] {
+    for want in
+        [id.as_str(), "<svg", ";base64,", "CN-ZJ: 2 seller(s)", "starsports 01", "@media print"]
+    {
         assert!(html.contains(want), "HTML lacks {want:?}");
     }
     assert!(!html.contains("<script"), "no scripts in a case file");
-    assert_eq!(html.matches("<img ").count(), 6, "three flagged photos beside their reference photos");
+    assert_eq!(
+        html.matches("<img ").count(),
+        6,
+        "three flagged photos beside their reference photos"
+    );
 }
 
 #[test]
@@ -120,7 +142,12 @@ fn a_new_seller_linked_to_an_enforced_network_is_raised() {
     let c = &cases(data.path())[0];
     assert_eq!(c["network_id"], id.as_str());
     assert_eq!(c["status"], "enforced");
-    assert_eq!(c["sellers"].as_array().unwrap().len(), 5, "ring-new joined; honest did not: {}", c["sellers"]);
+    assert_eq!(
+        c["sellers"].as_array().unwrap().len(),
+        5,
+        "ring-new joined; honest did not: {}",
+        c["sellers"]
+    );
 }
 
 #[test]
@@ -129,8 +156,15 @@ fn no_record_records_nothing_and_build_says_so() {
     run_ok(data.path(), &["scan", &ring(), "--no-record"], 0);
     let out = run(data.path(), &["network", "build"]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to link"), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(run(data.path(), &["network", "list"]).status.code() != Some(0), "nothing recorded: list fails with a message");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nothing to link"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        run(data.path(), &["network", "list"]).status.code() != Some(0),
+        "nothing recorded: list fails with a message"
+    );
 }
 
 #[test]

@@ -24,7 +24,9 @@ fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
         cases,
         max_shrink_time: 10_000,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("tests/corpus/records/proptest-regressions.txt"))),
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "tests/corpus/records/proptest-regressions.txt",
+        ))),
         ..ProptestConfig::default()
     }
 }
@@ -34,7 +36,11 @@ fn lines_in_order(records: &[RawRecord], bytes: &[u8]) -> Result<(), TestCaseErr
     let physical = bytes.split(|&b| b == b'\n').count();
     let mut last = 0;
     for r in records {
-        prop_assert!(r.line > last && r.line <= physical, "line {} after {last} of {physical}", r.line);
+        prop_assert!(
+            r.line > last && r.line <= physical,
+            "line {} after {last} of {physical}",
+            r.line
+        );
         last = r.line;
     }
     Ok(())
@@ -58,7 +64,10 @@ fn cell_text() -> impl Strategy<Value = String> {
 /// quote), invalid UTF-8, a row of the wrong width, blanks.
 fn garbage_line() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
-        proptest::collection::vec(any::<u8>().prop_filter("no line end or quote", |b| !matches!(b, b'\n' | b'"' | b'\r')), 0..60),
+        proptest::collection::vec(
+            any::<u8>().prop_filter("no line end or quote", |b| !matches!(b, b'\n' | b'"' | b'\r')),
+            0..60
+        ),
         Just(b"\xff\xfe broken \xc3\x28 utf-8".to_vec()),
         Just(b"only,two".to_vec()),
         Just(b"a,\"b,c\",d,e,f,g".to_vec()),
@@ -203,18 +212,38 @@ fn check_corpus_file(input: &Path, expect: &str) {
     let mut got = Vec::new();
     for r in &records {
         match &r.fields {
-            Ok(f) => got.push(format!("{} ok {}", r.line, f.get("listing_id").and_then(|v| v.as_str()).unwrap_or("-"))),
+            Ok(f) => got.push(format!(
+                "{} ok {}",
+                r.line,
+                f.get("listing_id").and_then(|v| v.as_str()).unwrap_or("-")
+            )),
             Err(e) => got.push(format!("{} error {e}", r.line)),
         }
     }
     if let Some(e) = fatal {
         got.push(format!("fatal {e}"));
     }
-    let want: Vec<&str> = expect.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).collect();
-    assert_eq!(got.len(), want.len(), "{}: got\n{}\nwant\n{}", input.display(), got.join("\n"), want.join("\n"));
+    let want: Vec<&str> =
+        expect.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).collect();
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{}: got\n{}\nwant\n{}",
+        input.display(),
+        got.join("\n"),
+        want.join("\n")
+    );
     for (g, w) in got.iter().zip(&want) {
-        let ok = match w.split_once(" error ").or_else(|| w.strip_prefix("fatal ").map(|t| ("fatal", t))) {
-            Some((head, text)) => g.starts_with(if head == "fatal" { "fatal ".to_string() } else { format!("{head} error ") }.as_str()) && g.contains(text),
+        let ok = match w
+            .split_once(" error ")
+            .or_else(|| w.strip_prefix("fatal ").map(|t| ("fatal", t)))
+        {
+            Some((head, text)) => {
+                g.starts_with(
+                    if head == "fatal" { "fatal ".to_string() } else { format!("{head} error ") }
+                        .as_str(),
+                ) && g.contains(text)
+            }
             None => g == w.trim_end(),
         };
         assert!(ok, "{}: got {g:?}, want {w:?}", input.display());

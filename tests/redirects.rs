@@ -32,15 +32,25 @@ fn respond(s: &mut TcpStream, path: &str) {
     }
     match path {
         "/copy.jpg" | "/ref.jpg" | "/hop2" => {
-            let body = if path == "/ref.jpg" { file("catalog/acme/acme-diver_1.jpg") } else { file("listings/L011-copy-border.jpg") };
+            let body = if path == "/ref.jpg" {
+                file("catalog/acme/acme-diver_1.jpg")
+            } else {
+                file("listings/L011-copy-border.jpg")
+            };
             let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
             let _ = s.write_all(&body);
         }
         "/no-location" => {
-            let _ = write!(s, "HTTP/1.1 301 Moved Permanently\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = write!(
+                s,
+                "HTTP/1.1 301 Moved Permanently\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
         }
         _ => {
-            let _ = write!(s, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = write!(
+                s,
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
         }
     }
 }
@@ -81,7 +91,10 @@ fn start_silent_server(hold: Duration) -> String {
 
 fn listing(id: &str, urls: &[String]) -> String {
     let images: Vec<String> = urls.iter().map(|u| format!("{u:?}")).collect();
-    format!(r#"{{"listing_id":"{id}","seller_id":"s","price":10,"currency":"EUR","images":[{}]}}"#, images.join(","))
+    format!(
+        r#"{{"listing_id":"{id}","seller_id":"s","price":10,"currency":"EUR","images":[{}]}}"#,
+        images.join(",")
+    )
 }
 
 #[test]
@@ -133,18 +146,33 @@ fn catalog_add_keeps_the_good_products_of_a_file_with_hostile_redirects() {
     let data = catalog_with(None);
     let dir = tempdir();
     let product = |id: &str, path: &str| {
-        format!(r#"{{"brand":"Acme","product_id":"{id}","title":"t","price":300,"currency":"EUR","images":["{base}{path}"]}}"#)
+        format!(
+            r#"{{"brand":"Acme","product_id":"{id}","title":"t","price":300,"currency":"EUR","images":["{base}{path}"]}}"#
+        )
     };
-    let lines = [product("web-a", "/ref.jpg"), product("web-file", "/to-file"), product("web-about", "/to-about"), product("web-b", "/ref.jpg")];
+    let lines = [
+        product("web-a", "/ref.jpg"),
+        product("web-file", "/to-file"),
+        product("web-about", "/to-about"),
+        product("web-b", "/ref.jpg"),
+    ];
     let cat = dir.path().join("remote.jsonl");
     std::fs::write(&cat, lines.join("\n")).unwrap();
     let out = run(data.path(), &["catalog", "add", cat.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(stderr.contains("remote.jsonl:2") && stderr.contains("remote.jsonl:3") && stderr.contains("not an http(s) URL"), "{stderr}");
+    assert!(
+        stderr.contains("remote.jsonl:2")
+            && stderr.contains("remote.jsonl:3")
+            && stderr.contains("not an http(s) URL"),
+        "{stderr}"
+    );
     let img = testdata("catalog/acme/acme-diver_1.jpg");
-    let v: serde_json::Value = serde_json::from_str(&run_ok(data.path(), &["query", img.to_str().unwrap(), "--json"], 0)).unwrap();
-    let ids: Vec<&str> = v["matches"].as_array().unwrap().iter().filter_map(|m| m["product_id"].as_str()).collect();
+    let v: serde_json::Value =
+        serde_json::from_str(&run_ok(data.path(), &["query", img.to_str().unwrap(), "--json"], 0))
+            .unwrap();
+    let ids: Vec<&str> =
+        v["matches"].as_array().unwrap().iter().filter_map(|m| m["product_id"].as_str()).collect();
     assert!(ids.contains(&"web-a") && ids.contains(&"web-b"), "{ids:?}");
     assert!(!ids.contains(&"web-file") && !ids.contains(&"web-about"), "{ids:?}");
 }
@@ -154,7 +182,8 @@ fn a_listings_photos_share_one_time_budget() {
     // twenty photos on a server that never answers, with a 2 s budget per listing and 3 s per photo
     let silent = start_silent_server(Duration::from_secs(60));
     let base = start_server();
-    let config = "[limits]\nhttp_timeout_secs = 3\nhttp_max_in_flight = 4\nlisting_fetch_secs = 2\n";
+    let config =
+        "[limits]\nhttp_timeout_secs = 3\nhttp_max_in_flight = 4\nlisting_fetch_secs = 2\n";
     let data = catalog_with(Some(config));
     let dir = tempdir();
     let urls: Vec<String> = (0..20).map(|i| format!("{silent}/p{i}.jpg")).collect();

@@ -23,8 +23,14 @@ fn stderr(out: &Output) -> String {
 /// Nothing in `text` that a terminal would act on: no escape, no carriage return, no override,
 /// and no line that begins with the forged log line.
 fn assert_inert(text: &str, what: &str) {
-    assert!(!text.contains(['\x1b', '\r', '\x07', '\u{202e}']), "{what} has raw control characters: {text:?}");
-    assert!(!text.lines().any(|l| l.starts_with("knockoff: all clear")), "{what} has a forged line: {text:?}");
+    assert!(
+        !text.contains(['\x1b', '\r', '\x07', '\u{202e}']),
+        "{what} has raw control characters: {text:?}"
+    );
+    assert!(
+        !text.lines().any(|l| l.starts_with("knockoff: all clear")),
+        "{what} has a forged line: {text:?}"
+    );
 }
 
 fn jsonl(path: &Path, records: &[serde_json::Value]) {
@@ -49,18 +55,32 @@ fn scan_refuses_to_write_its_verdicts_over_its_input() {
     std::fs::hard_link(&input, &hardlink).unwrap();
     let data = dir.path().join("no-catalog-needed");
     let inp = input.to_str().unwrap();
-    for (out, resume) in [(inp, false), (symlink.to_str().unwrap(), false), (symlink.to_str().unwrap(), true), (hardlink.to_str().unwrap(), true)] {
+    for (out, resume) in [
+        (inp, false),
+        (symlink.to_str().unwrap(), false),
+        (symlink.to_str().unwrap(), true),
+        (hardlink.to_str().unwrap(), true),
+    ] {
         let mut args = vec!["scan", inp, "-o", out];
         if resume {
             args.push("--resume");
         }
         let o = run(&data, &args);
         assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
-        assert!(stderr(&o).contains("is the input") && stderr(&o).contains("write the verdicts to another file"), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("is the input")
+                && stderr(&o).contains("write the verdicts to another file"),
+            "{}",
+            stderr(&o)
+        );
         assert_eq!(std::fs::read(&input).unwrap(), before, "{args:?} left the input as it was");
     }
     // standard input redirected from the output file
-    let o = cmd(&data).args(["scan", "-", "-o", inp]).stdin(std::fs::File::open(&input).unwrap()).output().unwrap();
+    let o = cmd(&data)
+        .args(["scan", "-", "-o", inp])
+        .stdin(std::fs::File::open(&input).unwrap())
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("is the input read from standard input"), "{}", stderr(&o));
     assert_eq!(std::fs::read(&input).unwrap(), before);
@@ -89,24 +109,40 @@ fn hostile_text_is_shown_escaped_in_every_table_and_message_and_exact_in_json() 
 
     let list = run_ok(&data, &["catalog", "list"], 0);
     assert_inert(&list, "catalog list");
-    assert!(list.contains(&format!("Acme{SHOWN}")) && list.contains(&format!("Diver{SHOWN}")), "{list}");
-    let json: serde_json::Value = serde_json::from_str(run_ok(&data, &["catalog", "list", "--json"], 0).trim()).unwrap();
+    assert!(
+        list.contains(&format!("Acme{SHOWN}")) && list.contains(&format!("Diver{SHOWN}")),
+        "{list}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(run_ok(&data, &["catalog", "list", "--json"], 0).trim()).unwrap();
     assert_eq!(json["title"], format!("Diver{HOSTILE}"), "JSON keeps the text exact");
 
-    let query = run_ok(&data, &["query", img.to_str().unwrap(), "--price", "10", "--currency", "EUR"], 0);
+    let query =
+        run_ok(&data, &["query", img.to_str().unwrap(), "--price", "10", "--currency", "EUR"], 0);
     assert_inert(&query, "query's explanation");
     assert!(query.contains(&format!("diver{SHOWN}")), "{query}");
 
     let listings = dir.path().join("listings.jsonl");
-    jsonl(&listings, &[listing(&format!("L1{HOSTILE}"), &format!("seller{HOSTILE}"), &img), listing(&format!("L2{HOSTILE}"), "s", &missing)]);
+    jsonl(
+        &listings,
+        &[
+            listing(&format!("L1{HOSTILE}"), &format!("seller{HOSTILE}"), &img),
+            listing(&format!("L2{HOSTILE}"), "s", &missing),
+        ],
+    );
     let table = run(&data, &["scan", listings.to_str().unwrap(), "--table"]);
     let out = String::from_utf8_lossy(&table.stdout);
     assert_inert(&out, "scan --table");
-    assert!(out.contains(&format!("L1{SHOWN}")) && out.contains(&format!("seller{SHOWN}")), "{out}");
+    assert!(
+        out.contains(&format!("L1{SHOWN}")) && out.contains(&format!("seller{SHOWN}")),
+        "{out}"
+    );
     assert_inert(&stderr(&table), "scan's per-record errors");
     assert!(stderr(&table).contains(&format!("listing L2{SHOWN}")), "{}", stderr(&table));
     let scanned = run(&data, &["scan", listings.to_str().unwrap()]);
-    let v: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&scanned.stdout).lines().next().unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&scanned.stdout).lines().next().unwrap())
+            .unwrap();
     assert_eq!(v["listing_id"], format!("L1{HOSTILE}"), "JSON keeps the text exact");
     assert_eq!(v["seller"]["seller_id"], format!("seller{HOSTILE}"));
 
@@ -126,7 +162,13 @@ fn hostile_text_is_shown_escaped_in_every_table_and_message_and_exact_in_json() 
 fn with_closed_stdout(data: &Path, args: &[&str]) -> Output {
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    cmd(data).args(args).stdin(Stdio::null()).stdout(writer).stderr(Stdio::piped()).output().unwrap()
+    cmd(data)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -148,12 +190,25 @@ fn a_closed_pipe_ends_every_command_quietly() {
     ] {
         let o = with_closed_stdout(d, &args);
         assert_eq!(o.status.code(), Some(0), "knockoff {args:?}: {}", stderr(&o));
-        assert!(!stderr(&o).contains("panicked") && !stderr(&o).contains("Broken pipe"), "knockoff {args:?}: {}", stderr(&o));
+        assert!(
+            !stderr(&o).contains("panicked") && !stderr(&o).contains("Broken pipe"),
+            "knockoff {args:?}: {}",
+            stderr(&o)
+        );
     }
     // `| head -1`: the reader takes one line and goes
-    let mut child = cmd(d).args(["scan", listings.to_str().unwrap(), "--chunk", "1"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = cmd(d)
+        .args(["scan", listings.to_str().unwrap(), "--chunk", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut first = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut first).unwrap();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
     let o = child.wait_with_output().unwrap();
     assert!(first.contains("L001-copy-crop"), "{first}");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -165,7 +220,13 @@ fn catalog_add_quiet_price_0_and_commands_that_must_not_create_a_catalog() {
     let dir = tempdir();
     let data = dir.path().join("data");
     // maintenance and read commands on a data directory that does not exist
-    for args in [vec!["catalog", "compact"], vec!["catalog", "remove", "Acme"], vec!["catalog", "background", "clear"], vec!["catalog", "list"], vec!["catalog", "stats"]] {
+    for args in [
+        vec!["catalog", "compact"],
+        vec!["catalog", "remove", "Acme"],
+        vec!["catalog", "background", "clear"],
+        vec!["catalog", "list"],
+        vec!["catalog", "stats"],
+    ] {
         let o = run(&data, &args);
         assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
         assert!(stderr(&o).contains("no catalog in"), "{args:?}: {}", stderr(&o));
@@ -186,11 +247,19 @@ fn catalog_add_quiet_price_0_and_commands_that_must_not_create_a_catalog() {
     assert_eq!(stderr(&quiet), "", "--quiet: nothing on stderr but fatal errors");
     let loud = run(&data, &["catalog", "add", catalog.to_str().unwrap()]);
     assert_eq!(loud.status.code(), Some(3));
-    assert!(stderr(&loud).contains("catalog.jsonl:1: field `price` must be above 0"), "{}", stderr(&loud));
+    assert!(
+        stderr(&loud).contains("catalog.jsonl:1: field `price` must be above 0"),
+        "{}",
+        stderr(&loud)
+    );
     let listed = run_ok(&data, &["catalog", "list", "--json"], 0);
     assert!(!listed.contains("\"free\"") && listed.contains("\"diver\""), "{listed}");
     let compact = run(&data, &["-q", "catalog", "compact"]);
-    assert_eq!((compact.status.code(), stderr(&compact).as_str()), (Some(0), ""), "compact is quiet with -q");
+    assert_eq!(
+        (compact.status.code(), stderr(&compact).as_str()),
+        (Some(0), ""),
+        "compact is quiet with -q"
+    );
 }
 
 /// A kill during the very first `catalog add` can leave `catalog.sqlite` with nothing committed
@@ -202,11 +271,19 @@ fn a_catalog_file_never_committed_to_is_no_catalog() {
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
     std::fs::write(data.join("catalog.sqlite"), b"").unwrap();
-    for args in [vec!["catalog", "stats"], vec!["catalog", "list"], vec!["catalog", "compact"], vec!["catalog", "remove", "Acme"]] {
+    for args in [
+        vec!["catalog", "stats"],
+        vec!["catalog", "list"],
+        vec!["catalog", "compact"],
+        vec!["catalog", "remove", "Acme"],
+    ] {
         let o = run(&data, &args);
         assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
         let err = stderr(&o);
-        assert!(err.starts_with("knockoff: error: no catalog in") && err.contains("run it again"), "{args:?}: {err}");
+        assert!(
+            err.starts_with("knockoff: error: no catalog in") && err.contains("run it again"),
+            "{args:?}: {err}"
+        );
     }
     require_models();
     let catalog = testdata("catalog.csv");
@@ -235,7 +312,11 @@ fn listings_in_utf16_or_with_a_byte_order_mark_or_semicolons() {
     let o = run(data.path(), &["scan", utf16.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(stderr(&o).trim().lines().count(), 1, "one message: {}", stderr(&o));
-    assert!(stderr(&o).contains("UTF-16") && stderr(&o).contains("save it as UTF-8"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("UTF-16") && stderr(&o).contains("save it as UTF-8"),
+        "{}",
+        stderr(&o)
+    );
 
     let csv = dir.path().join("excel.csv");
     let text = format!(

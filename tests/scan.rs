@@ -14,7 +14,13 @@ fn check_expected(out: &str, skip: &[&str]) {
             continue;
         }
         let v = got.get(id).unwrap_or_else(|| panic!("no verdict for {id}"));
-        assert_eq!(v["verdict"], w["expected"], "listing {id} ({}): {}", w["edit"], serde_json::to_string_pretty(v).unwrap());
+        assert_eq!(
+            v["verdict"],
+            w["expected"],
+            "listing {id} ({}): {}",
+            w["edit"],
+            serde_json::to_string_pretty(v).unwrap()
+        );
         if w["expected"] != "error" {
             if let Some(src) = w["source_product"].as_str() {
                 if w["expected"] == "flag" || w["expected"] == "review" {
@@ -59,7 +65,11 @@ fn inside(p: [f64; 2], area: [f64; 4], slack: f64) -> bool {
 }
 
 fn query_cheap(data: &std::path::Path, photo: &std::path::Path) -> serde_json::Value {
-    let out = run_ok(data, &["query", photo.to_str().unwrap(), "--json", "--price", "10", "--currency", "EUR"], 0);
+    let out = run_ok(
+        data,
+        &["query", photo.to_str().unwrap(), "--json", "--price", "10", "--currency", "EUR"],
+        0,
+    );
     serde_json::from_str(&out).unwrap()
 }
 
@@ -71,14 +81,18 @@ fn bundled_listings_get_the_expected_verdicts() {
     check_expected(&out, &["L028-copy-extra-product"]);
     let got = verdicts(&out);
     // output keeps input order, one verdict per input line
-    let input_order: Vec<String> = bundled_listings().iter().map(|l| l["listing_id"].as_str().unwrap().to_string()).collect();
+    let input_order: Vec<String> =
+        bundled_listings().iter().map(|l| l["listing_id"].as_str().unwrap().to_string()).collect();
     assert_eq!(ids(&out), input_order);
     // a flag explains itself
     let f = &got["L001-copy-crop"];
     assert_eq!(f["rule"], "copy_at_low_price");
     assert!(f["risk"].as_f64().unwrap() > 0.8);
     assert!(f["price_ratio"].as_f64().unwrap() < 0.5);
-    assert!(f["matches"][0]["similarity"].as_f64().unwrap() >= f["thresholds"]["match_threshold"].as_f64().unwrap());
+    assert!(
+        f["matches"][0]["similarity"].as_f64().unwrap()
+            >= f["thresholds"]["match_threshold"].as_f64().unwrap()
+    );
     assert!(f["matches"][0]["image"].as_str().unwrap().ends_with("nw-runner_1.jpg"));
     let reasons = f["reasons"].to_string();
     assert!(reasons.contains("not among the sellers authorised"), "{reasons}");
@@ -101,11 +115,21 @@ fn same_copy_is_flagged_cheap_reviewed_at_normal_price_and_clear_for_authorised_
         serde_json::from_str(&run_ok(data.path(), &a, 0)).unwrap()
     };
     assert_eq!(q(&["--price", "20", "--currency", "EUR", "--seller", "shady"])["verdict"], "flag");
-    assert_eq!(q(&["--price", "125", "--currency", "EUR", "--seller", "shady"])["verdict"], "review");
-    assert_eq!(q(&["--price", "20", "--currency", "EUR", "--seller", "northwind-official"])["verdict"], "clear");
+    assert_eq!(
+        q(&["--price", "125", "--currency", "EUR", "--seller", "shady"])["verdict"],
+        "review"
+    );
+    assert_eq!(
+        q(&["--price", "20", "--currency", "EUR", "--seller", "northwind-official"])["verdict"],
+        "clear"
+    );
     let unrelated = testdata("listings/L023-unrelated-lamp.jpg");
-    let v: serde_json::Value =
-        serde_json::from_str(&run_ok(data.path(), &["query", unrelated.to_str().unwrap(), "--json", "--price", "1", "--currency", "EUR"], 0)).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&run_ok(
+        data.path(),
+        &["query", unrelated.to_str().unwrap(), "--json", "--price", "1", "--currency", "EUR"],
+        0,
+    ))
+    .unwrap();
     assert_eq!(v["verdict"], "clear");
     assert_eq!(v["rule"], "no_match");
 }
@@ -114,12 +138,17 @@ fn same_copy_is_flagged_cheap_reviewed_at_normal_price_and_clear_for_authorised_
 fn query_prints_a_table_for_people() {
     let data = catalog_with(None);
     let img = testdata("listings/L004-copy-text-sale.jpg");
-    let out = run_ok(data.path(), &["query", img.to_str().unwrap(), "--price", "30", "--currency", "EUR", "--top", "3"], 0);
+    let out = run_ok(
+        data.path(),
+        &["query", img.to_str().unwrap(), "--price", "30", "--currency", "EUR", "--top", "3"],
+        0,
+    );
     assert!(out.starts_with("verdict: FLAG"), "{out}");
     assert!(out.contains("nw-trail"), "{out}");
     assert!(out.contains("SCORE"), "{out}");
     assert!(!out.contains('\x1b'), "no colour codes when stdout is not a terminal");
-    let rows = out.lines().filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit())).count();
+    let rows =
+        out.lines().filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit())).count();
     assert_eq!(rows, 3, "--top 3 lists three products:\n{out}");
 }
 
@@ -157,7 +186,12 @@ fn bundled_listings() -> Vec<serde_json::Value> {
     base.lines()
         .map(|line| {
             let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
-            let imgs: Vec<String> = v["images"].as_array().unwrap().iter().map(|p| testdata(p.as_str().unwrap()).display().to_string()).collect();
+            let imgs: Vec<String> = v["images"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| testdata(p.as_str().unwrap()).display().to_string())
+                .collect();
             v["images"] = imgs.into();
             v
         })
@@ -173,8 +207,14 @@ fn keys(jsonl: &str) -> Vec<(String, u64, String, String)> {
     jsonl
         .lines()
         .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}"));
-            (v["listing_id"].to_string(), v["line"].as_u64().unwrap(), v["verdict"].to_string(), v["rule"].to_string())
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}"));
+            (
+                v["listing_id"].to_string(),
+                v["line"].as_u64().unwrap(),
+                v["verdict"].to_string(),
+                v["rule"].to_string(),
+            )
         })
         .collect()
 }
@@ -191,7 +231,8 @@ fn resume_continues_an_interrupted_scan_by_line_and_refuses_another_input() {
     let data = catalog_with(None);
     let dir = tempdir();
     let scan = |input: &std::path::Path, out: &std::path::Path, resume: bool| {
-        let mut args = vec!["scan", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--chunk", "4"];
+        let mut args =
+            vec!["scan", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--chunk", "4"];
         if resume {
             args.push("--resume");
         }
@@ -209,23 +250,48 @@ fn resume_continues_an_interrupted_scan_by_line_and_refuses_another_input() {
     std::fs::write(&out, interrupted(&full, 12)).unwrap();
     let resumed = scan(&input, &out, true);
     assert_eq!(resumed.status.code(), Some(3), "{}", String::from_utf8_lossy(&resumed.stderr));
-    assert!(String::from_utf8_lossy(&resumed.stderr).contains("12 already done"), "{}", String::from_utf8_lossy(&resumed.stderr));
-    assert_eq!(keys(&std::fs::read_to_string(&out).unwrap()), keys(&full), "nothing lost, doubled or reordered; the torn line is cut");
+    assert!(
+        String::from_utf8_lossy(&resumed.stderr).contains("12 already done"),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert_eq!(
+        keys(&std::fs::read_to_string(&out).unwrap()),
+        keys(&full),
+        "nothing lost, doubled or reordered; the torn line is cut"
+    );
 
     // every listing with the same id: all kept, resumed by line, and warned about once
-    let same: Vec<serde_json::Value> = listings[..10].iter().cloned().map(|mut v| { v["listing_id"] = "same".into(); v }).collect();
+    let same: Vec<serde_json::Value> = listings[..10]
+        .iter()
+        .cloned()
+        .map(|mut v| {
+            v["listing_id"] = "same".into();
+            v
+        })
+        .collect();
     let input_same = dir.path().join("same.jsonl");
     write_jsonl(&input_same, &same);
     let clean_same = dir.path().join("clean-same.jsonl");
     let first = scan(&input_same, &clean_same, false);
     let warnings = String::from_utf8_lossy(&first.stderr);
-    assert_eq!(warnings.matches("listing id \"same\" is used on lines 1, 2, 3, 4, 5, 6, 7, 8, 9, 10;").count(), 1, "{warnings}");
+    assert_eq!(
+        warnings
+            .matches("listing id \"same\" is used on lines 1, 2, 3, 4, 5, 6, 7, 8, 9, 10;")
+            .count(),
+        1,
+        "{warnings}"
+    );
     let full_same = std::fs::read_to_string(&clean_same).unwrap();
     assert_eq!(full_same.lines().count(), 10);
     let out_same = dir.path().join("verdicts-same.jsonl");
     std::fs::write(&out_same, interrupted(&full_same, 4)).unwrap();
     assert_eq!(scan(&input_same, &out_same, true).status.code(), Some(0));
-    assert_eq!(keys(&std::fs::read_to_string(&out_same).unwrap()), keys(&full_same), "the six not done are scanned");
+    assert_eq!(
+        keys(&std::fs::read_to_string(&out_same).unwrap()),
+        keys(&full_same),
+        "the six not done are scanned"
+    );
 
     // an output written for another input is refused, and left as it was
     let other: Vec<serde_json::Value> = listings.iter().rev().cloned().collect();
@@ -236,8 +302,17 @@ fn resume_continues_an_interrupted_scan_by_line_and_refuses_another_input() {
     let refused = scan(&input_other, &out, true);
     let err = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(1), "{err}");
-    assert!(err.contains("cannot resume") && err.contains("was not written for") && err.contains("L001-copy-crop"), "{err}");
-    assert_eq!(std::fs::read_to_string(&out).unwrap(), partial, "nothing written, the torn line kept");
+    assert!(
+        err.contains("cannot resume")
+            && err.contains("was not written for")
+            && err.contains("L001-copy-crop"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        partial,
+        "nothing written, the torn line kept"
+    );
 }
 
 #[test]
@@ -256,10 +331,18 @@ fn progress_and_summary_go_to_stderr_only() {
 #[test]
 fn region_queries_find_a_product_in_one_tile_of_a_collage() {
     // a 2x2 collage: a catalog photo in one tile, three unrelated photos in the others
-    let tiles = ["catalog/northwind/nw-runner_1.jpg", "listings/L022-unrelated-bottle.jpg", "listings/L023-unrelated-lamp.jpg", "listings/L024-unrelated-blob.jpg"];
+    let tiles = [
+        "catalog/northwind/nw-runner_1.jpg",
+        "listings/L022-unrelated-bottle.jpg",
+        "listings/L023-unrelated-lamp.jpg",
+        "listings/L024-unrelated-blob.jpg",
+    ];
     let mut collage = image::RgbImage::new(480, 480);
     for (i, t) in tiles.iter().enumerate() {
-        let img = image::open(testdata(t)).unwrap().resize_exact(240, 240, image::imageops::FilterType::Triangle).to_rgb8();
+        let img = image::open(testdata(t))
+            .unwrap()
+            .resize_exact(240, 240, image::imageops::FilterType::Triangle)
+            .to_rgb8();
         image::imageops::replace(&mut collage, &img, (i as i64 % 2) * 240, (i as i64 / 2) * 240);
     }
     let (dir, path) = saved(&collage, "collage.jpg");
@@ -278,19 +361,41 @@ fn region_queries_find_a_product_in_one_tile_of_a_collage() {
     let v = query(regions.path());
     assert_eq!(v["verdict"], "flag", "{v}");
     // the flag does the same as the config key
-    let out = run_ok(plain.path(), &["query", path.to_str().unwrap(), "--json", "--regions", "--price", "10", "--currency", "EUR"], 0);
+    let out = run_ok(
+        plain.path(),
+        &[
+            "query",
+            path.to_str().unwrap(),
+            "--json",
+            "--regions",
+            "--price",
+            "10",
+            "--currency",
+            "EUR",
+        ],
+        0,
+    );
     let w: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(w["verdict"], "flag", "{w}");
     assert_eq!(v["matches"][0]["product_id"], "nw-runner");
-    assert!(v["matches"][0]["listing_image"].as_str().unwrap().ends_with("collage.jpg#top-left"), "{v}");
+    assert!(
+        v["matches"][0]["listing_image"].as_str().unwrap().ends_with("collage.jpg#top-left"),
+        "{v}"
+    );
     // "uncertain": the collage's whole-photo score is uncertain, so its regions are searched ...
-    let unc = catalog_with(Some("[scan]\nregion_queries = \"uncertain\"\n[verify]\nenabled = false\n"));
+    let unc =
+        catalog_with(Some("[scan]\nregion_queries = \"uncertain\"\n[verify]\nenabled = false\n"));
     let u = query(unc.path());
     assert_eq!(u["verdict"], "flag", "{u}");
-    assert!(u["matches"][0]["listing_image"].as_str().unwrap().ends_with("collage.jpg#top-left"), "{u}");
+    assert!(
+        u["matches"][0]["listing_image"].as_str().unwrap().ends_with("collage.jpg#top-left"),
+        "{u}"
+    );
     // ... and in a scan, a photo already found as a copy or clearly unrelated is searched whole only
     let listings = dir.path().join("l.jsonl");
-    let line = |id: &str, img: &std::path::Path| format!("{{\"listing_id\":\"{id}\",\"seller_id\":\"s\",\"price\":10,\"currency\":\"EUR\",\"images\":[{:?}]}}\n", img.to_str().unwrap());
+    let line = |id: &str, img: &std::path::Path| {
+        format!("{{\"listing_id\":\"{id}\",\"seller_id\":\"s\",\"price\":10,\"currency\":\"EUR\",\"images\":[{:?}]}}\n", img.to_str().unwrap())
+    };
     let text = line("collage", &path) + &line("copy", &testdata("listings/L003-copy-jpeg-q20.jpg"));
     std::fs::write(&listings, text).unwrap();
     let out = run(unc.path(), &["scan", listings.to_str().unwrap(), "--json"]);
@@ -302,8 +407,14 @@ fn region_queries_find_a_product_in_one_tile_of_a_collage() {
 fn a_photo_pasted_small_onto_another_is_searched_as_an_inset() {
     // a catalog photo at a quarter of the width, pasted across the middle lines of an unrelated
     // photo, so no quadrant or the centre holds it whole
-    let mut scene = image::open(testdata("listings/L023-unrelated-lamp.jpg")).unwrap().resize_exact(960, 720, image::imageops::FilterType::Triangle).to_rgb8();
-    let product = image::open(testdata("catalog/northwind/nw-runner_1.jpg")).unwrap().resize_exact(240, 225, image::imageops::FilterType::Triangle).to_rgb8();
+    let mut scene = image::open(testdata("listings/L023-unrelated-lamp.jpg"))
+        .unwrap()
+        .resize_exact(960, 720, image::imageops::FilterType::Triangle)
+        .to_rgb8();
+    let product = image::open(testdata("catalog/northwind/nw-runner_1.jpg"))
+        .unwrap()
+        .resize_exact(240, 225, image::imageops::FilterType::Triangle)
+        .to_rgb8();
     image::imageops::replace(&mut scene, &product, 560, 300);
     let (_dir, path) = saved(&scene, "pasted.jpg");
     // embeddings alone decide: geometric verification off
@@ -316,7 +427,10 @@ fn a_photo_pasted_small_onto_another_is_searched_as_an_inset() {
     let v = query("[verify]\nenabled = false\n");
     assert_eq!(v["verdict"], "flag", "{v}");
     assert_eq!(v["matches"][0]["product_id"], "nw-runner", "{v}");
-    assert!(v["matches"][0]["listing_image"].as_str().unwrap().ends_with("pasted.jpg#inset"), "{v}");
+    assert!(
+        v["matches"][0]["listing_image"].as_str().unwrap().ends_with("pasted.jpg#inset"),
+        "{v}"
+    );
     // with verification (the default), the inset is verified as a photo of its own: the whole
     // photo, shrunk for feature extraction, leaves the pasted product a few dozen points at most
     let g = query("");
@@ -362,12 +476,23 @@ fn a_shrunk_blurred_copy_of_a_smooth_photo_is_verified_as_a_near_duplicate() {
     .unwrap();
     let data = tempdir();
     run_ok(data.path(), &["catalog", "add", csv.to_str().unwrap()], 0);
-    let stats: serde_json::Value = serde_json::from_str(&run_ok(data.path(), &["catalog", "stats", "--json"], 0)).unwrap();
+    let stats: serde_json::Value =
+        serde_json::from_str(&run_ok(data.path(), &["catalog", "stats", "--json"], 0)).unwrap();
     assert_eq!(stats["live_vectors_with_phash"], 2, "{stats}");
-    let copy = image::imageops::blur(&image::open(dir.path().join("peach.jpg")).unwrap().resize_exact(150, 150, image::imageops::FilterType::Triangle).to_rgb8(), 1.5);
+    let copy = image::imageops::blur(
+        &image::open(dir.path().join("peach.jpg"))
+            .unwrap()
+            .resize_exact(150, 150, image::imageops::FilterType::Triangle)
+            .to_rgb8(),
+        1.5,
+    );
     let listing = dir.path().join("copy.jpg");
     copy.save(&listing).unwrap();
-    let out = run_ok(data.path(), &["query", listing.to_str().unwrap(), "--json", "--price", "2", "--currency", "EUR"], 0);
+    let out = run_ok(
+        data.path(),
+        &["query", listing.to_str().unwrap(), "--json", "--price", "2", "--currency", "EUR"],
+        0,
+    );
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let best = &v["matches"][0];
     assert_eq!(best["product_id"], "peach", "{v}");
@@ -377,20 +502,40 @@ fn a_shrunk_blurred_copy_of_a_smooth_photo_is_verified_as_a_near_duplicate() {
     assert!(v["reasons"][0].as_str().unwrap().contains("near-duplicates"), "{v}");
     assert_eq!(v["verdict"], "flag", "{v}");
     let other = v["matches"].as_array().unwrap().iter().find(|m| m["product_id"] == "lime");
-    assert!(other.is_none_or(|m| m.get("hash_distance").is_none()), "another smooth photo is no near-duplicate: {v}");
+    assert!(
+        other.is_none_or(|m| m.get("hash_distance").is_none()),
+        "another smooth photo is no near-duplicate: {v}"
+    );
     // turned on its side, or made the top-left tile of a 2x2 collage: the photo's hash in one of
     // its orientations, or that region's hash, is still near the original's
-    let mut collage = image::RgbImage::from_fn(300, 300, |x, y| image::Rgb([(x / 3) as u8, 60, (y / 2) as u8 + 50]));
+    let mut collage = image::RgbImage::from_fn(300, 300, |x, y| {
+        image::Rgb([(x / 3) as u8, 60, (y / 2) as u8 + 50])
+    });
     image::imageops::replace(&mut collage, &copy, 0, 0);
-    for (name, img, region) in [("turned.jpg", image::imageops::rotate90(&copy), ""), ("collage.jpg", collage, "#top-left")] {
+    for (name, img, region) in [
+        ("turned.jpg", image::imageops::rotate90(&copy), ""),
+        ("collage.jpg", collage, "#top-left"),
+    ] {
         let path = dir.path().join(name);
         img.save(&path).unwrap();
-        let out = run_ok(data.path(), &["query", path.to_str().unwrap(), "--json", "--price", "2", "--currency", "EUR"], 0);
+        let out = run_ok(
+            data.path(),
+            &["query", path.to_str().unwrap(), "--json", "--price", "2", "--currency", "EUR"],
+            0,
+        );
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        let peach = v["matches"].as_array().unwrap().iter().find(|m| m["product_id"] == "peach").unwrap_or_else(|| panic!("{v}"));
+        let peach = v["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["product_id"] == "peach")
+            .unwrap_or_else(|| panic!("{v}"));
         assert!(peach["hash_distance"].as_u64().is_some_and(|d| d <= 4), "{name}: {v}");
         assert!(peach["verification"].as_f64().unwrap() > 0.0, "{name}: {v}");
-        assert!(peach["listing_image"].as_str().unwrap().ends_with(&format!("{name}{region}")), "{name}: {v}");
+        assert!(
+            peach["listing_image"].as_str().unwrap().ends_with(&format!("{name}{region}")),
+            "{name}: {v}"
+        );
     }
 }
 
@@ -399,8 +544,14 @@ fn a_copy_pasted_small_and_turned_is_compared_again_where_verification_found_it(
     // a catalog photo at 180 px, turned by 7 degrees, pasted near the bottom-right corner of an
     // unrelated 960 x 720 photo: neither the whole photo nor a region compares it well, and only
     // a dozen or so local features agree, but where they put it is the copy
-    let mut scene = image::open(testdata("listings/L023-unrelated-lamp.jpg")).unwrap().resize_exact(960, 720, image::imageops::FilterType::Triangle).to_rgb8();
-    let tote = image::open(testdata("catalog/lumen/lumen-tote_1.jpg")).unwrap().resize_exact(180, 180, image::imageops::FilterType::Triangle).to_rgb8();
+    let mut scene = image::open(testdata("listings/L023-unrelated-lamp.jpg"))
+        .unwrap()
+        .resize_exact(960, 720, image::imageops::FilterType::Triangle)
+        .to_rgb8();
+    let tote = image::open(testdata("catalog/lumen/lumen-tote_1.jpg"))
+        .unwrap()
+        .resize_exact(180, 180, image::imageops::FilterType::Triangle)
+        .to_rgb8();
     let (sin, cos) = 7f64.to_radians().sin_cos();
     for y in 0..210u32 {
         for x in 0..210u32 {
@@ -417,11 +568,23 @@ fn a_copy_pasted_small_and_turned_is_compared_again_where_verification_found_it(
     let v = query_cheap(data.path(), &path);
     let m = &v["matches"][0];
     assert_eq!(m["product_id"], "lumen-tote", "{v}");
-    let (raw, located) = (m["raw_similarity"].as_f64().unwrap(), m["located"].as_f64().unwrap_or(f64::NAN));
-    assert!(raw < v["thresholds"]["review_threshold"].as_f64().unwrap(), "the best photo or region alone is far from a copy: {v}");
-    assert!(located > raw + 0.3 && located >= v["thresholds"]["match_threshold"].as_f64().unwrap(), "cut out and straightened, it is one: {v}");
+    let (raw, located) =
+        (m["raw_similarity"].as_f64().unwrap(), m["located"].as_f64().unwrap_or(f64::NAN));
+    assert!(
+        raw < v["thresholds"]["review_threshold"].as_f64().unwrap(),
+        "the best photo or region alone is far from a copy: {v}"
+    );
+    assert!(
+        located > raw + 0.3 && located >= v["thresholds"]["match_threshold"].as_f64().unwrap(),
+        "cut out and straightened, it is one: {v}"
+    );
     assert_eq!(v["verdict"], "flag", "{v}");
-    assert!(v["reasons"][0].as_str().unwrap().contains(&format!("raised to {located:.3} where the reference photo lies in the listing photo")), "{v}");
+    assert!(
+        v["reasons"][0].as_str().unwrap().contains(&format!(
+            "raised to {located:.3} where the reference photo lies in the listing photo"
+        )),
+        "{v}"
+    );
 }
 
 #[test]
@@ -430,7 +593,12 @@ fn a_photo_turned_in_its_frame_is_compared_turned_back() {
     // an image editor's rotate leaves it: the embedding of the whole photo is far from the
     // original's, the photo turned back is close to it
     let photo = image::open(testdata("catalog/lumen/lumen-satchel_1.jpg")).unwrap().to_rgb8();
-    let turned = imageproc::geometric_transformations::rotate_about_center(&photo, 17f32.to_radians(), imageproc::geometric_transformations::Interpolation::Bilinear, image::Rgb([0, 0, 0]));
+    let turned = imageproc::geometric_transformations::rotate_about_center(
+        &photo,
+        17f32.to_radians(),
+        imageproc::geometric_transformations::Interpolation::Bilinear,
+        image::Rgb([0, 0, 0]),
+    );
     let (_dir, path) = saved(&turned, "turned.jpg");
     let whole = catalog_with(Some("[scan]\nregion_queries = \"off\"\n[verify]\nenabled = false\n"));
     let v = query_cheap(whole.path(), &path);
@@ -452,7 +620,8 @@ fn a_pixelated_copy_the_embedding_ranks_low_is_found_by_its_perceptual_hash() {
     // photo keeps its coarse layout, and the catalog's hashes are searched for it
     let photo = image::open(testdata("catalog/acme/acme-diver_1.jpg")).unwrap().to_rgb8();
     let (w, h) = photo.dimensions();
-    let blocks = image::imageops::resize(&photo, w / 32, h / 32, image::imageops::FilterType::Triangle);
+    let blocks =
+        image::imageops::resize(&photo, w / 32, h / 32, image::imageops::FilterType::Triangle);
     let pixelated = image::imageops::resize(&blocks, w, h, image::imageops::FilterType::Nearest);
     let (_dir, path) = saved(&pixelated, "pixelated.jpg");
     let data = catalog_with(None);
@@ -471,20 +640,47 @@ fn two_products_side_by_side_in_one_photo_are_both_verified() {
     // far more points, but the watch is found elsewhere in the photo, so the shoe does not explain
     // it away; the shoe's look-alike sibling, found where the shoe is, still is
     let mut scene = image::RgbImage::from_pixel(1000, 500, image::Rgb([128, 128, 128]));
-    let shoe = image::open(testdata("catalog/northwind/nw-runner_1.jpg")).unwrap().resize_exact(500, 500, image::imageops::FilterType::Triangle).to_rgb8();
-    let watch = image::open(testdata("catalog/acme/acme-chrono_1.jpg")).unwrap().resize_exact(300, 300, image::imageops::FilterType::Triangle).to_rgb8();
+    let shoe = image::open(testdata("catalog/northwind/nw-runner_1.jpg"))
+        .unwrap()
+        .resize_exact(500, 500, image::imageops::FilterType::Triangle)
+        .to_rgb8();
+    let watch = image::open(testdata("catalog/acme/acme-chrono_1.jpg"))
+        .unwrap()
+        .resize_exact(300, 300, image::imageops::FilterType::Triangle)
+        .to_rgb8();
     image::imageops::replace(&mut scene, &shoe, 0, 0);
     image::imageops::replace(&mut scene, &watch, 600, 100);
     let (_dir, path) = saved(&scene, "two.jpg");
     let data = catalog_with(None);
     let v = query_cheap(data.path(), &path);
-    let found = |id: &str| v["matches"].as_array().unwrap().iter().find(|m| m["product_id"] == id).cloned().unwrap_or_else(|| panic!("{id} not among the matches: {v}"));
+    let found = |id: &str| {
+        v["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["product_id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} not among the matches: {v}"))
+    };
     let (shoe, watch, sibling) = (found("nw-runner"), found("acme-chrono"), found("nw-court"));
     assert_eq!(v["matches"][0]["product_id"], "nw-runner", "{v}");
-    assert!(shoe["inliers"].as_u64().unwrap() > 2 * watch["inliers"].as_u64().unwrap(), "the shoe verifies far better: {v}");
-    assert!(watch["verification"].as_f64().unwrap() > 0.0, "the watch is verified, not explained away: {v}");
-    assert!(watch["similarity"].as_f64().unwrap() >= v["thresholds"]["match_threshold"].as_f64().unwrap(), "{v}");
-    assert!(sibling["verification"].as_f64().unwrap() < 0.0, "the shoe's sibling is explained away: {v}");
+    assert!(
+        shoe["inliers"].as_u64().unwrap() > 2 * watch["inliers"].as_u64().unwrap(),
+        "the shoe verifies far better: {v}"
+    );
+    assert!(
+        watch["verification"].as_f64().unwrap() > 0.0,
+        "the watch is verified, not explained away: {v}"
+    );
+    assert!(
+        watch["similarity"].as_f64().unwrap()
+            >= v["thresholds"]["match_threshold"].as_f64().unwrap(),
+        "{v}"
+    );
+    assert!(
+        sibling["verification"].as_f64().unwrap() < 0.0,
+        "the shoe's sibling is explained away: {v}"
+    );
 }
 
 #[test]
@@ -516,7 +712,8 @@ fn look_alike_siblings_that_differ_only_in_colour_are_told_apart_by_colour() {
     .unwrap();
     let data = tempdir();
     run_ok(data.path(), &["catalog", "add", csv.to_str().unwrap()], 0);
-    for (img, want, other) in [(&warm, "tint-warm", "tint-cold"), (&cold, "tint-cold", "tint-warm")] {
+    for (img, want, other) in [(&warm, "tint-warm", "tint-cold"), (&cold, "tint-cold", "tint-warm")]
+    {
         let listing = dir.path().join(format!("listing-{want}.jpg"));
         image::imageops::crop_imm(img, 40, 30, 420, 400).to_image().save(&listing).unwrap();
         let v = query_cheap(data.path(), &listing);
@@ -524,7 +721,11 @@ fn look_alike_siblings_that_differ_only_in_colour_are_told_apart_by_colour() {
         assert_eq!(v["matches"][1]["product_id"], other, "{v}");
         // both agree geometrically and score within 0.3, so their colours are compared (here the
         // embedding ranks them the same way), and the verdict says so
-        let colour = |i: usize| v["matches"][i]["colour"].as_f64().unwrap_or_else(|| panic!("no colour on match {i}: {v}"));
+        let colour = |i: usize| {
+            v["matches"][i]["colour"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("no colour on match {i}: {v}"))
+        };
         assert!(colour(0) > colour(1) + 0.2, "{v}");
         assert!(v["matches"][1]["inliers"].as_u64().is_some_and(|n| n >= 8), "{v}");
         assert!(v["reasons"].to_string().contains("on colour"), "{v}");
@@ -546,8 +747,17 @@ fn geometric_verification_confirms_the_copied_product_and_explains_the_others_aw
     let inliers = best["inliers"].as_u64().unwrap_or_else(|| panic!("no inliers: {v}"));
     assert!(inliers >= 40, "a copy shares many consistent local features: {v}");
     let gain = best["verification"].as_f64().unwrap();
-    assert!(gain > 0.0 && (best["similarity"].as_f64().unwrap() - best["raw_similarity"].as_f64().unwrap() - gain).abs() < 1e-3, "{v}");
-    let central = best["central_inliers"].as_u64().unwrap_or_else(|| panic!("no central_inliers: {v}"));
+    assert!(
+        gain > 0.0
+            && (best["similarity"].as_f64().unwrap()
+                - best["raw_similarity"].as_f64().unwrap()
+                - gain)
+                .abs()
+                < 1e-3,
+        "{v}"
+    );
+    let central =
+        best["central_inliers"].as_u64().unwrap_or_else(|| panic!("no central_inliers: {v}"));
     assert!(central > 0 && central <= inliers, "{v}");
     // its verified features: points of both photos, inside the matched region of the listing
     // photo when it has one; a listing photo that is the reference photo with a banner keeps
@@ -564,31 +774,53 @@ fn geometric_verification_confirms_the_copied_product_and_explains_the_others_aw
     assert!(near * 10 >= f.len() * 9, "{near} of {} features near their point: {best}", f.len());
     let reasons = v["reasons"].to_string();
     assert!(reasons.contains("local features of the photos agree geometrically"), "{reasons}");
-    assert!(reasons.contains(&format!("{central} of them in the middle of the reference photo")), "{reasons}");
+    assert!(
+        reasons.contains(&format!("{central} of them in the middle of the reference photo")),
+        "{reasons}"
+    );
     // the other candidates scoring at least verify.min_score were verified too, none comes near,
     // and those far behind lose score; clearly unrelated ones are not verified at all
     let others = &v["matches"].as_array().unwrap()[1..];
-    let verified: Vec<&serde_json::Value> = others.iter().filter(|m| m.get("inliers").is_some()).collect();
+    let verified: Vec<&serde_json::Value> =
+        others.iter().filter(|m| m.get("inliers").is_some()).collect();
     assert!(!verified.is_empty(), "{v}");
     assert!(verified.iter().all(|m| m["inliers"].as_u64().is_some_and(|n| n * 3 < inliers)), "{v}");
     assert!(verified.iter().any(|m| m["verification"].as_f64().is_some_and(|g| g < 0.0)), "{v}");
-    assert!(others.iter().filter(|m| m.get("inliers").is_none()).all(|m| m["similarity"].as_f64().unwrap() < 0.15), "{v}");
+    assert!(
+        others
+            .iter()
+            .filter(|m| m.get("inliers").is_none())
+            .all(|m| m["similarity"].as_f64().unwrap() < 0.15),
+        "{v}"
+    );
     // nw-court, a sibling of nw-trail, agrees with the copy on the brand's shared design, which
     // catalog add marked on its photo; the copied product agrees mostly elsewhere
-    let court = others.iter().find(|m| m["product_id"] == "nw-court").unwrap_or_else(|| panic!("{v}"));
-    let (n, shared) = (court["inliers"].as_u64().unwrap(), court["shared_inliers"].as_u64().unwrap_or(0));
+    let court =
+        others.iter().find(|m| m["product_id"] == "nw-court").unwrap_or_else(|| panic!("{v}"));
+    let (n, shared) =
+        (court["inliers"].as_u64().unwrap(), court["shared_inliers"].as_u64().unwrap_or(0));
     assert!(n >= 8 && shared * 4 >= n * 3, "{court}");
     assert!(court["verification"].as_f64().unwrap() < 0.0, "{court}");
     assert!(best["shared_inliers"].as_u64().unwrap_or(0) * 10 < inliers, "{best}");
-    let stats: serde_json::Value = serde_json::from_str(&run_ok(data.path(), &["catalog", "stats", "--json"], 0)).unwrap();
+    let stats: serde_json::Value =
+        serde_json::from_str(&run_ok(data.path(), &["catalog", "stats", "--json"], 0)).unwrap();
     assert_eq!(stats["live_vectors_with_shared"], stats["live_vectors"], "{stats}");
     // off: plain cosine similarities, no verification fields
     let off = catalog_with(Some("[verify]\nenabled = false\n"));
     let w: serde_json::Value =
-        serde_json::from_str(&run_ok(off.path(), &["query", img.to_str().unwrap(), "--json"], 0)).unwrap();
+        serde_json::from_str(&run_ok(off.path(), &["query", img.to_str().unwrap(), "--json"], 0))
+            .unwrap();
     assert_eq!(w["matches"][0]["product_id"], "nw-trail");
-    assert!(w["matches"][0].get("inliers").is_none() && w["matches"][0].get("raw_similarity").is_none(), "{w}");
-    assert!((w["matches"][0]["similarity"].as_f64().unwrap() - best["raw_similarity"].as_f64().unwrap()).abs() < 1e-3);
+    assert!(
+        w["matches"][0].get("inliers").is_none() && w["matches"][0].get("raw_similarity").is_none(),
+        "{w}"
+    );
+    assert!(
+        (w["matches"][0]["similarity"].as_f64().unwrap()
+            - best["raw_similarity"].as_f64().unwrap())
+        .abs()
+            < 1e-3
+    );
 }
 
 #[test]
@@ -602,12 +834,23 @@ fn a_mirrored_copy_is_verified_once_mirrored_back_and_says_so() {
     assert_eq!(best["product_id"], "nw-trail", "{v}");
     assert_eq!(best["mirrored"], true, "{v}");
     assert!(best["inliers"].as_u64().is_some_and(|n| n >= 40), "{v}");
-    assert!(v["reasons"].to_string().contains("agree geometrically once the listing photo is mirrored"), "{v}");
+    assert!(
+        v["reasons"].to_string().contains("agree geometrically once the listing photo is mirrored"),
+        "{v}"
+    );
     assert_eq!(v["verdict"], "flag", "{v}");
     // the photo as it is: verified directly, no "mirrored" field
-    let out = run_ok(data.path(), &["query", testdata("listings/L004-copy-text-sale.jpg").to_str().unwrap(), "--json"], 0);
+    let out = run_ok(
+        data.path(),
+        &["query", testdata("listings/L004-copy-text-sale.jpg").to_str().unwrap(), "--json"],
+        0,
+    );
     let w: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert!(w["matches"][0].get("mirrored").is_none() && w["matches"][0]["inliers"].as_u64().is_some_and(|n| n >= 40), "{w}");
+    assert!(
+        w["matches"][0].get("mirrored").is_none()
+            && w["matches"][0]["inliers"].as_u64().is_some_and(|n| n >= 40),
+        "{w}"
+    );
     // the mirrored copy's features are points of the photo as listed (mirrored): a reference
     // point the direct copy matched too lies at 1 - x of where the direct copy has it
     let (flipped, direct) = (features(best), features(&w["matches"][0]));
@@ -625,9 +868,18 @@ fn a_mirrored_copy_is_verified_once_mirrored_back_and_says_so() {
 }
 
 /// Scans JSON Lines given as text (relative photo paths are relative to the working directory).
-fn scan_text(data: &std::path::Path, jsonl: &str) -> std::collections::HashMap<String, serde_json::Value> {
+fn scan_text(
+    data: &std::path::Path,
+    jsonl: &str,
+) -> std::collections::HashMap<String, serde_json::Value> {
     use std::io::Write as _;
-    let mut child = cmd(data).args(["scan", "-", "--json"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = cmd(data)
+        .args(["scan", "-", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(jsonl.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -638,7 +890,9 @@ fn scan_text(data: &std::path::Path, jsonl: &str) -> std::collections::HashMap<S
 fn counterfeit_wording_in_the_title_raises_risk_and_explains_itself_but_never_the_verdict() {
     let data = catalog_with(None);
     let line = |id: &str, title: &str, photo: &str, price: u32| {
-        format!(r#"{{"listing_id":"{id}","seller_id":"x","title":"{title}","price":{price},"currency":"EUR","images":["testdata/listings/{photo}"]}}"#)
+        format!(
+            r#"{{"listing_id":"{id}","seller_id":"x","title":"{title}","price":{price},"currency":"EUR","images":["testdata/listings/{photo}"]}}"#
+        )
     };
     let input = [
         line("plain", "Northwind Runner Pro", "L017-normal-price-crop.jpg", 120),
@@ -648,37 +902,63 @@ fn counterfeit_wording_in_the_title_raises_risk_and_explains_itself_but_never_th
     ]
     .join("\n");
     let got = scan_text(data.path(), &input);
-    let (plain, replica, gaofang, lamp) = (&got["plain"], &got["replica"], &got["gaofang"], &got["lamp"]);
+    let (plain, replica, gaofang, lamp) =
+        (&got["plain"], &got["replica"], &got["gaofang"], &got["lamp"]);
     assert_eq!(plain["verdict"], "review", "{plain}");
     assert!(plain.get("wording").is_none(), "no wording field without wording: {plain}");
     for worded in [replica, gaofang] {
-        assert_eq!(worded["verdict"], plain["verdict"], "wording never changes the verdict: {worded}");
+        assert_eq!(
+            worded["verdict"], plain["verdict"],
+            "wording never changes the verdict: {worded}"
+        );
         assert_eq!(worded["rule"], plain["rule"]);
         assert!(worded["risk"].as_f64().unwrap() > plain["risk"].as_f64().unwrap(), "{worded}");
         assert!(worded["reasons"].to_string().contains("title wording"), "{worded}");
     }
-    let terms: Vec<&str> = replica["wording"].as_array().unwrap().iter().map(|h| h["term"].as_str().unwrap()).collect();
+    let terms: Vec<&str> = replica["wording"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["term"].as_str().unwrap())
+        .collect();
     assert_eq!(terms, ["replica", "1:1"]);
     assert_eq!(gaofang["wording"][0]["term"], "高仿");
     assert_eq!(gaofang["wording"][0]["lang"], "zh");
     assert!(gaofang["wording"][0]["near"].as_str().unwrap().starts_with("Northwind"), "{gaofang}");
     assert_eq!(lamp["verdict"], "clear", "wording alone never flags: {lamp}");
-    assert!(lamp["risk"].as_f64().unwrap() > 0.0 && lamp["wording"][0].get("near").is_none(), "{lamp}");
+    assert!(
+        lamp["risk"].as_f64().unwrap() > 0.0 && lamp["wording"][0].get("near").is_none(),
+        "{lamp}"
+    );
 }
 
 #[test]
 fn the_wording_lexicon_can_be_replaced_or_turned_off() {
     let data = catalog_with(Some("[wording]\nlexicon = \"my-words.toml\"\n"));
-    std::fs::write(data.path().join("my-words.toml"), "[[term]]\ntext = \"sneaky\"\nlang = \"en\"\nweight = 1.0\n").unwrap();
+    std::fs::write(
+        data.path().join("my-words.toml"),
+        "[[term]]\ntext = \"sneaky\"\nlang = \"en\"\nweight = 1.0\n",
+    )
+    .unwrap();
     let input = r#"{"listing_id":"a","seller_id":"x","title":"Northwind Runner Pro sneaky replica","price":120,"currency":"EUR","images":["testdata/listings/L017-normal-price-crop.jpg"]}"#;
     let got = scan_text(data.path(), input);
-    let terms: Vec<&str> = got["a"]["wording"].as_array().unwrap().iter().map(|h| h["term"].as_str().unwrap()).collect();
+    let terms: Vec<&str> = got["a"]["wording"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["term"].as_str().unwrap())
+        .collect();
     assert_eq!(terms, ["sneaky"], "the file replaces the built-in lexicon");
     let off = catalog_with(Some("[wording]\nenabled = false\n"));
     assert!(scan_text(off.path(), input)["a"].get("wording").is_none());
     let bad = catalog_with(None);
-    std::fs::write(bad.path().join("config.toml"), "[wording]\nlexicon = \"missing.toml\"\n").unwrap();
+    std::fs::write(bad.path().join("config.toml"), "[wording]\nlexicon = \"missing.toml\"\n")
+        .unwrap();
     let out = run(bad.path(), &["scan", "-"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("missing.toml"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -34,10 +34,7 @@ impl Server {
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let log = Arc::new(Mutex::new(String::new()));
         let base = loop {
-            let line = lines
-                .next()
-                .expect("server exited before listening")
-                .expect("read stderr");
+            let line = lines.next().expect("server exited before listening").expect("read stderr");
             log.lock().unwrap().push_str(&format!("{line}\n"));
             if let Some(rest) = line.split("listening on ").nth(1) {
                 break rest.split_whitespace().next().unwrap().to_string();
@@ -88,14 +85,19 @@ enum Body {
 
 /// Sends a request; returns the status and the body (errors included).
 fn call(method: &str, url: &str, key: Option<&str>, body: Body) -> (u16, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
     let mut req = ureq::http::Request::builder().method(method).uri(url);
     if let Some(k) = key {
         req = req.header("Authorization", format!("Bearer {k}"));
     }
     let res = match body {
         Body::None => agent.run(req.body(()).unwrap()),
-        Body::Json(v) => agent.run(req.header("Content-Type", "application/json").body(serde_json::to_vec(&v).unwrap()).unwrap()),
+        Body::Json(v) => agent.run(
+            req.header("Content-Type", "application/json")
+                .body(serde_json::to_vec(&v).unwrap())
+                .unwrap(),
+        ),
         Body::Raw(ct, bytes) => agent.run(req.header("Content-Type", ct).body(bytes).unwrap()),
     };
     match res {
@@ -201,18 +203,9 @@ fn every_endpoint_checks_role_and_brand() {
     let keys: Vec<(&str, String)> = vec![
         ("admin", key(d, &["--role", "admin"])),
         ("analyst", key(d, &["--role", "analyst"])),
-        (
-            "analyst_acme",
-            key(d, &["--role", "analyst", "--brand", "Acme"]),
-        ),
-        (
-            "brand_acme",
-            key(d, &["--role", "brand", "--brand", "Acme"]),
-        ),
-        (
-            "brand_other",
-            key(d, &["--role", "brand", "--brand", "Northwind"]),
-        ),
+        ("analyst_acme", key(d, &["--role", "analyst", "--brand", "Acme"])),
+        ("brand_acme", key(d, &["--role", "brand", "--brand", "Acme"])),
+        ("brand_other", key(d, &["--role", "brand", "--brand", "Northwind"])),
         ("marketplace", key(d, &["--role", "marketplace"])),
         ("marketplace2", key(d, &["--role", "marketplace"])),
         ("revoked", key(d, &["--role", "admin"])),
@@ -225,11 +218,7 @@ fn every_endpoint_checks_role_and_brand() {
     }
     let server = Server::start(d);
     let url = |p: &str| format!("{}{p}", server.base);
-    let k = |name: &str| {
-        keys.iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, k)| k.as_str())
-    };
+    let k = |name: &str| keys.iter().find(|(n, _)| *n == name).map(|(_, k)| k.as_str());
 
     // a verdict about Acme's chronograph, submitted by `marketplace`
     let listing = json!({"listing_id": "A1", "seller_id": "watchworld", "price": 54.0, "currency": "USD",
@@ -246,7 +235,13 @@ fn every_endpoint_checks_role_and_brand() {
     assert_eq!(verdict["matches"][0]["brand"], "Acme");
     let vid = verdict["id"].as_i64().unwrap();
 
-    let job_line = |id: &str| Body::Raw("application/x-ndjson".into(), format!("{}\n", json!({"listing_id": id, "seller_id": "s", "images": ["/etc/passwd"]})).into_bytes());
+    let job_line = |id: &str| {
+        Body::Raw(
+            "application/x-ndjson".into(),
+            format!("{}\n", json!({"listing_id": id, "seller_id": "s", "images": ["/etc/passwd"]}))
+                .into_bytes(),
+        )
+    };
     let (status, body) = call("POST", &url("/v1/jobs"), k("marketplace"), job_line("J0"));
     assert_eq!(status, 202, "{body}");
     let jid = json_of(&body)["id"].as_i64().unwrap();
@@ -424,11 +419,7 @@ fn every_endpoint_checks_role_and_brand() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "authorisation table:\n{}",
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "authorisation table:\n{}", failures.join("\n"));
 
     // the table covers every route the API describes
     let (status, doc) = call("GET", &url("/openapi.json"), None, Body::None);
@@ -440,16 +431,11 @@ fn every_endpoint_checks_role_and_brand() {
         .unwrap()
         .iter()
         .flat_map(|(p, ops)| {
-            ops.as_object()
-                .unwrap()
-                .keys()
-                .map(move |m| (m.to_uppercase(), p.clone()))
+            ops.as_object().unwrap().keys().map(move |m| (m.to_uppercase(), p.clone()))
         })
         .collect();
-    let tried: BTreeSet<(String, String)> = table
-        .iter()
-        .map(|(m, r, ..)| (m.to_string(), r.to_string()))
-        .collect();
+    let tried: BTreeSet<(String, String)> =
+        table.iter().map(|(m, r, ..)| (m.to_string(), r.to_string())).collect();
     assert_eq!(described, tried, "routes described vs tried");
 
     // lists show only what the key may see
@@ -473,10 +459,7 @@ fn every_endpoint_checks_role_and_brand() {
         .collect();
     assert_eq!(brands, BTreeSet::from(["Northwind".to_string()]));
     let (_, export) = call("GET", &url("/v1/decisions"), k("brand_other"), Body::None);
-    assert!(
-        export.trim().is_empty(),
-        "another brand's decisions leaked: {export}"
-    );
+    assert!(export.trim().is_empty(), "another brand's decisions leaked: {export}");
     drop(server);
 }
 
@@ -491,18 +474,11 @@ fn photo_references_paths_and_private_addresses_are_refused() {
     let url = |p: &str| format!("{}{p}", server.base);
     let product = |images: Value| json!({"brand": "Acme", "product_id": "p1", "title": "T", "price": 1, "currency": "USD", "images": images});
     // paths on the server's disk, in every spelling
-    for bad in [
-        "/etc/passwd",
-        "../../etc/passwd",
-        "catalog/acme/acme-diver_1.jpg",
-        "file:///etc/passwd",
-    ] {
-        let (status, body) = call(
-            "POST",
-            &url("/v1/products"),
-            Some(&admin),
-            Body::Json(product(json!([bad]))),
-        );
+    for bad in
+        ["/etc/passwd", "../../etc/passwd", "catalog/acme/acme-diver_1.jpg", "file:///etc/passwd"]
+    {
+        let (status, body) =
+            call("POST", &url("/v1/products"), Some(&admin), Body::Json(product(json!([bad]))));
         assert_eq!(status, 400, "{bad}: {body}");
         assert_eq!(json_of(&body)["code"], "bad_image_ref", "{body}");
         let listing = json!({"listing_id": "X", "seller_id": "s", "images": [bad]});
@@ -516,51 +492,30 @@ fn photo_references_paths_and_private_addresses_are_refused() {
         let v = &json_of(&body)["verdicts"][0];
         assert_eq!(v["verdict"], "error");
         assert!(v["reasons"][0].as_str().unwrap().contains("refused"), "{v}");
-        let (status, body) = call(
-            "POST",
-            &url("/v1/query"),
-            Some(&admin),
-            multipart(&[("image_url", bad)], &[]),
-        );
+        let (status, body) =
+            call("POST", &url("/v1/query"), Some(&admin), multipart(&[("image_url", bad)], &[]));
         assert_eq!(status, 400, "{bad}: {body}");
     }
     // a URL to a loopback address is refused when the host is not allowed
     let loopback = format!("{photos}/catalog/acme/acme-diver_1.jpg");
-    let (status, body) = call(
-        "POST",
-        &url("/v1/products"),
-        Some(&admin),
-        Body::Json(product(json!([loopback]))),
-    );
+    let (status, body) =
+        call("POST", &url("/v1/products"), Some(&admin), Body::Json(product(json!([loopback]))));
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("non-public"), "{body}");
     let listing = json!({"listing_id": "X", "seller_id": "s", "images": [format!("{photos}/listings/L011-copy-border.jpg")]});
-    let (_, body) = call(
-        "POST",
-        &url("/v1/scan"),
-        Some(&admin),
-        Body::Json(json!({"listings": [listing]})),
-    );
+    let (_, body) =
+        call("POST", &url("/v1/scan"), Some(&admin), Body::Json(json!({"listings": [listing]})));
     let v = &json_of(&body)["verdicts"][0];
     assert_eq!(v["verdict"], "error", "{v}");
-    assert!(
-        v["reasons"][0].as_str().unwrap().contains("non-public"),
-        "{v}"
-    );
+    assert!(v["reasons"][0].as_str().unwrap().contains("non-public"), "{v}");
     // body limit (64 KiB here), and the listing cap
     let big = json!({"listings": [{"listing_id": "x".repeat(70_000), "seller_id": "s", "images": ["https://example.com/a.jpg"]}]});
     let (status, body) = call("POST", &url("/v1/scan"), Some(&admin), Body::Json(big));
     assert_eq!(status, 413, "{body}");
     assert_eq!(json_of(&body)["code"], "too_large");
-    let many: Vec<Value> = (0..1001)
-        .map(|i| json!({"listing_id": i.to_string()}))
-        .collect();
-    let (status, body) = call(
-        "POST",
-        &url("/v1/scan"),
-        Some(&admin),
-        Body::Json(json!({"listings": many})),
-    );
+    let many: Vec<Value> = (0..1001).map(|i| json!({"listing_id": i.to_string()})).collect();
+    let (status, body) =
+        call("POST", &url("/v1/scan"), Some(&admin), Body::Json(json!({"listings": many})));
     assert_eq!(status, 413, "{body}");
     assert_eq!(json_of(&body)["code"], "too_many_listings");
     // a flood with a queue of one: some are refused at once with 503 `busy`, the rest answered
@@ -581,14 +536,8 @@ fn photo_references_paths_and_private_addresses_are_refused() {
         calls.into_iter().map(|c| c.join().unwrap()).collect()
     });
     let ok = answers.iter().filter(|(s, _)| *s == 200).count();
-    let busy = answers
-        .iter()
-        .filter(|(s, b)| *s == 503 && json_of(b)["code"] == "busy")
-        .count();
-    assert!(
-        ok >= 1 && busy >= 1 && ok + busy == answers.len(),
-        "{answers:?}"
-    );
+    let busy = answers.iter().filter(|(s, b)| *s == 503 && json_of(b)["code"] == "busy").count();
+    assert!(ok >= 1 && busy >= 1 && ok + busy == answers.len(), "{answers:?}");
     drop(server);
 
     // allowed: 127.0.0.1 may be fetched, but a redirect to another name for a loopback address
@@ -609,10 +558,7 @@ fn photo_references_paths_and_private_addresses_are_refused() {
     assert_eq!(v["verdicts"][1]["verdict"], "flag", "{}", v["verdicts"][1]);
     assert_eq!(v["verdicts"][2]["verdict"], "error", "{}", v["verdicts"][2]);
     let why = v["verdicts"][2]["reasons"][0].as_str().unwrap();
-    assert!(
-        why.contains("localhost") && why.contains("non-public"),
-        "{why} (port {port})"
-    );
+    assert!(why.contains("localhost") && why.contains("non-public"), "{why} (port {port})");
     drop(server);
 }
 
@@ -628,12 +574,8 @@ fn scan_round_trip_decisions_export_and_graceful_shutdown() {
 
     // the bundled listings, photos as URLs: the verdicts `knockoff scan` is expected to give
     let listings = listings_as_urls(&photos);
-    let (status, body) = call(
-        "POST",
-        &url("/v1/scan"),
-        Some(&market),
-        Body::Json(json!({"listings": listings})),
-    );
+    let (status, body) =
+        call("POST", &url("/v1/scan"), Some(&market), Body::Json(json!({"listings": listings})));
     assert_eq!(status, 200, "{body}");
     let got = json_of(&body)["verdicts"].as_array().unwrap().clone();
     assert_eq!(got.len(), listings.len());
@@ -643,17 +585,10 @@ fn scan_round_trip_decisions_export_and_graceful_shutdown() {
         let id = v["listing_id"].as_str().unwrap_or("");
         let want = &expected[id]["expected"];
         if v["verdict"] != *want {
-            wrong.push(format!(
-                "{id}: {} (expected {want}): {}",
-                v["verdict"], v["reasons"]
-            ));
+            wrong.push(format!("{id}: {} (expected {want}): {}", v["verdict"], v["reasons"]));
         }
     }
-    assert!(
-        wrong.is_empty(),
-        "verdicts over HTTP differ:\n{}",
-        wrong.join("\n")
-    );
+    assert!(wrong.is_empty(), "verdicts over HTTP differ:\n{}", wrong.join("\n"));
 
     // stored: paged reads with filters
     let flags = got.iter().filter(|v| v["verdict"] == "flag").count();
@@ -701,28 +636,21 @@ fn scan_round_trip_decisions_export_and_graceful_shutdown() {
         "POST",
         &url("/v1/query"),
         Some(&market),
-        multipart(
-            &[("price", "30"), ("currency", "USD"), ("seller", "s9")],
-            &[("image", photo)],
-        ),
+        multipart(&[("price", "30"), ("currency", "USD"), ("seller", "s9")], &[("image", photo)]),
     );
     assert_eq!(status, 200, "{body}");
     let q = json_of(&body);
     assert_eq!(q["verdict"], "flag", "{q}");
     assert!(
-        q["matches"][0]["listing_image"]
-            .as_str()
-            .unwrap()
-            .starts_with("upload:"),
+        q["matches"][0]["listing_image"].as_str().unwrap().starts_with("upload:"),
         "server path shown: {q}"
     );
 
     // decisions: who and when, the latest on the verdict, exported as JSON Lines and CSV
     let first = got[0]["id"].as_i64().unwrap();
-    for (decision, note) in [
-        ("genuine", "first look"),
-        ("counterfeit", "stitching, logo, \"quotes\""),
-    ] {
+    for (decision, note) in
+        [("genuine", "first look"), ("counterfeit", "stitching, logo, \"quotes\"")]
+    {
         let (status, body) = call(
             "POST",
             &url(&format!("/v1/verdicts/{first}/decision")),
@@ -738,12 +666,7 @@ fn scan_round_trip_decisions_export_and_graceful_shutdown() {
         Body::Json(json!({"decision": "maybe"})),
     );
     assert_eq!(status, 400, "{body}");
-    let (_, body) = call(
-        "GET",
-        &url(&format!("/v1/verdicts/{first}")),
-        Some(&analyst),
-        Body::None,
-    );
+    let (_, body) = call("GET", &url(&format!("/v1/verdicts/{first}")), Some(&analyst), Body::None);
     let v = json_of(&body);
     assert_eq!(v["decision"]["decision"], "counterfeit");
     let analyst_id = analyst.split('_').nth(1).unwrap();
@@ -756,12 +679,7 @@ fn scan_round_trip_decisions_export_and_graceful_shutdown() {
     assert_eq!(rows[1]["verdict_id"], first);
     assert_eq!(rows[1]["listing_id"], got[0]["listing_id"]);
     assert!(rows[1]["created_at"].as_str().unwrap().ends_with('Z'));
-    let (_, csv) = call(
-        "GET",
-        &url("/v1/decisions?format=csv"),
-        Some(&analyst),
-        Body::None,
-    );
+    let (_, csv) = call("GET", &url("/v1/decisions?format=csv"), Some(&analyst), Body::None);
     let mut r = csv::Reader::from_reader(csv.as_bytes());
     let recs: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
     assert_eq!(recs.len(), 2);
@@ -777,20 +695,25 @@ fn scan_round_trip_decisions_export_and_graceful_shutdown() {
         if i > 0 {
             let decision = if counterfeit { "counterfeit" } else { "genuine" };
             let id = v["id"].as_i64().unwrap();
-            let (status, body) = call("POST", &url(&format!("/v1/verdicts/{id}/decision")), Some(&analyst),
-                Body::Json(json!({"decision": decision})));
+            let (status, body) = call(
+                "POST",
+                &url(&format!("/v1/verdicts/{id}/decision")),
+                Some(&analyst),
+                Body::Json(json!({"decision": decision})),
+            );
             assert_eq!(status, 201, "{body}");
         }
         let top = &v["matches"][0];
-        labels.push((top["brand"].as_str().unwrap().into(), top["similarity"].as_f64().unwrap(), counterfeit));
+        labels.push((
+            top["brand"].as_str().unwrap().into(),
+            top["similarity"].as_f64().unwrap(),
+            counterfeit,
+        ));
     }
 
     // SIGTERM: a clean exit; keys never in the logs
     let log_before = server.log();
-    assert!(
-        log_before.contains("/v1/scan"),
-        "request logs expected at debug level:\n{log_before}"
-    );
+    assert!(log_before.contains("/v1/scan"), "request logs expected at debug level:\n{log_before}");
     assert_eq!(server.stop(), Some(0), "{}", server.log());
     let log = server.log();
     assert!(log.contains("stopped"), "{log}");
@@ -820,13 +743,21 @@ fn scan_round_trip_decisions_export_and_graceful_shutdown() {
         assert!((all[key]["precision"].as_f64().unwrap() - want).abs() < 1e-9, "{key}: {c}");
     }
     if acme.iter().any(|l| !l.2 && l.1 >= m) {
-        assert!(all["matched"]["precision"].as_f64().unwrap() < 1.0, "a genuine flag lowers precision: {c}");
+        assert!(
+            all["matched"]["precision"].as_f64().unwrap() < 1.0,
+            "a genuine flag lowers precision: {c}"
+        );
     }
     // every brand is reported without --brand; the table names the thresholds in force
     let out = run_ok(d, &["calibrate", "--decisions", "--json"], 0);
     let c = json_of(&out);
     assert_eq!(c["outcomes"], labels.len());
-    let groups: Vec<&str> = c["in_use"]["groups"].as_array().unwrap().iter().map(|g| g["group"].as_str().unwrap()).collect();
+    let groups: Vec<&str> = c["in_use"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["group"].as_str().unwrap())
+        .collect();
     assert!(groups.contains(&"Acme") && groups.contains(&"Northwind"), "{groups:?}");
     let text = run_ok(d, &["calibrate", "--decisions"], 0);
     assert!(text.contains("at the thresholds in force") && text.contains("Acme"), "{text}");
@@ -847,7 +778,8 @@ fn a_genuine_decision_allow_lists_the_photo_for_its_product() {
             "images": [format!("{photos}/listings/{file}")]})
     };
     let scan = |l: Value| -> Value {
-        let (s, b) = call("POST", &url("/v1/scan"), Some(&market), Body::Json(json!({"listings": [l]})));
+        let (s, b) =
+            call("POST", &url("/v1/scan"), Some(&market), Body::Json(json!({"listings": [l]})));
         assert_eq!(s, 200, "{b}");
         json_of(&b)["verdicts"][0].clone()
     };
@@ -863,7 +795,8 @@ fn a_genuine_decision_allow_lists_the_photo_for_its_product() {
     };
     let same = || listing("L005", "bestdeals88", "L005-copy-text-price.jpg");
     let not_about = |v: &Value, product: &str| {
-        v["verdict"] != "flag" && v["matches"].as_array().unwrap().iter().all(|m| m["product_id"] != product)
+        v["verdict"] != "flag"
+            && v["matches"].as_array().unwrap().iter().all(|m| m["product_id"] != product)
     };
 
     let first = scan(same());
@@ -881,7 +814,12 @@ fn a_genuine_decision_allow_lists_the_photo_for_its_product() {
     assert!(not_about(&again, "acme-diver"), "{again}");
     assert_eq!(again["allowed"][0]["entry"]["verdict_id"], id, "{again}");
     let reasons = again["reasons"].to_string();
-    for part in ["allow-list of Acme / acme-diver", "decided genuine", &analyst_id, &format!("verdict {id}")] {
+    for part in [
+        "allow-list of Acme / acme-diver",
+        "decided genuine",
+        &analyst_id,
+        &format!("verdict {id}"),
+    ] {
         assert!(reasons.contains(part), "{part} missing: {reasons}");
     }
     // a different photo of the same product is still flagged
@@ -928,7 +866,10 @@ fn a_genuine_decision_allow_lists_the_photo_for_its_product() {
 /// readable in the lines that are not JSON).
 fn job_body(photos: &str, n: usize, every: usize) -> (String, Vec<Option<String>>) {
     // the bundled listings that can be checked (L029 on are broken on purpose)
-    let real: Vec<Value> = listings_as_urls(photos).into_iter().filter(|l| l["listing_id"].as_str().unwrap() < "L029").collect();
+    let real: Vec<Value> = listings_as_urls(photos)
+        .into_iter()
+        .filter(|l| l["listing_id"].as_str().unwrap() < "L029")
+        .collect();
     let mut body = String::new();
     let mut ids = Vec::new();
     for i in 1..=n {
@@ -940,7 +881,8 @@ fn job_body(photos: &str, n: usize, every: usize) -> (String, Vec<Option<String>
         } else {
             match i % 3 {
                 0 => format!("{{\"listing_id\": \"{id}\", not json"),
-                1 => json!({"listing_id": id, "seller_id": "s", "images": ["/etc/passwd"]}).to_string(),
+                1 => json!({"listing_id": id, "seller_id": "s", "images": ["/etc/passwd"]})
+                    .to_string(),
                 _ => json!({"listing_id": id, "images": ["../x.jpg"]}).to_string(),
             }
         };
@@ -969,19 +911,30 @@ fn a_job_survives_kill_9_with_every_verdict_once() {
     let other = key(d, &["--role", "marketplace"]);
     let (body, ids) = job_body(&photos, 1200, 8);
     let mut server = Server::start(d);
-    let (status, answer) = call("POST", &format!("{}/v1/jobs", server.base), Some(&market),
-        Body::Raw("application/x-ndjson".into(), body.into_bytes()));
+    let (status, answer) = call(
+        "POST",
+        &format!("{}/v1/jobs", server.base),
+        Some(&market),
+        Body::Raw("application/x-ndjson".into(), body.into_bytes()),
+    );
     assert_eq!(status, 202, "{answer}");
     let job = json_of(&answer);
     assert_eq!(job["total"], 1200, "more than /v1/scan's 1000: {job}");
     let id = job["id"].as_i64().unwrap();
-    let (status, _) = call("GET", &format!("{}/v1/jobs/{id}", server.base), Some(&other), Body::None);
+    let (status, _) =
+        call("GET", &format!("{}/v1/jobs/{id}", server.base), Some(&other), Body::None);
     assert_eq!(status, 404, "another marketplace's job");
     // limits: no listing, and more than 100 000
     let ndjson = |text: String| Body::Raw("application/x-ndjson".into(), text.into_bytes());
-    let (status, e) = call("POST", &format!("{}/v1/jobs", server.base), Some(&other), ndjson("\n  \n".into()));
+    let (status, e) =
+        call("POST", &format!("{}/v1/jobs", server.base), Some(&other), ndjson("\n  \n".into()));
     assert_eq!((status, json_of(&e)["code"].as_str()), (400, Some("bad_request")), "{e}");
-    let (status, e) = call("POST", &format!("{}/v1/jobs", server.base), Some(&other), ndjson("{}\n".repeat(100_001)));
+    let (status, e) = call(
+        "POST",
+        &format!("{}/v1/jobs", server.base),
+        Some(&other),
+        ndjson("{}\n".repeat(100_001)),
+    );
     assert_eq!((status, json_of(&e)["code"].as_str()), (413, Some("too_many_listings")), "{e}");
 
     // kill -9 in the middle of the job
@@ -996,7 +949,10 @@ fn a_job_survives_kill_9_with_every_verdict_once() {
         assert!(t.elapsed().as_secs() < 300, "job too slow: {s}");
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
-    assert!(done_at_kill < 1200, "the job finished before the kill ({done_at_kill}); make it longer");
+    assert!(
+        done_at_kill < 1200,
+        "the job finished before the kill ({done_at_kill}); make it longer"
+    );
 
     // restart: the job goes on by itself; a following result stream ends when it is done
     let server = Server::start(d);
@@ -1016,19 +972,31 @@ fn a_job_survives_kill_9_with_every_verdict_once() {
         assert!(t.elapsed().as_secs() < 300, "the job did not finish after the restart: {s}");
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
-    let (status, results) = rx.recv_timeout(std::time::Duration::from_secs(30)).expect("the result stream ends when the job is done");
+    let (status, results) = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the result stream ends when the job is done");
     assert_eq!(status, 200, "{results}");
-    let (_, ready) = call("GET", &format!("{}/v1/jobs/{id}/results?follow=false", server.base), Some(&market), Body::None);
+    let (_, ready) = call(
+        "GET",
+        &format!("{}/v1/jobs/{id}/results?follow=false", server.base),
+        Some(&market),
+        Body::None,
+    );
     assert_eq!(ready, results, "the streamed results are the stored ones");
     assert_eq!(s["done"], 1200, "{s}");
     let lines: Vec<Value> = results.lines().map(json_of).collect();
-    let got: Vec<Option<String>> = lines.iter().map(|v| v["listing_id"].as_str().map(String::from)).collect();
+    let got: Vec<Option<String>> =
+        lines.iter().map(|v| v["listing_id"].as_str().map(String::from)).collect();
     assert_eq!(got, ids, "every listing once, in order");
     for (i, v) in lines.iter().enumerate() {
         let real = (i + 1) % 8 == 0;
         assert_eq!(v["verdict"] != "error", real, "{v}");
         if !real {
-            assert!(v["reasons"][0].as_str().unwrap().contains(&format!("{}", v["job_line"])) || v["reasons"][0].as_str().unwrap().contains("refused"), "{v}");
+            assert!(
+                v["reasons"][0].as_str().unwrap().contains(&format!("{}", v["job_line"]))
+                    || v["reasons"][0].as_str().unwrap().contains("refused"),
+                "{v}"
+            );
         }
     }
     let flags = lines.iter().filter(|v| v["verdict"] == "flag").count();
@@ -1040,9 +1008,15 @@ fn a_job_survives_kill_9_with_every_verdict_once() {
     let mut stored = Vec::new();
     let mut after = 0;
     loop {
-        let (_, body) = call("GET", &format!("{}/v1/verdicts?limit=500&after={after}", server.base), Some(&market), Body::None);
+        let (_, body) = call(
+            "GET",
+            &format!("{}/v1/verdicts?limit=500&after={after}", server.base),
+            Some(&market),
+            Body::None,
+        );
         let page = json_of(&body);
-        stored.extend(page["verdicts"].as_array().unwrap().iter().map(|v| v["id"].as_i64().unwrap()));
+        stored
+            .extend(page["verdicts"].as_array().unwrap().iter().map(|v| v["id"].as_i64().unwrap()));
         match page["next"].as_i64() {
             Some(n) => after = n,
             None => break,
@@ -1052,7 +1026,12 @@ fn a_job_survives_kill_9_with_every_verdict_once() {
     from_job.sort();
     assert_eq!(stored, from_job, "stored verdicts are the job's, each once");
     // continuing a stream after a position
-    let (_, rest) = call("GET", &format!("{}/v1/jobs/{id}/results?after=1190", server.base), Some(&market), Body::None);
+    let (_, rest) = call(
+        "GET",
+        &format!("{}/v1/jobs/{id}/results?after=1190", server.base),
+        Some(&market),
+        Body::None,
+    );
     assert_eq!(rest.lines().count(), 10);
     drop(server);
 }
@@ -1080,7 +1059,12 @@ fn networks_are_shown_to_the_brands_they_touch() {
     let case = &all[0];
     let id = case["network_id"].as_str().unwrap();
     assert_eq!(case["brands"], json!(["Acme", "Northwind"]));
-    let sellers: Vec<&str> = case["sellers"].as_array().unwrap().iter().map(|s| s["seller_id"].as_str().unwrap()).collect();
+    let sellers: Vec<&str> = case["sellers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["seller_id"].as_str().unwrap())
+        .collect();
     assert_eq!(sellers, ["ring-a", "ring-b", "ring-c"]);
 
     // Acme sees it, without Northwind's listings
@@ -1092,7 +1076,10 @@ fn networks_are_shown_to_the_brands_they_touch() {
     let listings = mine["listings"].as_array().unwrap();
     assert!(!listings.is_empty());
     assert!(listings.iter().all(|l| l["brand"].is_null() || l["brand"] == "Acme"), "{listings:?}");
-    assert!(case["listings"].as_array().unwrap().len() > listings.len(), "Northwind's listings are left out");
+    assert!(
+        case["listings"].as_array().unwrap().len() > listings.len(),
+        "Northwind's listings are left out"
+    );
     let (status, one) = get(&format!("/v1/networks/{id}"), &acme);
     assert_eq!(status, 200, "{one}");
     assert_eq!(one["sellers"], case["sellers"]);

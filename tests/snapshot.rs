@@ -43,11 +43,7 @@ fn stderr_of(data: &Path, args: &[&str], code: i32) -> String {
 #[cfg(unix)]
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path)
-        .expect("metadata")
-        .permissions()
-        .mode()
-        & 0o777
+    std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
 }
 
 #[test]
@@ -57,25 +53,15 @@ fn a_snapshot_scans_like_its_catalog_and_is_never_written() {
     let snap = tmp.path().join("snap");
     let snap_s = snap.to_str().unwrap();
     let err = stderr_of(data.path(), &["catalog", "snapshot", snap_s], 0);
-    assert!(
-        err.contains("snapshot of") && err.contains("model sscd_distilled"),
-        "{err}"
-    );
+    assert!(err.contains("snapshot of") && err.contains("model sscd_distilled"), "{err}");
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(snap.join("snapshot.json")).unwrap()).unwrap();
     assert_eq!(manifest["format"], "knockoff-catalog-snapshot");
     assert_eq!(manifest["version"], 1);
     assert_eq!(manifest["model"]["name"], "sscd_distilled");
-    let names: Vec<&str> = manifest["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["name"].as_str().unwrap())
-        .collect();
-    assert!(
-        names.contains(&"catalog.sqlite") && names.contains(&"config.toml"),
-        "{names:?}"
-    );
+    let names: Vec<&str> =
+        manifest["files"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"catalog.sqlite") && names.contains(&"config.toml"), "{names:?}");
     assert!(
         names.iter().any(|n| n.starts_with("vectors-"))
             && names.iter().any(|n| n.starts_with("graph-")),
@@ -92,11 +78,8 @@ fn a_snapshot_scans_like_its_catalog_and_is_never_written() {
     let listings = testdata("listings.jsonl");
     let listings = listings.to_str().unwrap();
     for extra in [&[][..], &["--verify"][..]] {
-        let args: Vec<&str> = ["scan", listings, "--json"]
-            .iter()
-            .copied()
-            .chain(extra.iter().copied())
-            .collect();
+        let args: Vec<&str> =
+            ["scan", listings, "--json"].iter().copied().chain(extra.iter().copied()).collect();
         let from_data = run_ok(data.path(), &args, 3);
         let from_snap = run_ok(&snap, &args, 3);
         assert_eq!(
@@ -112,15 +95,8 @@ fn a_snapshot_scans_like_its_catalog_and_is_never_written() {
         "a scan on a snapshot changes nothing in it (no file written, none created)"
     );
     // writes are refused, and so is overwriting a snapshot
-    let err = stderr_of(
-        &snap,
-        &["catalog", "add", testdata("catalog.csv").to_str().unwrap()],
-        1,
-    );
-    assert!(
-        err.contains("is a catalog snapshot, which is read-only"),
-        "{err}"
-    );
+    let err = stderr_of(&snap, &["catalog", "add", testdata("catalog.csv").to_str().unwrap()], 1);
+    assert!(err.contains("is a catalog snapshot, which is read-only"), "{err}");
     let err = stderr_of(data.path(), &["catalog", "snapshot", snap_s], 1);
     assert!(err.contains("already exists"), "{err}");
     assert_eq!(contents(&snap), before);
@@ -137,11 +113,7 @@ fn a_snapshot_refuses_another_model_and_damaged_files() {
     let data = catalog_with(None);
     let tmp = tempdir();
     let snap = tmp.path().join("snap");
-    run_ok(
-        data.path(),
-        &["catalog", "snapshot", snap.to_str().unwrap()],
-        0,
-    );
+    run_ok(data.path(), &["catalog", "snapshot", snap.to_str().unwrap()], 0);
     let listings = testdata("listings.jsonl");
     let listings = listings.to_str().unwrap();
     // another model by name
@@ -153,35 +125,17 @@ fn a_snapshot_refuses_another_model_and_damaged_files() {
     // the same manifest with another model file (a shipped file that differs)
     let models = tmp.path().join("models");
     std::fs::create_dir(&models).unwrap();
-    std::fs::copy(
-        root().join("models/sscd_distilled.toml"),
-        models.join("sscd_distilled.toml"),
-    )
-    .unwrap();
-    std::fs::copy(
-        root().join("models/sscd.onnx"),
-        models.join("sscd_distilled.onnx"),
-    )
-    .unwrap();
+    std::fs::copy(root().join("models/sscd_distilled.toml"), models.join("sscd_distilled.toml"))
+        .unwrap();
+    std::fs::copy(root().join("models/sscd.onnx"), models.join("sscd_distilled.onnx")).unwrap();
     for e in std::fs::read_dir(root().join("models")).unwrap() {
         let p = e.unwrap().path();
-        if p.file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("libonnxruntime")
-        {
+        if p.file_name().unwrap().to_string_lossy().starts_with("libonnxruntime") {
             std::fs::copy(&p, models.join(p.file_name().unwrap())).unwrap();
         }
     }
-    let err = stderr_of(
-        &snap,
-        &["--models-dir", models.to_str().unwrap(), "scan", listings],
-        1,
-    );
-    assert!(
-        err.contains("ship the model file the snapshot was made with"),
-        "{err}"
-    );
+    let err = stderr_of(&snap, &["--models-dir", models.to_str().unwrap(), "scan", listings], 1);
+    assert!(err.contains("ship the model file the snapshot was made with"), "{err}");
     // a changed byte, a missing file
     let damaged = tmp.path().join("damaged");
     copy_of(&snap, &damaged);
@@ -195,16 +149,10 @@ fn a_snapshot_refuses_another_model_and_damaged_files() {
     bytes[last] ^= 0x40;
     std::fs::write(&vectors, &bytes).unwrap();
     let err = stderr_of(&damaged, &["scan", listings], 1);
-    assert!(
-        err.contains("is damaged") && err.contains("checksum mismatch"),
-        "{err}"
-    );
+    assert!(err.contains("is damaged") && err.contains("checksum mismatch"), "{err}");
     std::fs::remove_file(&vectors).unwrap();
     let err = stderr_of(&damaged, &["scan", listings], 1);
-    assert!(
-        err.contains("is incomplete") && err.contains("is missing"),
-        "{err}"
-    );
+    assert!(err.contains("is incomplete") && err.contains("is missing"), "{err}");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -13,7 +13,8 @@ use crate::util::rng::Rng;
 
 /// Seed derived from text (FNV-1a), to give each (image, family) pair its own random stream.
 pub fn seed_of(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    text.bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// The kinds of edits the generator makes.
@@ -200,19 +201,32 @@ fn fill_rect(img: &mut RgbImage, x: i64, y: i64, rw: u32, rh: u32, colour: Rgb<u
 }
 
 fn text_overlay(img: &RgbImage, rng: &mut Rng) -> RgbImage {
-    const SLOGANS: [&str; 6] = ["SALE -70%", "ORIGINAL!", "BEST PRICE", "FREE SHIPPING", "100% AUTHENTIC", "HOT DEAL"];
+    const SLOGANS: [&str; 6] =
+        ["SALE -70%", "ORIGINAL!", "BEST PRICE", "FREE SHIPPING", "100% AUTHENTIC", "HOT DEAL"];
     let mut out = img.clone();
     let (w, h) = out.dimensions();
     let slogan = SLOGANS[rng.below(SLOGANS.len())];
     let price = format!("${}.{:02}", 5 + rng.below(95), rng.below(100));
     for (k, text) in [slogan, price.as_str()].into_iter().enumerate() {
-        let scale = ((w as f32 * rng.range(0.5, 0.8)) / (8.0 * text.len() as f32)).floor().max(1.0) as u32;
+        let scale =
+            ((w as f32 * rng.range(0.5, 0.8)) / (8.0 * text.len() as f32)).floor().max(1.0) as u32;
         let tw = 8 * scale * text.len() as u32;
         let th = 8 * scale;
         let x = rng.below((w.saturating_sub(tw) + 1) as usize) as i64;
-        let y = if k == 0 { rng.below((h / 3).max(1) as usize) as i64 } else { (h as i64 - th as i64 - rng.below((h / 4).max(1) as usize) as i64).max(0) };
+        let y = if k == 0 {
+            rng.below((h / 3).max(1) as usize) as i64
+        } else {
+            (h as i64 - th as i64 - rng.below((h / 4).max(1) as usize) as i64).max(0)
+        };
         if rng.coin() {
-            fill_rect(&mut out, x - scale as i64, y - scale as i64, tw + 2 * scale, th + 2 * scale, random_colour(rng));
+            fill_rect(
+                &mut out,
+                x - scale as i64,
+                y - scale as i64,
+                tw + 2 * scale,
+                th + 2 * scale,
+                random_colour(rng),
+            );
         }
         draw_text(&mut out, x, y, scale, text, random_colour(rng));
     }
@@ -233,7 +247,14 @@ fn logo_overlay(img: &RgbImage, rng: &mut Rng) -> RgbImage {
         let e = (r / 6).max(1);
         draw_filled_circle_mut(&mut out, (cx - r / 3, cy - r / 4), e, Rgb([40, 30, 20]));
         draw_filled_circle_mut(&mut out, (cx + r / 3, cy - r / 4), e, Rgb([40, 30, 20]));
-        fill_rect(&mut out, (cx - r / 2) as i64, (cy + r / 3) as i64, r as u32, (r / 6).max(1) as u32, Rgb([40, 30, 20]));
+        fill_rect(
+            &mut out,
+            (cx - r / 2) as i64,
+            (cy + r / 3) as i64,
+            r as u32,
+            (r / 6).max(1) as u32,
+            Rgb([40, 30, 20]),
+        );
     } else {
         // five-pointed star logo
         let colour = random_colour(rng);
@@ -261,14 +282,27 @@ fn frame(img: &RgbImage, rng: &mut Rng) -> RgbImage {
         // screenshot: title bar with buttons, side margins, a status bar
         let bar = (h as f32 * 0.08).max(8.0) as u32;
         let margin = (w as f32 * rng.range(0.03, 0.12)) as u32;
-        let mut out = RgbImage::from_pixel(w + 2 * margin, h + 2 * bar + margin, Rgb([236, 236, 236]));
+        let mut out =
+            RgbImage::from_pixel(w + 2 * margin, h + 2 * bar + margin, Rgb([236, 236, 236]));
         let full_width = out.width();
         fill_rect(&mut out, 0, 0, full_width, bar, Rgb([60, 60, 70]));
         for (i, c) in [[237u8, 106, 94], [245, 191, 79], [98, 197, 84]].into_iter().enumerate() {
-            imageproc::drawing::draw_filled_circle_mut(&mut out, ((bar as i32) * (i as i32 + 1), bar as i32 / 2), (bar / 4).max(1) as i32, Rgb(c));
+            imageproc::drawing::draw_filled_circle_mut(
+                &mut out,
+                ((bar as i32) * (i as i32 + 1), bar as i32 / 2),
+                (bar / 4).max(1) as i32,
+                Rgb(c),
+            );
         }
         let scale = (bar / 12).max(1);
-        draw_text(&mut out, i64::from(bar * 4), i64::from(bar / 2 - 4 * scale), scale, "shop.example/item", Rgb([230, 230, 230]));
+        draw_text(
+            &mut out,
+            i64::from(bar * 4),
+            i64::from(bar / 2 - 4 * scale),
+            scale,
+            "shop.example/item",
+            Rgb([230, 230, 230]),
+        );
         imageops::replace(&mut out, img, i64::from(margin), i64::from(bar + margin));
         out
     }
@@ -287,7 +321,11 @@ fn collage(img: &RgbImage, rng: &mut Rng, fillers: &[RgbImage]) -> RgbImage {
     let mut out = RgbImage::new(cw * 2, ch * 2);
     let slot = rng.below(4) as u32;
     for i in 0..4u32 {
-        let tile = if i == slot { imageops::resize(img, cw, ch, imageops::FilterType::Triangle) } else { filler(fillers, rng, cw, ch) };
+        let tile = if i == slot {
+            imageops::resize(img, cw, ch, imageops::FilterType::Triangle)
+        } else {
+            filler(fillers, rng, cw, ch)
+        };
         imageops::replace(&mut out, &tile, i64::from((i % 2) * cw), i64::from((i / 2) * ch));
     }
     out
@@ -324,7 +362,7 @@ mod tests {
 
     fn sample(w: u32, h: u32, shift: u32) -> RgbImage {
         RgbImage::from_fn(w, h, |x, y| {
-            let inside = (x / 20 + y / 20 + shift) % 3 == 0;
+            let inside = (x / 20 + y / 20 + shift).is_multiple_of(3);
             Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, if inside { 230 } else { 40 }])
         })
     }
@@ -338,7 +376,9 @@ mod tests {
             let b = apply(&img, fam, 7, &fillers);
             assert_eq!(a.image, b.image, "{} is not deterministic", fam.name());
             assert_eq!(a.jpeg_quality, b.jpeg_quality);
-            let changed = a.image.dimensions() != img.dimensions() || a.image != img || a.jpeg_quality != SAVE_QUALITY;
+            let changed = a.image.dimensions() != img.dimensions()
+                || a.image != img
+                || a.jpeg_quality != SAVE_QUALITY;
             assert!(changed, "{} left the image unchanged", fam.name());
             let (w, h) = a.image.dimensions();
             assert!((40..=800).contains(&w) && (40..=800).contains(&h), "{}: {w}x{h}", fam.name());

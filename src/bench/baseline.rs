@@ -10,7 +10,12 @@ const BITS: u32 = 64;
 /// The perceptual hash of an upright RGB photo (all bits clear for a flat one, which has none).
 pub fn hash(img: &image::RgbImage) -> u64 {
     let (width, height) = img.dimensions();
-    crate::vision::phash::of(&crate::vision::decode::RgbImage { width, height, data: img.as_raw().clone() }).unwrap_or(0)
+    crate::vision::phash::of(&crate::vision::decode::RgbImage {
+        width,
+        height,
+        data: img.as_raw().clone(),
+    })
+    .unwrap_or(0)
 }
 
 /// Reference hashes, each with the product it shows.

@@ -64,7 +64,11 @@ pub fn micro_ap(pairs: &[Pair], n_positives: usize) -> f64 {
 
 /// The highest recall reached at any threshold whose precision is at least `precision`, with that
 /// threshold (`None` when no threshold reaches the precision).
-pub fn recall_at_precision(pairs: &[Pair], n_positives: usize, precision: f64) -> Option<(f64, f32)> {
+pub fn recall_at_precision(
+    pairs: &[Pair],
+    n_positives: usize,
+    precision: f64,
+) -> Option<(f64, f32)> {
     pr_curve(pairs, n_positives)
         .into_iter()
         .filter(|p| p.precision >= precision && p.recall > 0.0)
@@ -122,9 +126,15 @@ pub fn pr_svg(title: &str, curves: &[(String, Vec<PrPoint>)]) -> String {
         let colour = COLOURS[i % COLOURS.len()];
         // keep the plot small: at most ~1000 vertices per curve
         let step = (pts.len() / 1000).max(1);
-        let coords: Vec<String> =
-            pts.iter().step_by(step).map(|p| format!("{:.1},{:.1}", x(p.recall), y(p.precision))).collect();
-        s += &format!("<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\n", coords.join(" "));
+        let coords: Vec<String> = pts
+            .iter()
+            .step_by(step)
+            .map(|p| format!("{:.1},{:.1}", x(p.recall), y(p.precision)))
+            .collect();
+        s += &format!(
+            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\n",
+            coords.join(" ")
+        );
         let ly = top + ph - 20.0 - 18.0 * (curves.len() - 1 - i) as f64;
         s += &format!(
             "<line x1=\"{:.1}\" y1=\"{ly:.1}\" x2=\"{:.1}\" y2=\"{ly:.1}\" stroke=\"{colour}\" stroke-width=\"3\"/><text x=\"{:.1}\" y=\"{:.1}\">{}</text>\n",

@@ -19,14 +19,14 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::bench::attack::Family;
+use crate::bench::metrics::{Pair, PrPoint};
 use crate::catalog::{self, ProductRecord, Store};
 use crate::config::Config;
-use crate::vision::decode;
 use crate::model::embed::Embedder;
-use crate::bench::metrics::{Pair, PrPoint};
 use crate::model::ModelLocation;
 use crate::policy::Verdict;
 use crate::scan::{self, Listing, Report, Scanner, Seller};
+use crate::vision::decode;
 use crate::vision::source::{Fetcher, ImageRef};
 
 /// Which part of the benchmark to run.
@@ -223,7 +223,8 @@ pub fn run(config: &Config, loc: &ModelLocation, opts: &Options) -> Result<(Resu
             opts.bench_dir.display()
         );
     }
-    std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("cannot create {}", opts.out.display()))?;
     let thresholds = config.policy.thresholds(&loc.manifest)?;
     let mut results = Results {
         model: loc.manifest.name.clone(),
@@ -239,9 +240,21 @@ pub fn run(config: &Config, loc: &ModelLocation, opts: &Options) -> Result<(Resu
     };
     let mut curves = Vec::new();
     if matches!(opts.task, Task::Copy | Task::All) {
-        let (r, curve, baseline) = copy_task(config, loc, opts, thresholds.match_threshold as f32, thresholds.review_threshold as f32)?;
+        let (r, curve, baseline) = copy_task(
+            config,
+            loc,
+            opts,
+            thresholds.match_threshold as f32,
+            thresholds.review_threshold as f32,
+        )?;
         results.baseline_copy = baseline;
-        write_file(&opts.out.join("copy-pr.svg"), &metrics::pr_svg(&format!("Copy detection, {} (µAP {:.3})", results.model, r.micro_ap), &[(results.model.clone(), curve)]))?;
+        write_file(
+            &opts.out.join("copy-pr.svg"),
+            &metrics::pr_svg(
+                &format!("Copy detection, {} (µAP {:.3})", results.model, r.micro_ap),
+                &[(results.model.clone(), curve)],
+            ),
+        )?;
         results.copy = Some(r);
     }
     if matches!(opts.task, Task::Products | Task::All) {
@@ -253,7 +266,13 @@ pub fn run(config: &Config, loc: &ModelLocation, opts: &Options) -> Result<(Resu
         }
         write_file(
             &opts.out.join("products-pr.svg"),
-            &metrics::pr_svg(&format!("Products photographed again, {}: right product as best match", results.model), &curves),
+            &metrics::pr_svg(
+                &format!(
+                    "Products photographed again, {}: right product as best match",
+                    results.model
+                ),
+                &curves,
+            ),
         )?;
     }
     let md = markdown(&results);
@@ -297,7 +316,8 @@ fn stem(p: &Path) -> String {
 fn grocery_split(bench: &Path, split: &str) -> Result<Vec<(PathBuf, String, bool)>> {
     let root = bench.join("grocery/dataset");
     let list = root.join(format!("{split}.txt"));
-    let text = std::fs::read_to_string(&list).with_context(|| format!("cannot read {}", list.display()))?;
+    let text = std::fs::read_to_string(&list)
+        .with_context(|| format!("cannot read {}", list.display()))?;
     let mut out = Vec::new();
     for line in text.lines() {
         let rel = line.split(',').next().unwrap_or("").trim();
@@ -305,7 +325,11 @@ fn grocery_split(bench: &Path, split: &str) -> Result<Vec<(PathBuf, String, bool
             continue;
         }
         let path = root.join(rel);
-        let Some(class) = Path::new(rel).parent().and_then(|p| p.file_name()).map(|s| s.to_string_lossy().into_owned()) else {
+        let Some(class) = Path::new(rel)
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|s| s.to_string_lossy().into_owned())
+        else {
             continue;
         };
         if path.is_file() {
@@ -321,20 +345,31 @@ fn grocery_split(bench: &Path, split: &str) -> Result<Vec<(PathBuf, String, bool
 /// Decodes an image file for editing (upright, at most 1024 pixels on the long side).
 fn load_for_editing(path: &Path, limits: &decode::Limits) -> Result<image::RgbImage> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut img = decode::decode(&bytes, limits, 512).with_context(|| format!("cannot decode {}", path.display()))?;
+    let mut img = decode::decode(&bytes, limits, 512)
+        .with_context(|| format!("cannot decode {}", path.display()))?;
     let long = img.width.max(img.height);
     if long > 1024 {
         let (w, h) = ((img.width * 1024 / long).max(1), (img.height * 1024 / long).max(1));
-        img = decode::resize(&img, w, h).with_context(|| format!("cannot resize {}", path.display()))?;
+        img = decode::resize(&img, w, h)
+            .with_context(|| format!("cannot resize {}", path.display()))?;
     }
-    image::RgbImage::from_raw(img.width, img.height, img.data).with_context(|| format!("internal error: bad buffer for {}", path.display()))
+    image::RgbImage::from_raw(img.width, img.height, img.data)
+        .with_context(|| format!("internal error: bad buffer for {}", path.display()))
 }
 
 /// Builds a fresh catalog in `dir` from `products`, exactly as `catalog add` does; fails naming
 /// the file of any image that cannot be used.
-fn build_catalog(config: &Config, loc: &ModelLocation, opts: &Options, dir: &Path, products: Vec<ProductRecord>) -> Result<usize> {
+fn build_catalog(
+    config: &Config,
+    loc: &ModelLocation,
+    opts: &Options,
+    dir: &Path,
+    products: Vec<ProductRecord>,
+) -> Result<usize> {
     if dir.exists() {
-        std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove the old benchmark catalog {}", dir.display()))?;
+        std::fs::remove_dir_all(dir).with_context(|| {
+            format!("cannot remove the old benchmark catalog {}", dir.display())
+        })?;
     }
     let mut store = Store::open(dir, true)?;
     store.check_model(&loc.manifest)?;
@@ -353,7 +388,13 @@ fn build_catalog(config: &Config, loc: &ModelLocation, opts: &Options, dir: &Pat
         chunks.into_iter(),
         |c| catalog::load_products(&fetcher, &limits, &loc.manifest, config.verify.params(), c),
         |loaded| -> Result<()> {
-            let done = catalog::ingest(&mut store, &mut embedder, &loc.manifest, config.index.storage, &loaded)?;
+            let done = catalog::ingest(
+                &mut store,
+                &mut embedder,
+                &loc.manifest,
+                config.index.storage,
+                &loaded,
+            )?;
             if let Some((_, e)) = done.image_errors.first().or(done.skipped.first()) {
                 bail!("benchmark catalog: {e}");
             }
@@ -366,7 +407,13 @@ fn build_catalog(config: &Config, loc: &ModelLocation, opts: &Options, dir: &Pat
     let background = background_photos(opts)?;
     if !background.is_empty() {
         let photos = catalog::load_background(&fetcher, &limits, &loc.manifest, &background);
-        let done = catalog::ingest_background(&mut store, &mut embedder, &loc.manifest, config.index.storage, &photos)?;
+        let done = catalog::ingest_background(
+            &mut store,
+            &mut embedder,
+            &loc.manifest,
+            config.index.storage,
+            &photos,
+        )?;
         if let Some((src, e)) = done.errors.first() {
             bail!("benchmark background photo {src}: {e}");
         }
@@ -379,13 +426,22 @@ fn background_photos(opts: &Options) -> Result<Vec<PathBuf>> {
     if opts.background == 0 {
         return Ok(Vec::new());
     }
-    let val: Vec<PathBuf> = grocery_split(&opts.bench_dir, "val")?.into_iter().filter(|(_, _, branded)| !branded).map(|(p, _, _)| p).collect();
+    let val: Vec<PathBuf> = grocery_split(&opts.bench_dir, "val")?
+        .into_iter()
+        .filter(|(_, _, branded)| !branded)
+        .map(|(p, _, _)| p)
+        .collect();
     Ok(sample(&val, opts.background, 0))
 }
 
 /// Scans `listings` against the catalog in `dir` with the real scanner; one report each, in order,
 /// and the share of photos whose regions were searched too.
-fn scan_catalog(config: &Config, loc: &ModelLocation, dir: &Path, listings: Vec<Listing>) -> Result<(Vec<Report>, f64)> {
+fn scan_catalog(
+    config: &Config,
+    loc: &ModelLocation,
+    dir: &Path,
+    listings: Vec<Listing>,
+) -> Result<(Vec<Report>, f64)> {
     let store = Store::open(dir, false)?;
     store.check_model(&loc.manifest)?;
     let view = store.view(config)?;
@@ -408,7 +464,11 @@ fn scan_catalog(config: &Config, loc: &ModelLocation, dir: &Path, listings: Vec<
 /// Writes one JSON line per query: its id, the right reference (if any), the verdict and the
 /// best matches with their similarities and the listing photo (file name, with the region when a
 /// region matched), for looking into the figures.
-fn dump_matches<'a>(path: &Path, queries: impl Iterator<Item = (&'a str, Option<&'a str>)>, reports: &[Report]) -> Result<()> {
+fn dump_matches<'a>(
+    path: &Path,
+    queries: impl Iterator<Item = (&'a str, Option<&'a str>)>,
+    reports: &[Report],
+) -> Result<()> {
     let mut text = String::new();
     for ((id, truth), r) in queries.zip(reports) {
         let m: Vec<serde_json::Value> = r
@@ -449,7 +509,13 @@ fn product(i: usize, brand: &str, id: &str, images: Vec<PathBuf>, price: f64) ->
     }
 }
 
-fn copy_task(config: &Config, loc: &ModelLocation, opts: &Options, match_t: f32, review_t: f32) -> Result<(CopyResults, Vec<PrPoint>, Option<CopyResults>)> {
+fn copy_task(
+    config: &Config,
+    loc: &ModelLocation,
+    opts: &Options,
+    match_t: f32,
+    review_t: f32,
+) -> Result<(CopyResults, Vec<PrPoint>, Option<CopyResults>)> {
     let t0 = Instant::now();
     let b = &opts.bench_dir;
     // references
@@ -462,7 +528,9 @@ fn copy_task(config: &Config, loc: &ModelLocation, opts: &Options, match_t: f32,
     for p in crate::vision::source::image_files_in(&b.join("backgrounds"))? {
         refs.push((format!("background-{}", stem(&p)), p));
     }
-    for p in crate::vision::source::image_files_under(&b.join("grocery/dataset/iconic-images-and-descriptions"))? {
+    for p in crate::vision::source::image_files_under(
+        &b.join("grocery/dataset/iconic-images-and-descriptions"),
+    )? {
         if stem(&p).ends_with("_Iconic") {
             refs.push((format!("iconic-{}", stem(&p).trim_end_matches("_Iconic")), p));
         }
@@ -477,15 +545,30 @@ fn copy_task(config: &Config, loc: &ModelLocation, opts: &Options, match_t: f32,
     let mut queries: Vec<Query> = Vec::new();
     for p in crate::vision::source::image_files_in(&b.join("pdq/bridge-mods"))? {
         if stem(&p) != "aaa-orig" {
-            queries.push(Query { id: format!("pdq_bridge_mods/{}", stem(&p)), family: "pdq_bridge_mods".into(), truth: Some("pdq-bridge".into()), path: p });
+            queries.push(Query {
+                id: format!("pdq_bridge_mods/{}", stem(&p)),
+                family: "pdq_bridge_mods".into(),
+                truth: Some("pdq-bridge".into()),
+                path: p,
+            });
         }
     }
     for p in crate::vision::source::image_files_in(&b.join("pdq/dih"))? {
-        queries.push(Query { id: format!("pdq_dih/{}", stem(&p)), family: "pdq_dih".into(), truth: Some("pdq-bridge".into()), path: p });
+        queries.push(Query {
+            id: format!("pdq_dih/{}", stem(&p)),
+            family: "pdq_dih".into(),
+            truth: Some("pdq-bridge".into()),
+            path: p,
+        });
     }
     for p in crate::vision::source::image_files_in(&b.join("pdq/exif-rotn"))? {
         if stem(&p) != "exif-rotn-1" {
-            queries.push(Query { id: format!("pdq_exif_rotn/{}", stem(&p)), family: "pdq_exif_rotn".into(), truth: Some("pdq-exif".into()), path: p });
+            queries.push(Query {
+                id: format!("pdq_exif_rotn/{}", stem(&p)),
+                family: "pdq_exif_rotn".into(),
+                truth: Some("pdq-exif".into()),
+                path: p,
+            });
         }
     }
     // distractors: shop photos of the test split and the labelme subset
@@ -493,17 +576,33 @@ fn copy_task(config: &Config, loc: &ModelLocation, opts: &Options, match_t: f32,
     let mut distractors = sample(&test, opts.limit, opts.seed);
     distractors.extend(crate::vision::source::image_files_in(&b.join("pdq/labelme-subset"))?);
     for p in &distractors {
-        queries.push(Query { id: format!("distractor/{}", stem(p)), family: "distractor".into(), truth: None, path: p.clone() });
+        queries.push(Query {
+            id: format!("distractor/{}", stem(p)),
+            family: "distractor".into(),
+            truth: None,
+            path: p.clone(),
+        });
     }
     // generated edits; fillers for collages and backdrops are train-split shop photos
     let limits = scan::decode_limits(config);
     let train: Vec<PathBuf> = grocery_split(b, "train")?.into_iter().map(|(p, _, _)| p).collect();
-    let fillers: Vec<image::RgbImage> = sample(&train, 24, opts.seed).par_iter().map(|p| load_for_editing(p, &limits)).collect::<Result<_>>()?;
+    let fillers: Vec<image::RgbImage> = sample(&train, 24, opts.seed)
+        .par_iter()
+        .map(|p| load_for_editing(p, &limits))
+        .collect::<Result<_>>()?;
     let qdir = opts.out.join("work/copy-queries");
     for f in Family::ALL {
-        std::fs::create_dir_all(qdir.join(f.name())).with_context(|| format!("cannot create {}", qdir.display()))?;
+        std::fs::create_dir_all(qdir.join(f.name()))
+            .with_context(|| format!("cannot create {}", qdir.display()))?;
     }
-    say(opts, format!("copy: writing {} edited copies to {}", refs.len() * Family::ALL.len(), qdir.display()));
+    say(
+        opts,
+        format!(
+            "copy: writing {} edited copies to {}",
+            refs.len() * Family::ALL.len(),
+            qdir.display()
+        ),
+    );
     let generated: Vec<Vec<Query>> = refs
         .par_iter()
         .map(|(id, path)| -> Result<Vec<Query>> {
@@ -512,30 +611,44 @@ fn copy_task(config: &Config, loc: &ModelLocation, opts: &Options, match_t: f32,
             for f in Family::ALL {
                 let a = attack::apply(&img, f, attack::seed_of(id) ^ mix(opts.seed), &fillers);
                 let dest = qdir.join(f.name()).join(format!("{id}.jpg"));
-                let file = std::fs::File::create(&dest).with_context(|| format!("cannot create {}", dest.display()))?;
+                let file = std::fs::File::create(&dest)
+                    .with_context(|| format!("cannot create {}", dest.display()))?;
                 let mut w = std::io::BufWriter::new(file);
                 image::codecs::jpeg::JpegEncoder::new_with_quality(&mut w, a.jpeg_quality)
                     .encode_image(&a.image)
                     .with_context(|| format!("cannot write {}", dest.display()))?;
-                out.push(Query { id: format!("{}/{id}", f.name()), family: f.name().into(), truth: Some(id.clone()), path: dest });
+                out.push(Query {
+                    id: format!("{}/{id}", f.name()),
+                    family: f.name().into(),
+                    truth: Some(id.clone()),
+                    path: dest,
+                });
             }
             Ok(out)
         })
         .collect::<Result<_>>()?;
     queries.extend(generated.into_iter().flatten());
     // catalog: one product per reference image
-    let products: Vec<ProductRecord> =
-        refs.iter().enumerate().map(|(i, (id, p))| product(i, "bench", id, vec![p.clone()], 100.0)).collect();
+    let products: Vec<ProductRecord> = refs
+        .iter()
+        .enumerate()
+        .map(|(i, (id, p))| product(i, "bench", id, vec![p.clone()], 100.0))
+        .collect();
     let dir = opts.out.join("work/catalog-copy");
     let n_refs = build_catalog(config, loc, opts, &dir, products)?;
     say(opts, format!("copy: scanning {} queries", queries.len()));
     let mut cfg = config.clone();
     cfg.policy.top_k = 10;
-    let listings = queries.iter().map(|q| listing(q.id.clone(), &q.path, None, "bench-seller")).collect();
+    let listings =
+        queries.iter().map(|q| listing(q.id.clone(), &q.path, None, "bench-seller")).collect();
     let ts = Instant::now();
     let (reports, region_share) = scan_catalog(&cfg, loc, &dir, listings)?;
     let scan_seconds = ts.elapsed().as_secs_f64();
-    dump_matches(&opts.out.join("copy-matches.jsonl"), queries.iter().map(|q| (q.id.as_str(), q.truth.as_deref())), &reports)?;
+    dump_matches(
+        &opts.out.join("copy-matches.jsonl"),
+        queries.iter().map(|q| (q.id.as_str(), q.truth.as_deref())),
+        &reports,
+    )?;
     let mut ranked = Vec::with_capacity(reports.len());
     for (q, r) in queries.iter().zip(&reports) {
         if r.verdict == Verdict::Error {
@@ -543,20 +656,29 @@ fn copy_task(config: &Config, loc: &ModelLocation, opts: &Options, match_t: f32,
         }
         ranked.push(r.matches.iter().map(|m| (m.product_id.clone(), m.similarity)).collect());
     }
-    let (mut res, curve) = copy_metrics(&queries, &ranked, n_refs, distractors.len(), match_t, review_t);
+    let (mut res, curve) =
+        copy_metrics(&queries, &ranked, n_refs, distractors.len(), match_t, review_t);
     res.seconds = t0.elapsed().as_secs_f64();
     res.scan_seconds = scan_seconds;
     res.region_share = region_share;
     let baseline = if opts.baseline {
         say(opts, "copy: pHash baseline");
         let ts = Instant::now();
-        let ref_photos: Vec<(&str, &Path)> = refs.iter().map(|(id, p)| (id.as_str(), p.as_path())).collect();
+        let ref_photos: Vec<(&str, &Path)> =
+            refs.iter().map(|(id, p)| (id.as_str(), p.as_path())).collect();
         let query_photos: Vec<&Path> = queries.iter().map(|q| q.path.as_path()).collect();
         let ranked = phash_rank(&ref_photos, &query_photos, 10, &limits)?;
         // a hash has no calibrated thresholds: report it at the thresholds of its own 99 % / 90 % precision
         let (pre, _) = copy_metrics(&queries, &ranked, refs.len(), distractors.len(), 1.0, 1.0);
         let at = |x: Option<(f64, f32)>| x.map_or(1.0, |(_, t)| t);
-        let (mut b, _) = copy_metrics(&queries, &ranked, refs.len(), distractors.len(), at(pre.recall_at_p99), at(pre.recall_at_p90));
+        let (mut b, _) = copy_metrics(
+            &queries,
+            &ranked,
+            refs.len(),
+            distractors.len(),
+            at(pre.recall_at_p99),
+            at(pre.recall_at_p90),
+        );
         b.seconds = ts.elapsed().as_secs_f64();
         b.scan_seconds = b.seconds;
         Some(b)
@@ -568,7 +690,12 @@ fn copy_task(config: &Config, loc: &ModelLocation, opts: &Options, match_t: f32,
 
 /// The pHash baseline: each query photo's `k` most similar products among the reference photos
 /// (product id, photo), best first.
-fn phash_rank(refs: &[(&str, &Path)], queries: &[&Path], k: usize, limits: &decode::Limits) -> Result<Vec<Vec<(String, f32)>>> {
+fn phash_rank(
+    refs: &[(&str, &Path)],
+    queries: &[&Path],
+    k: usize,
+    limits: &decode::Limits,
+) -> Result<Vec<Vec<(String, f32)>>> {
     let hash = |p: &Path| load_for_editing(p, limits).map(|img| crate::bench::baseline::hash(&img));
     let hashes: Vec<_> = refs.par_iter().map(|(_, p)| hash(p)).collect::<Result<_>>()?;
     let mut index = crate::bench::baseline::HashIndex::default();
@@ -579,7 +706,14 @@ fn phash_rank(refs: &[(&str, &Path)], queries: &[&Path], k: usize, limits: &deco
 }
 
 /// Copy-detection figures from each query's ranked matches (catalog product, score), best first.
-fn copy_metrics(queries: &[Query], ranked: &[Vec<(String, f32)>], n_refs: usize, n_distractors: usize, match_t: f32, review_t: f32) -> (CopyResults, Vec<PrPoint>) {
+fn copy_metrics(
+    queries: &[Query],
+    ranked: &[Vec<(String, f32)>],
+    n_refs: usize,
+    n_distractors: usize,
+    match_t: f32,
+    review_t: f32,
+) -> (CopyResults, Vec<PrPoint>) {
     let mut pairs = Vec::new();
     let mut pairs_no_iconic = Vec::new();
     let mut false_groups: HashMap<(String, String), usize> = HashMap::new();
@@ -590,7 +724,8 @@ fn copy_metrics(queries: &[Query], ranked: &[Vec<(String, f32)>], n_refs: usize,
     for (q, matches) in queries.iter().zip(ranked) {
         let truth_group = q.truth.as_deref().map(group).unwrap_or_else(|| "distractor".into());
         for (product, score) in matches {
-            let pair = Pair { score: *score, positive: q.truth.as_deref() == Some(product.as_str()) };
+            let pair =
+                Pair { score: *score, positive: q.truth.as_deref() == Some(product.as_str()) };
             pairs.push(pair);
             if truth_group != "iconic" && group(product) != "iconic" {
                 pairs_no_iconic.push(pair);
@@ -636,9 +771,12 @@ fn copy_metrics(queries: &[Query], ranked: &[Vec<(String, f32)>], n_refs: usize,
         })
         .collect();
     let nd = n_distractors.max(1) as f64;
-    let n_pos_no_iconic = queries.iter().filter(|q| q.truth.as_deref().is_some_and(|t| group(t) != "iconic")).count();
-    let mut false_matches_by_group: Vec<(String, String, usize)> = false_groups.into_iter().map(|((a, b), n)| (a, b, n)).collect();
-    false_matches_by_group.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)).then_with(|| a.1.cmp(&b.1)));
+    let n_pos_no_iconic =
+        queries.iter().filter(|q| q.truth.as_deref().is_some_and(|t| group(t) != "iconic")).count();
+    let mut false_matches_by_group: Vec<(String, String, usize)> =
+        false_groups.into_iter().map(|((a, b), n)| (a, b, n)).collect();
+    false_matches_by_group
+        .sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)).then_with(|| a.1.cmp(&b.1)));
     let res = CopyResults {
         references: n_refs,
         match_threshold: match_t,
@@ -672,7 +810,12 @@ const REFERENCE_PRICE: f64 = 25.0;
 /// A suspicious price: 30 % of the reference (the default policy flags at or below 50 %).
 const SUSPICIOUS_PRICE: f64 = 7.5;
 
-fn products_task(config: &Config, loc: &ModelLocation, opts: &Options, k: usize) -> Result<(ProductResults, Vec<PrPoint>, Option<BaselineProducts>)> {
+fn products_task(
+    config: &Config,
+    loc: &ModelLocation,
+    opts: &Options,
+    k: usize,
+) -> Result<(ProductResults, Vec<PrPoint>, Option<BaselineProducts>)> {
     let t0 = Instant::now();
     let b = &opts.bench_dir;
     let iconic_root = b.join("grocery/dataset/iconic-images-and-descriptions/Packages");
@@ -683,9 +826,11 @@ fn products_task(config: &Config, loc: &ModelLocation, opts: &Options, k: usize)
         let Some(class) = s.strip_suffix("_Iconic") else { continue };
         let mut images = vec![p.clone()];
         // K of the class's shop photos, from an offset the seed picks
-        let shop: Vec<&PathBuf> = train.iter().filter(|(_, c, br)| *br && c == class).map(|(p, _, _)| p).collect();
+        let shop: Vec<&PathBuf> =
+            train.iter().filter(|(_, c, br)| *br && c == class).map(|(p, _, _)| p).collect();
         let start = if shop.is_empty() { 0 } else { (mix(opts.seed) % shop.len() as u64) as usize };
-        images.extend(shop.iter().cycle().skip(start).take(k.min(shop.len())).map(|p| (*p).clone()));
+        images
+            .extend(shop.iter().cycle().skip(start).take(k.min(shop.len())).map(|p| (*p).clone()));
         products.push(product(products.len(), brand_of(class), class, images, REFERENCE_PRICE));
     }
     if products.is_empty() {
@@ -694,14 +839,27 @@ fn products_task(config: &Config, loc: &ModelLocation, opts: &Options, k: usize)
     let n_products = products.len();
     let product_images: Vec<(String, Vec<PathBuf>)> = products
         .iter()
-        .map(|p| (p.product_id.clone(), p.images.iter().filter_map(|r| match r { ImageRef::Path(p) => Some(p.clone()), ImageRef::Url(_) => None }).collect()))
+        .map(|p| {
+            (
+                p.product_id.clone(),
+                p.images
+                    .iter()
+                    .filter_map(|r| match r {
+                        ImageRef::Path(p) => Some(p.clone()),
+                        ImageRef::Url(_) => None,
+                    })
+                    .collect(),
+            )
+        })
         .collect();
-    let known: std::collections::HashSet<String> = products.iter().map(|p| p.product_id.clone()).collect();
+    let known: std::collections::HashSet<String> =
+        products.iter().map(|p| p.product_id.clone()).collect();
     let dir = opts.out.join(format!("work/catalog-products-k{k}"));
     say(opts, format!("products K={k}: cataloguing {n_products} products"));
     let n_images = build_catalog(config, loc, opts, &dir, products)?;
     let test = grocery_split(b, "test")?;
-    let branded: Vec<_> = test.iter().filter(|(_, c, br)| *br && known.contains(c)).cloned().collect();
+    let branded: Vec<_> =
+        test.iter().filter(|(_, c, br)| *br && known.contains(c)).cloned().collect();
     let unbranded: Vec<_> = test.iter().filter(|(_, _, br)| !*br).cloned().collect();
     let branded = sample(&branded, opts.limit, opts.seed);
     let unbranded = sample(&unbranded, opts.limit, opts.seed);
@@ -710,29 +868,47 @@ fn products_task(config: &Config, loc: &ModelLocation, opts: &Options, k: usize)
     let mut listings = Vec::new();
     for (i, (p, c, _)) in branded.iter().enumerate() {
         let low = i % 2 == 0;
-        listings.push(listing(format!("branded/{}", stem(p)), p, Some(if low { SUSPICIOUS_PRICE } else { REFERENCE_PRICE }), &format!("shop-{}", i % 40)));
+        listings.push(listing(
+            format!("branded/{}", stem(p)),
+            p,
+            Some(if low { SUSPICIOUS_PRICE } else { REFERENCE_PRICE }),
+            &format!("shop-{}", i % 40),
+        ));
         truth.push((Some(c.clone()), low));
     }
     for (i, (p, _, _)) in unbranded.iter().enumerate() {
         let low = i % 2 == 0;
-        listings.push(listing(format!("unbranded/{}", stem(p)), p, Some(if low { SUSPICIOUS_PRICE } else { REFERENCE_PRICE }), &format!("shop-{}", i % 40)));
+        listings.push(listing(
+            format!("unbranded/{}", stem(p)),
+            p,
+            Some(if low { SUSPICIOUS_PRICE } else { REFERENCE_PRICE }),
+            &format!("shop-{}", i % 40),
+        ));
         truth.push((None, low));
     }
     say(opts, format!("products K={k}: scanning {} listings", listings.len()));
     let (reports, region_share) = scan_catalog(config, loc, &dir, listings)?;
     dump_matches(
         &opts.out.join(format!("products-k{k}-matches.jsonl")),
-        reports.iter().zip(&truth).map(|(r, (c, _))| (r.listing_id.as_deref().unwrap_or("-"), c.as_deref())),
+        reports
+            .iter()
+            .zip(&truth)
+            .map(|(r, (c, _))| (r.listing_id.as_deref().unwrap_or("-"), c.as_deref())),
         &reports,
     )?;
     let (mut top1, mut top5, mut sib, mut other) = (0usize, 0usize, 0usize, 0usize);
-    let (mut flagged, mut tp, mut tp_right, mut fr, mut positives) = (0usize, 0usize, 0usize, 0usize, 0usize);
+    let (mut flagged, mut tp, mut tp_right, mut fr, mut positives) =
+        (0usize, 0usize, 0usize, 0usize, 0usize);
     let (mut u_flag, mut u_fr) = (0usize, 0usize);
     let mut pairs = Vec::new();
     let mut confusions: HashMap<(String, String), usize> = HashMap::new();
     for ((class, low), r) in truth.iter().zip(&reports) {
         if r.verdict == Verdict::Error {
-            bail!("listing {} could not be scanned: {}", r.listing_id.as_deref().unwrap_or("-"), r.reasons.join("; "));
+            bail!(
+                "listing {} could not be scanned: {}",
+                r.listing_id.as_deref().unwrap_or("-"),
+                r.reasons.join("; ")
+            );
         }
         let best = r.matches.first();
         let is_flag = r.verdict == Verdict::Flag;
@@ -741,7 +917,10 @@ fn products_task(config: &Config, loc: &ModelLocation, opts: &Options, k: usize)
         match class {
             Some(c) => {
                 let right = best.is_some_and(|m| &m.product_id == c);
-                pairs.push(Pair { score: best.map(|m| m.similarity).unwrap_or(0.0), positive: right });
+                pairs.push(Pair {
+                    score: best.map(|m| m.similarity).unwrap_or(0.0),
+                    positive: right,
+                });
                 top1 += usize::from(right);
                 top5 += usize::from(r.matches.iter().take(5).any(|m| &m.product_id == c));
                 if let Some(m) = best.filter(|_| !right) {
@@ -760,7 +939,10 @@ fn products_task(config: &Config, loc: &ModelLocation, opts: &Options, k: usize)
                 }
             }
             None => {
-                pairs.push(Pair { score: best.map(|m| m.similarity).unwrap_or(0.0), positive: false });
+                pairs.push(Pair {
+                    score: best.map(|m| m.similarity).unwrap_or(0.0),
+                    positive: false,
+                });
                 u_flag += usize::from(is_flag);
                 u_fr += usize::from(is_fr);
             }
@@ -768,11 +950,16 @@ fn products_task(config: &Config, loc: &ModelLocation, opts: &Options, k: usize)
     }
     let nb = branded.len().max(1) as f64;
     let nu = unbranded.len().max(1) as f64;
-    let mut top_confusions: Vec<(String, String, usize)> = confusions.into_iter().map(|((a, b), n)| (a, b, n)).collect();
-    top_confusions.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)).then_with(|| a.1.cmp(&b.1)));
+    let mut top_confusions: Vec<(String, String, usize)> =
+        confusions.into_iter().map(|((a, b), n)| (a, b, n)).collect();
+    top_confusions
+        .sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)).then_with(|| a.1.cmp(&b.1)));
     top_confusions.truncate(10);
     let baseline = if opts.baseline {
-        let refs: Vec<(&str, &Path)> = product_images.iter().flat_map(|(id, ps)| ps.iter().map(move |p| (id.as_str(), p.as_path()))).collect();
+        let refs: Vec<(&str, &Path)> = product_images
+            .iter()
+            .flat_map(|(id, ps)| ps.iter().map(move |p| (id.as_str(), p.as_path())))
+            .collect();
         let query_photos: Vec<&Path> = branded.iter().map(|(p, _, _)| p.as_path()).collect();
         let ranked = phash_rank(&refs, &query_photos, 5, &scan::decode_limits(config))?;
         let (mut t1, mut t5, mut bpairs) = (0usize, 0usize, Vec::new());
@@ -782,7 +969,12 @@ fn products_task(config: &Config, loc: &ModelLocation, opts: &Options, k: usize)
             t5 += usize::from(r.iter().any(|m| &m.0 == c));
             bpairs.push(Pair { score: r.first().map_or(0.0, |m| m.1), positive: right });
         }
-        Some(BaselineProducts { k, top1: t1 as f64 / nb, top5: t5 as f64 / nb, identification_ap: metrics::micro_ap(&bpairs, branded.len()) })
+        Some(BaselineProducts {
+            k,
+            top1: t1 as f64 / nb,
+            top5: t5 as f64 / nb,
+            identification_ap: metrics::micro_ap(&bpairs, branded.len()),
+        })
     } else {
         None
     };
@@ -858,7 +1050,8 @@ pub fn markdown(r: &Results) -> String {
             pct(c.distractors_above_review),
             pct(c.distractors_above_match),
         );
-        let v: Vec<String> = c.false_matches_by_group.iter().map(|(a, b, n)| format!("{a} → {b}: {n}")).collect();
+        let v: Vec<String> =
+            c.false_matches_by_group.iter().map(|(a, b, n)| format!("{a} → {b}: {n}")).collect();
         s += &format!("Wrong pairs at or above the match threshold (true reference group → matched group): {}\n\n", if v.is_empty() { "none".into() } else { v.join("; ") });
         s += "| family | queries | top-1 | top-1 ≥ match | top-1 ≥ review | median sim. of true ref. |\n|---|---:|---:|---:|---:|---:|\n";
         for f in &c.families {
@@ -901,12 +1094,18 @@ pub fn markdown(r: &Results) -> String {
             );
         }
         if r.products.iter().any(|p| p.region_share > 0.0) {
-            let v: Vec<String> = r.products.iter().map(|p| format!("K={}: {}", p.k, pct(p.region_share))).collect();
+            let v: Vec<String> =
+                r.products.iter().map(|p| format!("K={}: {}", p.k, pct(p.region_share))).collect();
             s += &format!("\nListing photos whose regions were searched too: {}.\n", v.join(", "));
         }
         if let Some(p) = r.products.last() {
             s += &format!("\nMost frequent wrong best matches at K={}: ", p.k);
-            let v: Vec<String> = p.top_confusions.iter().take(5).map(|(a, b, n)| format!("{a} → {b} ({n})")).collect();
+            let v: Vec<String> = p
+                .top_confusions
+                .iter()
+                .take(5)
+                .map(|(a, b, n)| format!("{a} → {b} ({n})"))
+                .collect();
             s += &v.join("; ");
             s += "\n";
         }
@@ -921,17 +1120,39 @@ fn baseline_markdown(r: &Results) -> String {
     if let (Some(m), Some(b)) = (&r.copy, &r.baseline_copy) {
         s += &format!("\n### `{}` against a pHash baseline, same queries\n\n| copy detection | {} | pHash (64-bit DCT) |\n|---|---:|---:|\n", r.model, r.model);
         s += &format!("| µAP | {:.3} | {:.3} |\n| µAP without the Grocery iconic references | {:.3} | {:.3} |\n", m.micro_ap, b.micro_ap, m.micro_ap_without_iconic, b.micro_ap_without_iconic);
-        s += &format!("| recall at 90 % precision | {} | {} |\n| recall at 99 % precision | {} | {} |\n", at_p(&m.recall_at_p90), at_p(&b.recall_at_p90), at_p(&m.recall_at_p99), at_p(&b.recall_at_p99));
-        s += &format!("| distractors reaching the review threshold | {} | {} |\n", pct(m.distractors_above_review), pct(b.distractors_above_review));
+        s += &format!(
+            "| recall at 90 % precision | {} | {} |\n| recall at 99 % precision | {} | {} |\n",
+            at_p(&m.recall_at_p90),
+            at_p(&b.recall_at_p90),
+            at_p(&m.recall_at_p99),
+            at_p(&b.recall_at_p99)
+        );
+        s += &format!(
+            "| distractors reaching the review threshold | {} | {} |\n",
+            pct(m.distractors_above_review),
+            pct(b.distractors_above_review)
+        );
         for (fm, fb) in m.families.iter().zip(&b.families) {
             s += &format!("| top-1: {} | {} | {} |\n", fm.family, pct(fm.top1), pct(fb.top1));
         }
-        s += &format!("| time (pHash: hashing and ranking; model: scan) | {:.0} s | {:.0} s |\n", m.scan_seconds, b.seconds);
+        s += &format!(
+            "| time (pHash: hashing and ranking; model: scan) | {:.0} s | {:.0} s |\n",
+            m.scan_seconds, b.seconds
+        );
     }
     if !r.baseline_products.is_empty() {
         s += &format!("\n| products photographed again | {} top-1 / top-5 / ident. AP | pHash top-1 / top-5 / ident. AP |\n|---|---|---|\n", r.model);
         for (m, b) in r.products.iter().zip(&r.baseline_products) {
-            s += &format!("| K = {} | {} / {} / {:.3} | {} / {} / {:.3} |\n", m.k, pct(m.top1), pct(m.top5), m.identification_ap, pct(b.top1), pct(b.top5), b.identification_ap);
+            s += &format!(
+                "| K = {} | {} / {} / {:.3} | {} / {} / {:.3} |\n",
+                m.k,
+                pct(m.top1),
+                pct(m.top5),
+                m.identification_ap,
+                pct(b.top1),
+                pct(b.top5),
+                b.identification_ap
+            );
         }
     }
     s

@@ -158,30 +158,47 @@ impl Allowlist {
 
     /// The nearest entry of product (`brand`, `product_id`) within `phash::NEAR` bits of one of
     /// `hashes` (a listing photo's, every orientation) that applies to `seller_id`.
-    pub fn find(&self, brand: &str, product_id: &str, seller_id: &str, hashes: &[u64]) -> Option<(&Entry, u32)> {
+    pub fn find(
+        &self,
+        brand: &str,
+        product_id: &str,
+        seller_id: &str,
+        hashes: &[u64],
+    ) -> Option<(&Entry, u32)> {
         let entries = self.by_product.get(&(brand.to_string(), product_id.to_string()))?;
         entries
             .iter()
             .filter(|e| e.seller_id.as_deref().is_none_or(|s| s == seller_id))
-            .filter_map(|e| hashes.iter().map(|h| crate::vision::phash::distance(*h, e.phash)).min().map(|d| (e, d)))
+            .filter_map(|e| {
+                hashes
+                    .iter()
+                    .map(|h| crate::vision::phash::distance(*h, e.phash))
+                    .min()
+                    .map(|d| (e, d))
+            })
             .filter(|(_, d)| *d <= crate::vision::phash::NEAR)
             .min_by_key(|(_, d)| *d)
     }
 }
 
 fn connect(path: &Path) -> Result<Connection> {
-    let mut conn = Connection::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut conn =
+        Connection::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
-    migrate(&mut conn).with_context(|| format!("cannot update the schema of {}", path.display()))?;
+    migrate(&mut conn)
+        .with_context(|| format!("cannot update the schema of {}", path.display()))?;
     Ok(conn)
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
     let version = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
     if version > MIGRATIONS.len() {
-        bail!("schema version {version} is newer than this knockoff knows ({}); use a newer knockoff", MIGRATIONS.len());
+        bail!(
+            "schema version {version} is newer than this knockoff knows ({}); use a newer knockoff",
+            MIGRATIONS.len()
+        );
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction()?;
@@ -203,7 +220,10 @@ pub struct Shared {
 impl Shared {
     /// The allow-list of data directory `data`, read now; `add` and `revoke` write there.
     pub fn open(data: &Path) -> Result<Shared> {
-        Ok(Shared { list: Arc::new(RwLock::new(Allowlist::open(data)?)), path: Some(data.join(FILE)) })
+        Ok(Shared {
+            list: Arc::new(RwLock::new(Allowlist::open(data)?)),
+            path: Some(data.join(FILE)),
+        })
     }
 
     /// Runs `f` on the entries.
@@ -275,14 +295,26 @@ mod tests {
         shared.add(entry("chrono", 0x1234, Some("shop1"), 8)).unwrap();
         let near = 0xF0F0_F0F0_0000_FFFF ^ 0b1011; // 3 bits
         let far = 0xF0F0_F0F0_0000_FFFF ^ 0b11111; // 5 bits
-        for list in [Allowlist::open(dir.path()).unwrap(), std::mem::take(&mut *shared.list.write().unwrap())] {
+        for list in [
+            Allowlist::open(dir.path()).unwrap(),
+            std::mem::take(&mut *shared.list.write().unwrap()),
+        ] {
             assert_eq!(list.len(), 2);
-            assert_eq!(list.find("Acme", "diver", "anyone", &[far, near]).map(|(e, d)| (e.verdict_id, d)), Some((Some(7), 3)));
-            assert!(list.find("Acme", "diver", "anyone", &[far]).is_none(), "5 bits is not a near-duplicate");
+            assert_eq!(
+                list.find("Acme", "diver", "anyone", &[far, near]).map(|(e, d)| (e.verdict_id, d)),
+                Some((Some(7), 3))
+            );
+            assert!(
+                list.find("Acme", "diver", "anyone", &[far]).is_none(),
+                "5 bits is not a near-duplicate"
+            );
             assert!(list.find("Acme", "classic", "anyone", &[near]).is_none(), "another product");
             assert!(list.find("Other", "diver", "anyone", &[near]).is_none(), "another brand");
             assert!(list.find("Acme", "chrono", "shop1", &[0x1234]).is_some());
-            assert!(list.find("Acme", "chrono", "shop2", &[0x1234]).is_none(), "limited to its seller");
+            assert!(
+                list.find("Acme", "chrono", "shop2", &[0x1234]).is_none(),
+                "limited to its seller"
+            );
         }
         let shared = Shared::open(dir.path()).unwrap();
         assert_eq!(shared.revoke(7).unwrap(), 1);
@@ -292,9 +324,21 @@ mod tests {
 
     #[test]
     fn reasons_say_which_decision_who_and_when() {
-        let a = Allowed { listing_image: "https://m.example/p.jpg".into(), hash_distance: 0, similarity: 0.9, entry: entry("diver", 1, Some("shop1"), 7) };
+        let a = Allowed {
+            listing_image: "https://m.example/p.jpg".into(),
+            hash_distance: 0,
+            similarity: 0.9,
+            entry: entry("diver", 1, Some("shop1"), 7),
+        };
         let r = a.reason();
-        for part in ["allow-list of Acme / diver", "decided genuine", "key 3f9a1c0b2d4e", "2026-12-03T22:00:00Z", "verdict 7", "seller shop1"] {
+        for part in [
+            "allow-list of Acme / diver",
+            "decided genuine",
+            "key 3f9a1c0b2d4e",
+            "2026-12-03T22:00:00Z",
+            "verdict 7",
+            "seller shop1",
+        ] {
             assert!(r.contains(part), "{part} missing: {r}");
         }
     }

@@ -44,11 +44,11 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::index::graph::Graph;
-use crate::index::Index;
-use crate::model::Manifest;
-use crate::input::records::{self, RawRecord};
-use crate::vision::source::ImageRef;
 use crate::index::vectors::{self, Storage, VectorFile};
+use crate::index::Index;
+use crate::input::records::{self, RawRecord};
+use crate::model::Manifest;
+use crate::vision::source::ImageRef;
 
 pub mod snapshot;
 
@@ -116,14 +116,21 @@ pub struct ProductRecord {
 }
 
 /// Turns a raw record from a catalog file into a product, or says what is wrong with it.
-pub fn parse_product(raw: &RawRecord, base_dir: &Path, max_images: usize) -> Result<ProductRecord, String> {
+pub fn parse_product(
+    raw: &RawRecord,
+    base_dir: &Path,
+    max_images: usize,
+) -> Result<ProductRecord, String> {
     let f = raw.fields.as_ref().map_err(Clone::clone)?;
     let images = records::list(f, "images")?;
     if images.is_empty() {
         return Err("missing field `images` (one or more image paths or URLs)".into());
     }
     if images.len() > max_images {
-        return Err(format!("{} images, over the limit of {max_images} (limits.max_images_per_record)", images.len()));
+        return Err(format!(
+            "{} images, over the limit of {max_images} (limits.max_images_per_record)",
+            images.len()
+        ));
     }
     let currency = records::text(f, "currency")?.to_ascii_uppercase();
     if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_alphabetic()) {
@@ -247,13 +254,26 @@ impl FeatureStore {
         let conn = if in_snapshot {
             snapshot::open_db(db)?
         } else {
-            Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                .with_context(|| format!("cannot open {}", db.display()))?
+            Connection::open_with_flags(
+                db,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .with_context(|| format!("cannot open {}", db.display()))?
         };
         let table = |name: &str| -> Result<bool> {
-            Ok(conn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name=?1", [name], |r| r.get::<_, i64>(0))? > 0)
+            Ok(conn.query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name=?1",
+                [name],
+                |r| r.get::<_, i64>(0),
+            )? > 0)
         };
-        let (has, has_shared, has_colours, has_phashes) = (table("local_features")?, table("shared_points")?, table("colours")?, table("phashes")?);
+        let (has, has_shared, has_colours, has_phashes) = (
+            table("local_features")?,
+            table("shared_points")?,
+            table("colours")?,
+            table("phashes")?,
+        );
         let cache = FeatureCache {
             conn: has.then_some(conn),
             has_shared,
@@ -270,8 +290,14 @@ impl FeatureStore {
 
     /// The local features of reference vector `id`, `None` when none are stored for it (or they
     /// are damaged, which is logged).
-    pub fn get(&self, id: u32) -> Result<Option<std::sync::Arc<crate::vision::verify::orb::Features>>> {
-        let mut c = self.inner.lock().map_err(|_| anyhow::anyhow!("internal error: feature cache poisoned"))?;
+    pub fn get(
+        &self,
+        id: u32,
+    ) -> Result<Option<std::sync::Arc<crate::vision::verify::orb::Features>>> {
+        let mut c = self
+            .inner
+            .lock()
+            .map_err(|_| anyhow::anyhow!("internal error: feature cache poisoned"))?;
         if let Some(f) = c.read.get(&id) {
             return Ok(f.clone());
         }
@@ -299,7 +325,10 @@ impl FeatureStore {
     /// when they were not found (a catalog from before knockoff looked for them, or damaged, which
     /// is logged).
     pub fn shared(&self, id: u32) -> Result<Option<std::sync::Arc<crate::vision::verify::Shared>>> {
-        let mut c = self.inner.lock().map_err(|_| anyhow::anyhow!("internal error: feature cache poisoned"))?;
+        let mut c = self
+            .inner
+            .lock()
+            .map_err(|_| anyhow::anyhow!("internal error: feature cache poisoned"))?;
         if let Some(s) = c.shared.get(&id) {
             return Ok(s.clone());
         }
@@ -318,7 +347,10 @@ impl FeatureStore {
     /// The colours of reference vector `id`, `None` when none are stored (a photo on a white
     /// backdrop, one added before knockoff stored colours, or damaged ones, which is logged).
     pub fn colours(&self, id: u32) -> Result<Option<crate::vision::colour::Colours>> {
-        let mut c = self.inner.lock().map_err(|_| anyhow::anyhow!("internal error: feature cache poisoned"))?;
+        let mut c = self
+            .inner
+            .lock()
+            .map_err(|_| anyhow::anyhow!("internal error: feature cache poisoned"))?;
         if let Some(s) = c.colours.get(&id) {
             return Ok(s.clone());
         }
@@ -338,7 +370,10 @@ impl FeatureStore {
     /// The perceptual hash of reference vector `id` (`phash::of`), `None` when none is stored (an
     /// image added before knockoff stored them, or a damaged row, which is logged).
     pub fn phash(&self, id: u32) -> Result<Option<u64>> {
-        let mut c = self.inner.lock().map_err(|_| anyhow::anyhow!("internal error: feature cache poisoned"))?;
+        let mut c = self
+            .inner
+            .lock()
+            .map_err(|_| anyhow::anyhow!("internal error: feature cache poisoned"))?;
         if let Some(h) = c.phashes.get(&id) {
             return Ok(*h);
         }
@@ -442,7 +477,10 @@ pub struct Store {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Creates the schema and its version in one transaction, so that a kill while a catalog is
@@ -450,14 +488,21 @@ fn now() -> i64 {
 fn create_schema(conn: &Connection, db: &Path) -> Result<()> {
     let tx = conn.unchecked_transaction()?;
     tx.execute_batch(SCHEMA).context("cannot create the catalog schema")?;
-    let version: Option<String> =
-        tx.query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0)).optional()?;
+    let version: Option<String> = tx
+        .query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0))
+        .optional()?;
     match version {
         None => {
-            tx.execute("INSERT INTO meta VALUES('schema_version', ?1)", [SCHEMA_VERSION.to_string()])?;
+            tx.execute(
+                "INSERT INTO meta VALUES('schema_version', ?1)",
+                [SCHEMA_VERSION.to_string()],
+            )?;
         }
         Some(v) if v == SCHEMA_VERSION.to_string() => {}
-        Some(v) => bail!("{} has format version {v}; this knockoff reads version {SCHEMA_VERSION}", db.display()),
+        Some(v) => bail!(
+            "{} has format version {v}; this knockoff reads version {SCHEMA_VERSION}",
+            db.display()
+        ),
     }
     tx.commit().context("cannot create the catalog schema")?;
     Ok(())
@@ -465,7 +510,11 @@ fn create_schema(conn: &Connection, db: &Path) -> Result<()> {
 
 /// Whether the catalog database has its `meta` table (a file without it was never committed to).
 fn has_meta(conn: &Connection) -> Result<bool> {
-    let n: i64 = conn.query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='meta'", [], |r| r.get(0))?;
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='meta'",
+        [],
+        |r| r.get(0),
+    )?;
     Ok(n > 0)
 }
 
@@ -493,20 +542,28 @@ impl Store {
             bail!("no catalog in {} (add one with `knockoff catalog add FILE`, or choose another with --data)", dir.display());
         }
         let lock = if write {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
-            let f = File::create(dir.join("lock")).with_context(|| format!("cannot create lock in {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+            let f = File::create(dir.join("lock"))
+                .with_context(|| format!("cannot create lock in {}", dir.display()))?;
             match f.try_lock() {
                 Ok(()) => {}
                 Err(std::fs::TryLockError::WouldBlock) => {
-                    bail!("another knockoff command is writing to {}; try again when it ends", dir.display())
+                    bail!(
+                        "another knockoff command is writing to {}; try again when it ends",
+                        dir.display()
+                    )
                 }
-                Err(std::fs::TryLockError::Error(e)) => return Err(e).context("cannot lock the data directory"),
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(e).context("cannot lock the data directory")
+                }
             }
             Some(f)
         } else {
             None
         };
-        let conn = Connection::open(&db).with_context(|| format!("cannot open {}", db.display()))?;
+        let conn =
+            Connection::open(&db).with_context(|| format!("cannot open {}", db.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -522,7 +579,11 @@ impl Store {
         if !write {
             let v = store.meta("schema_version")?;
             if v.as_deref() != Some(&SCHEMA_VERSION.to_string()) {
-                bail!("{} has format version {:?}; this knockoff reads version {SCHEMA_VERSION}", db.display(), v);
+                bail!(
+                    "{} has format version {:?}; this knockoff reads version {SCHEMA_VERSION}",
+                    db.display(),
+                    v
+                );
             }
         }
         Ok(store)
@@ -534,7 +595,10 @@ impl Store {
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>> {
-        Ok(self.conn.query_row("SELECT value FROM meta WHERE key=?1", [key], |r| r.get(0)).optional()?)
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key=?1", [key], |r| r.get(0))
+            .optional()?)
     }
 
     fn meta_num(&self, key: &str) -> Result<u64> {
@@ -590,7 +654,10 @@ impl Store {
 
     /// Looks up the vector of an image by content hash.
     pub fn vector_by_hash(&self, hash: &str) -> Result<Option<u32>> {
-        Ok(self.conn.query_row("SELECT id FROM vectors WHERE sha256=?1", [hash], |r| r.get(0)).optional()?)
+        Ok(self
+            .conn
+            .query_row("SELECT id FROM vectors WHERE sha256=?1", [hash], |r| r.get(0))
+            .optional()?)
     }
 
     /// The current background vector file; a missing one is created with `storage`.
@@ -601,14 +668,23 @@ impl Store {
 
     /// True when a background photo with this content hash is stored.
     pub fn background_known(&self, hash: &str) -> Result<bool> {
-        let n: i64 = self.conn.query_row("SELECT COUNT(*) FROM background WHERE sha256=?1", [hash], |r| r.get(0))?;
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM background WHERE sha256=?1",
+            [hash],
+            |r| r.get(0),
+        )?;
         Ok(n > 0)
     }
 
     /// Stores background photos: (content hash, source, embedding) each, in one transaction after
     /// the rows are written and synced. Background photos are images that are not in the catalog;
     /// a listing photo's similarity to them measures how generic it is (`scan` subtracts it).
-    pub fn add_background(&mut self, manifest: &Manifest, storage: Storage, photos: &[(String, String, Vec<f32>)]) -> Result<()> {
+    pub fn add_background(
+        &mut self,
+        manifest: &Manifest,
+        storage: Storage,
+        photos: &[(String, String, Vec<f32>)],
+    ) -> Result<()> {
         self.check_model(manifest)?;
         if photos.is_empty() {
             return Ok(());
@@ -620,7 +696,10 @@ impl Store {
         record_model(&tx, manifest)?;
         set_meta(&tx, "background_count", (committed + photos.len()).to_string())?;
         for (i, (hash, source, _)) in photos.iter().enumerate() {
-            tx.execute("INSERT INTO background(id, sha256, source) VALUES(?1, ?2, ?3)", params![(committed + i) as i64, hash, source])?;
+            tx.execute(
+                "INSERT INTO background(id, sha256, source) VALUES(?1, ?2, ?3)",
+                params![(committed + i) as i64, hash, source],
+            )?;
         }
         tx.commit().context("cannot commit the background photos")?;
         Ok(())
@@ -633,7 +712,9 @@ impl Store {
         let gen = self.meta_num("background_generation")? + 1;
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM background", [])?;
-        for (k, v) in [("background_count", "0".to_string()), ("background_generation", gen.to_string())] {
+        for (k, v) in
+            [("background_count", "0".to_string()), ("background_generation", gen.to_string())]
+        {
             tx.execute("INSERT OR REPLACE INTO meta VALUES(?1, ?2)", params![k, v])?;
         }
         tx.commit().context("cannot commit the removal of the background photos")?;
@@ -664,7 +745,10 @@ impl Store {
         let tx = self.conn.transaction()?;
         record_model(&tx, manifest)?;
         for (i, (hash, _)) in new_vectors.iter().enumerate() {
-            tx.execute("INSERT INTO vectors(id, sha256) VALUES(?1, ?2)", params![(committed + i) as i64, hash])?;
+            tx.execute(
+                "INSERT INTO vectors(id, sha256) VALUES(?1, ?2)",
+                params![(committed + i) as i64, hash],
+            )?;
         }
         set_meta(&tx, "vector_count", (committed + new_vectors.len()).to_string())?;
         for (hash, data) in &notes.features {
@@ -679,12 +763,19 @@ impl Store {
             tx.execute("INSERT OR REPLACE INTO colours VALUES(?1, ?2)", params![hash, data])?;
         }
         for (hash, h) in &notes.phashes {
-            tx.execute("INSERT OR REPLACE INTO phashes VALUES(?1, ?2)", params![hash, &h.to_le_bytes()[..]])?;
+            tx.execute(
+                "INSERT OR REPLACE INTO phashes VALUES(?1, ?2)",
+                params![hash, &h.to_le_bytes()[..]],
+            )?;
         }
         let t = now();
         for (p, images) in products {
-            tx.execute("INSERT INTO brands(name) VALUES(?1) ON CONFLICT(name) DO NOTHING", [&p.brand])?;
-            let brand: i64 = tx.query_row("SELECT id FROM brands WHERE name=?1", [&p.brand], |r| r.get(0))?;
+            tx.execute(
+                "INSERT INTO brands(name) VALUES(?1) ON CONFLICT(name) DO NOTHING",
+                [&p.brand],
+            )?;
+            let brand: i64 =
+                tx.query_row("SELECT id FROM brands WHERE name=?1", [&p.brand], |r| r.get(0))?;
             tx.execute(
                 "INSERT INTO products(brand, product_id, title, price, currency, category, removed, updated_at)
                  VALUES(?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)
@@ -704,8 +795,13 @@ impl Store {
             for (hash, source) in images {
                 let vid: i64 = tx
                     .query_row("SELECT id FROM vectors WHERE sha256=?1", [hash], |r| r.get(0))
-                    .with_context(|| format!("internal error: image {source} has no stored vector"))?;
-                tx.execute("INSERT OR IGNORE INTO images VALUES(?1, ?2, ?3)", params![pk, vid, source])?;
+                    .with_context(|| {
+                        format!("internal error: image {source} has no stored vector")
+                    })?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO images VALUES(?1, ?2, ?3)",
+                    params![pk, vid, source],
+                )?;
             }
         }
         tx.commit().context("cannot commit the catalog change")?;
@@ -746,9 +842,12 @@ impl Store {
                     "SELECT DISTINCT b.name, p.removed FROM vectors v JOIN images i ON i.vector=v.id JOIN products p ON p.id=i.product
                      JOIN brands b ON b.id=p.brand WHERE v.sha256=?1",
                 )?;
-                let mut names: std::collections::BTreeMap<String, HashSet<String>> = std::collections::BTreeMap::new();
+                let mut names: std::collections::BTreeMap<String, HashSet<String>> =
+                    std::collections::BTreeMap::new();
                 for sha in images {
-                    for row in st.query_map([sha], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))? {
+                    for row in
+                        st.query_map([sha], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))?
+                    {
                         let (name, removed) = row?;
                         let gone = names.entry(name).or_default();
                         if removed {
@@ -771,12 +870,18 @@ impl Store {
                 let mut q = st.query([brand])?;
                 while let Some(r) = q.next()? {
                     let (vid, product, sha): (i64, i64, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
-                    owners.entry(vid as u32).or_insert_with(|| (sha, HashSet::new())).1.insert(product);
+                    owners
+                        .entry(vid as u32)
+                        .or_insert_with(|| (sha, HashSet::new()))
+                        .1
+                        .insert(product);
                 }
             }
-            let mut vids: Vec<u32> = owners.keys().copied().filter(|&v| (v as usize) < rows.len()).collect();
+            let mut vids: Vec<u32> =
+                owners.keys().copied().filter(|&v| (v as usize) < rows.len()).collect();
             vids.sort_unstable();
-            let embeddings: HashMap<u32, Vec<f32>> = vids.iter().map(|&v| (v, rows.row_f32(v as usize))).collect();
+            let embeddings: HashMap<u32, Vec<f32>> =
+                vids.iter().map(|&v| (v, rows.row_f32(v as usize))).collect();
             // the most similar images of the brand's products other than `own`
             let nearest_to = |e: &[f32], own: &HashSet<i64>| -> Vec<u32> {
                 let mut others: Vec<(f32, u32)> = vids
@@ -807,21 +912,34 @@ impl Store {
                 let mut st = self.conn.prepare("SELECT id FROM vectors WHERE sha256=?1")?;
                 for sha in removed.iter().filter(|sha| !live.contains(sha.as_str())) {
                     let vid: Option<i64> = st.query_row([sha], |r| r.get(0)).optional()?;
-                    if let Some(v) = vid.and_then(|v| usize::try_from(v).ok()).filter(|&v| v < rows.len()) {
+                    if let Some(v) =
+                        vid.and_then(|v| usize::try_from(v).ok()).filter(|&v| v < rows.len())
+                    {
                         t.extend(nearest_to(&rows.row_f32(v), &HashSet::new()));
                     }
                 }
                 t.into_iter().collect()
             };
-            let plan: Vec<(u32, Vec<u32>)> = targets.par_iter().map(|&v| (v, known.get(&v).cloned().unwrap_or_else(|| nearest(v)))).collect();
+            let plan: Vec<(u32, Vec<u32>)> = targets
+                .par_iter()
+                .map(|&v| (v, known.get(&v).cloned().unwrap_or_else(|| nearest(v))))
+                .collect();
             let mut features: HashMap<u32, crate::vision::verify::orb::Features> = HashMap::new();
             for v in plan.iter().flat_map(|(v, n)| std::iter::once(v).chain(n)) {
                 if features.contains_key(v) {
                     continue;
                 }
-                let blob: Option<Vec<u8>> =
-                    self.conn.query_row("SELECT data FROM local_features WHERE sha256=?1", [&owners[v].0], |r| r.get(0)).optional()?;
-                if let Some(Ok(f)) = blob.map(|b| crate::vision::verify::orb::Features::from_bytes(&b)) {
+                let blob: Option<Vec<u8>> = self
+                    .conn
+                    .query_row(
+                        "SELECT data FROM local_features WHERE sha256=?1",
+                        [&owners[v].0],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(Ok(f)) =
+                    blob.map(|b| crate::vision::verify::orb::Features::from_bytes(&b))
+                {
                     features.insert(*v, f);
                 }
             }
@@ -830,8 +948,19 @@ impl Store {
                 .map(|(v, near)| {
                     let sha = owners[v].0.clone();
                     let Some(f) = features.get(v) else { return (sha, None) }; // no usable features: nothing to mark
-                    let others: Vec<&crate::vision::verify::orb::Features> = near.iter().filter_map(|o| features.get(o)).collect();
-                    (sha, Some(crate::vision::verify::Shared::find(f, &others, config.verify.min_inliers).to_bytes()))
+                    let others: Vec<&crate::vision::verify::orb::Features> =
+                        near.iter().filter_map(|o| features.get(o)).collect();
+                    (
+                        sha,
+                        Some(
+                            crate::vision::verify::Shared::find(
+                                f,
+                                &others,
+                                config.verify.min_inliers,
+                            )
+                            .to_bytes(),
+                        ),
+                    )
                 })
                 .collect();
             found.extend(marked);
@@ -839,7 +968,10 @@ impl Store {
         let tx = self.conn.transaction()?;
         for (sha, data) in &found {
             match data {
-                Some(d) => tx.execute("INSERT OR REPLACE INTO shared_points VALUES(?1, ?2)", params![sha, d])?,
+                Some(d) => tx.execute(
+                    "INSERT OR REPLACE INTO shared_points VALUES(?1, ?2)",
+                    params![sha, d],
+                )?,
                 None => tx.execute("DELETE FROM shared_points WHERE sha256=?1", [sha])?,
             };
         }
@@ -866,8 +998,14 @@ impl Store {
         let new_gen = gen + 1;
         graph.save(&graph_path(&self.dir, new_gen))?;
         let tx = self.conn.transaction()?;
-        tx.execute("INSERT OR REPLACE INTO meta VALUES('hnsw_generation', ?1)", [new_gen.to_string()])?;
-        tx.execute("INSERT OR REPLACE INTO meta VALUES('hnsw_covered', ?1)", [graph.covered().to_string()])?;
+        tx.execute(
+            "INSERT OR REPLACE INTO meta VALUES('hnsw_generation', ?1)",
+            [new_gen.to_string()],
+        )?;
+        tx.execute(
+            "INSERT OR REPLACE INTO meta VALUES('hnsw_covered', ?1)",
+            [graph.covered().to_string()],
+        )?;
         tx.commit()?;
         self.cleanup();
         Ok(())
@@ -900,9 +1038,16 @@ impl Store {
     /// brand's products. Then the points their images shared with the brand's other products no
     /// longer count against those: the shared points of the images nearest theirs are found again
     /// (`mark_shared`). Returns how many products were hidden.
-    pub fn remove(&mut self, config: &Config, brand: &str, product_ids: &[String]) -> Result<usize> {
+    pub fn remove(
+        &mut self,
+        config: &Config,
+        brand: &str,
+        product_ids: &[String],
+    ) -> Result<usize> {
         let tx = self.conn.transaction()?;
-        let brand_id: Option<i64> = tx.query_row("SELECT id FROM brands WHERE name=?1", [brand], |r| r.get(0)).optional()?;
+        let brand_id: Option<i64> = tx
+            .query_row("SELECT id FROM brands WHERE name=?1", [brand], |r| r.get(0))
+            .optional()?;
         let Some(brand_id) = brand_id else { bail!("no brand {brand:?} in the catalog") };
         let pks: Vec<i64> = if product_ids.is_empty() {
             let mut st = tx.prepare("SELECT id FROM products WHERE brand=?1 AND removed=0")?;
@@ -911,17 +1056,27 @@ impl Store {
         } else {
             let mut pks = Vec::with_capacity(product_ids.len());
             for id in product_ids {
-                let pk: Option<i64> =
-                    tx.query_row("SELECT id FROM products WHERE brand=?1 AND product_id=?2", params![brand_id, id], |r| r.get(0)).optional()?;
-                let Some(pk) = pk else { bail!("brand {brand:?} has no product {id:?}; nothing was removed") };
+                let pk: Option<i64> = tx
+                    .query_row(
+                        "SELECT id FROM products WHERE brand=?1 AND product_id=?2",
+                        params![brand_id, id],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let Some(pk) = pk else {
+                    bail!("brand {brand:?} has no product {id:?}; nothing was removed")
+                };
                 pks.push(pk);
             }
             pks
         };
         let mut images = Vec::new();
         {
-            let mut hide = tx.prepare("UPDATE products SET removed=1, updated_at=?2 WHERE id=?1")?;
-            let mut shown = tx.prepare("SELECT v.sha256 FROM images i JOIN vectors v ON v.id=i.vector WHERE i.product=?1")?;
+            let mut hide =
+                tx.prepare("UPDATE products SET removed=1, updated_at=?2 WHERE id=?1")?;
+            let mut shown = tx.prepare(
+                "SELECT v.sha256 FROM images i JOIN vectors v ON v.id=i.vector WHERE i.product=?1",
+            )?;
             for pk in &pks {
                 hide.execute(params![pk, now()])?;
                 for sha in shown.query_map([pk], |r| r.get::<_, String>(0))? {
@@ -981,18 +1136,37 @@ impl Store {
         let tx = self.conn.transaction()?;
         // ids are renumbered in two steps; foreign keys are checked once, at commit
         tx.execute_batch("PRAGMA defer_foreign_keys = ON")?;
-        let removed_products = tx.execute("DELETE FROM sellers WHERE product IN (SELECT id FROM products WHERE removed=1)", [])
-            .and_then(|_| tx.execute("DELETE FROM images WHERE product IN (SELECT id FROM products WHERE removed=1)", []))
+        let removed_products = tx
+            .execute(
+                "DELETE FROM sellers WHERE product IN (SELECT id FROM products WHERE removed=1)",
+                [],
+            )
+            .and_then(|_| {
+                tx.execute(
+                    "DELETE FROM images WHERE product IN (SELECT id FROM products WHERE removed=1)",
+                    [],
+                )
+            })
             .and_then(|_| tx.execute("DELETE FROM products WHERE removed=1", []))?;
         tx.execute("DELETE FROM brands WHERE id NOT IN (SELECT brand FROM products)", [])?;
-        let dropped = tx.execute("DELETE FROM vectors WHERE id NOT IN (SELECT vector FROM images)", [])?;
-        tx.execute("DELETE FROM local_features WHERE sha256 NOT IN (SELECT sha256 FROM vectors)", [])?;
-        tx.execute("DELETE FROM shared_points WHERE sha256 NOT IN (SELECT sha256 FROM vectors)", [])?;
+        let dropped =
+            tx.execute("DELETE FROM vectors WHERE id NOT IN (SELECT vector FROM images)", [])?;
+        tx.execute(
+            "DELETE FROM local_features WHERE sha256 NOT IN (SELECT sha256 FROM vectors)",
+            [],
+        )?;
+        tx.execute(
+            "DELETE FROM shared_points WHERE sha256 NOT IN (SELECT sha256 FROM vectors)",
+            [],
+        )?;
         tx.execute("DELETE FROM colours WHERE sha256 NOT IN (SELECT sha256 FROM vectors)", [])?;
         tx.execute("DELETE FROM phashes WHERE sha256 NOT IN (SELECT sha256 FROM vectors)", [])?;
         for (new, &old) in live.iter().enumerate() {
             tx.execute("UPDATE vectors SET id=?1 WHERE id=?2", params![-(new as i64) - 1, old])?;
-            tx.execute("UPDATE images SET vector=?1 WHERE vector=?2", params![-(new as i64) - 1, old])?;
+            tx.execute(
+                "UPDATE images SET vector=?1 WHERE vector=?2",
+                params![-(new as i64) - 1, old],
+            )?;
         }
         tx.execute("UPDATE vectors SET id=-id-1", [])?;
         tx.execute("UPDATE images SET vector=-vector-1", [])?;
@@ -1016,7 +1190,11 @@ impl Store {
         let vgen = self.meta_num("vectors_generation").unwrap_or(0);
         let hgen = self.meta_num("hnsw_generation").unwrap_or(0);
         let bgen = self.meta_num("background_generation").unwrap_or(0);
-        let current = [("vectors-", format!("vectors-{vgen}.f32")), ("background-", format!("background-{bgen}.vec")), ("graph-", format!("graph-{hgen}.knkg"))];
+        let current = [
+            ("vectors-", format!("vectors-{vgen}.f32")),
+            ("background-", format!("background-{bgen}.vec")),
+            ("graph-", format!("graph-{hgen}.knkg")),
+        ];
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().to_string();
@@ -1063,11 +1241,15 @@ impl Store {
         }
         let mut vector_products = vec![Vec::new(); count];
         {
-            let mut st = self.conn.prepare("SELECT product, vector, source FROM images ORDER BY product, vector")?;
+            let mut st = self
+                .conn
+                .prepare("SELECT product, vector, source FROM images ORDER BY product, vector")?;
             let mut rows = st.query([])?;
             while let Some(r) = rows.next()? {
                 let (pk, v, src): (i64, i64, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
-                if let (Some(&pi), Some(slot)) = (pk_index.get(&pk), vector_products.get_mut(v as usize)) {
+                if let (Some(&pi), Some(slot)) =
+                    (pk_index.get(&pk), vector_products.get_mut(v as usize))
+                {
                     slot.push((pi, src));
                 }
             }
@@ -1100,7 +1282,11 @@ impl Store {
         };
         let background = match self.meta_num("background_count")? as usize {
             0 => None,
-            n => Some(Index::from_rows(self.background_file(dim, config.index.storage)?.map(n)?, None, 0)),
+            n => Some(Index::from_rows(
+                self.background_file(dim, config.index.storage)?.map(n)?,
+                None,
+                0,
+            )),
         };
         let mut product_vectors = vec![Vec::new(); products.len()];
         for (v, owners) in vector_products.iter().enumerate() {
@@ -1108,26 +1294,60 @@ impl Store {
                 product_vectors[*pi].push(v as u32);
             }
         }
-        let product_index = products.iter().enumerate().map(|(i, p)| ((p.brand.clone(), p.product_id.clone()), i)).collect();
-        let features = if config.verify.enabled { Some(FeatureStore::open(&self.dir.join("catalog.sqlite"), self.snapshot.is_some())?) } else { None };
-        let hashes = if config.verify.enabled { self.live_hashes(&vector_products)? } else { crate::vision::phash::Index::default() };
-        Ok(CatalogView { products, vector_products, brand_sellers, index, background, product_vectors, product_index, features, hashes })
+        let product_index = products
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ((p.brand.clone(), p.product_id.clone()), i))
+            .collect();
+        let features = if config.verify.enabled {
+            Some(FeatureStore::open(&self.dir.join("catalog.sqlite"), self.snapshot.is_some())?)
+        } else {
+            None
+        };
+        let hashes = if config.verify.enabled {
+            self.live_hashes(&vector_products)?
+        } else {
+            crate::vision::phash::Index::default()
+        };
+        Ok(CatalogView {
+            products,
+            vector_products,
+            brand_sellers,
+            index,
+            background,
+            product_vectors,
+            product_index,
+            features,
+            hashes,
+        })
     }
 
     /// The perceptual hashes of the live reference images (vector id, hash), indexed; damaged rows
     /// are left out and counted in a warning (`FeatureStore::phash` names them when used).
-    fn live_hashes(&self, vector_products: &[Vec<(usize, String)>]) -> Result<crate::vision::phash::Index> {
+    fn live_hashes(
+        &self,
+        vector_products: &[Vec<(usize, String)>],
+    ) -> Result<crate::vision::phash::Index> {
         let t = std::time::Instant::now();
-        let exists: i64 = self.conn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name='phashes'", [], |r| r.get(0))?;
+        let exists: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name='phashes'",
+            [],
+            |r| r.get(0),
+        )?;
         if exists == 0 {
             return Ok(crate::vision::phash::Index::default());
         }
-        let mut st = self.conn.prepare("SELECT v.id, h.data FROM vectors v JOIN phashes h ON h.sha256=v.sha256")?;
+        let mut st = self
+            .conn
+            .prepare("SELECT v.id, h.data FROM vectors v JOIN phashes h ON h.sha256=v.sha256")?;
         let mut rows = st.query([])?;
         let (mut hashes, mut damaged) = (Vec::new(), 0usize);
         while let Some(r) = rows.next()? {
             let (id, data): (i64, Vec<u8>) = (r.get(0)?, r.get(1)?);
-            let live = usize::try_from(id).ok().and_then(|i| vector_products.get(i)).is_some_and(|owners| !owners.is_empty());
+            let live = usize::try_from(id)
+                .ok()
+                .and_then(|i| vector_products.get(i))
+                .is_some_and(|owners| !owners.is_empty());
             match <[u8; 8]>::try_from(data.as_slice()) {
                 Ok(bytes) if live => hashes.push((id as u32, u64::from_le_bytes(bytes))),
                 Ok(_) => {}
@@ -1138,7 +1358,11 @@ impl Store {
             tracing::warn!("{damaged} stored perceptual hashes are damaged and not searched; add their products again to store them");
         }
         let index = crate::vision::phash::Index::new(hashes);
-        tracing::debug!("perceptual hashes of {} reference photos loaded in {:?}", index.len(), t.elapsed());
+        tracing::debug!(
+            "perceptual hashes of {} reference photos loaded in {:?}",
+            index.len(),
+            t.elapsed()
+        );
         Ok(index)
     }
 
@@ -1168,10 +1392,13 @@ impl Store {
             ))
         })?;
         let mut out = Vec::new();
-        let mut sellers = self.conn.prepare("SELECT seller_id FROM sellers WHERE product=?1 ORDER BY seller_id")?;
+        let mut sellers = self
+            .conn
+            .prepare("SELECT seller_id FROM sellers WHERE product=?1 ORDER BY seller_id")?;
         for row in rows {
             let (pk, mut p) = row?;
-            p.authorized_sellers = sellers.query_map([pk], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            p.authorized_sellers =
+                sellers.query_map([pk], |r| r.get(0))?.collect::<Result<_, _>>()?;
             out.push(p);
         }
         Ok(out)
@@ -1190,7 +1417,9 @@ impl Store {
 
     /// Counts for `catalog stats`.
     pub fn stats(&self) -> Result<Stats> {
-        let q = |sql: &str| -> Result<usize> { Ok(self.conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as usize) };
+        let q = |sql: &str| -> Result<usize> {
+            Ok(self.conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as usize)
+        };
         let mut disk_bytes = 0;
         for e in walk(&self.dir) {
             disk_bytes += e;
@@ -1239,7 +1468,10 @@ impl Store {
 
 /// Sets one meta value inside a transaction.
 fn set_meta(tx: &rusqlite::Transaction, key: &str, value: String) -> rusqlite::Result<usize> {
-    tx.execute("INSERT INTO meta VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value=excluded.value", params![key, value])
+    tx.execute(
+        "INSERT INTO meta VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+        params![key, value],
+    )
 }
 
 /// Records which model (and preprocessing and dimension) made the catalog's embeddings.
@@ -1289,9 +1521,17 @@ pub fn load_products(
     products: Vec<ProductRecord>,
 ) -> Vec<LoadedProduct> {
     let refs: Vec<&ImageRef> = products.iter().flat_map(|p| p.images.iter()).collect();
-    let owners: Vec<usize> = products.iter().enumerate().flat_map(|(i, p)| p.images.iter().map(move |_| i)).collect();
-    let opts = crate::model::load::LoadOptions { hash: true, regions: false, features: crate::model::load::LocalFeatures::Extract(features), phash: false };
-    let mut loaded = crate::model::load::load_images(fetcher, &refs, &owners, limits, manifest, opts).into_iter();
+    let owners: Vec<usize> =
+        products.iter().enumerate().flat_map(|(i, p)| p.images.iter().map(move |_| i)).collect();
+    let opts = crate::model::load::LoadOptions {
+        hash: true,
+        regions: false,
+        features: crate::model::load::LocalFeatures::Extract(features),
+        phash: false,
+    };
+    let mut loaded =
+        crate::model::load::load_images(fetcher, &refs, &owners, limits, manifest, opts)
+            .into_iter();
     products
         .into_iter()
         .map(|p| {
@@ -1312,7 +1552,19 @@ pub fn load_background(
     let refs: Vec<ImageRef> = paths.iter().map(|p| ImageRef::Path(p.clone())).collect();
     let r: Vec<&ImageRef> = refs.iter().collect();
     let owners: Vec<usize> = (0..r.len()).collect();
-    let loaded = crate::model::load::load_images(fetcher, &r, &owners, limits, manifest, crate::model::load::LoadOptions { hash: true, regions: false, features: crate::model::load::LocalFeatures::Skip, phash: false });
+    let loaded = crate::model::load::load_images(
+        fetcher,
+        &r,
+        &owners,
+        limits,
+        manifest,
+        crate::model::load::LoadOptions {
+            hash: true,
+            regions: false,
+            features: crate::model::load::LocalFeatures::Skip,
+            phash: false,
+        },
+    );
     paths.iter().map(|p| p.display().to_string()).zip(loaded).collect()
 }
 
@@ -1364,7 +1616,9 @@ pub fn ingest(
         for (r, img) in p.images.iter().zip(imgs) {
             match img {
                 Ok(l) => {
-                    let Some(hash) = &l.hash else { bail!("internal error: image {} was loaded without its hash", r.display()) };
+                    let Some(hash) = &l.hash else {
+                        bail!("internal error: image {} was loaded without its hash", r.display())
+                    };
                     if let Some(f) = &l.features {
                         notes.features.push((hash.clone(), f.to_bytes()));
                     }
@@ -1374,7 +1628,8 @@ pub fn ingest(
                     if let Some((_, h)) = l.phashes.iter().find(|(region, _)| region.is_none()) {
                         notes.phashes.push((hash.clone(), *h));
                     }
-                    let known = store.vector_by_hash(hash)?.is_some() || to_embed.iter().any(|(h, _)| h == hash);
+                    let known = store.vector_by_hash(hash)?.is_some()
+                        || to_embed.iter().any(|(h, _)| h == hash);
                     if known {
                         done.reused += 1;
                     } else {
@@ -1382,18 +1637,24 @@ pub fn ingest(
                     }
                     refs.push((hash.clone(), r.display()));
                 }
-                Err(e) => done.image_errors.push((p.line, format!("product {} image {}: {e}", p.product_id, r.display()))),
+                Err(e) => done
+                    .image_errors
+                    .push((p.line, format!("product {} image {}: {e}", p.product_id, r.display()))),
             }
         }
         if refs.is_empty() {
-            done.skipped.push((p.line, format!("product {} has no usable image; product skipped", p.product_id)));
+            done.skipped.push((
+                p.line,
+                format!("product {} has no usable image; product skipped", p.product_id),
+            ));
         } else {
             keep.push((p.clone(), refs));
         }
     }
     let imgs: Vec<&crate::model::embed::Prepared> = to_embed.iter().map(|(_, p)| *p).collect();
     let vecs = embedder.embed(&imgs)?;
-    let new_vectors: Vec<(String, Vec<f32>)> = to_embed.iter().map(|(h, _)| h.clone()).zip(vecs).collect();
+    let new_vectors: Vec<(String, Vec<f32>)> =
+        to_embed.iter().map(|(h, _)| h.clone()).zip(vecs).collect();
     done.embedded = new_vectors.len();
     done.products = keep.len();
     done.images = keep.iter().flat_map(|(_, refs)| refs.iter().map(|(h, _)| h.clone())).collect();
@@ -1426,7 +1687,9 @@ pub fn ingest_background(
     for (source, loaded) in photos {
         match loaded {
             Ok(l) => {
-                let Some(hash) = &l.hash else { bail!("internal error: photo {source} was loaded without its hash") };
+                let Some(hash) = &l.hash else {
+                    bail!("internal error: photo {source} was loaded without its hash")
+                };
                 if store.background_known(hash)? || todo.iter().any(|(h, _, _)| h == hash) {
                     done.known += 1;
                 } else {
@@ -1438,7 +1701,8 @@ pub fn ingest_background(
     }
     let imgs: Vec<&crate::model::embed::Prepared> = todo.iter().map(|(_, _, p)| *p).collect();
     let vecs = embedder.embed(&imgs)?;
-    let rows: Vec<(String, String, Vec<f32>)> = todo.into_iter().zip(vecs).map(|((h, s, _), v)| (h, s, v)).collect();
+    let rows: Vec<(String, String, Vec<f32>)> =
+        todo.into_iter().zip(vecs).map(|((h, s, _), v)| (h, s, v)).collect();
     done.added = rows.len();
     store.add_background(manifest, storage, &rows)?;
     Ok(done)

@@ -123,14 +123,10 @@ fn copy_file(from: &Path, to: &Path, limit: Option<u64>) -> Result<FileEntry> {
         .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
     if let Some(n) = limit {
         if dst.metadata()?.len() != n {
-            bail!(
-                "{} is shorter than the catalog records ({n} bytes)",
-                from.display()
-            );
+            bail!("{} is shorter than the catalog records ({n} bytes)", from.display());
         }
     }
-    dst.sync_all()
-        .with_context(|| format!("cannot sync {}", to.display()))?;
+    dst.sync_all().with_context(|| format!("cannot sync {}", to.display()))?;
     drop(dst);
     seal_file(to)
 }
@@ -141,15 +137,8 @@ fn seal_file(path: &Path) -> Result<FileEntry> {
     let f = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let (sha256, bytes) = hash_reader(std::io::BufReader::new(f))
         .with_context(|| format!("cannot read {}", path.display()))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    Ok(FileEntry {
-        name,
-        bytes,
-        sha256,
-    })
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    Ok(FileEntry { name, bytes, sha256 })
 }
 
 #[cfg(unix)]
@@ -206,9 +195,7 @@ fn make_writable(dir: &Path) {
 fn write_files(store: &Store, dir: &Path) -> Result<SnapshotManifest> {
     let mut files = Vec::new();
     let db = dir.join("catalog.sqlite");
-    let db_text = db
-        .to_str()
-        .with_context(|| format!("{} is not valid UTF-8", db.display()))?;
+    let db_text = db.to_str().with_context(|| format!("{} is not valid UTF-8", db.display()))?;
     store
         .conn
         .execute("VACUUM INTO ?1", [db_text])
@@ -233,11 +220,7 @@ fn write_files(store: &Store, dir: &Path) -> Result<SnapshotManifest> {
             crate::index::vectors::Storage::default(),
         )?;
         let bytes = 16 + (count * vf.storage().row_bytes(dim)) as u64;
-        files.push(copy_file(
-            &store.dir.join(&name),
-            &dir.join(&name),
-            Some(bytes),
-        )?);
+        files.push(copy_file(&store.dir.join(&name), &dir.join(&name), Some(bytes))?);
         if store.meta_num("hnsw_covered")? > 0 {
             let from = graph_path(&store.dir, store.meta_num("hnsw_generation")?);
             let name = from.file_name().context("graph file name")?.to_owned();
@@ -246,21 +229,14 @@ fn write_files(store: &Store, dir: &Path) -> Result<SnapshotManifest> {
     }
     let background = store.meta_num("background_count")? as usize;
     if let Some(dim) = dim.filter(|_| background > 0) {
-        let name = format!(
-            "background-{}.vec",
-            store.meta_num("background_generation")?
-        );
+        let name = format!("background-{}.vec", store.meta_num("background_generation")?);
         let vf = crate::index::vectors::VectorFile::open(
             &store.dir.join(&name),
             dim,
             crate::index::vectors::Storage::default(),
         )?;
         let bytes = 16 + (background * vf.storage().row_bytes(dim)) as u64;
-        files.push(copy_file(
-            &store.dir.join(&name),
-            &dir.join(&name),
-            Some(bytes),
-        )?);
+        files.push(copy_file(&store.dir.join(&name), &dir.join(&name), Some(bytes))?);
     }
     let config = store.dir.join("config.toml");
     if config.is_file() {
@@ -335,11 +311,7 @@ pub fn verify(dir: &Path) -> Result<SnapshotManifest> {
         );
     }
     let m: SnapshotManifest = serde_json::from_value(head).with_context(|| {
-        format!(
-            "the catalog snapshot {} is damaged: {}",
-            dir.display(),
-            path.display()
-        )
+        format!("the catalog snapshot {} is damaged: {}", dir.display(), path.display())
     })?;
     if m.schema_version != SCHEMA_VERSION {
         bail!("the catalog snapshot {} holds a catalog of format version {}; this knockoff reads version {SCHEMA_VERSION}", dir.display(), m.schema_version);
@@ -388,9 +360,7 @@ fn check_file(dir: &Path, f: &FileEntry) -> Result<()> {
 fn sqlite_uri(path: &Path, query: &str) -> Result<String> {
     let abs =
         std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))?;
-    let text = abs
-        .to_str()
-        .with_context(|| format!("{} is not valid UTF-8", abs.display()))?;
+    let text = abs.to_str().with_context(|| format!("{} is not valid UTF-8", abs.display()))?;
     let mut uri = String::from("file:");
     for b in text.bytes() {
         match b {
@@ -416,39 +386,21 @@ pub(super) fn open_db(db: &Path) -> Result<Connection> {
 pub(super) fn open(dir: &Path) -> Result<Store> {
     let t = std::time::Instant::now();
     let manifest = verify(dir)?;
-    tracing::debug!(
-        "catalog snapshot {} checked in {:?}",
-        dir.display(),
-        t.elapsed()
-    );
+    tracing::debug!("catalog snapshot {} checked in {:?}", dir.display(), t.elapsed());
     let conn = open_db(&dir.join("catalog.sqlite"))?;
-    let store = Store {
-        dir: dir.to_path_buf(),
-        conn,
-        _lock: None,
-        snapshot: Some(manifest),
-    };
+    let store = Store { dir: dir.to_path_buf(), conn, _lock: None, snapshot: Some(manifest) };
     let listed = |name: &str| {
-        store
-            .snapshot
-            .as_ref()
-            .is_some_and(|m| m.files.iter().any(|f| f.name == name))
+        store.snapshot.as_ref().is_some_and(|m| m.files.iter().any(|f| f.name == name))
     };
     let mut needed = Vec::new();
     if store.vector_count()? > 0 {
-        needed.push(format!(
-            "vectors-{}.f32",
-            store.meta_num("vectors_generation")?
-        ));
+        needed.push(format!("vectors-{}.f32", store.meta_num("vectors_generation")?));
     }
     if store.meta_num("hnsw_covered")? > 0 {
         needed.push(format!("graph-{}.knkg", store.meta_num("hnsw_generation")?));
     }
     if store.meta_num("background_count")? > 0 {
-        needed.push(format!(
-            "background-{}.vec",
-            store.meta_num("background_generation")?
-        ));
+        needed.push(format!("background-{}.vec", store.meta_num("background_generation")?));
     }
     if let Some(missing) = needed.iter().find(|n| !listed(n)) {
         bail!("the catalog snapshot {} is damaged: its catalog needs {missing}, which its manifest does not list", dir.display());

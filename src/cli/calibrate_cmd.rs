@@ -9,7 +9,9 @@ struct Labelled {
 }
 
 pub(super) fn calibrate_cmd(g: &Global, config: Config, args: &CalibrateArgs) -> Result<i32> {
-    for (name, p) in [("--precision", args.precision), ("--review-precision", args.review_precision)] {
+    for (name, p) in
+        [("--precision", args.precision), ("--review-precision", args.review_precision)]
+    {
         if !(p > 0.0 && p <= 1.0) {
             bail!("{name} must be in (0, 1], got {p}");
         }
@@ -56,9 +58,21 @@ pub(super) fn calibrate_cmd(g: &Global, config: Config, args: &CalibrateArgs) ->
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
     } else {
-        writeln!(out, "{} labelled outcomes: {positives} counterfeit, {} genuine", outcomes.len(), outcomes.len() - positives)?;
-        write_calibration(&mut out, &curve, &in_use, (in_force.match_threshold, in_force.review_threshold))?;
-        for (what, target, p) in [("match", args.precision, &matched), ("review", args.review_precision, &review)] {
+        writeln!(
+            out,
+            "{} labelled outcomes: {positives} counterfeit, {} genuine",
+            outcomes.len(),
+            outcomes.len() - positives
+        )?;
+        write_calibration(
+            &mut out,
+            &curve,
+            &in_use,
+            (in_force.match_threshold, in_force.review_threshold),
+        )?;
+        for (what, target, p) in
+            [("match", args.precision, &matched), ("review", args.review_precision, &review)]
+        {
             match p {
                 Some(p) => writeln!(
                     out,
@@ -79,32 +93,68 @@ pub(super) fn calibrate_cmd(g: &Global, config: Config, args: &CalibrateArgs) ->
         }
         let path = g.config.clone().unwrap_or_else(|| g.data.join("config.toml"));
         write_thresholds(&path, m.threshold, r.threshold.min(m.threshold))?;
-        say(g, &format!("wrote policy.match_threshold = {:.3} and policy.review_threshold = {:.3} to {}", m.threshold, r.threshold.min(m.threshold), path.display()));
+        say(
+            g,
+            &format!(
+                "wrote policy.match_threshold = {:.3} and policy.review_threshold = {:.3} to {}",
+                m.threshold,
+                r.threshold.min(m.threshold),
+                path.display()
+            ),
+        );
     }
     Ok(if errors > 0 { EXIT_PARTIAL } else { 0 })
 }
 
 /// Precision at the thresholds in force: all outcomes, then each brand's (by best match).
-fn by_brand(labelled: &[Labelled], match_threshold: f64, review_threshold: f64) -> Vec<calibrate::InUse> {
-    let mut groups: std::collections::BTreeMap<&str, Vec<calibrate::Outcome>> = std::collections::BTreeMap::new();
+fn by_brand(
+    labelled: &[Labelled],
+    match_threshold: f64,
+    review_threshold: f64,
+) -> Vec<calibrate::InUse> {
+    let mut groups: std::collections::BTreeMap<&str, Vec<calibrate::Outcome>> =
+        std::collections::BTreeMap::new();
     for l in labelled {
         groups.entry(l.brand.as_deref().unwrap_or("(no match)")).or_default().push(l.outcome);
     }
     let all: Vec<calibrate::Outcome> = labelled.iter().map(|l| l.outcome).collect();
     std::iter::once(calibrate::in_use("all", &all, match_threshold, review_threshold))
-        .chain(groups.iter().map(|(b, o)| calibrate::in_use(b, o, match_threshold, review_threshold)))
+        .chain(
+            groups.iter().map(|(b, o)| calibrate::in_use(b, o, match_threshold, review_threshold)),
+        )
         .collect()
 }
 
 /// The calibration tables: the curve, then precision at the thresholds in force by brand.
-fn write_calibration(out: &mut impl Write, curve: &[calibrate::Point], in_use: &[calibrate::InUse], (m, r): (f64, f64)) -> Result<()> {
-    let mut rows = vec![["THRESHOLD", "PRECISION", "RECALL", "SELECTED"].map(String::from).to_vec()];
+fn write_calibration(
+    out: &mut impl Write,
+    curve: &[calibrate::Point],
+    in_use: &[calibrate::InUse],
+    (m, r): (f64, f64),
+) -> Result<()> {
+    let mut rows =
+        vec![["THRESHOLD", "PRECISION", "RECALL", "SELECTED"].map(String::from).to_vec()];
     for p in curve {
-        rows.push(vec![format!("{:.2}", p.threshold), format!("{:.3}", p.precision), format!("{:.3}", p.recall), p.selected.to_string()]);
+        rows.push(vec![
+            format!("{:.2}", p.threshold),
+            format!("{:.3}", p.precision),
+            format!("{:.3}", p.recall),
+            p.selected.to_string(),
+        ]);
     }
     write!(out, "{}", report::table(&rows))?;
     writeln!(out, "at the thresholds in force (match {m:.3}, review {r:.3}):")?;
-    let mut rows = vec![["BRAND", "OUTCOMES", "COUNTERFEIT", "MATCH PRECISION", "MATCH RECALL", "REVIEW PRECISION", "REVIEW RECALL"].map(String::from).to_vec()];
+    let mut rows = vec![[
+        "BRAND",
+        "OUTCOMES",
+        "COUNTERFEIT",
+        "MATCH PRECISION",
+        "MATCH RECALL",
+        "REVIEW PRECISION",
+        "REVIEW RECALL",
+    ]
+    .map(String::from)
+    .to_vec()];
     for u in in_use {
         rows.push(vec![
             u.group.clone(),
@@ -122,7 +172,13 @@ fn write_calibration(out: &mut impl Write, curve: &[calibrate::Point], in_use: &
 
 /// Reads a labels file into `labelled` (scores from --verdicts, or by checking the images);
 /// returns how many labels could not be used (each is reported).
-fn labels_from_file(g: &Global, config: &Config, args: &CalibrateArgs, path: &Path, labelled: &mut Vec<Labelled>) -> Result<usize> {
+fn labels_from_file(
+    g: &Global,
+    config: &Config,
+    args: &CalibrateArgs,
+    path: &Path,
+    labelled: &mut Vec<Labelled>,
+) -> Result<usize> {
     let name = path.display().to_string();
     let (reader, base, _) = open_input(path)?;
     let records = RecordReader::new(reader, input_format(None, path), config.limits.max_line_bytes);
@@ -134,12 +190,19 @@ fn labels_from_file(g: &Global, config: &Config, args: &CalibrateArgs, path: &Pa
         let parsed = (|| -> std::result::Result<(String, bool, Option<ImageRef>), String> {
             let f = rec.fields.as_ref().map_err(Clone::clone)?;
             let id = crate::input::records::text(f, "listing_id")?;
-            let counterfeit = match crate::input::records::text(f, "label")?.to_ascii_lowercase().as_str() {
-                "counterfeit" | "fake" | "1" | "true" => true,
-                "genuine" | "0" | "false" => false,
-                other => return Err(format!("field `label` must be counterfeit or genuine, got {other:?}")),
-            };
-            let image = crate::input::records::opt_text(f, "image")?.map(|s| ImageRef::parse(&s, &base)).transpose()?;
+            let counterfeit =
+                match crate::input::records::text(f, "label")?.to_ascii_lowercase().as_str() {
+                    "counterfeit" | "fake" | "1" | "true" => true,
+                    "genuine" | "0" | "false" => false,
+                    other => {
+                        return Err(format!(
+                            "field `label` must be counterfeit or genuine, got {other:?}"
+                        ))
+                    }
+                };
+            let image = crate::input::records::opt_text(f, "image")?
+                .map(|s| ImageRef::parse(&s, &base))
+                .transpose()?;
             Ok((id, counterfeit, image))
         })();
         match parsed {
@@ -147,14 +210,21 @@ fn labels_from_file(g: &Global, config: &Config, args: &CalibrateArgs, path: &Pa
                 errors += 1;
                 say(g, &format!("{name}:{}: {e}", rec.line));
             }
-            Ok((id, counterfeit, Some(image))) => to_query.push((counterfeit, calibration_listing(rec.line, id, image))),
-            Ok((id, counterfeit, None)) => match from_verdicts.get(&id) {
-                Some((score, brand)) => labelled.push(Labelled { brand: brand.clone(), outcome: calibrate::Outcome { score: *score, counterfeit } }),
-                None => {
-                    errors += 1;
-                    say(g, &format!("{name}:{}: listing {id} has no `image` and no verdict in --verdicts", rec.line));
+            Ok((id, counterfeit, Some(image))) => {
+                to_query.push((counterfeit, calibration_listing(rec.line, id, image)))
+            }
+            Ok((id, counterfeit, None)) => {
+                match from_verdicts.get(&id) {
+                    Some((score, brand)) => labelled.push(Labelled {
+                        brand: brand.clone(),
+                        outcome: calibrate::Outcome { score: *score, counterfeit },
+                    }),
+                    None => {
+                        errors += 1;
+                        say(g, &format!("{name}:{}: listing {id} has no `image` and no verdict in --verdicts", rec.line));
+                    }
                 }
-            },
+            }
         }
     }
     if !to_query.is_empty() {
@@ -164,11 +234,22 @@ fn labels_from_file(g: &Global, config: &Config, args: &CalibrateArgs, path: &Pa
             for ((counterfeit, l), r) in chunk.iter().zip(reports) {
                 if r.verdict == Verdict::Error {
                     errors += 1;
-                    say(g, &format!("{name}:{}: listing {}: {}", l.line, l.listing_id, r.reasons.join("; ")));
+                    say(
+                        g,
+                        &format!(
+                            "{name}:{}: listing {}: {}",
+                            l.line,
+                            l.listing_id,
+                            r.reasons.join("; ")
+                        ),
+                    );
                 } else {
                     let score = r.matches.first().map(|m| m.similarity as f64).unwrap_or(-1.0);
                     let brand = r.matches.first().map(|m| m.brand.clone());
-                    labelled.push(Labelled { brand, outcome: calibrate::Outcome { score, counterfeit: *counterfeit } });
+                    labelled.push(Labelled {
+                        brand,
+                        outcome: calibrate::Outcome { score, counterfeit: *counterfeit },
+                    });
                 }
             }
         }
@@ -191,10 +272,13 @@ fn calibration_listing(line: usize, listing_id: String, image: ImageRef) -> List
 }
 
 /// Scores (best similarity) and best-match brands from a verdicts file, by listing id.
-fn verdict_scores(path: Option<&Path>) -> Result<std::collections::HashMap<String, (f64, Option<String>)>> {
+fn verdict_scores(
+    path: Option<&Path>,
+) -> Result<std::collections::HashMap<String, (f64, Option<String>)>> {
     let mut scores = std::collections::HashMap::new();
     let Some(path) = path else { return Ok(scores) };
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let v: serde_json::Value = serde_json::from_str(line)
             .with_context(|| format!("{}:{}: not a verdict line", path.display(), i + 1))?;
@@ -203,7 +287,10 @@ fn verdict_scores(path: Option<&Path>) -> Result<std::collections::HashMap<Strin
             continue;
         }
         let top = &v["matches"][0];
-        scores.insert(id.to_string(), (top["similarity"].as_f64().unwrap_or(-1.0), top["brand"].as_str().map(String::from)));
+        scores.insert(
+            id.to_string(),
+            (top["similarity"].as_f64().unwrap_or(-1.0), top["brand"].as_str().map(String::from)),
+        );
     }
     Ok(scores)
 }
@@ -215,12 +302,14 @@ fn write_thresholds(path: &Path, match_threshold: f64, review_threshold: f64) ->
     } else {
         String::new()
     };
-    let mut doc: toml_edit::DocumentMut = text.parse().with_context(|| format!("invalid config file {}", path.display()))?;
+    let mut doc: toml_edit::DocumentMut =
+        text.parse().with_context(|| format!("invalid config file {}", path.display()))?;
     let round = |x: f64| (x * 1000.0).round() / 1000.0;
     doc["policy"]["match_threshold"] = toml_edit::value(round(match_threshold));
     doc["policy"]["review_threshold"] = toml_edit::value(round(review_threshold));
     let out = doc.to_string();
-    let config: Config = toml::from_str(&out).with_context(|| format!("the updated {} would be invalid", path.display()))?;
+    let config: Config = toml::from_str(&out)
+        .with_context(|| format!("the updated {} would be invalid", path.display()))?;
     config.validate()?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;

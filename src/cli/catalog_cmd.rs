@@ -4,7 +4,9 @@ use super::*;
 
 pub(super) fn catalog_cmd(g: &Global, config: Config, cmd: &CatalogCmd) -> Result<i32> {
     match cmd {
-        CatalogCmd::Add { file, format } => catalog_add(g, &config, file, input_format(*format, file)),
+        CatalogCmd::Add { file, format } => {
+            catalog_add(g, &config, file, input_format(*format, file))
+        }
         CatalogCmd::Remove { brand, product_ids } => {
             let mut store = Store::open_existing(&g.data)?;
             let n = store.remove(&config, brand, product_ids)?;
@@ -26,7 +28,17 @@ pub(super) fn catalog_cmd(g: &Global, config: Config, cmd: &CatalogCmd) -> Resul
                     writeln!(out, "{}", serde_json::to_string(p)?)?;
                 }
             } else {
-                let mut rows = vec![["BRAND", "PRODUCT", "TITLE", "PRICE", "IMAGES", "AUTHORISED SELLERS", "STATUS"].map(String::from).to_vec()];
+                let mut rows = vec![[
+                    "BRAND",
+                    "PRODUCT",
+                    "TITLE",
+                    "PRICE",
+                    "IMAGES",
+                    "AUTHORISED SELLERS",
+                    "STATUS",
+                ]
+                .map(String::from)
+                .to_vec()];
                 for p in &products {
                     rows.push(vec![
                         p.brand.clone(),
@@ -69,22 +81,46 @@ pub(super) fn catalog_cmd(g: &Global, config: Config, cmd: &CatalogCmd) -> Resul
             } else {
                 writeln!(out, "model:            {}", escape(s.model.as_deref().unwrap_or("-")))?;
                 writeln!(out, "brands:           {}", s.brands)?;
-                writeln!(out, "products:         {} live, {} removed (until compaction)", s.products, s.removed_products)?;
-                writeln!(out, "reference images: {} stored, {} of live products", s.vectors, s.live_vectors)?;
-                writeln!(out, "background:       {}", if s.background_images > 0 { format!("{} photos (scores normalised)", s.background_images) } else { "none (raw scores)".to_string() })?;
+                writeln!(
+                    out,
+                    "products:         {} live, {} removed (until compaction)",
+                    s.products, s.removed_products
+                )?;
+                writeln!(
+                    out,
+                    "reference images: {} stored, {} of live products",
+                    s.vectors, s.live_vectors
+                )?;
+                writeln!(
+                    out,
+                    "background:       {}",
+                    if s.background_images > 0 {
+                        format!("{} photos (scores normalised)", s.background_images)
+                    } else {
+                        "none (raw scores)".to_string()
+                    }
+                )?;
                 writeln!(
                     out,
                     "local features:   {} of {} live reference images{}",
                     s.live_vectors_with_features,
                     s.live_vectors,
-                    if s.live_vectors_with_features < s.live_vectors { " (add the others again to verify them geometrically)" } else { "" }
+                    if s.live_vectors_with_features < s.live_vectors {
+                        " (add the others again to verify them geometrically)"
+                    } else {
+                        ""
+                    }
                 )?;
                 writeln!(
                     out,
                     "shared points:    looked for in {} of {} live reference images{}",
                     s.live_vectors_with_shared,
                     s.live_vectors,
-                    if s.live_vectors_with_shared < s.live_vectors { " (add the others' brands again to tell sibling products apart better)" } else { "" }
+                    if s.live_vectors_with_shared < s.live_vectors {
+                        " (add the others' brands again to tell sibling products apart better)"
+                    } else {
+                        ""
+                    }
                 )?;
                 writeln!(
                     out,
@@ -96,8 +132,21 @@ pub(super) fn catalog_cmd(g: &Global, config: Config, cmd: &CatalogCmd) -> Resul
                     "hashes:           {} of {} live reference images (near-duplicates; add older products again to hash them)",
                     s.live_vectors_with_phash, s.live_vectors
                 )?;
-                writeln!(out, "search:           {}", if s.hnsw_covered > 0 { format!("HNSW over {} images, exact over the rest", s.hnsw_covered) } else { "exact".to_string() })?;
-                writeln!(out, "disk:             {:.1} MB in {}", s.disk_bytes as f64 / 1e6, escape(&g.data.display().to_string()))?;
+                writeln!(
+                    out,
+                    "search:           {}",
+                    if s.hnsw_covered > 0 {
+                        format!("HNSW over {} images, exact over the rest", s.hnsw_covered)
+                    } else {
+                        "exact".to_string()
+                    }
+                )?;
+                writeln!(
+                    out,
+                    "disk:             {:.1} MB in {}",
+                    s.disk_bytes as f64 / 1e6,
+                    escape(&g.data.display().to_string())
+                )?;
             }
             out.flush()?;
             Ok(0)
@@ -131,37 +180,51 @@ fn catalog_add(g: &Global, config: &Config, file: &Path, format: Format) -> Resu
                     io_error = Some(e);
                     break;
                 }
-                Some(Ok(raw)) => chunk.push(catalog::parse_product(&raw, &base, config.limits.max_images_per_record).map_err(|e| (raw.line, e))),
+                Some(Ok(raw)) => chunk.push(
+                    catalog::parse_product(&raw, &base, config.limits.max_images_per_record)
+                        .map_err(|e| (raw.line, e)),
+                ),
             }
         }
         (!chunk.is_empty()).then_some(chunk)
     });
     let load = |chunk: Vec<Result<catalog::ProductRecord, (usize, String)>>| {
         let mut bad = Vec::new();
-        let good: Vec<catalog::ProductRecord> = chunk.into_iter().filter_map(|r| r.map_err(|e| bad.push(e)).ok()).collect();
+        let good: Vec<catalog::ProductRecord> =
+            chunk.into_iter().filter_map(|r| r.map_err(|e| bad.push(e)).ok()).collect();
         (bad, catalog::load_products(&fetcher, &limits, &manifest, features, good))
     };
-    overlapped(chunks, load, |(bad, chunk): (Vec<(usize, String)>, Vec<catalog::LoadedProduct>)| -> Result<()> {
-        for (line, e) in bad {
-            errors += 1;
-            note(g, &pb, &format!("{name}:{line}: {e}; product skipped"));
-            pb.inc(1);
-        }
-        let done = catalog::ingest(&mut store, &mut embedder, &manifest, config.index.storage, &chunk)?;
-        for (line, e) in &done.image_errors {
-            errors += 1;
-            note(g, &pb, &format!("{name}:{line}: {e}"));
-        }
-        for (line, e) in &done.skipped {
-            note(g, &pb, &format!("{name}:{line}: {e}"));
-        }
-        embedded += done.embedded;
-        reused += done.reused;
-        added += done.products;
-        stored.extend(done.images);
-        pb.inc(chunk.len() as u64);
-        Ok(())
-    })?;
+    overlapped(
+        chunks,
+        load,
+        |(bad, chunk): (Vec<(usize, String)>, Vec<catalog::LoadedProduct>)| -> Result<()> {
+            for (line, e) in bad {
+                errors += 1;
+                note(g, &pb, &format!("{name}:{line}: {e}; product skipped"));
+                pb.inc(1);
+            }
+            let done = catalog::ingest(
+                &mut store,
+                &mut embedder,
+                &manifest,
+                config.index.storage,
+                &chunk,
+            )?;
+            for (line, e) in &done.image_errors {
+                errors += 1;
+                note(g, &pb, &format!("{name}:{line}: {e}"));
+            }
+            for (line, e) in &done.skipped {
+                note(g, &pb, &format!("{name}:{line}: {e}"));
+            }
+            embedded += done.embedded;
+            reused += done.reused;
+            added += done.products;
+            stored.extend(done.images);
+            pb.inc(chunk.len() as u64);
+            Ok(())
+        },
+    )?;
     pb.finish_and_clear();
     if let Some(e) = io_error {
         return Err(e).with_context(|| format!("cannot read {name}"));
@@ -183,7 +246,10 @@ fn background_add(g: &Global, config: &Config, paths: &[PathBuf]) -> Result<i32>
         }
     }
     if files.is_empty() {
-        bail!("no image files (jpg, png, webp, gif, bmp, tiff) in {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+        bail!(
+            "no image files (jpg, png, webp, gif, bmp, tiff) in {}",
+            paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
     }
     let mut store = Store::open(&g.data, true)?;
     let loc = locate(config, Some(&store))?;
@@ -193,17 +259,30 @@ fn background_add(g: &Global, config: &Config, paths: &[PathBuf]) -> Result<i32>
     let limits = scan::decode_limits(config);
     let pb = progress(g.quiet, Some(files.len() as u64), "adding background photos");
     let (mut added, mut known, mut errors) = (0usize, 0usize, 0usize);
-    let load = |chunk: &[PathBuf]| catalog::load_background(&fetcher, &limits, &loc.manifest, chunk);
+    let load =
+        |chunk: &[PathBuf]| catalog::load_background(&fetcher, &limits, &loc.manifest, chunk);
     overlapped(files.chunks(64), load, |photos| -> Result<()> {
-        let done = catalog::ingest_background(&mut store, &mut embedder, &loc.manifest, config.index.storage, &photos)?;
+        let done = catalog::ingest_background(
+            &mut store,
+            &mut embedder,
+            &loc.manifest,
+            config.index.storage,
+            &photos,
+        )?;
         for (source, e) in &done.errors {
             note(g, &pb, &format!("{source}: {e}; photo skipped"));
         }
-        (added, known, errors) = (added + done.added, known + done.known, errors + done.errors.len());
+        (added, known, errors) =
+            (added + done.added, known + done.known, errors + done.errors.len());
         pb.inc(photos.len() as u64);
         Ok(())
     })?;
     pb.finish_and_clear();
-    say(g, &format!("background: embedded {added} new photo(s), {known} already stored; {errors} error(s)"));
+    say(
+        g,
+        &format!(
+            "background: embedded {added} new photo(s), {known} already stored; {errors} error(s)"
+        ),
+    );
     Ok(if errors > 0 { EXIT_PARTIAL } else { 0 })
 }

@@ -9,18 +9,18 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::scan::batch::{self, Batch, BatchOptions, Resume};
-use crate::policy::calibrate;
 use crate::catalog::{self, Store};
 use crate::config::Config;
-use crate::util::display::escape;
+use crate::input::records::{Format, RecordReader};
 use crate::model::embed::Embedder;
 use crate::model::{self, ModelChoice, ModelLocation};
-use crate::scan::pipeline::overlapped;
+use crate::policy::calibrate;
 use crate::policy::Verdict;
-use crate::input::records::{Format, RecordReader};
+use crate::scan::batch::{self, Batch, BatchOptions, Resume};
+use crate::scan::pipeline::overlapped;
 use crate::scan::report::{self, Summary};
 use crate::scan::{self, Listing, Scanner, Seller};
+use crate::util::display::escape;
 use crate::vision::source::{Fetcher, ImageRef};
 
 mod calibrate_cmd;
@@ -390,7 +390,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Network(cmd) => network_cmds::run(&g.data, &config, g.quiet, cmd),
         Command::Bench(BenchCmd::Networks(args)) => network_cmds::bench(&config, g.quiet, args),
         Command::Serve(args) => {
-            crate::server::serve(crate::server::ServeOptions { data: g.data.clone(), listen: args.listen, config })?;
+            crate::server::serve(crate::server::ServeOptions {
+                data: g.data.clone(),
+                listen: args.listen,
+                config,
+            })?;
             Ok(0)
         }
         Command::Keys(cmd) => crate::server::cli::keys_cmd(&g.data, cmd),
@@ -424,7 +428,9 @@ pub fn run(cli: Cli) -> Result<i32> {
 fn locate(config: &Config, store: Option<&Store>) -> Result<ModelLocation> {
     let name = match (&config.model.name, store) {
         (Some(name), _) => name.clone(),
-        (None, Some(store)) => store.model()?.unwrap_or_else(|| crate::model::DEFAULT_MODEL.to_string()),
+        (None, Some(store)) => {
+            store.model()?.unwrap_or_else(|| crate::model::DEFAULT_MODEL.to_string())
+        }
         (None, None) => crate::model::DEFAULT_MODEL.to_string(),
     };
     model::locate(&ModelChoice {
@@ -453,8 +459,10 @@ fn progress(quiet: bool, total: Option<u64>, what: &str) -> ProgressBar {
     }
     let pb = match total {
         Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()).with_style(
-            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{spinner} {msg} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         ),
         None => ProgressBar::new_spinner(),
     };
@@ -470,7 +478,8 @@ fn open_input(path: &Path) -> Result<(Box<dyn BufRead + Send>, PathBuf, Option<u
     }
     let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let base = std::path::absolute(parent).with_context(|| format!("cannot resolve {}", parent.display()))?;
+    let base = std::path::absolute(parent)
+        .with_context(|| format!("cannot resolve {}", parent.display()))?;
     let lines = count_lines(path).ok();
     Ok((Box::new(BufReader::new(f)), base, lines))
 }
@@ -489,7 +498,13 @@ fn count_lines(path: &Path) -> Result<u64> {
 }
 
 fn input_format(explicit: Option<Format>, path: &Path) -> Format {
-    explicit.unwrap_or_else(|| if path == Path::new("-") { Format::Jsonl } else { Format::from_path(path) })
+    explicit.unwrap_or_else(|| {
+        if path == Path::new("-") {
+            Format::Jsonl
+        } else {
+            Format::from_path(path)
+        }
+    })
 }
 
 fn open_scanner(g: &Global, config: Config) -> Result<Scanner> {
@@ -507,13 +522,17 @@ fn open_scanner(g: &Global, config: Config) -> Result<Scanner> {
         let t = std::time::Instant::now();
         let view = store.view(&config);
         tracing::debug!("catalog view loaded in {:?}", t.elapsed());
-        let embedder = model.join().map_err(|_| anyhow::anyhow!("internal error: model loading panicked"));
+        let embedder =
+            model.join().map_err(|_| anyhow::anyhow!("internal error: model loading panicked"));
         (view, embedder)
     });
     let view = view?;
     let embedder = embedder??;
     if view.products.is_empty() {
-        bail!("the catalog in {} has no products; add some with `knockoff catalog add FILE`", g.data.display());
+        bail!(
+            "the catalog in {} has no products; add some with `knockoff catalog add FILE`",
+            g.data.display()
+        );
     }
     Scanner::new(view, embedder, config)
 }

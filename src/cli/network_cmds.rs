@@ -99,19 +99,36 @@ pub(super) struct NetworkBenchArgs {
 }
 
 fn open(data: &std::path::Path) -> Result<RecordStore> {
-    RecordStore::open(data, false)?.with_context(|| format!("nothing recorded in {} yet: run `knockoff scan` first", data.display()))
+    RecordStore::open(data, false)?.with_context(|| {
+        format!("nothing recorded in {} yet: run `knockoff scan` first", data.display())
+    })
 }
 
 fn cases(store: &RecordStore) -> Result<Vec<Case>> {
-    store.cases()?.iter().map(|b| serde_json::from_str(b).context("a stored case file is unreadable; run `knockoff network build` again")).collect()
+    store
+        .cases()?
+        .iter()
+        .map(|b| {
+            serde_json::from_str(b)
+                .context("a stored case file is unreadable; run `knockoff network build` again")
+        })
+        .collect()
 }
 
-pub(super) fn run(data: &std::path::Path, config: &Config, quiet: bool, cmd: &NetworkCmd) -> Result<i32> {
+pub(super) fn run(
+    data: &std::path::Path,
+    config: &Config,
+    quiet: bool,
+    cmd: &NetworkCmd,
+) -> Result<i32> {
     let mut out = std::io::stdout().lock();
     match cmd {
         NetworkCmd::Build { json } => {
             let Some(mut store) = RecordStore::open(data, false)? else {
-                eprintln!("nothing to link: no listings recorded in {} (run `knockoff scan` first)", data.display());
+                eprintln!(
+                    "nothing to link: no listings recorded in {} (run `knockoff scan` first)",
+                    data.display()
+                );
                 return Ok(0);
             };
             if store.count()? == 0 {
@@ -122,16 +139,32 @@ pub(super) fn run(data: &std::path::Path, config: &Config, quiet: bool, cmd: &Ne
             if *json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&summary)?)?;
             } else {
-                writeln!(out, "{} listing(s) of {} seller(s): {} network(s), the largest of {} sellers", summary.listings, summary.sellers, summary.networks, summary.largest)?;
+                writeln!(
+                    out,
+                    "{} listing(s) of {} seller(s): {} network(s), the largest of {} sellers",
+                    summary.listings, summary.sellers, summary.networks, summary.largest
+                )?;
                 for p in &summary.platform {
-                    writeln!(out, "  not linking {} {:?}: shared by {} sellers (over network.max_sharing)", p.kind.as_str(), p.value, p.sellers)?;
+                    writeln!(
+                        out,
+                        "  not linking {} {:?}: shared by {} sellers (over network.max_sharing)",
+                        p.kind.as_str(),
+                        p.value,
+                        p.sellers
+                    )?;
                 }
                 if !cases.is_empty() {
                     write!(out, "{}", case_table(&cases))?;
                 }
             }
             if !quiet {
-                eprintln!("built in {:.2} s (read {:.2} s, link {:.2} s, save {:.2} s)", summary.load_secs + summary.link_secs + summary.save_secs, summary.load_secs, summary.link_secs, summary.save_secs);
+                eprintln!(
+                    "built in {:.2} s (read {:.2} s, link {:.2} s, save {:.2} s)",
+                    summary.load_secs + summary.link_secs + summary.save_secs,
+                    summary.load_secs,
+                    summary.link_secs,
+                    summary.save_secs
+                );
             }
             Ok(0)
         }
@@ -148,7 +181,9 @@ pub(super) fn run(data: &std::path::Path, config: &Config, quiet: bool, cmd: &Ne
         }
         NetworkCmd::Show { id, json } => {
             let store = open(data)?;
-            let Some(body) = store.case(id)? else { bail!("no network {id} (see `knockoff network list`)") };
+            let Some(body) = store.case(id)? else {
+                bail!("no network {id} (see `knockoff network list`)")
+            };
             let c: Case = serde_json::from_str(&body)?;
             if *json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&c)?)?;
@@ -161,7 +196,9 @@ pub(super) fn run(data: &std::path::Path, config: &Config, quiet: bool, cmd: &Ne
             let store = open(data)?;
             let mut cases = cases(&store)?;
             if !ids.is_empty() {
-                if let Some(missing) = ids.iter().find(|id| !cases.iter().any(|c| &c.network_id == *id)) {
+                if let Some(missing) =
+                    ids.iter().find(|id| !cases.iter().any(|c| &c.network_id == *id))
+                {
                     bail!("no network {missing} (see `knockoff network list`)");
                 }
                 cases.retain(|c| ids.contains(&c.network_id));
@@ -181,9 +218,18 @@ pub(super) fn run(data: &std::path::Path, config: &Config, quiet: bool, cmd: &Ne
             Ok(0)
         }
         NetworkCmd::ExportRecords { output } => {
-            let s = network::export_records::export(&open(data)?, &network::BuildOptions::from_config(&config.network), output)?;
+            let s = network::export_records::export(
+                &open(data)?,
+                &network::BuildOptions::from_config(&config.network),
+                output,
+            )?;
             if !quiet {
-                eprintln!("exported {} identifier(s) of {} listing(s) to {}", s.identifiers, s.listings, output.display());
+                eprintln!(
+                    "exported {} identifier(s) of {} listing(s) to {}",
+                    s.identifiers,
+                    s.listings,
+                    output.display()
+                );
             }
             Ok(0)
         }
@@ -202,25 +248,45 @@ pub(super) fn bench(config: &Config, quiet: bool, args: &NetworkBenchArgs) -> Re
         bail!("--sellers must be at least 10, --ring-share between 0 and 1 and --dim at least 1");
     }
     if args.rebuild && !args.out.join(network::record::FILE).exists() {
-        bail!("--rebuild: {} holds no record store; generate it first (without --rebuild)", args.out.display());
+        bail!(
+            "--rebuild: {} holds no record store; generate it first (without --rebuild)",
+            args.out.display()
+        );
     }
     if !args.rebuild && args.out.join(network::record::FILE).exists() {
-        bail!("{} already holds a record store; choose another --out or remove it", args.out.display());
+        bail!(
+            "{} already holds a record store; choose another --out or remove it",
+            args.out.display()
+        );
     }
-    let opts = network::bench::BenchOptions { sellers: args.sellers, ring_share: args.ring_share, seed: args.seed, dim: args.dim };
+    let opts = network::bench::BenchOptions {
+        sellers: args.sellers,
+        ring_share: args.ring_share,
+        seed: args.seed,
+        dim: args.dim,
+    };
     if !quiet && !args.rebuild {
         eprintln!("generating {} sellers into {} ...", args.sellers, args.out.display());
     }
     let mut config = config.clone();
     config.network.default_country = "CN".into();
-    let r = if args.rebuild { network::bench::rerun(&args.out, &opts, &config)? } else { network::bench::run(&args.out, &opts, &config)? };
+    let r = if args.rebuild {
+        network::bench::rerun(&args.out, &opts, &config)?
+    } else {
+        network::bench::run(&args.out, &opts, &config)?
+    };
     println!("{}", serde_json::to_string_pretty(&r)?);
     Ok(0)
 }
 
 /// The cases as a table, strongest first.
 fn case_table(cases: &[Case]) -> String {
-    let mut rows = vec![["NETWORK", "STATUS", "SELLERS", "LISTINGS", "FLAG", "REVIEW", "TURNOVER", "REGIONS", "LINKS", "RANK"].map(String::from).to_vec()];
+    let mut rows = vec![[
+        "NETWORK", "STATUS", "SELLERS", "LISTINGS", "FLAG", "REVIEW", "TURNOVER", "REGIONS",
+        "LINKS", "RANK",
+    ]
+    .map(String::from)
+    .to_vec()];
     for c in cases {
         let n = |v: &str| c.verdicts.get(v).copied().unwrap_or(0).to_string();
         rows.push(vec![
@@ -242,15 +308,48 @@ fn case_table(cases: &[Case]) -> String {
 /// One case for people.
 fn explain(c: &Case) -> String {
     let mut s = format!("network {} ({})\n", c.network_id, c.status);
-    s += &format!("  sellers:   {}\n", c.sellers.iter().map(|s| s.seller_id.as_str()).collect::<Vec<_>>().join(", "));
-    s += &format!("  listings:  {} ({})\n", c.listings.len(), c.verdicts.iter().map(|(k, n)| format!("{n} {k}")).collect::<Vec<_>>().join(", "));
-    s += &format!("  turnover:  {:.2} {} (flag and review listings, price x sold)\n", c.turnover, c.currency);
-    s += &format!("  brands:    {}\n", if c.brands.is_empty() { "-".to_string() } else { c.brands.join(", ") });
-    let places = |m: &std::collections::BTreeMap<String, usize>| if m.is_empty() { "-".to_string() } else { m.iter().map(|(k, n)| format!("{k} ({n})")).collect::<Vec<_>>().join(", ") };
-    s += &format!("  registered in: {}\n  ships from:    {}\n  contacts in:   {}\n", places(&c.regions.registered), places(&c.regions.ship_from), places(&c.regions.contacts));
-    s += &format!("  seen:      {} .. {}\n  rank:      {:.2} (evidence {} x turnover)\n  links:\n", c.first_seen.as_deref().unwrap_or("-"), c.last_seen.as_deref().unwrap_or("-"), c.rank, c.evidence);
+    s += &format!(
+        "  sellers:   {}\n",
+        c.sellers.iter().map(|s| s.seller_id.as_str()).collect::<Vec<_>>().join(", ")
+    );
+    s += &format!(
+        "  listings:  {} ({})\n",
+        c.listings.len(),
+        c.verdicts.iter().map(|(k, n)| format!("{n} {k}")).collect::<Vec<_>>().join(", ")
+    );
+    s += &format!(
+        "  turnover:  {:.2} {} (flag and review listings, price x sold)\n",
+        c.turnover, c.currency
+    );
+    s += &format!(
+        "  brands:    {}\n",
+        if c.brands.is_empty() { "-".to_string() } else { c.brands.join(", ") }
+    );
+    let places = |m: &std::collections::BTreeMap<String, usize>| {
+        if m.is_empty() {
+            "-".to_string()
+        } else {
+            m.iter().map(|(k, n)| format!("{k} ({n})")).collect::<Vec<_>>().join(", ")
+        }
+    };
+    s += &format!(
+        "  registered in: {}\n  ships from:    {}\n  contacts in:   {}\n",
+        places(&c.regions.registered),
+        places(&c.regions.ship_from),
+        places(&c.regions.contacts)
+    );
+    s += &format!(
+        "  seen:      {} .. {}\n  rank:      {:.2} (evidence {} x turnover)\n  links:\n",
+        c.first_seen.as_deref().unwrap_or("-"),
+        c.last_seen.as_deref().unwrap_or("-"),
+        c.rank,
+        c.evidence
+    );
     for l in &c.links {
-        s += &format!("    {} -- {}  {} {} {:?}  ({})\n", l.a, l.b, l.strength, l.kind, l.value, l.evidence);
+        s += &format!(
+            "    {} -- {}  {} {} {:?}  ({})\n",
+            l.a, l.b, l.strength, l.kind, l.value, l.evidence
+        );
     }
     s
 }

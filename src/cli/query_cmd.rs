@@ -32,7 +32,11 @@ pub(super) fn query_cmd(g: &Global, mut config: Config, args: &QueryArgs) -> Res
     };
     let mut scanner = open_scanner(g, config)?;
     attach_allowlist(g, &mut scanner)?;
-    let report = scanner.check(vec![Ok(listing)])?.into_iter().next().context("internal error: no verdict")?;
+    let report = scanner
+        .check(vec![Ok(listing)])?
+        .into_iter()
+        .next()
+        .context("internal error: no verdict")?;
     let mut out = output::stdout();
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;

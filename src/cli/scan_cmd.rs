@@ -19,14 +19,20 @@ pub(super) fn scan_cmd(g: &Global, mut config: Config, args: &ScanArgs) -> Resul
     };
     let already = resume.as_ref().map_or(0, Resume::len);
     let (reader, base_dir, lines) = open_input(&args.input)?;
-    let options = BatchOptions { format: input_format(args.format, &args.input), base_dir, chunk: args.chunk.max(1), name: name.clone() };
+    let options = BatchOptions {
+        format: input_format(args.format, &args.input),
+        base_dir,
+        chunk: args.chunk.max(1),
+        name: name.clone(),
+    };
     let mut batch = Batch::new(reader, options, &config, resume.as_ref());
     let mut scanner = open_scanner(g, config.clone())?;
     attach_allowlist(g, &mut scanner)?;
     let mut recorder = crate::network::Recorder::open(&g.data, &config, config.network.record)?;
     let mut out = open_output(args.output.as_deref(), args.resume)?;
     let color = args.output.is_none() && report::stdout_color();
-    let table = args.table || (!args.json && args.output.is_none() && std::io::stdout().is_terminal());
+    let table =
+        args.table || (!args.json && args.output.is_none() && std::io::stdout().is_terminal());
     let pb = progress(g.quiet, lines.map(|n| n.saturating_sub(already as u64)), "scanning");
     let mut summary = Summary::default();
     summary.skipped(already);
@@ -84,12 +90,20 @@ pub(super) fn scan_cmd(g: &Global, mut config: Config, args: &ScanArgs) -> Resul
 /// Refuses to write verdicts over the input (`scan FILE -o FILE`, through a link too): that would
 /// empty the input before it is read.
 fn refuse_output_is_input(input: &Path, output: &Path) -> Result<()> {
-    let same = if input == Path::new("-") { crate::util::fsutil::stdin_is(output) } else { crate::util::fsutil::same_file(input, output) };
+    let same = if input == Path::new("-") {
+        crate::util::fsutil::stdin_is(output)
+    } else {
+        crate::util::fsutil::same_file(input, output)
+    };
     if same {
         bail!(
             "the output {} is the input {} (the same file); write the verdicts to another file",
             output.display(),
-            if input == Path::new("-") { "read from standard input".to_string() } else { input.display().to_string() }
+            if input == Path::new("-") {
+                "read from standard input".to_string()
+            } else {
+                input.display().to_string()
+            }
         );
     }
     Ok(())

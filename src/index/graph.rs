@@ -58,10 +58,10 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use rayon::prelude::*;
 
-use crate::index::IndexConfig;
-use crate::index::Hit;
 use crate::index::simd;
 use crate::index::vectors::Rows;
+use crate::index::Hit;
+use crate::index::IndexConfig;
 
 /// Magic at the start of a graph file; the last two digits are the format version.
 pub const MAGIC: &[u8; 8] = b"KNKGRF01";
@@ -178,8 +178,12 @@ impl<'a> Vectors<'a> {
     #[inline(always)]
     fn prefetch(&self, id: u32) {
         let (start, bytes) = match *self {
-            Vectors::F32 { all, dim } => (all.as_ptr().wrapping_add(id as usize * dim) as *const u8, dim * 4),
-            Vectors::Int8 { raw, dim } => (raw.as_ptr().wrapping_add(id as usize * (dim + 4)), dim + 4),
+            Vectors::F32 { all, dim } => {
+                (all.as_ptr().wrapping_add(id as usize * dim) as *const u8, dim * 4)
+            }
+            Vectors::Int8 { raw, dim } => {
+                (raw.as_ptr().wrapping_add(id as usize * (dim + 4)), dim + 4)
+            }
         };
         let end = start as usize + bytes.min(PREFETCH_BYTES);
         let mut line = start as usize & !63;
@@ -285,7 +289,8 @@ impl<A: Adjacency> Walk<'_, A> {
             adj.each_neighbour(cur.id, level, |n| fresh.push(n));
             let mut best = cur;
             for g in s.fresh.chunks(4) {
-                let ids = [g[0], g[1.min(g.len() - 1)], g[2.min(g.len() - 1)], g[3.min(g.len() - 1)]];
+                let ids =
+                    [g[0], g[1.min(g.len() - 1)], g[2.min(g.len() - 1)], g[3.min(g.len() - 1)]];
                 let sims = vecs.sim4(q, ids);
                 for (j, &id) in g.iter().enumerate() {
                     let c = Scored { sim: sims[j], id };
@@ -303,7 +308,15 @@ impl<A: Adjacency> Walk<'_, A> {
 
     /// Best-first search on one level from `entries`, keeping the `ef` most similar allowed nodes;
     /// leaves them in `s.found`, best first.
-    fn search_level(&self, q: &[f32], entries: &[Scored], ef: usize, level: usize, allowed: Option<&dyn Fn(u32) -> bool>, s: &mut Scratch) {
+    fn search_level(
+        &self,
+        q: &[f32],
+        entries: &[Scored],
+        ef: usize,
+        level: usize,
+        allowed: Option<&dyn Fn(u32) -> bool>,
+        s: &mut Scratch,
+    ) {
         let (adj, vecs) = (self.adj, self.vecs);
         let ef = ef.max(1);
         let ok = |id: u32| allowed.is_none_or(|f| f(id));
@@ -341,7 +354,8 @@ impl<A: Adjacency> Walk<'_, A> {
             let mut j = 0;
             while j < n {
                 let g = &s.fresh[j..(j + 4).min(n)];
-                let ids = [g[0], g[1.min(g.len() - 1)], g[2.min(g.len() - 1)], g[3.min(g.len() - 1)]];
+                let ids =
+                    [g[0], g[1.min(g.len() - 1)], g[2.min(g.len() - 1)], g[3.min(g.len() - 1)]];
                 for &next in s.fresh[(j + 4).min(n)..(j + 8).min(n)].iter() {
                     vecs.prefetch(next);
                 }
@@ -372,7 +386,13 @@ impl<A: Adjacency> Walk<'_, A> {
 /// The HNSW neighbour heuristic: from `cands` (best first by similarity to the base node), keeps
 /// at most `cap`, each only if it is more similar to the base than to every node kept before it.
 /// `buf` holds one candidate's float values at a time.
-fn select_neighbours(vecs: Vectors, cands: &[Scored], cap: usize, buf: &mut Vec<f32>, out: &mut Vec<Scored>) {
+fn select_neighbours(
+    vecs: Vectors,
+    cands: &[Scored],
+    cap: usize,
+    buf: &mut Vec<f32>,
+    out: &mut Vec<Scored>,
+) {
     out.clear();
     if cands.len() <= cap {
         out.extend_from_slice(cands);
@@ -384,7 +404,12 @@ fn select_neighbours(vecs: Vectors, cands: &[Scored], cap: usize, buf: &mut Vec<
         }
         let v = vecs.load(c.id, buf);
         let diverse = out.chunks(4).all(|g| {
-            let ids = [g[0].id, g[1.min(g.len() - 1)].id, g[2.min(g.len() - 1)].id, g[3.min(g.len() - 1)].id];
+            let ids = [
+                g[0].id,
+                g[1.min(g.len() - 1)].id,
+                g[2.min(g.len() - 1)].id,
+                g[3.min(g.len() - 1)].id,
+            ];
             let sims = vecs.sim4(v, ids);
             sims[..g.len()].iter().all(|&s| s <= c.sim)
         });
@@ -464,7 +489,10 @@ impl Builder<'_> {
         while start < to {
             let end = (start + BUILD_BATCH).min(to);
             let this = &*self;
-            let plans: Vec<Plan> = (start as u32..end as u32).into_par_iter().map(|q| with_scratch(|s| this.plan(q, s))).collect();
+            let plans: Vec<Plan> = (start as u32..end as u32)
+                .into_par_iter()
+                .map(|q| with_scratch(|s| this.plan(q, s)))
+                .collect();
             with_scratch(|s| {
                 for plan in plans {
                     self.apply(plan, start as u32, s);
@@ -583,7 +611,12 @@ impl Links {
                 // memory, a whole number of u32 and little endian like this target; any bits are a
                 // valid u32; the map lives as long as `self`, and graph files are never rewritten in
                 // place (a new generation is a new file, renamed into place).
-                unsafe { std::slice::from_raw_parts(map.as_ptr().add(*at) as *const u32, (map.len() - at) / 4) }
+                unsafe {
+                    std::slice::from_raw_parts(
+                        map.as_ptr().add(*at) as *const u32,
+                        (map.len() - at) / 4,
+                    )
+                }
             }
         }
     }
@@ -606,13 +639,18 @@ pub struct Graph {
 
 impl Clone for Graph {
     fn clone(&self) -> Graph {
-        Graph { links: Links::Owned(self.links.words().to_vec()), levels: self.levels.clone(), ..*self }
+        Graph {
+            links: Links::Owned(self.links.words().to_vec()),
+            levels: self.levels.clone(),
+            ..*self
+        }
     }
 }
 
 impl PartialEq for Graph {
     fn eq(&self, other: &Graph) -> bool {
-        (self.m, self.entry, self.top_level, self.offsets_at, self.upper_at) == (other.m, other.entry, other.top_level, other.offsets_at, other.upper_at)
+        (self.m, self.entry, self.top_level, self.offsets_at, self.upper_at)
+            == (other.m, other.entry, other.top_level, other.offsets_at, other.upper_at)
             && self.levels == other.levels
             && self.links.words() == other.links.words()
     }
@@ -647,15 +685,29 @@ impl Graph {
         let (m, covered, levels, links, top) = match base {
             Some(g) => {
                 if g.covered() > count {
-                    bail!("internal error: the graph covers {} vectors, only {count} are stored", g.covered());
+                    bail!(
+                        "internal error: the graph covers {} vectors, only {count} are stored",
+                        g.covered()
+                    );
                 }
                 let covered = g.covered();
-                let links: Vec<Vec<Vec<u32>>> =
-                    (0..covered as u32).map(|i| (0..=g.levels[i as usize] as usize).map(|l| g.neighbours(i, l).to_vec()).collect()).collect();
+                let links: Vec<Vec<Vec<u32>>> = (0..covered as u32)
+                    .map(|i| {
+                        (0..=g.levels[i as usize] as usize)
+                            .map(|l| g.neighbours(i, l).to_vec())
+                            .collect()
+                    })
+                    .collect();
                 let top = Top { entry: (covered > 0).then_some(g.entry), level: g.top_level };
                 (g.m, covered, g.levels.clone(), links, top)
             }
-            None => (cfg.hnsw_m.clamp(2, MAX_M), 0, Vec::new(), Vec::new(), Top { entry: None, level: 0 }),
+            None => (
+                cfg.hnsw_m.clamp(2, MAX_M),
+                0,
+                Vec::new(),
+                Vec::new(),
+                Top { entry: None, level: 0 },
+            ),
         };
         let mut levels = levels;
         let mut links = links;
@@ -663,9 +715,20 @@ impl Graph {
             let level = level_of(i as u32, m);
             levels.push(level);
             let cap0 = 2 * m + 1;
-            links.push((0..=level as usize).map(|l| Vec::with_capacity(if l == 0 { cap0 } else { m + 1 })).collect());
+            links.push(
+                (0..=level as usize)
+                    .map(|l| Vec::with_capacity(if l == 0 { cap0 } else { m + 1 }))
+                    .collect(),
+            );
         }
-        let mut builder = Builder { vecs, m, ef_construction: cfg.hnsw_ef_construction.max(m), levels, links, top };
+        let mut builder = Builder {
+            vecs,
+            m,
+            ef_construction: cfg.hnsw_ef_construction.max(m),
+            levels,
+            links,
+            top,
+        };
         builder.insert_all(covered, count);
         Ok(builder.freeze())
     }
@@ -697,7 +760,9 @@ impl Graph {
         let at = if level == 0 {
             node as usize * (1 + 2 * self.m)
         } else {
-            self.upper_at + words[self.offsets_at + node as usize] as usize + (level - 1) * (1 + self.m)
+            self.upper_at
+                + words[self.offsets_at + node as usize] as usize
+                + (level - 1) * (1 + self.m)
         };
         let n = words[at] as usize;
         &words[at + 1..at + 1 + n]
@@ -707,9 +772,20 @@ impl Graph {
     /// with a candidate list of `ef` (at least `k`). Similarities are computed against `rows`, the
     /// rows the graph was built on; fewer than `k` hits come back when the filter leaves fewer
     /// within reach. A query of the wrong dimension, or rows shorter than the graph, get none.
-    pub fn search(&self, rows: &Rows, query: &[f32], k: usize, ef: usize, allowed: &dyn Fn(u32) -> bool) -> Vec<Hit> {
+    pub fn search(
+        &self,
+        rows: &Rows,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        allowed: &dyn Fn(u32) -> bool,
+    ) -> Vec<Hit> {
         let vecs = Vectors::of(rows);
-        if k == 0 || self.levels.is_empty() || query.len() != rows.dim() || vecs.len() < self.covered() {
+        if k == 0
+            || self.levels.is_empty()
+            || query.len() != rows.dim()
+            || vecs.len() < self.covered()
+        {
             return Vec::new();
         }
         let walk = Walk { adj: self, vecs };
@@ -725,7 +801,8 @@ impl Graph {
 
     /// Writes the graph to `path` (aside, synced, then renamed over it).
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::util::fsutil::write_atomic(path, &self.to_bytes()).with_context(|| format!("cannot write the search graph {}", path.display()))
+        crate::util::fsutil::write_atomic(path, &self.to_bytes())
+            .with_context(|| format!("cannot write the search graph {}", path.display()))
     }
 
     /// Reads a graph written by `save`, memory-mapped (the page cache is shared, nothing is copied).
@@ -733,11 +810,20 @@ impl Graph {
     /// how to rebuild it.
     pub fn load(path: &Path) -> Result<Graph> {
         let rebuild = "run `knockoff catalog compact` to rebuild it";
-        let unusable = |e: anyhow::Error| anyhow!("the search graph {} is unusable: {e}; {rebuild}", path.display());
-        let file = std::fs::File::open(path).with_context(|| format!("cannot read the search graph {}; {rebuild}", path.display()))?;
-        let len = file.metadata().with_context(|| format!("cannot read the search graph {}", path.display()))?.len();
+        let unusable = |e: anyhow::Error| {
+            anyhow!("the search graph {} is unusable: {e}; {rebuild}", path.display())
+        };
+        let file = std::fs::File::open(path).with_context(|| {
+            format!("cannot read the search graph {}; {rebuild}", path.display())
+        })?;
+        let len = file
+            .metadata()
+            .with_context(|| format!("cannot read the search graph {}", path.display()))?
+            .len();
         if cfg!(target_endian = "big") || len < HEADER_BYTES as u64 {
-            let bytes = std::fs::read(path).with_context(|| format!("cannot read the search graph {}; {rebuild}", path.display()))?;
+            let bytes = std::fs::read(path).with_context(|| {
+                format!("cannot read the search graph {}; {rebuild}", path.display())
+            })?;
             return Graph::from_bytes(&bytes).map_err(unusable);
         }
         // SAFETY: graph files are written aside and renamed into place, never changed in place, so
@@ -746,7 +832,7 @@ impl Graph {
             .with_context(|| format!("cannot map the search graph {}", path.display()))?;
         let layout = Layout::read(&map).map_err(unusable)?;
         let at = layout.words_at;
-        if (map.as_ptr() as usize + at) % 4 != 0 {
+        if !(map.as_ptr() as usize + at).is_multiple_of(4) {
             return Graph::from_bytes(&map).map_err(unusable);
         }
         let links = Links::Mapped(map, at);
@@ -768,7 +854,9 @@ impl Graph {
         let upper_len = words.len() - self.upper_at;
         let mut out = Vec::with_capacity(HEADER_BYTES + body.len());
         out.extend_from_slice(MAGIC);
-        for v in [VERSION, self.m as u32, self.top_level as u32, self.entry, n as u32, upper_len as u32] {
+        for v in
+            [VERSION, self.m as u32, self.top_level as u32, self.entry, n as u32, upper_len as u32]
+        {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out.extend_from_slice(&checksum(&body).to_le_bytes());
@@ -779,7 +867,10 @@ impl Graph {
     /// Parses and checks a file image, copying the links into memory.
     fn from_bytes(bytes: &[u8]) -> Result<Graph> {
         let layout = Layout::read(bytes)?;
-        let words = bytes[layout.words_at..].chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let words = bytes[layout.words_at..]
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
         let graph = Graph::from_parts(layout, Links::Owned(words));
         graph.check()?;
         Ok(graph)
@@ -795,7 +886,11 @@ impl Graph {
         let (n, m, levels) = (self.covered(), self.m, &self.levels);
         let words = self.links.words();
         let stride0 = 1 + 2 * m;
-        let (level0, upper_offsets, upper) = (&words[..self.offsets_at], &words[self.offsets_at..self.upper_at], &words[self.upper_at..]);
+        let (level0, upper_offsets, upper) = (
+            &words[..self.offsets_at],
+            &words[self.offsets_at..self.upper_at],
+            &words[self.upper_at..],
+        );
         if n > 0 {
             if self.entry as usize >= n {
                 bail!("entry point {} is not one of the {n} nodes", self.entry);
@@ -847,14 +942,27 @@ impl Layout {
         }
         if &bytes[..8] != MAGIC {
             if bytes.starts_with(b"KNKGRF") {
-                bail!("format {} is not the {} this knockoff reads", String::from_utf8_lossy(&bytes[..8]), String::from_utf8_lossy(MAGIC));
+                bail!(
+                    "format {} is not the {} this knockoff reads",
+                    String::from_utf8_lossy(&bytes[..8]),
+                    String::from_utf8_lossy(MAGIC)
+                );
             }
             bail!("not a knockoff graph file (bad magic)");
         }
-        let word = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-        let (version, m, top_level, entry, n, upper_len) =
-            (word(8), word(12) as usize, word(16) as usize, word(20), word(24) as usize, word(28) as usize);
-        let sum = u64::from_le_bytes([bytes[32], bytes[33], bytes[34], bytes[35], bytes[36], bytes[37], bytes[38], bytes[39]]);
+        let word =
+            |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        let (version, m, top_level, entry, n, upper_len) = (
+            word(8),
+            word(12) as usize,
+            word(16) as usize,
+            word(20),
+            word(24) as usize,
+            word(28) as usize,
+        );
+        let sum = u64::from_le_bytes([
+            bytes[32], bytes[33], bytes[34], bytes[35], bytes[36], bytes[37], bytes[38], bytes[39],
+        ]);
         if version != VERSION {
             bail!("format version {version}, this knockoff reads version {VERSION}");
         }
@@ -870,9 +978,16 @@ impl Layout {
             let level0 = n.checked_mul(stride0)?;
             let offsets = n.checked_add(1)?;
             let words = level0.checked_add(offsets)?.checked_add(upper_len)?;
-            Some((levels, level0, words, HEADER_BYTES.checked_add(levels)?.checked_add(words.checked_mul(4)?)?))
+            Some((
+                levels,
+                level0,
+                words,
+                HEADER_BYTES.checked_add(levels)?.checked_add(words.checked_mul(4)?)?,
+            ))
         })();
-        let Some((levels_bytes, level0_words, _, size)) = sizes else { bail!("sizes in the header overflow") };
+        let Some((levels_bytes, level0_words, _, size)) = sizes else {
+            bail!("sizes in the header overflow")
+        };
         if bytes.len() != size {
             bail!("{} bytes where the header announces {size} (truncated or corrupt)", bytes.len());
         }
@@ -927,7 +1042,8 @@ fn checksum(bytes: &[u8]) -> u64 {
         }
     }
     for (j, w) in blocks.remainder().chunks_exact(4).enumerate() {
-        lanes[j] = (lanes[j] ^ u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]))).wrapping_mul(PRIME);
+        lanes[j] = (lanes[j] ^ u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]])))
+            .wrapping_mul(PRIME);
     }
     lanes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &l| (h ^ l).wrapping_mul(PRIME))
 }
@@ -963,15 +1079,23 @@ impl Builder<'_> {
         let mut words = level0;
         words.extend_from_slice(&upper_offsets);
         words.extend_from_slice(&upper);
-        Graph { m, entry: top.entry.unwrap_or(0), top_level: top.level, levels: self.levels, links: Links::Owned(words), offsets_at, upper_at }
+        Graph {
+            m,
+            entry: top.entry.unwrap_or(0),
+            top_level: top.level,
+            levels: self.levels,
+            links: Links::Owned(words),
+            offsets_at,
+            upper_at,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::util::rng::Rng;
     use crate::index::vectors::Storage;
+    use crate::util::rng::Rng;
 
     const DIM: usize = 64;
 
@@ -982,7 +1106,9 @@ mod tests {
             crate::model::embed::l2_normalize(&mut v);
             v
         };
-        let centres: Vec<Vec<f32>> = (0..(n / 20).max(1)).map(|_| unit((0..DIM).map(|_| rng.range(-0.5, 0.5)).collect())).collect();
+        let centres: Vec<Vec<f32>> = (0..(n / 20).max(1))
+            .map(|_| unit((0..DIM).map(|_| rng.range(-0.5, 0.5)).collect()))
+            .collect();
         let mut base = Vec::with_capacity(n * DIM);
         for _ in 0..n {
             let c = &centres[rng.below(centres.len())];
@@ -991,7 +1117,12 @@ mod tests {
         let mut queries = Vec::with_capacity(nq * DIM);
         for _ in 0..nq {
             let m = rng.below(n);
-            queries.extend(unit(base[m * DIM..(m + 1) * DIM].iter().map(|x| x + 0.1 * rng.range(-0.5, 0.5)).collect()));
+            queries.extend(unit(
+                base[m * DIM..(m + 1) * DIM]
+                    .iter()
+                    .map(|x| x + 0.1 * rng.range(-0.5, 0.5))
+                    .collect(),
+            ));
         }
         (base, queries)
     }
@@ -1003,19 +1134,32 @@ mod tests {
     /// Exact top-k over the stored rows (the same similarities the graph sees).
     fn brute(rows: &Rows, q: &[f32], k: usize, allowed: &dyn Fn(u32) -> bool) -> Vec<u32> {
         let vecs = Vectors::of(rows);
-        let mut all: Vec<Scored> = (0..rows.len() as u32).filter(|&i| allowed(i)).map(|i| Scored { sim: vecs.sim(q, i), id: i }).collect();
+        let mut all: Vec<Scored> = (0..rows.len() as u32)
+            .filter(|&i| allowed(i))
+            .map(|i| Scored { sim: vecs.sim(q, i), id: i })
+            .collect();
         all.sort_unstable_by(|a, b| b.cmp(a));
         all.into_iter().take(k).map(|s| s.id).collect()
     }
 
-    fn recall(graph: &Graph, rows: &Rows, queries: &[f32], k: usize, ef: usize, allowed: &dyn Fn(u32) -> bool) -> f64 {
+    fn recall(
+        graph: &Graph,
+        rows: &Rows,
+        queries: &[f32],
+        k: usize,
+        ef: usize,
+        allowed: &dyn Fn(u32) -> bool,
+    ) -> f64 {
         let mut hit = 0;
         let mut total = 0;
         for q in queries.chunks_exact(DIM) {
             let want = brute(rows, q, k, allowed);
             let got = graph.search(rows, q, k, ef, allowed);
             assert!(got.iter().all(|h| allowed(h.vector)), "a filtered-out vector came back");
-            assert!(got.windows(2).all(|w| w[0].similarity >= w[1].similarity), "hits are best first");
+            assert!(
+                got.windows(2).all(|w| w[0].similarity >= w[1].similarity),
+                "hits are best first"
+            );
             hit += got.iter().filter(|h| want.contains(&h.vector)).count();
             total += want.len();
         }
@@ -1045,7 +1189,10 @@ mod tests {
         let (base, queries) = clustered(3000, 100, 2);
         let rows = Rows::new(DIM, Storage::Int8, base);
         let graph = Graph::build(None, &rows, &cfg()).expect("build");
-        for (name, f) in [("half", &(|id: u32| id % 2 == 0) as &dyn Fn(u32) -> bool), ("tenth", &|id: u32| id % 10 == 3)] {
+        for (name, f) in [
+            ("half", &(|id: u32| id.is_multiple_of(2)) as &dyn Fn(u32) -> bool),
+            ("tenth", &|id: u32| id % 10 == 3),
+        ] {
             let r = recall(&graph, &rows, &queries, 10, 64, f);
             assert!(r >= 0.9, "{name}: filtered recall@10 {r}");
         }
@@ -1069,7 +1216,10 @@ mod tests {
         let part = Graph::build(Some(part), &middle, &cfg()).expect("extend");
         let extended = Graph::build(Some(part), &rows, &cfg()).expect("extend");
         assert_eq!(extended.covered(), 4000);
-        let (rf, re) = (recall(&fresh, &rows, &queries, 10, 10, &|_| true), recall(&extended, &rows, &queries, 10, 10, &|_| true));
+        let (rf, re) = (
+            recall(&fresh, &rows, &queries, 10, 10, &|_| true),
+            recall(&extended, &rows, &queries, 10, 10, &|_| true),
+        );
         assert!(re >= 0.95 && re >= rf - 0.02, "fresh {rf}, extended {re}");
         // the new vectors are reachable: each finds itself
         for i in [1500u32, 2600, 3999] {
@@ -1100,7 +1250,9 @@ mod tests {
         let extend = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
             let first = Rows::new(DIM, Storage::Int8, base[..700 * DIM].to_vec());
-            pool.install(|| Graph::build(Graph::build(None, &first, &cfg()).ok(), &rows, &cfg())).expect("extend").to_bytes()
+            pool.install(|| Graph::build(Graph::build(None, &first, &cfg()).ok(), &rows, &cfg()))
+                .expect("extend")
+                .to_bytes()
         };
         assert_eq!(extend(1), extend(4));
         // and the deterministic build searches well (a batch's nodes see each other)
@@ -1119,10 +1271,14 @@ mod tests {
         let back = Graph::load(&path).expect("load");
         assert_eq!(back, graph);
         for q in queries.chunks_exact(DIM) {
-            assert_eq!(back.search(&rows, q, 10, 40, &|_| true), graph.search(&rows, q, 10, 40, &|_| true));
+            assert_eq!(
+                back.search(&rows, q, 10, 40, &|_| true),
+                graph.search(&rows, q, 10, 40, &|_| true)
+            );
         }
         // an empty graph round-trips too
-        let empty = Graph::build(None, &Rows::new(DIM, Storage::F32, Vec::new()), &cfg()).expect("empty");
+        let empty =
+            Graph::build(None, &Rows::new(DIM, Storage::F32, Vec::new()), &cfg()).expect("empty");
         empty.save(&path).expect("save empty");
         assert_eq!(Graph::load(&path).expect("load empty").covered(), 0);
         assert!(empty.search(&rows, &queries[..DIM], 10, 40, &|_| true).is_empty());
@@ -1139,7 +1295,10 @@ mod tests {
         let expect_err = |bytes: &[u8], what: &str| {
             std::fs::write(&path, bytes).expect("write");
             let e = format!("{:#}", Graph::load(&path).expect_err(what));
-            assert!(e.contains("graph-7.knkg") && e.contains("knockoff catalog compact"), "{what}: {e}");
+            assert!(
+                e.contains("graph-7.knkg") && e.contains("knockoff catalog compact"),
+                "{what}: {e}"
+            );
             e
         };
         for cut in [0, 7, 39, 40, good.len() / 2, good.len() - 1] {

@@ -96,7 +96,8 @@ impl TopK {
     }
 
     fn into_hits(self) -> Vec<Hit> {
-        let mut hits: Vec<Hit> = self.heap.into_iter().map(|Entry(s, id)| Hit { vector: id, similarity: s }).collect();
+        let mut hits: Vec<Hit> =
+            self.heap.into_iter().map(|Entry(s, id)| Hit { vector: id, similarity: s }).collect();
         sort_hits(&mut hits);
         hits
     }
@@ -119,7 +120,11 @@ impl Index {
         let graph = graph.filter(|g| {
             let fits = g.covered() <= rows.len();
             if !fits {
-                tracing::warn!("search graph covers {} vectors but only {} are stored; searching exactly", g.covered(), rows.len());
+                tracing::warn!(
+                    "search graph covers {} vectors but only {} are stored; searching exactly",
+                    g.covered(),
+                    rows.len()
+                );
             }
             fits
         });
@@ -162,13 +167,23 @@ impl Index {
     }
 
     /// The `k` most similar allowed vectors to `query`, best first (`search_batch` of one query).
-    pub fn search(&self, query: &[f32], k: usize, allowed: &(dyn Fn(u32) -> bool + Sync)) -> Vec<Hit> {
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        allowed: &(dyn Fn(u32) -> bool + Sync),
+    ) -> Vec<Hit> {
         self.search_batch(&[query], k, allowed).pop().unwrap_or_default()
     }
 
     /// For each query, the `k` most similar allowed vectors, best first. A query of the wrong
     /// dimension gets no hits.
-    pub fn search_batch(&self, queries: &[&[f32]], k: usize, allowed: &(dyn Fn(u32) -> bool + Sync)) -> Vec<Vec<Hit>> {
+    pub fn search_batch(
+        &self,
+        queries: &[&[f32]],
+        k: usize,
+        allowed: &(dyn Fn(u32) -> bool + Sync),
+    ) -> Vec<Vec<Hit>> {
         let dim = self.dim();
         let mut out: Vec<Vec<Hit>> = vec![Vec::new(); queries.len()];
         if k == 0 || self.is_empty() {
@@ -192,7 +207,12 @@ impl Index {
     }
 
     /// Exact top-`k` of every query over all rows, ignoring any graph (the reference for recall).
-    pub fn exact_search_batch(&self, queries: &[&[f32]], k: usize, allowed: &(dyn Fn(u32) -> bool + Sync)) -> Vec<Vec<Hit>> {
+    pub fn exact_search_batch(
+        &self,
+        queries: &[&[f32]],
+        k: usize,
+        allowed: &(dyn Fn(u32) -> bool + Sync),
+    ) -> Vec<Vec<Hit>> {
         if queries.iter().any(|q| q.len() != self.dim()) || k == 0 {
             return vec![Vec::new(); queries.len()];
         }
@@ -200,26 +220,42 @@ impl Index {
     }
 
     /// One query through the graph, plus an exact scan of the rows the graph does not cover.
-    fn graph_search(&self, graph: &Graph, query: &[f32], k: usize, allowed: &(dyn Fn(u32) -> bool + Sync)) -> Vec<Hit> {
+    fn graph_search(
+        &self,
+        graph: &Graph,
+        query: &[f32],
+        k: usize,
+        allowed: &(dyn Fn(u32) -> bool + Sync),
+    ) -> Vec<Hit> {
         let covered = graph.covered();
         let mut hits = graph.search(&self.rows, query, k, self.ef_search.max(k), allowed);
         if hits.len() < k.min(covered) {
             // the filter left too few within the graph's reach: an exact scan keeps recall
             return self.exact_batch(&[query], k, 0, self.len(), allowed).pop().unwrap_or_default();
         }
-        hits.extend(self.exact_batch(&[query], k, covered, self.len(), allowed).into_iter().flatten());
+        hits.extend(
+            self.exact_batch(&[query], k, covered, self.len(), allowed).into_iter().flatten(),
+        );
         sort_hits(&mut hits);
         hits.truncate(k);
         hits
     }
 
     /// Exact top-k of each query over rows `from..to`, the range split between threads.
-    fn exact_batch(&self, queries: &[&[f32]], k: usize, from: usize, to: usize, allowed: &(dyn Fn(u32) -> bool + Sync)) -> Vec<Vec<Hit>> {
+    fn exact_batch(
+        &self,
+        queries: &[&[f32]],
+        k: usize,
+        from: usize,
+        to: usize,
+        allowed: &(dyn Fn(u32) -> bool + Sync),
+    ) -> Vec<Vec<Hit>> {
         if from >= to {
             return vec![Vec::new(); queries.len()];
         }
         let n = to - from;
-        let parts = if n * queries.len() >= PARALLEL_MIN { rayon::current_num_threads().max(1) } else { 1 };
+        let parts =
+            if n * queries.len() >= PARALLEL_MIN { rayon::current_num_threads().max(1) } else { 1 };
         let chunk = n.div_ceil(parts);
         let tops = (0..parts)
             .into_par_iter()
@@ -235,7 +271,14 @@ impl Index {
     }
 
     /// Exact top-k over rows `from..to` on this thread: block by block, allowed rows only.
-    fn exact_range(&self, queries: &[&[f32]], k: usize, from: usize, to: usize, allowed: &(dyn Fn(u32) -> bool + Sync)) -> Vec<TopK> {
+    fn exact_range(
+        &self,
+        queries: &[&[f32]],
+        k: usize,
+        from: usize,
+        to: usize,
+        allowed: &(dyn Fn(u32) -> bool + Sync),
+    ) -> Vec<TopK> {
         let dim = self.dim();
         let mut tops: Vec<TopK> = queries.iter().map(|_| TopK::new(k)).collect();
         let block = (BLOCK_BYTES / (dim * 4)).max(16);
@@ -263,7 +306,9 @@ impl Index {
                         let mut s = [0f32; 4];
                         let mut r: [&[i8]; 4] = [&[]; 4];
                         for j in 0..4 {
-                            if let Row::Int8(sc, row) = self.rows.row(g[j.min(g.len() - 1)] as usize) {
+                            if let Row::Int8(sc, row) =
+                                self.rows.row(g[j.min(g.len() - 1)] as usize)
+                            {
                                 (s[j], r[j]) = (sc, row);
                             }
                         }
@@ -299,7 +344,13 @@ impl Index {
 
 /// Compares every query with the block's rows (`row(j)` is the row of `ids[j]`), two queries by
 /// four rows at a time, and keeps the best in `tops`. `scales` multiplies each row's result.
-fn score_block<'a>(queries: &[&[f32]], ids: &[u32], row: impl Fn(usize) -> &'a [f32], scales: Option<&[f32]>, tops: &mut [TopK]) {
+fn score_block<'a>(
+    queries: &[&[f32]],
+    ids: &[u32],
+    row: impl Fn(usize) -> &'a [f32],
+    scales: Option<&[f32]>,
+    tops: &mut [TopK],
+) {
     let n = ids.len();
     let scale = |j: usize| scales.map_or(1.0, |s| s[j]);
     let mut qi = 0;
@@ -385,7 +436,6 @@ impl Default for IndexConfig {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,7 +458,13 @@ mod tests {
         out
     }
 
-    fn brute(rows: &[f32], dim: usize, q: &[f32], k: usize, allowed: &dyn Fn(u32) -> bool) -> Vec<u32> {
+    fn brute(
+        rows: &[f32],
+        dim: usize,
+        q: &[f32],
+        k: usize,
+        allowed: &dyn Fn(u32) -> bool,
+    ) -> Vec<u32> {
         let mut all: Vec<(f32, u32)> = rows
             .chunks_exact(dim)
             .enumerate()
@@ -425,7 +481,8 @@ mod tests {
         let rows = unit_rows(n, dim, 42);
         let queries = unit_rows(5, dim, 7);
         let qs: Vec<&[f32]> = queries.chunks_exact(dim).collect();
-        let filters: [&(dyn Fn(u32) -> bool + Sync); 3] = [&|_| true, &|id| id % 10 == 3, &|id| id == 5];
+        let filters: [&(dyn Fn(u32) -> bool + Sync); 3] =
+            [&|_| true, &|id| id % 10 == 3, &|id| id == 5];
         for storage in [Storage::F32, Storage::Int8] {
             let index = Index::from_rows(Rows::new(dim, storage, rows.clone()), None, 16);
             for f in filters {
@@ -442,7 +499,11 @@ mod tests {
                         assert_eq!(got[0], want[0]);
                     }
                     for h in hits {
-                        let exact: f32 = q.iter().zip(&rows[h.vector as usize * dim..]).map(|(a, b)| a * b).sum();
+                        let exact: f32 = q
+                            .iter()
+                            .zip(&rows[h.vector as usize * dim..])
+                            .map(|(a, b)| a * b)
+                            .sum();
                         assert!((exact - h.similarity).abs() < 0.01);
                     }
                 }
@@ -460,8 +521,11 @@ mod tests {
     fn graph_covers_a_prefix_and_the_rest_is_searched_exactly() {
         let (n, covered, dim, k) = (3200, 3000, 32, 5);
         let rows = unit_rows(n, dim, 9);
-        let cfg = crate::index::IndexConfig { hnsw_m: 8, hnsw_ef_construction: 64, ..Default::default() };
-        let graph = Graph::build(None, &Rows::new(dim, Storage::F32, rows[..covered * dim].to_vec()), &cfg).expect("build");
+        let cfg =
+            crate::index::IndexConfig { hnsw_m: 8, hnsw_ef_construction: 64, ..Default::default() };
+        let graph =
+            Graph::build(None, &Rows::new(dim, Storage::F32, rows[..covered * dim].to_vec()), &cfg)
+                .expect("build");
         let index = Index::from_rows(Rows::new(dim, Storage::F32, rows.clone()), Some(graph), 64);
         assert_eq!(index.graph_covered(), Some(covered));
         // a stored vector finds itself first, whether the graph covers it or not
@@ -472,14 +536,21 @@ mod tests {
         // selective filters go exact: the answer is the brute-force one
         let queries = unit_rows(4, dim, 10);
         for q in queries.chunks_exact(dim) {
-            for f in [&(|id: u32| id % 50 == 1) as &(dyn Fn(u32) -> bool + Sync), &|id: u32| id >= 3100] {
+            for f in
+                [&(|id: u32| id % 50 == 1) as &(dyn Fn(u32) -> bool + Sync), &|id: u32| id >= 3100]
+            {
                 let got: Vec<u32> = index.search(q, k, f).iter().map(|h| h.vector).collect();
                 assert_eq!(got, brute(&rows, dim, q, k, f));
             }
         }
         // a graph over more vectors than the rows is left out rather than read out of bounds
-        let big = Graph::build(None, &Rows::new(dim, Storage::F32, rows.clone()), &cfg).expect("build");
-        let small = Index::from_rows(Rows::new(dim, Storage::F32, rows[..100 * dim].to_vec()), Some(big), 64);
+        let big =
+            Graph::build(None, &Rows::new(dim, Storage::F32, rows.clone()), &cfg).expect("build");
+        let small = Index::from_rows(
+            Rows::new(dim, Storage::F32, rows[..100 * dim].to_vec()),
+            Some(big),
+            64,
+        );
         assert_eq!(small.graph_covered(), None);
         assert_eq!(small.search(&rows[..dim], 1, &|_| true)[0].vector, 0);
     }

@@ -150,7 +150,11 @@ mod x86 {
         let mut i = 0;
         while i + 16 <= n {
             acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
-            acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)), acc1);
+            acc1 = _mm256_fmadd_ps(
+                _mm256_loadu_ps(pa.add(i + 8)),
+                _mm256_loadu_ps(pb.add(i + 8)),
+                acc1,
+            );
             i += 16;
         }
         while i + 8 <= n {
@@ -264,7 +268,8 @@ mod neon {
         let mut i = 0;
         while i + 8 <= n {
             acc0 = vfmaq_f32(acc0, vld1q_f32(a.as_ptr().add(i)), vld1q_f32(b.as_ptr().add(i)));
-            acc1 = vfmaq_f32(acc1, vld1q_f32(a.as_ptr().add(i + 4)), vld1q_f32(b.as_ptr().add(i + 4)));
+            acc1 =
+                vfmaq_f32(acc1, vld1q_f32(a.as_ptr().add(i + 4)), vld1q_f32(b.as_ptr().add(i + 4)));
             i += 8;
         }
         let mut s = vaddvq_f32(vaddq_f32(acc0, acc1));
@@ -287,7 +292,8 @@ mod neon {
             }
             i += 4;
         }
-        let mut out = [vaddvq_f32(acc[0]), vaddvq_f32(acc[1]), vaddvq_f32(acc[2]), vaddvq_f32(acc[3])];
+        let mut out =
+            [vaddvq_f32(acc[0]), vaddvq_f32(acc[1]), vaddvq_f32(acc[2]), vaddvq_f32(acc[3])];
         while i < n {
             for j in 0..4 {
                 out[j] += q[i] * r[j][i];
@@ -303,7 +309,13 @@ mod tests {
     use super::*;
 
     fn vals(n: usize, seed: u32) -> Vec<f32> {
-        (0..n).map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 16) % 1000) as f32 / 1000.0 - 0.5).collect()
+        (0..n)
+            .map(|i| {
+                (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 16) % 1000) as f32
+                    / 1000.0
+                    - 0.5
+            })
+            .collect()
     }
 
     /// The exact dot product (in f64) and how far a float32 sum in any order may be from it:
@@ -339,12 +351,17 @@ mod tests {
                 close(x24[0][j], &q, &rows[j], "dot_f32_2x4, first query");
                 close(x24[1][j], &q2, &rows[j], "dot_f32_2x4, second query");
             }
-            let ints: Vec<Vec<i8>> = rows.iter().map(|row| row.iter().map(|v| (v * 200.0) as i8).collect()).collect();
+            let ints: Vec<Vec<i8>> =
+                rows.iter().map(|row| row.iter().map(|v| (v * 200.0) as i8).collect()).collect();
             let ri = [&ints[0][..], &ints[1][..], &ints[2][..], &ints[3][..]];
             let i4 = dot_i8_x4(&q, ri);
             for j in 0..4 {
                 let (e, tol) = exact(&q, ints[j].iter().map(|&b| b as f32));
-                assert!((i4[j] - e).abs() <= tol, "dot_i8_x4, n={n} j={j}: {} vs {e} (tolerance {tol})", i4[j]);
+                assert!(
+                    (i4[j] - e).abs() <= tol,
+                    "dot_i8_x4, n={n} j={j}: {} vs {e} (tolerance {tol})",
+                    i4[j]
+                );
             }
         }
     }

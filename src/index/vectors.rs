@@ -76,7 +76,10 @@ impl VectorFile {
             match kind {
                 0 => Storage::F32,
                 1 => Storage::Int8,
-                k => bail!("{} has an unknown storage kind {k} (written by a newer knockoff?)", path.display()),
+                k => bail!(
+                    "{} has an unknown storage kind {k} (written by a newer knockoff?)",
+                    path.display()
+                ),
             }
         } else {
             bail!("{} is not a knockoff vector file (bad magic)", path.display());
@@ -99,17 +102,20 @@ impl VectorFile {
 
     /// Reads the first `count` rows as float32 values (int8 rows are scaled back).
     pub fn read(&self, count: usize) -> Result<Vec<f32>> {
-        let mut f = File::open(&self.path).with_context(|| format!("cannot open {}", self.path.display()))?;
+        let mut f = File::open(&self.path)
+            .with_context(|| format!("cannot open {}", self.path.display()))?;
         f.seek(SeekFrom::Start(HEADER))?;
         let mut bytes = vec![0u8; count * self.storage.row_bytes(self.dim)];
-        f.read_exact(&mut bytes)
-            .with_context(|| format!("{} holds fewer than the {count} committed vectors", self.path.display()))?;
+        f.read_exact(&mut bytes).with_context(|| {
+            format!("{} holds fewer than the {count} committed vectors", self.path.display())
+        })?;
         Ok(Rows::from_bytes(self.dim, self.storage, count, bytes).to_f32())
     }
 
     /// Memory-maps the first `count` rows (a file that is too short is an error).
     pub fn map(&self, count: usize) -> Result<Rows> {
-        let f = File::open(&self.path).with_context(|| format!("cannot open {}", self.path.display()))?;
+        let f = File::open(&self.path)
+            .with_context(|| format!("cannot open {}", self.path.display()))?;
         let need = HEADER as usize + count * self.storage.row_bytes(self.dim);
         let len = f.metadata()?.len() as usize;
         if len < need {
@@ -121,15 +127,17 @@ impl VectorFile {
         // SAFETY: the catalog never rewrites committed rows in place: appends go past them, and
         // compaction writes a new file and renames it. A file cut shorter by another process would
         // be a bug elsewhere (and would raise SIGBUS, not corrupt memory).
-        let map = unsafe { memmap2::MmapOptions::new().offset(HEADER).len(need - HEADER as usize).map(&f) }
-            .with_context(|| format!("cannot map {}", self.path.display()))?;
+        let map = unsafe {
+            memmap2::MmapOptions::new().offset(HEADER).len(need - HEADER as usize).map(&f)
+        }
+        .with_context(|| format!("cannot map {}", self.path.display()))?;
         Ok(Rows { dim: self.dim, count, storage: self.storage, data: Backing::Mapped(map) })
     }
 
     /// Cuts the file back to `committed` rows and appends `rows` (a multiple of `dim` float values,
     /// stored as the file stores them), synced to disk; the caller then commits the new count.
     pub fn append(&self, committed: usize, rows: &[f32]) -> Result<()> {
-        if rows.len() % self.dim != 0 {
+        if !rows.len().is_multiple_of(self.dim) {
             bail!("internal error: appending a partial vector");
         }
         let mut f = OpenOptions::new()
@@ -174,7 +182,8 @@ pub fn quantize(row: &[f32]) -> (f32, Vec<i8>) {
 
 /// Writes a complete vector file (version 2 header) aside and renames it over `path`.
 pub fn write_atomic_rows(path: &Path, dim: usize, storage: Storage, rows: &[f32]) -> Result<()> {
-    let mut bytes = Vec::with_capacity(HEADER as usize + rows.len() / dim.max(1) * storage.row_bytes(dim));
+    let mut bytes =
+        Vec::with_capacity(HEADER as usize + rows.len() / dim.max(1) * storage.row_bytes(dim));
     bytes.extend_from_slice(MAGIC_V2);
     bytes.extend_from_slice(&(dim as u32).to_le_bytes());
     bytes.extend_from_slice(&storage.code().to_le_bytes());
@@ -226,7 +235,10 @@ impl Rows {
     fn from_bytes(dim: usize, storage: Storage, count: usize, bytes: Vec<u8>) -> Rows {
         match storage {
             Storage::F32 => {
-                let v = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+                let v = bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
                 Rows::from_f32(dim, v)
             }
             Storage::Int8 => Rows { dim, count, storage, data: Backing::Bytes(bytes) },
@@ -302,7 +314,8 @@ impl Rows {
                 let r = &self.raw()[i * rb..(i + 1) * rb];
                 let scale = f32::from_le_bytes([r[0], r[1], r[2], r[3]]);
                 // SAFETY: i8 and u8 have the same size and alignment.
-                let ints = unsafe { std::slice::from_raw_parts(r[4..].as_ptr() as *const i8, self.dim) };
+                let ints =
+                    unsafe { std::slice::from_raw_parts(r[4..].as_ptr() as *const i8, self.dim) };
                 Row::Int8(scale, ints)
             }
         }
@@ -354,7 +367,11 @@ mod tests {
             let f = VectorFile::open(&p, 8, storage).expect("create");
             f.append(0, &rows[..8]).expect("append");
             f.append(1, &rows[8..]).expect("append");
-            let back = VectorFile::open(&p, 8, Storage::F32).expect("reopen").map(3).expect("map").to_f32();
+            let back = VectorFile::open(&p, 8, Storage::F32)
+                .expect("reopen")
+                .map(3)
+                .expect("map")
+                .to_f32();
             for (a, b) in back.iter().zip(&rows) {
                 assert!((a - b).abs() <= 0.5 / 127.0 + 1e-6, "{storage:?}: {a} vs {b}");
             }

@@ -120,7 +120,10 @@ impl<R: BufRead> RecordReader<R> {
                     break;
                 }
             }
-            let e = format!("line is longer than the limit of {} bytes (limits.max_line_bytes)", self.max_line);
+            let e = format!(
+                "line is longer than the limit of {} bytes (limits.max_line_bytes)",
+                self.max_line
+            );
             return Ok(Some(Line { number, text: Err(e), again: false }));
         }
         while matches!(buf.last(), Some(b'\n' | b'\r')) {
@@ -132,7 +135,12 @@ impl<R: BufRead> RecordReader<R> {
 
     /// The record that begins with the CSV line `text` (line `number`): `Ok(None)` when the line
     /// was the header or a `sep=` line.
-    fn csv_record(&mut self, number: usize, text: String, again: bool) -> std::io::Result<Option<RawRecord>> {
+    fn csv_record(
+        &mut self,
+        number: usize,
+        text: String,
+        again: bool,
+    ) -> std::io::Result<Option<RawRecord>> {
         if self.header.is_none() && !self.delimiter_given {
             if let Some(sep) = excel_separator(&text) {
                 (self.delimiter, self.delimiter_given) = (sep, true);
@@ -169,11 +177,16 @@ impl<R: BufRead> RecordReader<R> {
     /// at its end, the line joined to those that follow until the field closes. A field not
     /// closed by the end of the input or within `max_line` bytes is an error; the lines read
     /// after the first are then read again as records of their own.
-    fn join_quoted(&mut self, text: String, again: bool) -> std::io::Result<Result<String, String>> {
+    fn join_quoted(
+        &mut self,
+        text: String,
+        again: bool,
+    ) -> std::io::Result<Result<String, String>> {
         if quoting_after(&text, self.delimiter, Quoting::FieldStart) != Quoting::Quoted {
             return Ok(Ok(text));
         }
-        let unclosed = |why: &str| format!("a quoted field opened on this line is not closed {why}");
+        let unclosed =
+            |why: &str| format!("a quoted field opened on this line is not closed {why}");
         if again {
             return Ok(Err(unclosed("on it")));
         }
@@ -194,7 +207,10 @@ impl<R: BufRead> RecordReader<R> {
             record.push_str(&next);
             taken.push(line);
             if record.len() > self.max_line {
-                break unclosed(&format!("within the limit of {} bytes (limits.max_line_bytes)", self.max_line));
+                break unclosed(&format!(
+                    "within the limit of {} bytes (limits.max_line_bytes)",
+                    self.max_line
+                ));
             }
             if quoting_after(&next, self.delimiter, Quoting::Quoted) != Quoting::Quoted {
                 return Ok(Ok(record));
@@ -227,7 +243,11 @@ fn check_encoding(first: &mut Vec<u8>) -> std::io::Result<()> {
 /// The separator an Excel `sep=X` line names.
 fn excel_separator(line: &str) -> Option<u8> {
     match line.trim_end().as_bytes() {
-        [b's' | b'S', b'e' | b'E', b'p' | b'P', b'=', sep] if !sep.is_ascii_alphanumeric() && *sep != b'"' => Some(*sep),
+        [b's' | b'S', b'e' | b'E', b'p' | b'P', b'=', sep]
+            if !sep.is_ascii_alphanumeric() && *sep != b'"' =>
+        {
+            Some(*sep)
+        }
         _ => None,
     }
 }
@@ -313,7 +333,11 @@ impl<R: BufRead> Iterator for RecordReader<R> {
 
 /// Splits one CSV record (RFC 4180 quoting) into fields.
 fn parse_csv_record(text: &str, delimiter: u8) -> Result<Vec<String>, String> {
-    let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).delimiter(delimiter).from_reader(text.as_bytes());
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .from_reader(text.as_bytes());
     let mut records = rdr.records();
     let cells = match records.next() {
         Some(Ok(rec)) => rec.iter().map(str::to_string).collect(),
@@ -346,11 +370,12 @@ pub fn opt_text(fields: &Map<String, Value>, key: &str) -> Result<Option<String>
 pub fn price(fields: &Map<String, Value>, key: &str) -> Result<f64, String> {
     let v = match fields.get(key) {
         None | Some(Value::Null) => return Err(format!("missing field `{key}`")),
-        Some(Value::Number(n)) => n.as_f64().ok_or_else(|| format!("field `{key}` is not a usable number"))?,
-        Some(Value::String(s)) => s
-            .trim()
-            .parse::<f64>()
-            .map_err(|_| format!("field `{key}` is not a number: {s:?}"))?,
+        Some(Value::Number(n)) => {
+            n.as_f64().ok_or_else(|| format!("field `{key}` is not a usable number"))?
+        }
+        Some(Value::String(s)) => {
+            s.trim().parse::<f64>().map_err(|_| format!("field `{key}` is not a number: {s:?}"))?
+        }
         Some(other) => return Err(format!("field `{key}` must be a number, got {}", kind(other))),
     };
     if !v.is_finite() || v < 0.0 {
@@ -363,9 +388,15 @@ pub fn price(fields: &Map<String, Value>, key: &str) -> Result<f64, String> {
 pub fn opt_count(fields: &Map<String, Value>, key: &str) -> Result<Option<u64>, String> {
     match fields.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| format!("field `{key}` must be a whole number")),
+        Some(Value::Number(n)) => {
+            n.as_u64().map(Some).ok_or_else(|| format!("field `{key}` must be a whole number"))
+        }
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| format!("field `{key}` must be a whole number, got {s:?}")),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("field `{key}` must be a whole number, got {s:?}")),
         Some(other) => Err(format!("field `{key}` must be a whole number, got {}", kind(other))),
     }
 }
@@ -374,17 +405,25 @@ pub fn opt_count(fields: &Map<String, Value>, key: &str) -> Result<Option<u64>, 
 pub fn list(fields: &Map<String, Value>, key: &str) -> Result<Vec<String>, String> {
     match fields.get(key) {
         None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(s.split('|').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()),
+        Some(Value::String(s)) => {
+            Ok(s.split('|').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
+        }
         Some(Value::Array(items)) => items
             .iter()
             .enumerate()
             .map(|(i, v)| match v {
                 Value::String(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
                 Value::Number(n) => Ok(n.to_string()),
-                other => Err(format!("field `{key}` item {} must be non-empty text, got {}", i + 1, kind(other))),
+                other => Err(format!(
+                    "field `{key}` item {} must be non-empty text, got {}",
+                    i + 1,
+                    kind(other)
+                )),
             })
             .collect(),
-        Some(other) => Err(format!("field `{key}` must be a list or `|`-separated text, got {}", kind(other))),
+        Some(other) => {
+            Err(format!("field `{key}` must be a list or `|`-separated text, got {}", kind(other)))
+        }
     }
 }
 
@@ -444,7 +483,11 @@ mod tests {
         let recs = read("\u{feff}{\"a\":1}\n{\"a\":2}\n\u{feff}{\"a\":3}\n", Format::Jsonl, 100);
         assert_eq!(recs.len(), 3, "{recs:?}");
         assert_eq!(recs[0].fields.as_ref().unwrap()["a"], 1);
-        assert_eq!(recs[2].fields.as_ref().unwrap()["a"], 3, "a mark at the start of a later line (joined files)");
+        assert_eq!(
+            recs[2].fields.as_ref().unwrap()["a"],
+            3,
+            "a mark at the start of a later line (joined files)"
+        );
         let recs = read("\u{feff}listing_id,price\nx,1\n", Format::Csv, 100);
         assert_eq!(recs[0].fields.as_ref().unwrap()["listing_id"], "x");
     }
@@ -459,10 +502,18 @@ mod tests {
             b
         };
         let text = "{\"a\":1}\n{\"a\":2}\n";
-        for bytes in [utf16(text, b"\xff\xfe", true), utf16(text, b"\xfe\xff", false), utf16(text, b"", true), utf16(text, b"", false)] {
+        for bytes in [
+            utf16(text, b"\xff\xfe", true),
+            utf16(text, b"\xfe\xff", false),
+            utf16(text, b"", true),
+            utf16(text, b"", false),
+        ] {
             let mut r = RecordReader::new(bytes.as_slice(), Format::Jsonl, 100);
             let e = r.next().unwrap().unwrap_err();
-            assert!(e.to_string().contains("UTF-16") && e.to_string().contains("save it as UTF-8"), "{e}");
+            assert!(
+                e.to_string().contains("UTF-16") && e.to_string().contains("save it as UTF-8"),
+                "{e}"
+            );
         }
     }
 
@@ -482,13 +533,20 @@ mod tests {
         let recs = read(input, Format::Csv, 1000);
         assert_eq!(recs.len(), 3, "{recs:?}");
         assert_eq!(recs[0].line, 2);
-        assert!(recs[0].fields.as_ref().unwrap_err().contains("not closed by the end of the input"));
+        assert!(recs[0]
+            .fields
+            .as_ref()
+            .unwrap_err()
+            .contains("not closed by the end of the input"));
         assert_eq!((recs[1].line, recs[2].line), (3, 4));
         assert_eq!(recs[2].fields.as_ref().unwrap()["title"], "fine");
         // within the record limit
         let input = format!("id,title\na,\"open\n{}b,ok\n", "filler line\n".repeat(20));
         let recs = read(&input, Format::Csv, 100);
-        assert!(recs[0].fields.as_ref().unwrap_err().contains("within the limit of 100 bytes"), "{recs:?}");
+        assert!(
+            recs[0].fields.as_ref().unwrap_err().contains("within the limit of 100 bytes"),
+            "{recs:?}"
+        );
         assert_eq!(recs.last().unwrap().line, 23);
         assert_eq!(recs.last().unwrap().fields.as_ref().unwrap()["id"], "b");
         // a quote inside an unquoted field is literal, as the csv crate reads it
@@ -507,7 +565,11 @@ mod tests {
             let recs = read(input, Format::Csv, 100);
             assert_eq!(recs.len(), 1, "{what}: {recs:?}");
             let f = recs[0].fields.as_ref().unwrap();
-            assert_eq!((f["listing_id"].as_str(), f["title"].as_str(), f["price"].as_str()), (Some("x"), Some("a;b"), Some("12,50")), "{what}");
+            assert_eq!(
+                (f["listing_id"].as_str(), f["title"].as_str(), f["price"].as_str()),
+                (Some("x"), Some("a;b"), Some("12,50")),
+                "{what}"
+            );
         }
         // a comma anywhere in the header keeps the comma
         let recs = read("listing_id,title\nx,a;b\n", Format::Csv, 100);
@@ -516,7 +578,8 @@ mod tests {
 
     #[test]
     fn field_errors_name_the_field() {
-        let f: Map<String, Value> = serde_json::from_str(r#"{"price":"abc","n":-1,"images":[1,{}]}"#).unwrap();
+        let f: Map<String, Value> =
+            serde_json::from_str(r#"{"price":"abc","n":-1,"images":[1,{}]}"#).unwrap();
         assert!(price(&f, "price").unwrap_err().contains("`price`"));
         assert!(price(&f, "n").unwrap_err().contains("non-negative"));
         assert!(text(&f, "title").unwrap_err().contains("missing field `title`"));

@@ -6,12 +6,12 @@
 use std::sync::OnceLock;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ndarray::{ArrayView4, Array4};
+use ndarray::{Array4, ArrayView4};
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use crate::vision::decode::{self, RgbImage};
 use crate::model::{Layout, Manifest, ModelLocation, ResizeMode};
+use crate::vision::decode::{self, RgbImage};
 use crate::vision::regions::crop;
 
 /// An image resized for the model: RGB, 8 bits per channel, `height` x `width`.
@@ -31,7 +31,11 @@ pub fn prepare(img: &RgbImage, manifest: &Manifest) -> Result<Prepared, decode::
 }
 
 /// Resizes (and crops) a decoded image as the manifest says, to `size` instead of its `size`.
-pub fn prepare_at(img: &RgbImage, manifest: &Manifest, size: u32) -> Result<Prepared, decode::DecodeError> {
+pub fn prepare_at(
+    img: &RgbImage,
+    manifest: &Manifest,
+    size: u32,
+) -> Result<Prepared, decode::DecodeError> {
     let out = match manifest.resize {
         ResizeMode::ShortSide => decode::resize_short_side(img, size)?,
         ResizeMode::Square => decode::resize(img, size, size)?,
@@ -44,7 +48,8 @@ pub fn prepare_at(img: &RgbImage, manifest: &Manifest, size: u32) -> Result<Prep
     Ok(Prepared { width: out.width, height: out.height, data: out.data })
 }
 
-static ENVIRONMENT: OnceLock<std::result::Result<ort::environment::Environment, String>> = OnceLock::new();
+static ENVIRONMENT: OnceLock<std::result::Result<ort::environment::Environment, String>> =
+    OnceLock::new();
 
 /// Loads ONNX Runtime from `lib` once per process and returns its environment.
 fn environment(lib: &std::path::Path) -> Result<ort::environment::Environment> {
@@ -67,7 +72,11 @@ pub struct Embedder {
 
 impl Embedder {
     /// Loads the runtime and the model; `intra_threads` is ONNX Runtime's thread count per inference.
-    pub fn load(location: &ModelLocation, batch_size: usize, intra_threads: usize) -> Result<Embedder> {
+    pub fn load(
+        location: &ModelLocation,
+        batch_size: usize,
+        intra_threads: usize,
+    ) -> Result<Embedder> {
         let env = environment(&location.ort_lib)?;
         let manifest = location.manifest.clone();
         let path = manifest.model_path();
@@ -80,10 +89,18 @@ impl Embedder {
             .commit_from_file(&path)
             .map_err(|e| anyhow!("cannot load model {}: {e}", path.display()))?;
         if !session.inputs().iter().any(|i| i.name() == manifest.input) {
-            bail!("model {} has no input named {:?} (its manifest says so)", path.display(), manifest.input);
+            bail!(
+                "model {} has no input named {:?} (its manifest says so)",
+                path.display(),
+                manifest.input
+            );
         }
         if !session.outputs().iter().any(|o| o.name() == manifest.output) {
-            bail!("model {} has no output named {:?} (its manifest says so)", path.display(), manifest.output);
+            bail!(
+                "model {} has no output named {:?} (its manifest says so)",
+                path.display(),
+                manifest.output
+            );
         }
         Ok(Embedder { session, manifest, batch_size: batch_size.max(1) })
     }
@@ -149,7 +166,8 @@ impl Embedder {
                         for x in 0..w {
                             let o = (y * w + x) * 3;
                             for c in 0..3 {
-                                arr[[b, c, y, x]] = (p.data[o + c] as f32 / 255.0 - mean[c]) / std[c];
+                                arr[[b, c, y, x]] =
+                                    (p.data[o + c] as f32 / 255.0 - mean[c]) / std[c];
                             }
                         }
                     }
@@ -163,7 +181,10 @@ impl Embedder {
             }
         };
         if flat.len() != n * dim {
-            bail!("model returned {} values for {n} images; its manifest says dim = {dim}", flat.len());
+            bail!(
+                "model returned {} values for {n} images; its manifest says dim = {dim}",
+                flat.len()
+            );
         }
         Ok(flat
             .chunks(dim)
@@ -181,7 +202,8 @@ impl Embedder {
 /// Copies the named output tensor out of the session's outputs.
 fn extract(outputs: &ort::session::SessionOutputs<'_>, name: &str) -> Result<Vec<f32>> {
     let value = outputs.get(name).ok_or_else(|| anyhow!("model produced no output {name:?}"))?;
-    let (_, data) = value.try_extract_tensor::<f32>().map_err(|e| anyhow!("output {name:?}: {e}"))?;
+    let (_, data) =
+        value.try_extract_tensor::<f32>().map_err(|e| anyhow!("output {name:?}: {e}"))?;
     Ok(data.to_vec())
 }
 

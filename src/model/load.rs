@@ -94,49 +94,96 @@ pub fn load_images(
     let bytes = fetcher.fetch_all(refs, owners);
     bytes
         .into_par_iter()
-        .map(|b| crate::vision::source::guard("decoding the photo", move || {
-            let b = b?;
-            let hash = opts.hash.then(|| crate::vision::source::content_hash(&b));
-            // the decoder may shrink a JPEG down to the model's size (DCT scaling); a region is
-            // half the photo's side, so regions need twice their own size
-            let short = if opts.regions { manifest.size.max(2 * manifest.region_size()) } else { manifest.size };
-            let img = decode::decode(&b, limits, short).map_err(|e| e.to_string())?;
-            let prepared = prepare(&img, manifest).map_err(|e| e.to_string())?;
-            let crops = if opts.regions { regions(&img) } else { Vec::new() };
-            let inset_ready = match opts.features {
-                LocalFeatures::Prepare(p) => crops.iter().find(|(name, _, _)| *name == INSET).map(|(_, _, r)| crate::vision::verify::orb::Ready::new(r, &p)),
-                _ => None,
-            };
-            let regions = if opts.regions {
-                crops
-                    .iter()
-                    .map(|(name, area, r)| Ok(Region { name, area: *area, prepared: prepare_at(r, manifest, manifest.region_size())? }))
-                    .collect::<Result<_, decode::DecodeError>>()
-                    .map_err(|e| e.to_string())?
-            } else {
-                Vec::new()
-            };
-            let (features, ready, colours) = match opts.features {
-                LocalFeatures::Skip => (None, None, None),
-                LocalFeatures::Extract(p) => (Some(crate::vision::verify::orb::Features::extract(&img, &p)), None, crate::vision::colour::Colours::of_reference(&img)),
-                LocalFeatures::Prepare(p) => (None, Some(crate::vision::verify::orb::Ready::new(&img, &p)), Some(crate::vision::colour::Colours::of(&img))),
-            };
-            let phashes = match opts.features {
-                LocalFeatures::Skip if opts.phash => crate::vision::phash::of(&img).map(|h| (None, h)).into_iter().collect(),
-                LocalFeatures::Skip => Vec::new(),
-                LocalFeatures::Extract(_) => crate::vision::phash::of(&img).map(|h| (None, h)).into_iter().collect(),
-                LocalFeatures::Prepare(_) => {
-                    let whole = crate::vision::phash::turned(&img).map(|t| t.map(|h| (None, h)).to_vec()).unwrap_or_default();
-                    let parts = crops.iter().filter_map(|(name, _, r)| crate::vision::phash::of(r).map(|h| (Some(*name), h)));
-                    whole.into_iter().chain(parts).collect()
-                }
-            };
-            let image = match opts.features {
-                LocalFeatures::Prepare(_) if img.width.max(img.height) <= KEPT_SIDE => Some(img),
-                LocalFeatures::Prepare(_) => Some(decode::fit_long_side(&img, KEPT_SIDE).map_err(|e| e.to_string())?.into_owned()),
-                _ => None,
-            };
-            Ok(Loaded { hash, prepared, regions, features, ready, inset_ready, colours, phashes, image })
-        }))
+        .map(|b| {
+            crate::vision::source::guard("decoding the photo", move || {
+                let b = b?;
+                let hash = opts.hash.then(|| crate::vision::source::content_hash(&b));
+                // the decoder may shrink a JPEG down to the model's size (DCT scaling); a region is
+                // half the photo's side, so regions need twice their own size
+                let short = if opts.regions {
+                    manifest.size.max(2 * manifest.region_size())
+                } else {
+                    manifest.size
+                };
+                let img = decode::decode(&b, limits, short).map_err(|e| e.to_string())?;
+                let prepared = prepare(&img, manifest).map_err(|e| e.to_string())?;
+                let crops = if opts.regions { regions(&img) } else { Vec::new() };
+                let inset_ready = match opts.features {
+                    LocalFeatures::Prepare(p) => crops
+                        .iter()
+                        .find(|(name, _, _)| *name == INSET)
+                        .map(|(_, _, r)| crate::vision::verify::orb::Ready::new(r, &p)),
+                    _ => None,
+                };
+                let regions = if opts.regions {
+                    crops
+                        .iter()
+                        .map(|(name, area, r)| {
+                            Ok(Region {
+                                name,
+                                area: *area,
+                                prepared: prepare_at(r, manifest, manifest.region_size())?,
+                            })
+                        })
+                        .collect::<Result<_, decode::DecodeError>>()
+                        .map_err(|e| e.to_string())?
+                } else {
+                    Vec::new()
+                };
+                let (features, ready, colours) = match opts.features {
+                    LocalFeatures::Skip => (None, None, None),
+                    LocalFeatures::Extract(p) => (
+                        Some(crate::vision::verify::orb::Features::extract(&img, &p)),
+                        None,
+                        crate::vision::colour::Colours::of_reference(&img),
+                    ),
+                    LocalFeatures::Prepare(p) => (
+                        None,
+                        Some(crate::vision::verify::orb::Ready::new(&img, &p)),
+                        Some(crate::vision::colour::Colours::of(&img)),
+                    ),
+                };
+                let phashes = match opts.features {
+                    LocalFeatures::Skip if opts.phash => {
+                        crate::vision::phash::of(&img).map(|h| (None, h)).into_iter().collect()
+                    }
+                    LocalFeatures::Skip => Vec::new(),
+                    LocalFeatures::Extract(_) => {
+                        crate::vision::phash::of(&img).map(|h| (None, h)).into_iter().collect()
+                    }
+                    LocalFeatures::Prepare(_) => {
+                        let whole = crate::vision::phash::turned(&img)
+                            .map(|t| t.map(|h| (None, h)).to_vec())
+                            .unwrap_or_default();
+                        let parts = crops.iter().filter_map(|(name, _, r)| {
+                            crate::vision::phash::of(r).map(|h| (Some(*name), h))
+                        });
+                        whole.into_iter().chain(parts).collect()
+                    }
+                };
+                let image = match opts.features {
+                    LocalFeatures::Prepare(_) if img.width.max(img.height) <= KEPT_SIDE => {
+                        Some(img)
+                    }
+                    LocalFeatures::Prepare(_) => Some(
+                        decode::fit_long_side(&img, KEPT_SIDE)
+                            .map_err(|e| e.to_string())?
+                            .into_owned(),
+                    ),
+                    _ => None,
+                };
+                Ok(Loaded {
+                    hash,
+                    prepared,
+                    regions,
+                    features,
+                    ready,
+                    inset_ready,
+                    colours,
+                    phashes,
+                    image,
+                })
+            })
+        })
         .collect()
 }

@@ -12,7 +12,8 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 /// The command that installs the runtime and the models; named in every "not found" error.
-pub const INSTALL_HINT: &str = "run `bash models/fetch.sh` in the knockoff repository to install it";
+pub const INSTALL_HINT: &str =
+    "run `bash models/fetch.sh` in the knockoff repository to install it";
 
 /// Pixel layout of the model's input tensor.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -98,11 +99,22 @@ impl Manifest {
         if m.layout == Layout::NchwF32 && (m.mean.is_none() || m.std.is_none()) {
             bail!("model manifest {}: layout nchw_f32 needs `mean` and `std`", path.display());
         }
-        if !(-1.0..=1.0).contains(&m.match_threshold) || !(-1.0..=1.0).contains(&m.review_threshold) {
-            bail!("model manifest {}: thresholds must be cosine similarities between -1 and 1", path.display());
+        if !(-1.0..=1.0).contains(&m.match_threshold) || !(-1.0..=1.0).contains(&m.review_threshold)
+        {
+            bail!(
+                "model manifest {}: thresholds must be cosine similarities between -1 and 1",
+                path.display()
+            );
         }
-        if m.size == 0 || m.size > 4096 || m.dim == 0 || m.region_size.is_some_and(|r| r == 0 || r > 4096) {
-            bail!("model manifest {}: `size` and `region_size` must be 1..=4096 and `dim` positive", path.display());
+        if m.size == 0
+            || m.size > 4096
+            || m.dim == 0
+            || m.region_size.is_some_and(|r| r == 0 || r > 4096)
+        {
+            bail!(
+                "model manifest {}: `size` and `region_size` must be 1..=4096 and `dim` positive",
+                path.display()
+            );
         }
         Ok(m)
     }
@@ -209,9 +221,11 @@ fn find_ort_in(dir: &Path) -> Option<PathBuf> {
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("libonnxruntime.so") || n == "libonnxruntime.dylib" || n == "onnxruntime.dll")
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with("libonnxruntime.so")
+                    || n == "libonnxruntime.dylib"
+                    || n == "onnxruntime.dll"
+            })
         })
         .filter(|p| p.is_file())
         .collect();
@@ -244,13 +258,7 @@ pub struct ModelConfig {
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig {
-            name: None,
-            dir: None,
-            ort_lib: None,
-            batch_size: 8,
-            intra_threads: 2,
-        }
+        ModelConfig { name: None, dir: None, ort_lib: None, batch_size: 8, intra_threads: 2 }
     }
 }
 
@@ -283,12 +291,13 @@ impl<'de> Deserialize<'de> for RegionQueries {
                 "off" => Ok(RegionQueries::Off),
                 "uncertain" => Ok(RegionQueries::Uncertain),
                 "all" => Ok(RegionQueries::All),
-                other => Err(serde::de::Error::custom(format!("unknown region_queries {other:?}; use \"off\", \"uncertain\" or \"all\""))),
+                other => Err(serde::de::Error::custom(format!(
+                    "unknown region_queries {other:?}; use \"off\", \"uncertain\" or \"all\""
+                ))),
             },
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -296,19 +305,34 @@ mod tests {
 
     #[test]
     fn region_size_defaults_to_size_and_is_checked() {
-        let shipped = Manifest::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/sscd.toml")).expect("shipped manifest");
+        let shipped =
+            Manifest::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/sscd.toml"))
+                .expect("shipped manifest");
         assert_eq!((shipped.size, shipped.region_size()), (288, 216));
         let dir = tempfile::tempdir().expect("tempdir");
-        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/sscd.toml")).expect("read");
-        let without: String = text.lines().filter(|l| !l.starts_with("region_")).map(|l| format!("{l}\n")).collect();
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/sscd.toml"))
+                .expect("read");
+        let without: String =
+            text.lines().filter(|l| !l.starts_with("region_")).map(|l| format!("{l}\n")).collect();
         let path = dir.path().join("m.toml");
         std::fs::write(&path, &without).expect("write");
         let plain = Manifest::from_file(&path).expect("manifest");
-        assert_eq!((plain.region_size(), plain.region_queries()), (288, crate::model::RegionQueries::Off));
+        assert_eq!(
+            (plain.region_size(), plain.region_queries()),
+            (288, crate::model::RegionQueries::Off)
+        );
         // each shipped model's default region queries, chosen by the cost of its inference
-        let distilled = Manifest::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/sscd_distilled.toml")).expect("shipped manifest");
-        assert_eq!((shipped.region_queries(), distilled.region_queries()), (crate::model::RegionQueries::Off, crate::model::RegionQueries::All));
-        std::fs::write(&path, without.replace("size = 288\n", "size = 288\nregion_size = 0\n")).expect("write");
+        let distilled = Manifest::from_file(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("models/sscd_distilled.toml"),
+        )
+        .expect("shipped manifest");
+        assert_eq!(
+            (shipped.region_queries(), distilled.region_queries()),
+            (crate::model::RegionQueries::Off, crate::model::RegionQueries::All)
+        );
+        std::fs::write(&path, without.replace("size = 288\n", "size = 288\nregion_size = 0\n"))
+            .expect("write");
         let err = Manifest::from_file(&path).expect_err("region_size 0 is refused").to_string();
         assert!(err.contains("region_size"), "{err}");
     }

@@ -146,7 +146,8 @@ struct Profile {
 }
 
 const REGIONS: [&str; 8] = ["CN-GD", "CN-ZJ", "CN-FJ", "CN-JS", "HK", "US", "DE", "TR"];
-const SHIP: [&str; 6] = ["Shenzhen, CN", "Guangzhou, CN", "Yiwu, CN", "Putian, CN", "Hong Kong", "Istanbul, TR"];
+const SHIP: [&str; 6] =
+    ["Shenzhen, CN", "Guangzhou, CN", "Yiwu, CN", "Putian, CN", "Hong Kong", "Istanbul, TR"];
 
 /// A Chinese mobile number (valid) from an index, written one of five ways.
 fn phone(n: u64, way: usize) -> String {
@@ -184,7 +185,9 @@ fn chain(rng: &mut Rng, a: &mut Profile, b: &mut Profile, value: u64, pic: &Pic)
     let (wa, wb) = (rng.below(5), rng.below(5));
     let mut kind = rng.below(6);
     // a shop has one payment account and one warehouse: a second chain through it takes a contact
-    let taken = |p: &Profile| p.payment.as_deref().is_some_and(|v| v.starts_with("6222")) || p.warehouse.is_some();
+    let taken = |p: &Profile| {
+        p.payment.as_deref().is_some_and(|v| v.starts_with("6222")) || p.warehouse.is_some()
+    };
     if (kind == 3 || kind == 4) && (taken(a) || taken(b)) {
         kind = 2;
     }
@@ -224,7 +227,10 @@ fn sellers(opts: &BenchOptions, rng: &mut Rng) -> Vec<Profile> {
             name: format!("Shop {i}"),
             region: REGIONS[rng.below(REGIONS.len())].into(),
             ship_from: SHIP[rng.below(SHIP.len())].into(),
-            contacts: vec![format!("phone:{}", phone(i, rng.below(5))), format!("email:{}", email(i, rng.below(3)))],
+            contacts: vec![
+                format!("phone:{}", phone(i, rng.below(5))),
+                format!("email:{}", email(i, rng.below(3))),
+            ],
             payment: rng.chance(0.5).then(|| format!("6217{i:012}")),
             shop_url: format!("https://shop.example/s/{i}"),
             ..Profile::default()
@@ -267,17 +273,27 @@ fn add_noise(p: &mut [Profile], opts: &BenchOptions, rng: &mut Rng) {
     let n = p.len();
     for s in p.iter_mut() {
         if rng.chance(0.05) {
-            s.contacts.push(["phone:400-820-8820", "phone:4008208820", "+86 400 820 8820"][rng.below(3)].into());
+            s.contacts.push(
+                ["phone:400-820-8820", "phone:4008208820", "+86 400 820 8820"][rng.below(3)].into(),
+            );
         }
         if rng.chance(0.02) && s.warehouse.is_none() {
-            s.warehouse = Some(["Cainiao Hub, Dongguan", "CAINIAO HUB DONGGUAN", "cainiao hub - dongguan"][rng.below(3)].into());
+            s.warehouse = Some(
+                ["Cainiao Hub, Dongguan", "CAINIAO HUB DONGGUAN", "cainiao hub - dongguan"]
+                    [rng.below(3)]
+                .into(),
+            );
         }
     }
     // stock photos (25–400 sellers each) and wholesalers' photos (21–150 resellers; half in the catalog)
     let groups = (n / 2000).max(3);
     for g in 0..2 * groups {
         let pic = Pic::random(rng, opts.dim);
-        let (users, catalog) = if g < groups { (25 + rng.below(376), false) } else { (21 + rng.below(130), rng.chance(0.5)) };
+        let (users, catalog) = if g < groups {
+            (25 + rng.below(376), false)
+        } else {
+            (21 + rng.below(130), rng.chance(0.5))
+        };
         for _ in 0..users.min(n) {
             let s = rng.below(n);
             let copy = pic.copy(rng);
@@ -303,7 +319,13 @@ fn add_noise(p: &mut [Profile], opts: &BenchOptions, rng: &mut Rng) {
 }
 
 /// The listings of one seller, recorded as a scan would record them.
-fn listings(i: usize, s: &Profile, norm: &Normaliser, opts: &BenchOptions, rng: &mut Rng) -> Vec<RecordedListing> {
+fn listings(
+    i: usize,
+    s: &Profile,
+    norm: &Normaliser,
+    opts: &BenchOptions,
+    rng: &mut Rng,
+) -> Vec<RecordedListing> {
     let seller_id = format!("s{i:07}");
     let count = (1 + rng.below(9)).max(s.shared_pics.len());
     let mut shared = s.shared_pics.iter();
@@ -323,7 +345,15 @@ fn listings(i: usize, s: &Profile, norm: &Normaliser, opts: &BenchOptions, rng: 
                 None => (Pic::random(rng, opts.dim), false),
             };
             let fake = if s.ring.is_some() { rng.chance(0.7) } else { rng.chance(0.03) };
-            let verdict = if fake { if rng.chance(0.7) { "flag" } else { "review" } } else { "clear" };
+            let verdict = if fake {
+                if rng.chance(0.7) {
+                    "flag"
+                } else {
+                    "review"
+                }
+            } else {
+                "clear"
+            };
             let price = 5.0 + rng.below(20_000) as f64 / 100.0;
             RecordedListing {
                 listing_id: format!("{seller_id}-{k}"),
@@ -344,7 +374,13 @@ fn listings(i: usize, s: &Profile, norm: &Normaliser, opts: &BenchOptions, rng: 
                 listed_at: Some(super::case::rfc3339(1_750_000_000 + rng.below(30_000_000) as i64)),
                 recorded_at: 1_780_000_000,
                 ids: ids.clone(),
-                photos: vec![RecordedPhoto { image: format!("{seller_id}-{k}.jpg"), phash: Some(pic.hash), embedding: pic.emb, catalog, reference: None }],
+                photos: vec![RecordedPhoto {
+                    image: format!("{seller_id}-{k}.jpg"),
+                    phash: Some(pic.hash),
+                    embedding: pic.emb,
+                    catalog,
+                    reference: None,
+                }],
             }
         })
         .collect()
@@ -353,10 +389,11 @@ fn listings(i: usize, s: &Profile, norm: &Normaliser, opts: &BenchOptions, rng: 
 /// Generates the marketplace into a record store in `dir`, returns each seller's ring (by seller
 /// id) and the listing count.
 pub fn generate(dir: &Path, opts: &BenchOptions) -> Result<(HashMap<String, u32>, usize)> {
-    let mut rng = Rng(opts.seed ^ 0x5EED_0F_4E7);
+    let mut rng = Rng(opts.seed ^ 0x5_EED0_F4E7);
     let profiles = sellers(opts, &mut rng);
     let norm = Normaliser::new("CN");
-    let mut store = RecordStore::open(dir, true)?.ok_or_else(|| anyhow::anyhow!("cannot create a record store in {}", dir.display()))?;
+    let mut store = RecordStore::open(dir, true)?
+        .ok_or_else(|| anyhow::anyhow!("cannot create a record store in {}", dir.display()))?;
     let mut truth = HashMap::new();
     let mut batch = Vec::new();
     let mut total = 0;
@@ -379,14 +416,22 @@ pub fn generate(dir: &Path, opts: &BenchOptions) -> Result<(HashMap<String, u32>
 /// Peak resident memory of this process, MB (Linux `VmHWM`; 0 elsewhere).
 pub fn peak_rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok()).map_or(0.0, |kb| kb / 1024.0)
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// The planted truth of a draw (each ring member's ring, by seller id) without recording it: the
 /// rings depend only on the seed and the options, so a store generated earlier can be built again.
 pub fn truth(opts: &BenchOptions) -> HashMap<String, u32> {
-    let mut rng = Rng(opts.seed ^ 0x5EED_0F_4E7);
-    sellers(opts, &mut rng).iter().enumerate().filter_map(|(i, s)| s.ring.map(|r| (format!("s{i:07}"), r))).collect()
+    let mut rng = Rng(opts.seed ^ 0x5_EED0_F4E7);
+    sellers(opts, &mut rng)
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.ring.map(|r| (format!("s{i:07}"), r)))
+        .collect()
 }
 
 /// Generates, builds and scores one draw in `dir` (which should be empty).
@@ -398,17 +443,30 @@ pub fn run(dir: &Path, opts: &BenchOptions, config: &crate::config::Config) -> R
 }
 
 /// Builds and scores a draw generated earlier into `dir` with the same options (`generate`).
-pub fn rerun(dir: &Path, opts: &BenchOptions, config: &crate::config::Config) -> Result<BenchResult> {
-    let store = RecordStore::open(dir, false)?.ok_or_else(|| anyhow::anyhow!("no record store in {}", dir.display()))?;
+pub fn rerun(
+    dir: &Path,
+    opts: &BenchOptions,
+    config: &crate::config::Config,
+) -> Result<BenchResult> {
+    let store = RecordStore::open(dir, false)?
+        .ok_or_else(|| anyhow::anyhow!("no record store in {}", dir.display()))?;
     let listings = store.count()? as usize;
     drop(store);
     score(dir, opts, config, truth(opts), listings, 0.0)
 }
 
 /// Builds the networks of the draw recorded in `dir` and scores them against `truth`.
-fn score(dir: &Path, opts: &BenchOptions, config: &crate::config::Config, truth: HashMap<String, u32>, listings: usize, generate_secs: f64) -> Result<BenchResult> {
+fn score(
+    dir: &Path,
+    opts: &BenchOptions,
+    config: &crate::config::Config,
+    truth: HashMap<String, u32>,
+    listings: usize,
+    generate_secs: f64,
+) -> Result<BenchResult> {
     let t = std::time::Instant::now();
-    let mut store = RecordStore::open(dir, false)?.ok_or_else(|| anyhow::anyhow!("no record store in {}", dir.display()))?;
+    let mut store = RecordStore::open(dir, false)?
+        .ok_or_else(|| anyhow::anyhow!("no record store in {}", dir.display()))?;
     let (summary, cases) = super::rebuild(&mut store, config)?;
     let build_secs = t.elapsed().as_secs_f64();
     let pairs = |n: u64| n * n.saturating_sub(1) / 2;
@@ -476,7 +534,9 @@ mod tests {
     #[test]
     fn ways_of_writing_a_phone_number_normalise_to_one() {
         let n = Normaliser::new("CN");
-        let v: Vec<String> = (0..5).map(|w| n.value(super::super::Kind::Phone, &phone(42, w)).unwrap().unwrap().value).collect();
+        let v: Vec<String> = (0..5)
+            .map(|w| n.value(super::super::Kind::Phone, &phone(42, w)).unwrap().unwrap().value)
+            .collect();
         assert!(v.iter().all(|x| x == &v[0] && x.starts_with("+86")), "{v:?}");
     }
 }

@@ -33,8 +33,18 @@ impl BuildOptions {
     /// Options from the `[network]` settings; never-link values are normalised like listings'.
     pub fn from_config(c: &crate::config::NetworkConfig) -> BuildOptions {
         let n = Normaliser::new(&c.default_country);
-        let never_link = c.never_link.iter().filter_map(|s| n.contact(s).ok().flatten()).map(|i| i.key()).collect();
-        BuildOptions { max_sharing: c.max_sharing, never_link, photo_hash_bits: c.photo_hash_bits, photo_min_similarity: c.photo_min_similarity as f32 }
+        let never_link = c
+            .never_link
+            .iter()
+            .filter_map(|s| n.contact(s).ok().flatten())
+            .map(|i| i.key())
+            .collect();
+        BuildOptions {
+            max_sharing: c.max_sharing,
+            never_link,
+            photo_hash_bits: c.photo_hash_bits,
+            photo_min_similarity: c.photo_min_similarity as f32,
+        }
     }
 }
 
@@ -141,9 +151,19 @@ pub fn group(rec: &Recorded, opts: &BuildOptions) -> Built {
     for g in &mut built.groups {
         g.members.sort_unstable();
         // the values come out of hash maps: one order for every build
-        g.links.sort_by(|x, y| (x.a, x.b, x.kind, &x.value, &x.evidence).cmp(&(y.a, y.b, y.kind, &y.value, &y.evidence)));
+        g.links.sort_by(|x, y| {
+            (x.a, x.b, x.kind, &x.value, &x.evidence).cmp(&(
+                y.a,
+                y.b,
+                y.kind,
+                &y.value,
+                &y.evidence,
+            ))
+        });
     }
-    built.groups.sort_by(|a, b| b.members.len().cmp(&a.members.len()).then_with(|| a.members.cmp(&b.members)));
+    built.groups.sort_by(|a, b| {
+        b.members.len().cmp(&a.members.len()).then_with(|| a.members.cmp(&b.members))
+    });
     built
 }
 
@@ -158,8 +178,19 @@ fn pair_links(s: &Shared) -> Vec<Link> {
     let mut out = Vec::new();
     for (i, (a, ra)) in s.by.iter().enumerate() {
         for (b, rb) in &s.by[i + 1..] {
-            let evidence = if s.kind == Kind::Photo { format!("{ra} / {rb}") } else { format!("written {ra:?} / {rb:?}") };
-            out.push(Link { a: *a, b: *b, kind: s.kind, value: s.value.clone(), strong: true, evidence });
+            let evidence = if s.kind == Kind::Photo {
+                format!("{ra} / {rb}")
+            } else {
+                format!("written {ra:?} / {rb:?}")
+            };
+            out.push(Link {
+                a: *a,
+                b: *b,
+                kind: s.kind,
+                value: s.value.clone(),
+                strong: true,
+                evidence,
+            });
         }
     }
     out
@@ -169,12 +200,20 @@ fn pair_links(s: &Shared) -> Vec<Link> {
 fn shared_values(rec: &Recorded) -> Vec<Shared> {
     let mut by_key: HashMap<(Kind, &str), BTreeMap<u32, &str>> = HashMap::new();
     for (seller, id) in &rec.ids {
-        by_key.entry((id.kind.key_kind(), id.value.as_str())).or_default().entry(*seller).or_insert(id.raw.as_str());
+        by_key
+            .entry((id.kind.key_kind(), id.value.as_str()))
+            .or_default()
+            .entry(*seller)
+            .or_insert(id.raw.as_str());
     }
     by_key
         .into_iter()
         .filter(|(_, by)| by.len() >= 2)
-        .map(|((kind, value), by)| Shared { kind, value: value.to_string(), by: by.into_iter().map(|(s, r)| (s, r.to_string())).collect() })
+        .map(|((kind, value), by)| Shared {
+            kind,
+            value: value.to_string(),
+            by: by.into_iter().map(|(s, r)| (s, r.to_string())).collect(),
+        })
         .collect()
 }
 
@@ -214,7 +253,10 @@ fn looks(rec: &Recorded, opts: &BuildOptions) -> Looks {
             of_photo.push(u32::MAX);
             continue;
         };
-        let same = |r: &u32| cosine(&p.embedding, &rec.photos[reps[*r as usize].photo].1.embedding).is_none_or(|c| c >= opts.photo_min_similarity);
+        let same = |r: &u32| {
+            cosine(&p.embedding, &rec.photos[reps[*r as usize].photo].1.embedding)
+                .is_none_or(|c| c >= opts.photo_min_similarity)
+        };
         let slot = by_hash.entry(h).or_default();
         let r = match slot.iter().find(|r| same(r)) {
             Some(r) => *r,
@@ -254,7 +296,11 @@ impl Joiner {
             .map(|mut s| {
                 s.sort_unstable();
                 s.dedup();
-                if s.len() > max_sharing { Reach::Wide } else { Reach::Sellers(s) }
+                if s.len() > max_sharing {
+                    Reach::Wide
+                } else {
+                    Reach::Sellers(s)
+                }
             })
             .collect();
         Joiner { uf: UnionFind::new(looks.reps.len()), reach, max_sharing }
@@ -280,7 +326,11 @@ impl Joiner {
                 x.extend(y);
                 x.sort_unstable();
                 x.dedup();
-                if x.len() > self.max_sharing { Reach::Wide } else { Reach::Sellers(x) }
+                if x.len() > self.max_sharing {
+                    Reach::Wide
+                } else {
+                    Reach::Sellers(x)
+                }
             }
             _ => Reach::Wide,
         };
@@ -297,7 +347,9 @@ impl Joiner {
 /// about as much as a photo used once.
 fn shared_photos(rec: &Recorded, opts: &BuildOptions) -> Vec<Shared> {
     let looks = looks(rec, opts);
-    let index = crate::vision::phash::Index::new(looks.reps.iter().enumerate().map(|(r, l)| (r as u32, l.hash)).collect());
+    let index = crate::vision::phash::Index::new(
+        looks.reps.iter().enumerate().map(|(r, l)| (r as u32, l.hash)).collect(),
+    );
     let mut joiner = Joiner::new(&looks, rec, opts.max_sharing);
     for (r, look) in looks.reps.iter().enumerate() {
         let r = r as u32;
@@ -319,14 +371,22 @@ fn shared_photos(rec: &Recorded, opts: &BuildOptions) -> Vec<Shared> {
     let mut groups: HashMap<u32, BTreeMap<u32, &str>> = HashMap::new();
     for (i, r) in looks.of_photo.iter().enumerate().filter(|(_, r)| **r != u32::MAX) {
         let (seller, p) = &rec.photos[i];
-        groups.entry(joiner.uf.find_mut(*r)).or_default().entry(*seller).or_insert(p.image.as_str());
+        groups
+            .entry(joiner.uf.find_mut(*r))
+            .or_default()
+            .entry(*seller)
+            .or_insert(p.image.as_str());
     }
     groups
         .into_values()
         .filter(|by| by.len() >= 2)
         .map(|by| {
             let value = by.values().next().map(|s| s.to_string()).unwrap_or_default();
-            Shared { kind: Kind::Photo, value, by: by.into_iter().map(|(s, r)| (s, r.to_string())).collect() }
+            Shared {
+                kind: Kind::Photo,
+                value,
+                by: by.into_iter().map(|(s, r)| (s, r.to_string())).collect(),
+            }
         })
         .collect()
 }
@@ -346,7 +406,12 @@ fn add_weak_links(rec: &Recorded, groups: &mut [Group]) {
         let Some(&g) = group_of.get(seller) else { continue };
         let values = [
             (Kind::SellerName, l.seller_name.as_deref().map(normalise::compact)),
-            (Kind::ShopUrl, l.shop_url.as_deref().map(|u| normalise::compact(&normalise::url(u).unwrap_or_else(|| u.to_string())))),
+            (
+                Kind::ShopUrl,
+                l.shop_url.as_deref().map(|u| {
+                    normalise::compact(&normalise::url(u).unwrap_or_else(|| u.to_string()))
+                }),
+            ),
             (Kind::TitleTemplate, l.title.as_deref().map(normalise::title_template)),
         ];
         for (kind, v) in values {
@@ -356,7 +421,11 @@ fn add_weak_links(rec: &Recorded, groups: &mut [Group]) {
                     Kind::ShopUrl => l.shop_url.clone(),
                     _ => l.title.clone(),
                 };
-                alike.entry((g, kind, v)).or_default().entry(*seller).or_insert(raw.unwrap_or_default());
+                alike
+                    .entry((g, kind, v))
+                    .or_default()
+                    .entry(*seller)
+                    .or_insert(raw.unwrap_or_default());
             }
         }
     }
@@ -373,7 +442,12 @@ mod tests {
     use crate::network::Identifier;
 
     fn opts() -> BuildOptions {
-        BuildOptions { max_sharing: 3, never_link: ["email:help@market.example".to_string()].into(), photo_hash_bits: 4, photo_min_similarity: 0.8 }
+        BuildOptions {
+            max_sharing: 3,
+            never_link: ["email:help@market.example".to_string()].into(),
+            photo_hash_bits: 4,
+            photo_min_similarity: 0.8,
+        }
     }
 
     fn id(kind: Kind, v: &str) -> Identifier {
@@ -381,12 +455,28 @@ mod tests {
     }
 
     fn photo(h: u64, e: Vec<f32>) -> RecordedPhoto {
-        RecordedPhoto { image: format!("{h:x}.jpg"), phash: Some(h), embedding: e, catalog: false, reference: None }
+        RecordedPhoto {
+            image: format!("{h:x}.jpg"),
+            phash: Some(h),
+            embedding: e,
+            catalog: false,
+            reference: None,
+        }
     }
 
     fn recorded(n: usize) -> Recorded {
         let sellers: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
-        let listings = (0..n as u32).map(|s| (s, RecordedListing { seller_id: sellers[s as usize].clone(), ..RecordedListing::default() })).collect();
+        let listings = (0..n as u32)
+            .map(|s| {
+                (
+                    s,
+                    RecordedListing {
+                        seller_id: sellers[s as usize].clone(),
+                        ..RecordedListing::default()
+                    },
+                )
+            })
+            .collect();
         Recorded { sellers, listings, ids: Vec::new(), photos: Vec::new() }
     }
 

@@ -165,9 +165,16 @@ pub fn looks_rfc3339(t: &str) -> bool {
 
 /// Case files of the built networks, highest rank first, with for each the earlier network ids it
 /// continues.
-pub fn cases(rec: &Recorded, built: &Built, previous: &Previous, statuses: &HashMap<String, String>, currency: &str) -> Vec<(Case, Vec<String>)> {
+pub fn cases(
+    rec: &Recorded,
+    built: &Built,
+    previous: &Previous,
+    statuses: &HashMap<String, String>,
+    currency: &str,
+) -> Vec<(Case, Vec<String>)> {
     let mut by_seller: HashMap<u32, Vec<&RecordedListing>> = HashMap::new();
-    let members: std::collections::HashSet<u32> = built.groups.iter().flat_map(|g| g.members.iter().copied()).collect();
+    let members: std::collections::HashSet<u32> =
+        built.groups.iter().flat_map(|g| g.members.iter().copied()).collect();
     for (s, l) in rec.listings.iter().filter(|(s, _)| members.contains(s)) {
         by_seller.entry(*s).or_default().push(l);
     }
@@ -182,17 +189,30 @@ pub fn cases(rec: &Recorded, built: &Built, previous: &Previous, statuses: &Hash
     for g in &built.groups {
         let (id, merged) = assign_id(g, rec, &by_seller, previous, &mut taken);
         let status = statuses.get(&id).cloned().unwrap_or_else(|| {
-            if merged.iter().any(|m| statuses.get(m).is_some_and(|s| s == "enforced")) { "enforced".into() } else { "open".into() }
+            if merged.iter().any(|m| statuses.get(m).is_some_and(|s| s == "enforced")) {
+                "enforced".into()
+            } else {
+                "open".into()
+            }
         });
         out.push((one_case(id, status, g, rec, &by_seller, &countries, currency), merged));
     }
-    out.sort_by(|a, b| b.0.rank.total_cmp(&a.0.rank).then_with(|| a.0.network_id.cmp(&b.0.network_id)));
+    out.sort_by(|a, b| {
+        b.0.rank.total_cmp(&a.0.rank).then_with(|| a.0.network_id.cmp(&b.0.network_id))
+    });
     out
 }
 
 /// A group's id: the earliest earlier network among its members', else its founder's.
-fn assign_id(g: &Group, rec: &Recorded, by_seller: &HashMap<u32, Vec<&RecordedListing>>, previous: &Previous, taken: &mut BTreeSet<String>) -> (String, Vec<String>) {
-    let mut earlier: Vec<&(String, i64)> = g.members.iter().filter_map(|m| previous.get(&rec.sellers[*m as usize])).collect();
+fn assign_id(
+    g: &Group,
+    rec: &Recorded,
+    by_seller: &HashMap<u32, Vec<&RecordedListing>>,
+    previous: &Previous,
+    taken: &mut BTreeSet<String>,
+) -> (String, Vec<String>) {
+    let mut earlier: Vec<&(String, i64)> =
+        g.members.iter().filter_map(|m| previous.get(&rec.sellers[*m as usize])).collect();
     earlier.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
     earlier.dedup_by(|a, b| a.0 == b.0);
     let merged: Vec<String> = earlier.iter().map(|e| e.0.clone()).collect();
@@ -200,8 +220,10 @@ fn assign_id(g: &Group, rec: &Recorded, by_seller: &HashMap<u32, Vec<&RecordedLi
         taken.insert(e.0.clone());
         return (e.0.clone(), merged);
     }
-    let first = |m: &u32| by_seller.get(m).into_iter().flatten().map(|l| seen(l)).min().unwrap_or_default();
-    let mut order: Vec<(String, &str)> = g.members.iter().map(|m| (first(m), rec.sellers[*m as usize].as_str())).collect();
+    let first =
+        |m: &u32| by_seller.get(m).into_iter().flatten().map(|l| seen(l)).min().unwrap_or_default();
+    let mut order: Vec<(String, &str)> =
+        g.members.iter().map(|m| (first(m), rec.sellers[*m as usize].as_str())).collect();
     order.sort();
     let founder = order.first().map(|o| o.1).unwrap_or_default();
     let mut id = super::network_id(founder);
@@ -251,7 +273,14 @@ fn one_case(
     let mut numbers: BTreeSet<(&str, &str)> = BTreeSet::new();
     for m in &g.members {
         let listings = by_seller.get(m).map(Vec::as_slice).unwrap_or_default();
-        let set = |f: fn(&RecordedListing) -> Option<&String>| listings.iter().filter_map(|l| f(l).cloned()).collect::<BTreeSet<_>>().into_iter().collect::<Vec<_>>();
+        let set = |f: fn(&RecordedListing) -> Option<&String>| {
+            listings
+                .iter()
+                .filter_map(|l| f(l).cloned())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>()
+        };
         let seen_all: Vec<String> = listings.iter().map(|l| seen(l)).collect();
         let seller = CaseSeller {
             seller_id: name(*m),
@@ -289,7 +318,8 @@ fn one_case(
     case.products = products.into_iter().collect();
     case.first_seen = case.sellers.iter().filter_map(|s| s.first_seen.clone()).min();
     case.last_seen = case.sellers.iter().filter_map(|s| s.last_seen.clone()).max();
-    let distinct: BTreeSet<(super::Kind, &str)> = g.links.iter().map(|l| (l.kind, l.value.as_str())).collect();
+    let distinct: BTreeSet<(super::Kind, &str)> =
+        g.links.iter().map(|l| (l.kind, l.value.as_str())).collect();
     case.evidence = distinct.iter().map(|(k, _)| k.weight()).sum();
     case.rank = round2(case.evidence * case.turnover);
     case.links = g
@@ -335,7 +365,11 @@ fn case_listing(l: &RecordedListing, unknown: &mut usize) -> CaseListing {
 }
 
 fn round2(x: f64) -> f64 {
-    if x.is_finite() { (x * 100.0).round() / 100.0 } else { f64::MAX }
+    if x.is_finite() {
+        (x * 100.0).round() / 100.0
+    } else {
+        f64::MAX
+    }
 }
 
 #[cfg(test)]
@@ -352,7 +386,13 @@ mod tests {
 
     #[test]
     fn turnover_counts_flag_and_review_and_never_overflows() {
-        let l = |verdict: &str, price: f64, n: u64| RecordedListing { verdict: verdict.into(), price: Some(price), price_base: Some(price), sold_count: Some(n), ..RecordedListing::default() };
+        let l = |verdict: &str, price: f64, n: u64| RecordedListing {
+            verdict: verdict.into(),
+            price: Some(price),
+            price_base: Some(price),
+            sold_count: Some(n),
+            ..RecordedListing::default()
+        };
         let mut unknown = 0;
         assert_eq!(case_listing(&l("flag", 2.5, 10), &mut unknown).turnover, Some(25.0));
         assert_eq!(case_listing(&l("clear", 2.5, 10), &mut unknown).turnover, None);

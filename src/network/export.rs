@@ -36,10 +36,27 @@ pub fn jsonl(cases: &[Case]) -> Result<Vec<u8>> {
 pub fn csv(cases: &[Case]) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
-        "network_id", "status", "rank", "evidence", "sellers", "listings", "flag", "review", "turnover", "currency", "registered", "ship_from",
-        "contacts_in", "brands", "links", "first_seen", "last_seen",
+        "network_id",
+        "status",
+        "rank",
+        "evidence",
+        "sellers",
+        "listings",
+        "flag",
+        "review",
+        "turnover",
+        "currency",
+        "registered",
+        "ship_from",
+        "contacts_in",
+        "brands",
+        "links",
+        "first_seen",
+        "last_seen",
     ])?;
-    let counts = |m: &BTreeMap<String, usize>| m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("|");
+    let counts = |m: &BTreeMap<String, usize>| {
+        m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("|")
+    };
     for c in cases {
         let n = |v: &str| c.verdicts.get(v).copied().unwrap_or(0).to_string();
         w.write_record([
@@ -62,7 +79,7 @@ pub fn csv(cases: &[Case]) -> Result<Vec<u8>> {
             c.last_seen.clone().unwrap_or_default(),
         ])?;
     }
-    Ok(w.into_inner().map_err(|e| anyhow::anyhow!("cannot write CSV: {e}"))?)
+    w.into_inner().map_err(|e| anyhow::anyhow!("cannot write CSV: {e}"))
 }
 
 /// Longest side of a thumbnail, in pixels.
@@ -133,7 +150,9 @@ struct Row<'a> {
 fn colour(kind: &str) -> &'static str {
     match kind {
         "payment_account" | "business_registration" => "#b2182b",
-        "phone" | "whatsapp" | "email" | "wechat" | "qq" | "telegram" | "url" | "other" => "#2166ac",
+        "phone" | "whatsapp" | "email" | "wechat" | "qq" | "telegram" | "url" | "other" => {
+            "#2166ac"
+        }
         "warehouse" => "#1b7837",
         "photo" => "#762a83",
         _ => "#888888",
@@ -167,12 +186,20 @@ fn graph(c: &Case) -> (Vec<Node>, Vec<Edge>) {
         .map(|s| {
             let (x, y) = pos[s.seller_id.as_str()];
             let right = x >= cx;
-            Node { id: s.seller_id.clone(), x, y, lx: if right { x + 12.0 } else { x - 12.0 }, anchor: if right { "start" } else { "end" }, regions: s.regions.join(", ") }
+            Node {
+                id: s.seller_id.clone(),
+                x,
+                y,
+                lx: if right { x + 12.0 } else { x - 12.0 },
+                anchor: if right { "start" } else { "end" },
+                regions: s.regions.join(", "),
+            }
         })
         .collect();
     let mut pairs: BTreeMap<(&str, &str), Vec<&super::case::CaseLink>> = BTreeMap::new();
     for l in &c.links {
-        let key = if l.a <= l.b { (l.a.as_str(), l.b.as_str()) } else { (l.b.as_str(), l.a.as_str()) };
+        let key =
+            if l.a <= l.b { (l.a.as_str(), l.b.as_str()) } else { (l.b.as_str(), l.a.as_str()) };
         pairs.entry(key).or_default().push(l);
     }
     let edges = pairs
@@ -187,7 +214,11 @@ fn graph(c: &Case) -> (Vec<Node>, Vec<Edge>) {
                 y1,
                 x2,
                 y2,
-                colour: if strongest.strength == "strong" { colour(&strongest.kind) } else { colour("") },
+                colour: if strongest.strength == "strong" {
+                    colour(&strongest.kind)
+                } else {
+                    colour("")
+                },
                 dash: strongest.strength != "strong",
                 label: kinds.join(", "),
                 lx: match label_side((x1 + x2) / 2.0 - cx) {
@@ -221,26 +252,43 @@ fn thumbnail(image: &str) -> Option<String> {
         return None;
     }
     let bytes = std::fs::read(image).ok()?;
-    let limits = crate::vision::decode::Limits { max_file_bytes: 50 << 20, max_width: 20_000, max_height: 20_000, max_pixels: 100_000_000 };
+    let limits = crate::vision::decode::Limits {
+        max_file_bytes: 50 << 20,
+        max_width: 20_000,
+        max_height: 20_000,
+        max_pixels: 100_000_000,
+    };
     let img = crate::vision::decode::decode(&bytes, &limits, THUMB_SIDE).ok()?;
     let small = crate::vision::decode::fit_long_side(&img, THUMB_SIDE).ok()?;
     let buf = image::RgbImage::from_raw(small.width, small.height, small.data.clone())?;
     let mut jpeg = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80).encode_image(&buf).ok()?;
-    Some(format!("data:image/jpeg;base64,{}", base64::engine::general_purpose::STANDARD.encode(jpeg)))
+    Some(format!(
+        "data:image/jpeg;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(jpeg)
+    ))
 }
 
 /// Thumbnails of the flagged and reviewed listings' photos beside the reference photos they copy.
 fn thumbs(c: &Case, store: &RecordStore) -> Result<Vec<Thumb>> {
     let mut out = Vec::new();
-    for l in c.listings.iter().filter(|l| l.verdict == "flag" || l.verdict == "review").take(MAX_THUMB_LISTINGS) {
+    for l in c
+        .listings
+        .iter()
+        .filter(|l| l.verdict == "flag" || l.verdict == "review")
+        .take(MAX_THUMB_LISTINGS)
+    {
         for p in store.photos_of(&l.listing_id)? {
             let Some(reference) = p.reference else { continue };
             out.push(Thumb {
                 listing_id: l.listing_id.clone(),
                 seller_id: l.seller_id.clone(),
                 verdict: l.verdict.clone(),
-                product: format!("{}/{}", l.brand.as_deref().unwrap_or("-"), l.product_id.as_deref().unwrap_or("-")),
+                product: format!(
+                    "{}/{}",
+                    l.brand.as_deref().unwrap_or("-"),
+                    l.product_id.as_deref().unwrap_or("-")
+                ),
                 photo_src: thumbnail(&p.image),
                 photo: p.image,
                 reference_src: thumbnail(&reference),
@@ -263,10 +311,23 @@ pub fn html(cases: &[Case], store: &RecordStore) -> Result<Vec<u8>> {
         let money = |x: Option<f64>| x.map(|x| format!("{x:.2}")).unwrap_or_default();
         let timeline = sorted
             .into_iter()
-            .map(|l| Row { l, price: money(l.price_base), sold: l.sold_count.map(|n| n.to_string()).unwrap_or_default(), turnover: money(l.turnover) })
+            .map(|l| Row {
+                l,
+                price: money(l.price_base),
+                sold: l.sold_count.map(|n| n.to_string()).unwrap_or_default(),
+                turnover: money(l.turnover),
+            })
             .collect();
         let turnover = format!("{:.2}", c.turnover);
-        views.push(CaseView { case: c, thumbs: thumbs(c, store)?, nodes, edges, legend: LEGEND.to_vec(), timeline, turnover });
+        views.push(CaseView {
+            case: c,
+            thumbs: thumbs(c, store)?,
+            nodes,
+            edges,
+            legend: LEGEND.to_vec(),
+            timeline,
+            turnover,
+        });
     }
     let t = env.get_template("case.html")?;
     let text = t.render(minijinja::context! { cases => views, generated => super::case::rfc3339(super::record::now()) }).context("cannot render the case file")?;

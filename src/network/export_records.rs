@@ -69,10 +69,7 @@ pub struct ExportSettings {
 /// Writes the export of `store` to the directory `out`, which must not exist.
 pub fn export(store: &RecordStore, opts: &BuildOptions, out: &Path) -> Result<ExportSettings> {
     if out.exists() {
-        bail!(
-            "{} already exists; choose another directory or remove it",
-            out.display()
-        );
+        bail!("{} already exists; choose another directory or remove it", out.display());
     }
     let tmp = crate::util::fsutil::temp_sibling(out);
     if tmp.exists() {
@@ -159,8 +156,7 @@ fn write_identifiers(conn: &Connection, path: &Path) -> Result<u64> {
         .into_inner()
         .map_err(|e| e.into_error())
         .with_context(|| format!("cannot write {}", path.display()))?;
-    file.sync_all()
-        .with_context(|| format!("cannot sync {}", path.display()))?;
+    file.sync_all().with_context(|| format!("cannot sync {}", path.display()))?;
     Ok(n)
 }
 
@@ -171,12 +167,7 @@ mod tests {
     use crate::network::Identifier;
 
     fn id(kind: Kind, value: &str, raw: &str) -> Identifier {
-        Identifier {
-            kind,
-            value: value.into(),
-            raw: raw.into(),
-            country: None,
-        }
+        Identifier { kind, value: value.into(), raw: raw.into(), country: None }
     }
 
     #[test]
@@ -218,28 +209,15 @@ mod tests {
         let s = export(&store, &opts, &out).unwrap();
         assert_eq!((s.identifiers, s.listings, s.max_sharing), (3, 2, 7));
         let text = std::fs::read_to_string(out.join(IDENTIFIERS)).unwrap();
-        let rows: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(
-            rows[0]["kind"], "phone",
-            "a WhatsApp number is compared as a phone number"
-        );
+        let rows: Vec<serde_json::Value> =
+            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(rows[0]["kind"], "phone", "a WhatsApp number is compared as a phone number");
         assert_eq!(rows[0]["recorded_kind"], "whatsapp");
         assert_eq!(rows[1]["raw"], "13800138000");
-        assert!(rows
-            .windows(2)
-            .all(|w| w[0]["seq"].as_i64() < w[1]["seq"].as_i64()));
+        assert!(rows.windows(2).all(|w| w[0]["seq"].as_i64() < w[1]["seq"].as_i64()));
         let settings: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join(SETTINGS)).unwrap()).unwrap();
-        assert_eq!(
-            settings["never_link"],
-            serde_json::json!(["email:x@y.example"])
-        );
-        assert!(
-            export(&store, &opts, &out).is_err(),
-            "an existing export is never overwritten"
-        );
+        assert_eq!(settings["never_link"], serde_json::json!(["email:x@y.example"]));
+        assert!(export(&store, &opts, &out).is_err(), "an existing export is never overwritten");
     }
 }

@@ -47,7 +47,9 @@ pub struct Known {
 impl Known {
     /// Sets the linking photos.
     pub fn set_photos(&mut self, photos: Vec<(u64, String, String, bool)>) {
-        self.photo_index = crate::vision::phash::Index::new(photos.iter().enumerate().map(|(i, p)| (i as u32, p.0)).collect());
+        self.photo_index = crate::vision::phash::Index::new(
+            photos.iter().enumerate().map(|(i, p)| (i as u32, p.0)).collect(),
+        );
         self.photos = photos;
     }
 
@@ -99,7 +101,10 @@ pub struct Summary {
 
 /// `network build`: reads everything recorded, links and groups sellers, writes the case files and
 /// what later scans need; returns what it did and the cases, highest rank first.
-pub fn rebuild(store: &mut RecordStore, config: &crate::config::Config) -> anyhow::Result<(Summary, Vec<Case>)> {
+pub fn rebuild(
+    store: &mut RecordStore,
+    config: &crate::config::Config,
+) -> anyhow::Result<(Summary, Vec<Case>)> {
     let t = std::time::Instant::now();
     let mut rec = store.load_links()?;
     let mut load_secs = t.elapsed().as_secs_f64();
@@ -121,14 +126,20 @@ pub fn rebuild(store: &mut RecordStore, config: &crate::config::Config) -> anyho
     let cases = case::cases(&rec, &built, &previous, &statuses, &config.currency.base);
     let linked = linked_values(&cases);
     let mut hashes: HashMap<&str, Vec<u64>> = HashMap::new();
-    let wanted: std::collections::HashSet<&str> = linked.iter().flat_map(|(_, p)| p.iter().map(String::as_str)).collect();
+    let wanted: std::collections::HashSet<&str> =
+        linked.iter().flat_map(|(_, p)| p.iter().map(String::as_str)).collect();
     for (_, p) in rec.photos.iter().filter(|(_, p)| wanted.contains(p.image.as_str())) {
         hashes.entry(p.image.as_str()).or_default().extend(p.phash);
     }
     let mut stored = Vec::with_capacity(cases.len());
     let mut merged = HashMap::new();
     for ((c, from), (keys, photos)) in cases.iter().zip(linked.iter()) {
-        let mut photos: Vec<(u64, String)> = photos.iter().flat_map(|p| hashes.get(p.as_str()).into_iter().flatten().map(move |h| (*h, p.clone()))).collect();
+        let mut photos: Vec<(u64, String)> = photos
+            .iter()
+            .flat_map(|p| {
+                hashes.get(p.as_str()).into_iter().flatten().map(move |h| (*h, p.clone()))
+            })
+            .collect();
         photos.sort();
         photos.dedup();
         stored.push(record::StoredNetwork {

@@ -115,7 +115,12 @@ impl Kind {
     pub fn weight(self) -> f64 {
         match self {
             Kind::PaymentAccount | Kind::BusinessRegistration => 5.0,
-            Kind::Phone | Kind::Email | Kind::Wechat | Kind::Whatsapp | Kind::Qq | Kind::Telegram => 3.0,
+            Kind::Phone
+            | Kind::Email
+            | Kind::Wechat
+            | Kind::Whatsapp
+            | Kind::Qq
+            | Kind::Telegram => 3.0,
             Kind::Url | Kind::Other | Kind::Warehouse | Kind::Photo => 2.0,
             Kind::SellerName | Kind::ShopUrl | Kind::TitleTemplate => 0.5,
         }
@@ -161,7 +166,12 @@ impl Normaliser {
     /// A normaliser for phone numbers without a country code from `default_country` (ISO 3166
     /// alpha-2; an unknown code means none: such numbers are kept as digits).
     pub fn new(default_country: &str) -> Normaliser {
-        Normaliser { country: phonenumber::country::Id::from_str(&default_country.trim().to_ascii_uppercase()).ok() }
+        Normaliser {
+            country: phonenumber::country::Id::from_str(
+                &default_country.trim().to_ascii_uppercase(),
+            )
+            .ok(),
+        }
     }
 
     /// Every strong identifier of a seller: `contact`, `contacts`, payment account, business
@@ -177,7 +187,11 @@ impl Normaliser {
             let r = self.contact(c);
             push(r, &mut out);
         }
-        let fields = [(Kind::PaymentAccount, &s.payment_account), (Kind::BusinessRegistration, &s.business_registration), (Kind::Warehouse, &s.warehouse)];
+        let fields = [
+            (Kind::PaymentAccount, &s.payment_account),
+            (Kind::BusinessRegistration, &s.business_registration),
+            (Kind::Warehouse, &s.warehouse),
+        ];
         for (kind, v) in fields {
             if let Some(v) = v {
                 push(self.value(kind, v), &mut out);
@@ -191,7 +205,9 @@ impl Normaliser {
     pub fn contact(&self, text: &str) -> Result<Option<Identifier>, String> {
         let text = text.trim();
         if let Some((k, v)) = text.split_once(':') {
-            if let Some(kind) = Kind::parse(k).filter(|k| k.key_kind() != Kind::Photo && k.weight() > 1.0) {
+            if let Some(kind) =
+                Kind::parse(k).filter(|k| k.key_kind() != Kind::Photo && k.weight() > 1.0)
+            {
                 return self.value(kind, v);
             }
         }
@@ -218,19 +234,33 @@ impl Normaliser {
             return Ok(None);
         }
         if raw.chars().count() > MAX_VALUE_CHARS {
-            return Err(format!("{} value of {} characters is longer than {MAX_VALUE_CHARS}; not used for links", kind.as_str(), raw.chars().count()));
+            return Err(format!(
+                "{} value of {} characters is longer than {MAX_VALUE_CHARS}; not used for links",
+                kind.as_str(),
+                raw.chars().count()
+            ));
         }
-        let make = |value: String, country: Option<String>| Identifier { kind, value, raw: raw.to_string(), country };
+        let make = |value: String, country: Option<String>| Identifier {
+            kind,
+            value,
+            raw: raw.to_string(),
+            country,
+        };
         let value = match kind {
             Kind::Phone | Kind::Whatsapp => return self.phone(raw).map(|(v, c)| Some(make(v, c))),
-            Kind::Email => email(raw).map_err(|why| format!("e-mail {raw:?} {why}; not used for links"))?,
+            Kind::Email => {
+                email(raw).map_err(|why| format!("e-mail {raw:?} {why}; not used for links"))?
+            }
             Kind::Url | Kind::ShopUrl => url(raw).unwrap_or_else(|| fold(raw)),
             Kind::Telegram => fold(raw.trim_start_matches('@')),
             Kind::PaymentAccount | Kind::BusinessRegistration | Kind::Qq => compact(raw),
             _ => fold(raw),
         };
         if value.is_empty() {
-            return Err(format!("{} {raw:?} has no letters or digits; not used for links", kind.as_str()));
+            return Err(format!(
+                "{} {raw:?} has no letters or digits; not used for links",
+                kind.as_str()
+            ));
         }
         Ok(Some(make(value, None)))
     }
@@ -240,7 +270,9 @@ impl Normaliser {
     fn phone(&self, raw: &str) -> Result<(String, Option<String>), String> {
         let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
         if digits.len() < MIN_PHONE_DIGITS {
-            return Err(format!("phone {raw:?} has fewer than {MIN_PHONE_DIGITS} digits; not used for links"));
+            return Err(format!(
+                "phone {raw:?} has fewer than {MIN_PHONE_DIGITS} digits; not used for links"
+            ));
         }
         if digits.bytes().all(|d| d == b'0') || digits.bytes().all(|d| d == digits.as_bytes()[0]) {
             return Err(format!("phone {raw:?} is all one digit; not used for links"));
@@ -258,7 +290,11 @@ impl Normaliser {
                 let e164 = n.format().mode(phonenumber::Mode::E164).to_string();
                 // the region of the number, else the main region of its country code
                 let code = n.code().value();
-                let main = || phonenumber::metadata::DATABASE.region(&code).and_then(|r| r.first().map(|s| s.to_string()));
+                let main = || {
+                    phonenumber::metadata::DATABASE
+                        .region(&code)
+                        .and_then(|r| r.first().map(|s| s.to_string()))
+                };
                 let country = n.country().id().map(|id| format!("{id:?}")).or_else(main);
                 return Ok((e164, country));
             }
@@ -270,9 +306,23 @@ impl Normaliser {
 
 /// An e-mail address lower-cased (`mailto:` and spaces removed), or why it is not one.
 fn email(raw: &str) -> Result<String, &'static str> {
-    let v: String = raw.trim().trim_start_matches("mailto:").nfkc().filter(|c| !c.is_whitespace()).collect::<String>().to_lowercase();
+    let v: String = raw
+        .trim()
+        .trim_start_matches("mailto:")
+        .nfkc()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_lowercase();
     match v.split_once('@') {
-        Some((local, domain)) if !local.is_empty() && domain.contains('.') && !domain.contains('@') && !domain.starts_with('.') && !domain.ends_with('.') => Ok(v),
+        Some((local, domain))
+            if !local.is_empty()
+                && domain.contains('.')
+                && !domain.contains('@')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.') =>
+        {
+            Ok(v)
+        }
         _ => Err("is not an e-mail address"),
     }
 }
@@ -281,7 +331,8 @@ fn email(raw: &str) -> Result<String, &'static str> {
 /// fragment dropped. `None` when it does not parse as a URL.
 pub fn url(raw: &str) -> Option<String> {
     let text = raw.trim();
-    let with_scheme = if text.contains("://") { text.to_string() } else { format!("https://{text}") };
+    let with_scheme =
+        if text.contains("://") { text.to_string() } else { format!("https://{text}") };
     let u = url::Url::parse(&with_scheme).ok()?;
     let host = u.host_str()?.trim_start_matches("www.").to_ascii_lowercase();
     if !host.contains('.') {
@@ -351,7 +402,13 @@ mod tests {
     fn phone_numbers_written_many_ways_are_one() {
         let n = Normaliser::new("CN");
         let want = Some("+8613800138000".to_string());
-        for s in ["+86 138 0013 8000", "13800138000", "0086-138-0013-8000", "(+86) 138-0013-8000", "+8613800138000"] {
+        for s in [
+            "+86 138 0013 8000",
+            "13800138000",
+            "0086-138-0013-8000",
+            "(+86) 138-0013-8000",
+            "+8613800138000",
+        ] {
             assert_eq!(phone(&n, s), want, "{s}");
         }
         let id = n.value(Kind::Whatsapp, "+86 138 0013 8000").unwrap().unwrap();
@@ -360,7 +417,10 @@ mod tests {
         // another default country reads the national number differently, but not an international one
         let us = Normaliser::new("US");
         assert_eq!(phone(&us, "+86 138 0013 8000"), want);
-        assert_eq!(us.value(Kind::Phone, "+86 138 0013 8000").unwrap().unwrap().country.as_deref(), Some("CN"));
+        assert_eq!(
+            us.value(Kind::Phone, "+86 138 0013 8000").unwrap().unwrap().country.as_deref(),
+            Some("CN")
+        );
         assert_eq!(phone(&us, "(305) 555-0199").as_deref(), Some("+13055550199"));
     }
 
@@ -384,11 +444,17 @@ mod tests {
         assert_eq!(v(Kind::Email, " Sales@BD88.Example "), "sales@bd88.example");
         assert_eq!(v(Kind::Url, "HTTPS://www.Shop.Example/BD88/?ref=1#top"), "shop.example/BD88");
         assert_eq!(v(Kind::Url, "shop.example/BD88/"), "shop.example/BD88");
-        assert_eq!(v(Kind::Warehouse, "Bldg 5, Bao'an   District，SHENZHEN"), "bldg 5 bao an district shenzhen");
+        assert_eq!(
+            v(Kind::Warehouse, "Bldg 5, Bao'an   District，SHENZHEN"),
+            "bldg 5 bao an district shenzhen"
+        );
         assert_eq!(v(Kind::PaymentAccount, "6222 0212-3456 7890"), "6222021234567890");
         assert_eq!(v(Kind::Wechat, "ＢＤ８８-Sales"), "bd88 sales");
         assert_eq!(compact("best-deals-88"), compact("Best Deals 88"));
-        assert_eq!(title_template("Acme Diver 300 - only 19.99!"), title_template("acme diver 42 only 5"));
+        assert_eq!(
+            title_template("Acme Diver 300 - only 19.99!"),
+            title_template("acme diver 42 only 5")
+        );
     }
 
     #[test]
@@ -400,7 +466,12 @@ mod tests {
         assert_eq!(k("+1 305 555 0199").value, "+13055550199");
         assert_eq!(k("https://t.me/bd88").kind, Kind::Url);
         assert_eq!(k("line: bd88").kind, Kind::Other);
-        let s = Seller { contact: Some("wechat:x1".into()), contacts: vec!["WeChat:X1".into(), "phone:123".into()], warehouse: Some("Dock 1".into()), ..Seller::default() };
+        let s = Seller {
+            contact: Some("wechat:x1".into()),
+            contacts: vec!["WeChat:X1".into(), "phone:123".into()],
+            warehouse: Some("Dock 1".into()),
+            ..Seller::default()
+        };
         let got = n.seller(&s);
         assert_eq!(got.ids.len(), 2, "{got:?}");
         assert_eq!(got.notes.len(), 1);

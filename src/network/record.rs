@@ -141,7 +141,10 @@ pub struct RecordStore {
 
 /// Seconds since 1970, now.
 pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 impl RecordStore {
@@ -153,9 +156,11 @@ impl RecordStore {
             return Ok(None);
         }
         if create {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create data directory {}", dir.display()))?;
         }
-        let mut conn = Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut conn =
+            Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -177,28 +182,60 @@ impl RecordStore {
             let mut put = tx.prepare_cached(
                 "INSERT OR REPLACE INTO listings VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)",
             )?;
-            let mut put_id = tx.prepare_cached("INSERT INTO identifiers VALUES(?1,?2,?3,?4,?5,?6)")?;
-            let mut put_photo = tx.prepare_cached("INSERT INTO photos VALUES(?1,?2,?3,?4,?5,?6,?7,?8)")?;
+            let mut put_id =
+                tx.prepare_cached("INSERT INTO identifiers VALUES(?1,?2,?3,?4,?5,?6)")?;
+            let mut put_photo =
+                tx.prepare_cached("INSERT INTO photos VALUES(?1,?2,?3,?4,?5,?6,?7,?8)")?;
             for l in listings {
                 del_ids.execute([&l.listing_id])?;
                 del_photos.execute([&l.listing_id])?;
                 let sold = l.sold_count.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
                 put.execute(params![
-                    l.listing_id, l.seller_id, l.seller_name, l.region, l.ship_from, l.shop_url, l.title, l.verdict, l.rule,
-                    l.price, l.currency, l.price_base, sold, l.brand, l.product_id, l.listed_at, l.recorded_at
+                    l.listing_id,
+                    l.seller_id,
+                    l.seller_name,
+                    l.region,
+                    l.ship_from,
+                    l.shop_url,
+                    l.title,
+                    l.verdict,
+                    l.rule,
+                    l.price,
+                    l.currency,
+                    l.price_base,
+                    sold,
+                    l.brand,
+                    l.product_id,
+                    l.listed_at,
+                    l.recorded_at
                 ])?;
                 for i in &l.ids {
-                    put_id.execute(params![l.listing_id, l.seller_id, i.kind.as_str(), i.value, i.raw, i.country])?;
+                    put_id.execute(params![
+                        l.listing_id,
+                        l.seller_id,
+                        i.kind.as_str(),
+                        i.value,
+                        i.raw,
+                        i.country
+                    ])?;
                 }
                 for (pos, p) in l.photos.iter().enumerate() {
                     let blob: Vec<u8> = p.embedding.iter().flat_map(|x| x.to_le_bytes()).collect();
                     put_photo.execute(params![
-                        l.listing_id, l.seller_id, pos as i64, p.image, p.phash.map(|h| h as i64), blob, p.catalog, p.reference
+                        l.listing_id,
+                        l.seller_id,
+                        pos as i64,
+                        p.image,
+                        p.phash.map(|h| h as i64),
+                        blob,
+                        p.catalog,
+                        p.reference
                     ])?;
                 }
             }
         }
-        tx.commit().with_context(|| format!("cannot record listings in {}", self.path.display()))?;
+        tx.commit()
+            .with_context(|| format!("cannot record listings in {}", self.path.display()))?;
         Ok(())
     }
 
@@ -222,7 +259,8 @@ impl RecordStore {
     pub fn load_links(&self) -> Result<Recorded> {
         let mut out = Recorded::default();
         let mut index: HashMap<String, u32> = HashMap::new();
-        let mut st = self.conn.prepare("SELECT DISTINCT seller_id FROM listings ORDER BY seller_id")?;
+        let mut st =
+            self.conn.prepare("SELECT DISTINCT seller_id FROM listings ORDER BY seller_id")?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
             let id: String = r.get(0)?;
@@ -239,27 +277,57 @@ impl RecordStore {
             (sellers.len() - 1) as u32
         };
         let mut of_seller: HashMap<u32, Vec<usize>> = HashMap::new();
-        let mut st = self.conn.prepare("SELECT seller_id, kind, value, raw, country FROM identifiers")?;
+        let mut st =
+            self.conn.prepare("SELECT seller_id, kind, value, raw, country FROM identifiers")?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
             let Some(kind) = Kind::parse(r.get_ref(1)?.as_str()?) else { continue };
             let s = intern(r.get_ref(0)?.as_str()?, &mut out.sellers);
-            let (value, raw, country) = (r.get_ref(2)?.as_str()?, r.get_ref(3)?.as_str()?, r.get_ref(4)?.as_str_or_null()?);
+            let (value, raw, country) =
+                (r.get_ref(2)?.as_str()?, r.get_ref(3)?.as_str()?, r.get_ref(4)?.as_str_or_null()?);
             let known = of_seller.entry(s).or_default();
-            let same = |i: &Identifier| i.kind == kind && i.value == value && i.raw == raw && i.country.as_deref() == country;
+            let same = |i: &Identifier| {
+                i.kind == kind
+                    && i.value == value
+                    && i.raw == raw
+                    && i.country.as_deref() == country
+            };
             if known.iter().any(|k| same(&out.ids[*k].1)) {
                 continue;
             }
             known.push(out.ids.len());
-            out.ids.push((s, Identifier { kind, value: value.to_string(), raw: raw.to_string(), country: country.map(str::to_string) }));
+            out.ids.push((
+                s,
+                Identifier {
+                    kind,
+                    value: value.to_string(),
+                    raw: raw.to_string(),
+                    country: country.map(str::to_string),
+                },
+            ));
         }
         let mut st = self.conn.prepare("SELECT seller_id, image, phash, embedding, reference FROM photos WHERE catalog = 0 AND phash IS NOT NULL")?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
             let s = intern(r.get_ref(0)?.as_str()?, &mut out.sellers);
-            let embedding = r.get_ref(3)?.as_blob_or_null()?.unwrap_or_default().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            let embedding = r
+                .get_ref(3)?
+                .as_blob_or_null()?
+                .unwrap_or_default()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
             let phash: i64 = r.get(2)?;
-            out.photos.push((s, RecordedPhoto { image: r.get(1)?, phash: Some(phash as u64), embedding, catalog: false, reference: r.get(4)? }));
+            out.photos.push((
+                s,
+                RecordedPhoto {
+                    image: r.get(1)?,
+                    phash: Some(phash as u64),
+                    embedding,
+                    catalog: false,
+                    reference: r.get(4)?,
+                },
+            ));
         }
         Ok(out)
     }
@@ -287,7 +355,13 @@ impl RecordStore {
     pub fn photos_of(&self, listing_id: &str) -> Result<Vec<RecordedPhoto>> {
         let mut st = self.conn.prepare_cached("SELECT image, phash, catalog, reference FROM photos WHERE listing_id = ?1 ORDER BY position")?;
         let rows = st.query_map([listing_id], |r| {
-            Ok(RecordedPhoto { image: r.get(0)?, phash: r.get::<_, Option<i64>>(1)?.map(|h| h as u64), embedding: Vec::new(), catalog: r.get(2)?, reference: r.get(3)? })
+            Ok(RecordedPhoto {
+                image: r.get(0)?,
+                phash: r.get::<_, Option<i64>>(1)?.map(|h| h as u64),
+                embedding: Vec::new(),
+                catalog: r.get(2)?,
+                reference: r.get(3)?,
+            })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -295,7 +369,9 @@ impl RecordStore {
     /// Previous networks: member seller id → (network id, created at).
     pub fn previous_members(&self) -> Result<HashMap<String, (String, i64)>> {
         let mut st = self.conn.prepare("SELECT m.seller_id, m.network_id, n.created_at FROM members m JOIN networks n USING(network_id)")?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, (r.get::<_, String>(1)?, r.get::<_, i64>(2)?))))?;
+        let rows = st.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, (r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
+        })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -308,7 +384,11 @@ impl RecordStore {
 
     /// Replaces the built networks in one transaction; `merged` says which earlier network ids
     /// each new one continues (their status carries over: enforced stays enforced).
-    pub fn save_networks(&mut self, networks: &[StoredNetwork], merged: &HashMap<String, Vec<String>>) -> Result<()> {
+    pub fn save_networks(
+        &mut self,
+        networks: &[StoredNetwork],
+        merged: &HashMap<String, Vec<String>>,
+    ) -> Result<()> {
         let statuses = self.statuses()?;
         let now = now();
         let tx = self.conn.transaction()?;
@@ -351,12 +431,18 @@ impl RecordStore {
 
     /// One case file (JSON) by network id.
     pub fn case(&self, network_id: &str) -> Result<Option<String>> {
-        Ok(self.conn.query_row("SELECT body FROM cases WHERE network_id = ?1", [network_id], |r| r.get(0)).optional()?)
+        Ok(self
+            .conn
+            .query_row("SELECT body FROM cases WHERE network_id = ?1", [network_id], |r| r.get(0))
+            .optional()?)
     }
 
     /// Marks a network (`enforced`, `open`); fails for an unknown id.
     pub fn mark(&mut self, network_id: &str, status: &str) -> Result<()> {
-        let n = self.conn.execute("UPDATE networks SET status = ?2, marked_at = ?3 WHERE network_id = ?1", params![network_id, status, now()])?;
+        let n = self.conn.execute(
+            "UPDATE networks SET status = ?2, marked_at = ?3 WHERE network_id = ?1",
+            params![network_id, status, now()],
+        )?;
         if n == 0 {
             bail!("no network {network_id} (see `knockoff network list`)");
         }
@@ -374,7 +460,8 @@ impl RecordStore {
             let e = enforced(&id);
             known.members.insert(seller, (id, e));
         }
-        let mut st = self.conn.prepare("SELECT key, network_id FROM network_values ORDER BY network_id")?;
+        let mut st =
+            self.conn.prepare("SELECT key, network_id FROM network_values ORDER BY network_id")?;
         for r in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
             let (key, id) = r?;
             let e = enforced(&id);
@@ -382,7 +469,9 @@ impl RecordStore {
         }
         let mut st = self.conn.prepare("SELECT phash, network_id, image FROM network_photos")?;
         let mut photos = Vec::new();
-        for r in st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))? {
+        for r in st.query_map([], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+        })? {
             let (h, id, image) = r?;
             let e = enforced(&id);
             photos.push((h as u64, id, image, e));
@@ -443,8 +532,19 @@ mod tests {
             verdict: "flag".into(),
             rule: "r".into(),
             sold_count: Some(u64::MAX),
-            ids: vec![Identifier { kind: Kind::Wechat, value: "x".into(), raw: "X".into(), country: None }],
-            photos: vec![RecordedPhoto { image: "a.jpg".into(), phash: Some(u64::MAX - 1), embedding: vec![0.5, -1.0], catalog: false, reference: None }],
+            ids: vec![Identifier {
+                kind: Kind::Wechat,
+                value: "x".into(),
+                raw: "X".into(),
+                country: None,
+            }],
+            photos: vec![RecordedPhoto {
+                image: "a.jpg".into(),
+                phash: Some(u64::MAX - 1),
+                embedding: vec![0.5, -1.0],
+                catalog: false,
+                reference: None,
+            }],
             ..RecordedListing::default()
         }
     }
@@ -468,7 +568,11 @@ mod tests {
         assert_eq!(r.photos[0].1.embedding, vec![0.5, -1.0]);
         let (_, l1) = r.listings.iter().find(|(_, l)| l.listing_id == "l1").unwrap();
         assert_eq!(l1.seller_id, "c");
-        assert_eq!(l1.sold_count, Some(i64::MAX as u64), "a huge count is kept as the largest stored");
+        assert_eq!(
+            l1.sold_count,
+            Some(i64::MAX as u64),
+            "a huge count is kept as the largest stored"
+        );
     }
 
     #[test]

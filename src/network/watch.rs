@@ -65,7 +65,8 @@ impl Recorder {
             let id = r.listing_id.clone().unwrap_or_default();
             messages.extend(r.warnings.iter().map(|w| format!("listing {id}: {w}")));
             let mut notes = norm.notes.clone();
-            if let Some(t) = seller.listed_at.as_deref().filter(|t| !super::case::looks_rfc3339(t)) {
+            if let Some(t) = seller.listed_at.as_deref().filter(|t| !super::case::looks_rfc3339(t))
+            {
                 notes.push(format!("field `listed_at` is not an RFC 3339 time ({t:?}); the time it was recorded is used"));
             }
             for note in notes {
@@ -94,19 +95,34 @@ impl Recorder {
     fn link(&self, r: &mut Report, seller: &Seller, norm: &Normalised) {
         let member = self.known.members.get(&seller.seller_id);
         let found = match member {
-            Some((id, enforced)) => Some(NetworkRef { network_id: id.clone(), value: seller.seller_id.clone(), kind: "member".into(), enforced: *enforced }),
+            Some((id, enforced)) => Some(NetworkRef {
+                network_id: id.clone(),
+                value: seller.seller_id.clone(),
+                kind: "member".into(),
+                enforced: *enforced,
+            }),
             None => {
                 // the strongest shared value, else a shared photo
                 let mut ids: Vec<_> = norm.ids.iter().collect();
                 ids.sort_by(|a, b| b.kind.weight().total_cmp(&a.kind.weight()));
                 let by_value = ids.iter().find_map(|i| {
                     let (id, enforced) = self.known.values.get(&i.key())?;
-                    Some(NetworkRef { network_id: id.clone(), value: i.value.clone(), kind: i.kind.key_kind().as_str().into(), enforced: *enforced })
+                    Some(NetworkRef {
+                        network_id: id.clone(),
+                        value: i.value.clone(),
+                        kind: i.kind.key_kind().as_str().into(),
+                        enforced: *enforced,
+                    })
                 });
                 by_value.or_else(|| {
                     r.photos.iter().filter(|p| !p.catalog).find_map(|p| {
                         let (id, photo, enforced) = self.known.photo(p.phash?, self.photo_bits)?;
-                        Some(NetworkRef { network_id: id.to_string(), value: photo.to_string(), kind: Kind::Photo.as_str().into(), enforced })
+                        Some(NetworkRef {
+                            network_id: id.to_string(),
+                            value: photo.to_string(),
+                            kind: Kind::Photo.as_str().into(),
+                            enforced,
+                        })
                     })
                 })
             }
@@ -114,9 +130,15 @@ impl Recorder {
         let Some(n) = found else { return };
         let status = if n.enforced { "enforced" } else { "open" };
         if member.is_some() {
-            r.reasons.push(format!("seller {} is a member of seller network {} ({status})", seller.seller_id, n.network_id));
+            r.reasons.push(format!(
+                "seller {} is a member of seller network {} ({status})",
+                seller.seller_id, n.network_id
+            ));
         } else {
-            r.reasons.push(format!("seller {} shares {} {:?} with seller network {} ({status})", seller.seller_id, n.kind, n.value, n.network_id));
+            r.reasons.push(format!(
+                "seller {} shares {} {:?} with seller network {} ({status})",
+                seller.seller_id, n.kind, n.value, n.network_id
+            ));
             if n.enforced {
                 let raised = match r.verdict {
                     Verdict::Clear => Some(Verdict::Review),
@@ -146,12 +168,16 @@ impl Recorder {
             Some((p, c)) => (Some(*p), Some(c.clone())),
             None => (None, None),
         };
-        let price_base = price.zip(currency.as_deref()).and_then(|(p, c)| self.currency.to_base(p, c));
+        let price_base =
+            price.zip(currency.as_deref()).and_then(|(p, c)| self.currency.to_base(p, c));
         let photos = r
             .photos
             .iter()
             .map(|p| {
-                let copies = |m: &&crate::policy::Match| m.listing_image == p.image || m.listing_image.starts_with(&format!("{}#", p.image));
+                let copies = |m: &&crate::policy::Match| {
+                    m.listing_image == p.image
+                        || m.listing_image.starts_with(&format!("{}#", p.image))
+                };
                 RecordedPhoto {
                     image: p.image.clone(),
                     phash: p.phash,
@@ -160,7 +186,11 @@ impl Recorder {
                     // the reference photo this photo of a flag or review copies (a match of it
                     // at least at the review threshold)
                     reference: if counterfeit {
-                        r.matches.iter().filter(|m| f64::from(m.similarity) >= r.thresholds.review_threshold).find(copies).map(|m| m.image.clone())
+                        r.matches
+                            .iter()
+                            .filter(|m| f64::from(m.similarity) >= r.thresholds.review_threshold)
+                            .find(copies)
+                            .map(|m| m.image.clone())
                     } else {
                         None
                     },

@@ -83,7 +83,12 @@ pub struct InUse {
 }
 
 /// Precision and recall of `outcomes` at the thresholds in force, for the group named `group`.
-pub fn in_use(group: &str, outcomes: &[Outcome], match_threshold: f64, review_threshold: f64) -> InUse {
+pub fn in_use(
+    group: &str,
+    outcomes: &[Outcome],
+    match_threshold: f64,
+    review_threshold: f64,
+) -> InUse {
     InUse {
         group: group.to_string(),
         outcomes: outcomes.len(),

@@ -238,7 +238,14 @@ pub fn decide(
             ),
             None => "no catalog image to compare with".to_string(),
         };
-        Decision { verdict: Verdict::Clear, risk: 0.0, rule: "no_match", basis: None, price: None, reasons: vec![reason] }
+        Decision {
+            verdict: Verdict::Clear,
+            risk: 0.0,
+            rule: "no_match",
+            basis: None,
+            price: None,
+            reasons: vec![reason],
+        }
     })
 }
 
@@ -274,10 +281,16 @@ fn decide_one(
         parts.push(format!("plus {s:.3} because other reference photos of the product match too"));
     }
     if let (Some(v), Some(n)) = (m.verification, m.inliers) {
-        let shared = m.shared_inliers.map(|s| format!(", {s} of them on design the brand's other products share")).unwrap_or_default();
+        let shared = m
+            .shared_inliers
+            .map(|s| format!(", {s} of them on design the brand's other products share"))
+            .unwrap_or_default();
         if v > 0.0 {
             let flip = if m.mirrored { " once the listing photo is mirrored" } else { "" };
-            let centre = m.central_inliers.map(|c| format!(", {c} of them in the middle of the reference photo")).unwrap_or_default();
+            let centre = m
+                .central_inliers
+                .map(|c| format!(", {c} of them in the middle of the reference photo"))
+                .unwrap_or_default();
             parts.push(match m.hash_distance {
                 Some(bits) => format!("plus {v:.3} because the photos are near-duplicates (their perceptual hashes differ in {bits} of 64 bits; {n} local features agree geometrically{flip})"),
                 None => format!("plus {v:.3} because {n} local features of the photos agree geometrically{flip}{centre}{shared}"),
@@ -333,7 +346,11 @@ fn decide_one(
             "price {amount:.2} {cur} cannot be compared with the reference price {:.2} {}: {}",
             m.reference_price,
             m.reference_currency,
-            if m.reference_price > 0.0 { "no exchange rate (currency.rates)" } else { "the reference price is 0" }
+            if m.reference_price > 0.0 {
+                "no exchange rate (currency.rates)"
+            } else {
+                "the reference price is 0"
+            }
         )),
         (None, _) => reasons.push("the listing gives no price".to_string()),
     }
@@ -365,7 +382,10 @@ fn decide_one(
         };
     }
     reasons.push(if authorised.is_empty() {
-        format!("seller {} is not authorised: brand {} names no authorised sellers", offer.seller_id, m.brand)
+        format!(
+            "seller {} is not authorised: brand {} names no authorised sellers",
+            offer.seller_id, m.brand
+        )
     } else {
         format!(
             "seller {} is not among the sellers authorised for brand {} ({})",
@@ -379,18 +399,34 @@ fn decide_one(
         (true, Some(r)) if r <= policy.flag_price_ratio => (
             Verdict::Flag,
             "copy_at_low_price",
-            format!("copy at {} of the reference price (flag at or below {})", pct(r), pct(policy.flag_price_ratio)),
+            format!(
+                "copy at {} of the reference price (flag at or below {})",
+                pct(r),
+                pct(policy.flag_price_ratio)
+            ),
         ),
-        (true, None) => (Verdict::Review, "copy_price_unknown", "copy whose price cannot be compared".to_string()),
+        (true, None) => (
+            Verdict::Review,
+            "copy_price_unknown",
+            "copy whose price cannot be compared".to_string(),
+        ),
         (true, Some(r)) => (
             Verdict::Review,
             "copy_at_normal_price",
-            format!("copy at {} of the reference price (above the flag ratio {})", pct(r), pct(policy.flag_price_ratio)),
+            format!(
+                "copy at {} of the reference price (above the flag ratio {})",
+                pct(r),
+                pct(policy.flag_price_ratio)
+            ),
         ),
         (false, Some(r)) if r <= policy.review_price_ratio => (
             Verdict::Review,
             "possible_copy_at_very_low_price",
-            format!("possible copy at {} of the reference price (review at or below {})", pct(r), pct(policy.review_price_ratio)),
+            format!(
+                "possible copy at {} of the reference price (review at or below {})",
+                pct(r),
+                pct(policy.review_price_ratio)
+            ),
         ),
         (false, _) => (
             Verdict::Clear,
@@ -399,7 +435,14 @@ fn decide_one(
         ),
     };
     reasons.push(format!("rule {rule}: {why} → {}", verdict.as_str()));
-    Decision { verdict, risk: round3(strength * price_factor), rule, basis: Some(i), price, reasons }
+    Decision {
+        verdict,
+        risk: round3(strength * price_factor),
+        rule,
+        basis: Some(i),
+        price,
+        reasons,
+    }
 }
 
 /// Raises `decision`'s risk for counterfeit wording in the listing's title (`hits`, see `wording`):
@@ -422,8 +465,14 @@ pub fn apply_wording(decision: &mut Decision, hits: &[WordingHit], weight: f64) 
 
 fn describe_wording(h: &WordingHit) -> String {
     match (&h.near, h.distance) {
-        (Some(anchor), Some(d)) => format!("{:?} ({}, weight {:.2}, {d} characters from {anchor:?}, counts {:.2})", h.term, h.lang, h.weight, h.contribution),
-        _ => format!("{:?} ({}, weight {:.2}, no matched brand or product named in the title, counts {:.2})", h.term, h.lang, h.weight, h.contribution),
+        (Some(anchor), Some(d)) => format!(
+            "{:?} ({}, weight {:.2}, {d} characters from {anchor:?}, counts {:.2})",
+            h.term, h.lang, h.weight, h.contribution
+        ),
+        _ => format!(
+            "{:?} ({}, weight {:.2}, no matched brand or product named in the title, counts {:.2})",
+            h.term, h.lang, h.weight, h.contribution
+        ),
     }
 }
 
@@ -461,7 +510,10 @@ pub struct PolicyConfig {
 
 impl PolicyConfig {
     /// The thresholds in force: this config's, else the model manifest's measured defaults.
-    pub fn thresholds(&self, manifest: &crate::model::Manifest) -> Result<crate::policy::Thresholds> {
+    pub fn thresholds(
+        &self,
+        manifest: &crate::model::Manifest,
+    ) -> Result<crate::policy::Thresholds> {
         let t = crate::policy::Thresholds {
             match_threshold: self.match_threshold.unwrap_or(manifest.match_threshold),
             review_threshold: self.review_threshold.unwrap_or(manifest.review_threshold),
@@ -495,7 +547,6 @@ impl Default for PolicyConfig {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,12 +554,21 @@ mod tests {
     struct Auth;
     impl Authorisations for Auth {
         fn sellers(&self, brand: &str) -> Vec<String> {
-            if brand == "B" { vec!["official".into()] } else { vec![] }
+            if brand == "B" {
+                vec!["official".into()]
+            } else {
+                vec![]
+            }
         }
     }
 
     fn t() -> Thresholds {
-        Thresholds { match_threshold: 0.5, review_threshold: 0.44, flag_price_ratio: 0.5, review_price_ratio: 0.35 }
+        Thresholds {
+            match_threshold: 0.5,
+            review_threshold: 0.44,
+            flag_price_ratio: 0.5,
+            review_price_ratio: 0.35,
+        }
     }
 
     fn m(sim: f32) -> Match {
@@ -538,7 +598,13 @@ mod tests {
     }
 
     fn run(sim: f64, seller: &str, price: Option<(f64, &str)>) -> Decision {
-        decide(&Offer { seller_id: seller, price }, &[m(sim as f32)], &Auth, &t(), &CurrencyConfig::default())
+        decide(
+            &Offer { seller_id: seller, price },
+            &[m(sim as f32)],
+            &Auth,
+            &t(),
+            &CurrencyConfig::default(),
+        )
     }
 
     fn wording_in(title: &str) -> Vec<WordingHit> {
@@ -548,16 +614,34 @@ mod tests {
 
     #[test]
     fn wording_raises_risk_but_never_the_verdict() {
-        for (sim, seller, price) in [(0.3, "x", Some((10.0, "EUR"))), (0.6, "official", Some((10.0, "EUR"))), (0.47, "x", Some((90.0, "EUR"))), (0.6, "x", Some((10.0, "EUR")))] {
+        for (sim, seller, price) in [
+            (0.3, "x", Some((10.0, "EUR"))),
+            (0.6, "official", Some((10.0, "EUR"))),
+            (0.47, "x", Some((90.0, "EUR"))),
+            (0.6, "x", Some((10.0, "EUR"))),
+        ] {
             let plain = run(sim, seller, price);
             let mut worded = plain.clone();
             apply_wording(&mut worded, &wording_in("B replica 1:1 高仿"), 0.3);
-            assert_eq!(worded.verdict, plain.verdict, "wording changed the verdict at {sim} for {seller}");
+            assert_eq!(
+                worded.verdict, plain.verdict,
+                "wording changed the verdict at {sim} for {seller}"
+            );
             assert_eq!(worded.rule, plain.rule);
-            assert!(worded.risk > plain.risk || plain.risk == 1.0, "{} !> {}", worded.risk, plain.risk);
+            assert!(
+                worded.risk > plain.risk || plain.risk == 1.0,
+                "{} !> {}",
+                worded.risk,
+                plain.risk
+            );
             assert!(worded.risk <= 1.0);
             let last = worded.reasons.last().expect("a reason");
-            assert!(last.contains("\"replica\" (en") && last.contains("\"高仿\" (zh") && last.contains("never changes the verdict"), "{last}");
+            assert!(
+                last.contains("\"replica\" (en")
+                    && last.contains("\"高仿\" (zh")
+                    && last.contains("never changes the verdict"),
+                "{last}"
+            );
         }
     }
 
@@ -597,11 +681,23 @@ mod tests {
     fn a_reference_price_of_0_is_named_as_the_reason_not_an_exchange_rate() {
         let mut zero = m(0.9);
         zero.reference_price = 0.0;
-        let d = decide(&Offer { seller_id: "x", price: Some((20.0, "EUR")) }, &[zero], &Auth, &t(), &CurrencyConfig::default());
+        let d = decide(
+            &Offer { seller_id: "x", price: Some((20.0, "EUR")) },
+            &[zero],
+            &Auth,
+            &t(),
+            &CurrencyConfig::default(),
+        );
         let reasons = d.reasons.join("; ");
-        assert!(reasons.contains("the reference price is 0") && !reasons.contains("exchange rate"), "{reasons}");
+        assert!(
+            reasons.contains("the reference price is 0") && !reasons.contains("exchange rate"),
+            "{reasons}"
+        );
         let d = run(0.9, "x", Some((20.0, "XXX")));
-        assert!(d.reasons.join("; ").contains("no exchange rate"), "an unknown currency still says so");
+        assert!(
+            d.reasons.join("; ").contains("no exchange rate"),
+            "an unknown currency still says so"
+        );
     }
 
     #[test]

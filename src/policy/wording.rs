@@ -15,7 +15,6 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use unicode_normalization::UnicodeNormalization;
 
-
 /// Counterfeit wording in listing titles (`[wording]`, see `wording`): phrases of a lexicon found
 /// in a title raise the verdict's risk by up to `weight` of what is left to 1, never its verdict.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -40,7 +39,15 @@ pub struct WordingConfig {
 
 impl Default for WordingConfig {
     fn default() -> Self {
-        WordingConfig { enabled: true, lexicon: None, weight: 0.3, near_chars: 16, far_chars: 48, far_factor: 0.5, unanchored_factor: 0.35 }
+        WordingConfig {
+            enabled: true,
+            lexicon: None,
+            weight: 0.3,
+            near_chars: 16,
+            far_chars: 48,
+            far_factor: 0.5,
+            unanchored_factor: 0.35,
+        }
     }
 }
 
@@ -118,10 +125,8 @@ impl Span {
     fn gap(self, other: Span) -> usize {
         if self.end <= other.start {
             other.start - self.end
-        } else if other.end <= self.start {
-            self.start - other.end
         } else {
-            0
+            self.start.saturating_sub(other.end)
         }
     }
 }
@@ -137,7 +142,8 @@ impl Lexicon {
         match path {
             None => Lexicon::builtin(),
             Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("cannot read the wording lexicon {}", p.display()))?;
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read the wording lexicon {}", p.display()))?;
                 Lexicon::from_toml(&text, &p.display().to_string())
             }
         }
@@ -145,7 +151,8 @@ impl Lexicon {
 
     /// Parses a lexicon; `origin` names it in errors, which also name the bad term.
     pub fn from_toml(text: &str, origin: &str) -> Result<Lexicon> {
-        let file: LexiconFile = toml::from_str(text).with_context(|| format!("invalid wording lexicon {origin}"))?;
+        let file: LexiconFile =
+            toml::from_str(text).with_context(|| format!("invalid wording lexicon {origin}"))?;
         let mut terms = Vec::with_capacity(file.terms.len());
         for (i, spec) in file.terms.into_iter().enumerate() {
             let chars = normalise(&spec.text);
@@ -175,17 +182,23 @@ impl Lexicon {
     /// the title contains; strongest first.
     pub fn find(&self, title: &str, anchors: &[&str], config: &WordingConfig) -> Vec<WordingHit> {
         let text = normalise(title);
-        let anchor_spans: Vec<(&str, Vec<Span>)> = anchors.iter().map(|a| (*a, occurrences(&text, &normalise(a)))).collect();
+        let anchor_spans: Vec<(&str, Vec<Span>)> =
+            anchors.iter().map(|a| (*a, occurrences(&text, &normalise(a)))).collect();
         let mut hits: Vec<WordingHit> = self
             .terms
             .iter()
             .filter_map(|term| {
                 let found = occurrences(&text, &term.chars);
-                let nearest = found.iter().filter_map(|s| nearest_anchor(*s, &anchor_spans)).min_by_key(|(_, d)| *d);
+                let nearest = found
+                    .iter()
+                    .filter_map(|s| nearest_anchor(*s, &anchor_spans))
+                    .min_by_key(|(_, d)| *d);
                 (!found.is_empty()).then(|| hit(term, nearest, config))
             })
             .collect();
-        hits.sort_by(|a, b| b.contribution.total_cmp(&a.contribution).then_with(|| a.term.cmp(&b.term)));
+        hits.sort_by(|a, b| {
+            b.contribution.total_cmp(&a.contribution).then_with(|| a.term.cmp(&b.term))
+        });
         hits
     }
 }
@@ -221,7 +234,10 @@ fn closeness(distance: usize, config: &WordingConfig) -> f64 {
 
 /// The anchor nearest `span`, with its distance.
 fn nearest_anchor<'a>(span: Span, anchors: &[(&'a str, Vec<Span>)]) -> Option<(&'a str, usize)> {
-    anchors.iter().flat_map(|(label, spans)| spans.iter().map(move |s| (*label, span.gap(*s)))).min_by_key(|(_, d)| *d)
+    anchors
+        .iter()
+        .flat_map(|(label, spans)| spans.iter().map(move |s| (*label, span.gap(*s))))
+        .min_by_key(|(_, d)| *d)
 }
 
 /// The wording score of a title's hits: 1 − Π(1 − contribution), between 0 and 1.
@@ -309,7 +325,11 @@ mod tests {
 
     #[test]
     fn english_phrases_next_to_the_brand_count_in_full() {
-        let hits = lexicon().find("Acme Chronograph 42 REPLICA mirror   quality", &["Acme", "Acme Chronograph 42"], &WordingConfig::default());
+        let hits = lexicon().find(
+            "Acme Chronograph 42 REPLICA mirror   quality",
+            &["Acme", "Acme Chronograph 42"],
+            &WordingConfig::default(),
+        );
         assert_eq!(terms(&hits), ["mirror quality", "replica"]);
         assert!(hits.iter().all(|h| h.contribution == h.weight), "{hits:?}");
         assert_eq!(hits[1].near.as_deref(), Some("Acme Chronograph 42"));
@@ -320,7 +340,10 @@ mod tests {
     fn chinese_phrases_match_without_spaces() {
         let hits = lexicon().find("Acme手表高仿A货 包邮", &["Acme"], &WordingConfig::default());
         assert_eq!(terms(&hits), ["a货", "高仿"]);
-        assert!(hits.iter().all(|h| h.near.as_deref() == Some("Acme") && h.contribution == 1.0), "{hits:?}");
+        assert!(
+            hits.iter().all(|h| h.near.as_deref() == Some("Acme") && h.contribution == 1.0),
+            "{hits:?}"
+        );
         let hits = lexicon().find("复刻版 Acme 潜水表 原单", &["Acme"], &WordingConfig::default());
         assert_eq!(terms(&hits), ["复刻", "原单"]);
     }
@@ -345,17 +368,28 @@ mod tests {
         let c = WordingConfig::default();
         let l = lexicon();
         let near = l.find("replica Acme", &["Acme"], &c);
-        let far = l.find("Acme chronograph, steel case, sapphire glass, box and papers, a replica", &["Acme"], &c);
+        let far = l.find(
+            "Acme chronograph, steel case, sapphire glass, box and papers, a replica",
+            &["Acme"],
+            &c,
+        );
         let none = l.find("replica of a vintage lamp", &["Acme"], &c);
         assert_eq!(near[0].contribution, 1.0);
-        assert!(far[0].contribution < near[0].contribution && far[0].contribution >= c.far_factor, "{far:?}");
+        assert!(
+            far[0].contribution < near[0].contribution && far[0].contribution >= c.far_factor,
+            "{far:?}"
+        );
         assert_eq!(none[0].contribution, c.unanchored_factor);
         assert_eq!(none[0].near, None);
     }
 
     #[test]
     fn the_score_combines_phrases_without_exceeding_one() {
-        let hits = lexicon().find("Acme replica 1:1 mirror quality 高仿", &["Acme"], &WordingConfig::default());
+        let hits = lexicon().find(
+            "Acme replica 1:1 mirror quality 高仿",
+            &["Acme"],
+            &WordingConfig::default(),
+        );
         assert_eq!(score(&hits), 1.0);
         assert_eq!(score(&[]), 0.0);
         let one = lexicon().find("Acme dupe", &["Acme"], &WordingConfig::default());
@@ -364,11 +398,19 @@ mod tests {
 
     #[test]
     fn bad_lexicons_are_refused_naming_the_term() {
-        let e = Lexicon::from_toml("[[term]]\ntext = \"x\"\nlang = \"en\"\nweight = 2.0\n", "my.toml").unwrap_err();
+        let e =
+            Lexicon::from_toml("[[term]]\ntext = \"x\"\nlang = \"en\"\nweight = 2.0\n", "my.toml")
+                .unwrap_err();
         assert!(format!("{e:#}").contains("my.toml: term 1 (\"x\") has weight 2"), "{e:#}");
-        let e = Lexicon::from_toml("[[term]]\ntext = \"  \"\nlang = \"en\"\nweight = 1\n", "my.toml").unwrap_err();
+        let e =
+            Lexicon::from_toml("[[term]]\ntext = \"  \"\nlang = \"en\"\nweight = 1\n", "my.toml")
+                .unwrap_err();
         assert!(format!("{e:#}").contains("term 1 has empty text"), "{e:#}");
-        let e = Lexicon::from_toml("[[term]]\ntext = \"x\"\nlang = \"en\"\nweight = 1\ncolour = 2\n", "my.toml").unwrap_err();
+        let e = Lexicon::from_toml(
+            "[[term]]\ntext = \"x\"\nlang = \"en\"\nweight = 1\ncolour = 2\n",
+            "my.toml",
+        )
+        .unwrap_err();
         assert!(format!("{e:#}").contains("my.toml"), "{e:#}");
     }
 

@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::config::Config;
-use crate::util::display::escape;
 use crate::input::records::{Format, RecordReader};
 use crate::scan::{parse_listing, Parsed};
+use crate::util::display::escape;
 
 /// The verdicts an earlier run wrote to an output file, for `--resume`.
 #[derive(Debug)]
@@ -35,11 +35,13 @@ impl Resume {
     /// Reads the verdicts in `path` (none when it does not exist). Changes nothing: a torn last
     /// line is cut only by `cut_torn_line`, once the input is known to match.
     pub fn read(path: &Path) -> Result<Resume> {
-        let mut resume = Resume { path: path.to_path_buf(), done: BTreeMap::new(), complete: 0, len: 0 };
+        let mut resume =
+            Resume { path: path.to_path_buf(), done: BTreeMap::new(), complete: 0, len: 0 };
         if !path.exists() {
             return Ok(resume);
         }
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let complete = bytes.iter().rposition(|&b| b == b'\n').map(|i| i + 1).unwrap_or(0);
         (resume.complete, resume.len) = (complete as u64, bytes.len() as u64);
         for (i, line) in bytes[..complete].split(|&b| b == b'\n').enumerate() {
@@ -47,9 +49,12 @@ impl Resume {
                 continue;
             }
             let at = || format!("{}:{}", path.display(), i + 1);
-            let v: serde_json::Value =
-                serde_json::from_slice(line).with_context(|| format!("{}: not a verdict line; cannot resume from this file", at()))?;
-            let Some(input_line) = v.get("line").and_then(|x| x.as_u64()).and_then(|l| usize::try_from(l).ok()) else {
+            let v: serde_json::Value = serde_json::from_slice(line).with_context(|| {
+                format!("{}: not a verdict line; cannot resume from this file", at())
+            })?;
+            let Some(input_line) =
+                v.get("line").and_then(|x| x.as_u64()).and_then(|l| usize::try_from(l).ok())
+            else {
                 bail!("{}: verdict line without the input `line` it belongs to; cannot resume from this file", at());
             };
             let id = v.get("listing_id").and_then(|x| x.as_str()).map(str::to_string);
@@ -75,9 +80,18 @@ impl Resume {
         if self.complete == self.len {
             return Ok(());
         }
-        let f = std::fs::OpenOptions::new().write(true).open(&self.path).with_context(|| format!("cannot open {}", self.path.display()))?;
-        f.set_len(self.complete).and_then(|()| f.sync_all()).with_context(|| format!("cannot cut {}", self.path.display()))?;
-        tracing::warn!("{}: removed a torn last line ({} bytes) before resuming", escape(&self.path.display().to_string()), self.len - self.complete);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .with_context(|| format!("cannot open {}", self.path.display()))?;
+        f.set_len(self.complete)
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("cannot cut {}", self.path.display()))?;
+        tracing::warn!(
+            "{}: removed a torn last line ({} bytes) before resuming",
+            escape(&self.path.display().to_string()),
+            self.len - self.complete
+        );
         self.len = self.complete;
         Ok(())
     }
@@ -135,7 +149,11 @@ impl<R: BufRead> Batch<R> {
 
     /// Listing ids found on more than one line so far, in the order of their first line.
     pub fn duplicates(&self) -> Vec<Duplicate> {
-        let mut d: Vec<Duplicate> = self.again.iter().map(|(id, lines)| Duplicate { id: id.clone(), lines: lines.clone() }).collect();
+        let mut d: Vec<Duplicate> = self
+            .again
+            .iter()
+            .map(|(id, lines)| Duplicate { id: id.clone(), lines: lines.clone() })
+            .collect();
         d.sort_by_key(|d| d.lines[0]);
         d
     }
@@ -146,7 +164,9 @@ impl<R: BufRead> Batch<R> {
             None => {
                 self.first.insert(id.to_string(), line);
             }
-            Some(&first) => self.again.entry(id.to_string()).or_insert_with(|| vec![first]).push(line),
+            Some(&first) => {
+                self.again.entry(id.to_string()).or_insert_with(|| vec![first]).push(line)
+            }
         }
     }
 
@@ -156,7 +176,9 @@ impl<R: BufRead> Batch<R> {
         let Some((done, out)) = &mut self.resume else { return Ok(false) };
         let input = &self.options.name;
         let hint = "scan to another output file, or without --resume to start again";
-        let name = |id: Option<&str>| id.map_or("a record without a listing id".to_string(), |id| format!("listing \"{id}\""));
+        let name = |id: Option<&str>| {
+            id.map_or("a record without a listing id".to_string(), |id| format!("listing \"{id}\""))
+        };
         let result = match done.remove(&line) {
             Some(was) if was.as_deref() == id => true,
             Some(was) => bail!(
@@ -200,7 +222,8 @@ impl<R: BufRead> Batch<R> {
                 break;
             };
             let raw = raw.with_context(|| format!("cannot read {}", self.options.name))?;
-            let parsed = parse_listing(&raw, &self.options.base_dir, self.max_images).map_err(|(id, why)| (raw.line, id, why));
+            let parsed = parse_listing(&raw, &self.options.base_dir, self.max_images)
+                .map_err(|(id, why)| (raw.line, id, why));
             let id = match &parsed {
                 Ok(l) => Some(l.listing_id.as_str()),
                 Err((_, id, _)) => id.as_deref(),
@@ -236,15 +259,22 @@ pub fn duplicate_warnings(input: &str, duplicates: &[Duplicate], limit: usize) -
         .iter()
         .take(limit)
         .map(|d| {
-            let mut lines = d.lines.iter().take(10).map(usize::to_string).collect::<Vec<_>>().join(", ");
+            let mut lines =
+                d.lines.iter().take(10).map(usize::to_string).collect::<Vec<_>>().join(", ");
             if d.lines.len() > 10 {
                 lines.push_str(&format!(" and {} more", d.lines.len() - 10));
             }
-            format!("{input}: listing id \"{}\" is used on lines {lines}; each got its own verdict", d.id)
+            format!(
+                "{input}: listing id \"{}\" is used on lines {lines}; each got its own verdict",
+                d.id
+            )
         })
         .collect();
     if duplicates.len() > limit {
-        out.push(format!("{input}: {} more listing ids are used on more than one line", duplicates.len() - limit));
+        out.push(format!(
+            "{input}: {} more listing ids are used on more than one line",
+            duplicates.len() - limit
+        ));
     }
     out
 }
@@ -254,7 +284,12 @@ mod tests {
     use super::*;
 
     fn batch<'a>(input: &'a str, resume: Option<&Resume>) -> Batch<&'a [u8]> {
-        let options = BatchOptions { format: Format::Jsonl, base_dir: PathBuf::from("."), chunk: 2, name: "in.jsonl".into() };
+        let options = BatchOptions {
+            format: Format::Jsonl,
+            base_dir: PathBuf::from("."),
+            chunk: 2,
+            name: "in.jsonl".into(),
+        };
         Batch::new(input.as_bytes(), options, &Config::default(), resume)
     }
 
@@ -280,40 +315,70 @@ mod tests {
 
     #[test]
     fn duplicate_ids_are_all_kept_and_resume_skips_by_line() {
-        let input = format!("{}{}not json\n{}{}", listing("a"), listing("a"), listing("a"), listing("b"));
+        let input =
+            format!("{}{}not json\n{}{}", listing("a"), listing("a"), listing("a"), listing("b"));
         let mut b = batch(&input, None);
         assert_eq!(lines(&mut b).unwrap(), [1, 2, 3, 4, 5]);
         assert_eq!(b.duplicates(), [Duplicate { id: "a".into(), lines: vec![1, 2, 4] }]);
         let r = resume_of(&[(1, Some("a")), (2, Some("a")), (3, None)]);
         let mut b = batch(&input, Some(&r));
         assert_eq!(lines(&mut b).unwrap(), [4, 5], "only the first three records were done");
-        assert_eq!(b.duplicates()[0].lines, [1, 2, 4], "duplicates across the resume are noted too");
+        assert_eq!(
+            b.duplicates()[0].lines,
+            [1, 2, 4],
+            "duplicates across the resume are noted too"
+        );
     }
 
     #[test]
     fn an_output_of_another_input_is_refused_before_any_listing() {
         let input = format!("{}{}{}", listing("a"), listing("b"), listing("c"));
         for (verdicts, says) in [
-            (vec![(1, Some("a")), (2, Some("x"))], "input line 2 is for listing \"x\", but line 2 of in.jsonl is listing \"b\""),
-            (vec![(1, Some("a")), (3, Some("c"))], "verdicts for lines after line 2 but none for line 2"),
-            (vec![(1, Some("a")), (2, Some("b")), (3, Some("c")), (4, Some("d"))], "a verdict for input line 4 (listing \"d\"), which the input does not have"),
-            (vec![(1, None)], "is for a record without a listing id, but line 1 of in.jsonl is listing \"a\""),
+            (
+                vec![(1, Some("a")), (2, Some("x"))],
+                "input line 2 is for listing \"x\", but line 2 of in.jsonl is listing \"b\"",
+            ),
+            (
+                vec![(1, Some("a")), (3, Some("c"))],
+                "verdicts for lines after line 2 but none for line 2",
+            ),
+            (
+                vec![(1, Some("a")), (2, Some("b")), (3, Some("c")), (4, Some("d"))],
+                "a verdict for input line 4 (listing \"d\"), which the input does not have",
+            ),
+            (
+                vec![(1, None)],
+                "is for a record without a listing id, but line 1 of in.jsonl is listing \"a\"",
+            ),
         ] {
             let r = resume_of(&verdicts);
             let mut b = batch(&input, Some(&r));
             let first = b.next().expect("an item");
             let e = first.expect_err("refused").to_string();
-            assert!(e.contains("cannot resume: out.jsonl was not written for in.jsonl") && e.contains(says), "{e}");
+            assert!(
+                e.contains("cannot resume: out.jsonl was not written for in.jsonl")
+                    && e.contains(says),
+                "{e}"
+            );
             assert!(b.next().is_none(), "nothing after the refusal");
         }
     }
 
     #[test]
     fn warnings_name_the_lines_and_stop_at_a_limit() {
-        let d: Vec<Duplicate> = (0..5).map(|i| Duplicate { id: format!("id{i}\x1b[2J"), lines: (1..=12).map(|l| l * 10 + i).collect() }).collect();
+        let d: Vec<Duplicate> = (0..5)
+            .map(|i| Duplicate {
+                id: format!("id{i}\x1b[2J"),
+                lines: (1..=12).map(|l| l * 10 + i).collect(),
+            })
+            .collect();
         let w = duplicate_warnings("in.jsonl", &d, 3);
         assert_eq!(w.len(), 4);
-        assert!(w[0].starts_with("in.jsonl: listing id \"id0\x1b[2J\" is used on lines 10, 20, 30"), "{}", w[0]);
+        assert!(
+            w[0].starts_with("in.jsonl: listing id \"id0\x1b[2J\" is used on lines 10, 20, 30"),
+            "{}",
+            w[0]
+        );
         assert!(w[0].contains("100 and 2 more"), "{}", w[0]);
         assert_eq!(w[3], "in.jsonl: 2 more listing ids are used on more than one line");
     }

@@ -16,22 +16,26 @@ use serde::Serialize;
 
 use crate::catalog::allowlist::{self, Allowed};
 use crate::catalog::CatalogView;
-use crate::vision::colour::Colours;
 use crate::config::Config;
-use crate::model::RegionQueries;
-use crate::vision::decode;
-use crate::vision::regions;
+use crate::index::Hit;
+use crate::input::records::{self, RawRecord};
 use crate::model::embed::{self, Embedder};
 use crate::model::load::{self, Loaded};
-use crate::index::Hit;
+use crate::model::RegionQueries;
+use crate::policy::wording::{Lexicon, WordingHit};
 use crate::policy::{
     self, Authorisations, Decision, FeaturePair, Match, MatchRegion, Offer, Thresholds, Verdict,
 };
-use crate::input::records::{self, RawRecord};
+use crate::vision::colour::Colours;
+use crate::vision::decode;
+use crate::vision::regions;
 use crate::vision::source::{Fetcher, ImageRef};
 use crate::vision::verify::orb::Features;
 use crate::vision::verify::PointPair;
-use crate::policy::wording::{Lexicon, WordingHit};
+
+/// One candidate product verified: its index among the matches, the best verification, whether
+/// it was found mirrored, where in the listing photo, and the (photo, vector id) pair verified.
+type Counted = (usize, crate::vision::verify::Verified, bool, Option<Place>, Option<(String, u32)>);
 
 /// Seller details kept with each verdict for later network analysis.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -191,7 +195,15 @@ impl Place {
         let (w, h) = (area[2] - area[0], area[3] - area[1]);
         let x = |share: f32, m: f32| (area[0] + share * w + m).clamp(0.0, 1.0);
         let y = |share: f32, m: f32| (area[1] + share * h + m).clamp(0.0, 1.0);
-        Place { photo: photo.to_string(), area: [x(spot[0], -SPOT_MARGIN), y(spot[1], -SPOT_MARGIN), x(spot[2], SPOT_MARGIN), y(spot[3], SPOT_MARGIN)] }
+        Place {
+            photo: photo.to_string(),
+            area: [
+                x(spot[0], -SPOT_MARGIN),
+                y(spot[1], -SPOT_MARGIN),
+                x(spot[2], SPOT_MARGIN),
+                y(spot[3], SPOT_MARGIN),
+            ],
+        }
     }
 
     /// Whether the two are in the same photo and at least `OVERLAP` of the smaller lies in the
@@ -199,13 +211,18 @@ impl Place {
     fn overlaps(&self, other: &Place) -> bool {
         let size = |a: &regions::Area| (a[2] - a[0]).max(0.0) * (a[3] - a[1]).max(0.0);
         let (a, b) = (&self.area, &other.area);
-        let inter = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0) * (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+        let inter =
+            (a[2].min(b[2]) - a[0].max(b[0])).max(0.0) * (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
         self.photo == other.photo && inter >= OVERLAP * size(a).min(size(b))
     }
 }
 
 /// Parses a raw input record into a listing; on failure returns the listing id (when readable) and why.
-pub fn parse_listing(raw: &RawRecord, base_dir: &Path, max_images: usize) -> Result<Listing, (Option<String>, String)> {
+pub fn parse_listing(
+    raw: &RawRecord,
+    base_dir: &Path,
+    max_images: usize,
+) -> Result<Listing, (Option<String>, String)> {
     let f = raw.fields.as_ref().map_err(|e| (None, e.clone()))?;
     let id = records::text(f, "listing_id").map_err(|e| (None, e))?;
     let fail = |e: String| (Some(id.clone()), e);
@@ -214,7 +231,10 @@ pub fn parse_listing(raw: &RawRecord, base_dir: &Path, max_images: usize) -> Res
         return Err(fail("missing field `images` (one or more image paths or URLs)".into()));
     }
     if images.len() > max_images {
-        return Err(fail(format!("{} images, over the limit of {max_images} (limits.max_images_per_record)", images.len())));
+        return Err(fail(format!(
+            "{} images, over the limit of {max_images} (limits.max_images_per_record)",
+            images.len()
+        )));
     }
     let price = match f.get("price") {
         None | Some(serde_json::Value::Null) => None,
@@ -231,7 +251,11 @@ pub fn parse_listing(raw: &RawRecord, base_dir: &Path, max_images: usize) -> Res
         title: records::opt_text(f, "title").map_err(fail)?,
         price,
         currency,
-        images: images.iter().map(|s| ImageRef::parse(s, base_dir)).collect::<Result<_, _>>().map_err(fail)?,
+        images: images
+            .iter()
+            .map(|s| ImageRef::parse(s, base_dir))
+            .collect::<Result<_, _>>()
+            .map_err(fail)?,
         seller: seller_fields(f, records::text(f, "seller_id").map_err(fail)?, &mut warnings),
         warnings,
     })
@@ -239,11 +263,17 @@ pub fn parse_listing(raw: &RawRecord, base_dir: &Path, max_images: usize) -> Res
 
 /// The seller's fields of a record; a wrong-typed optional field is left out and said in
 /// `warnings`, the others are kept.
-fn seller_fields(f: &serde_json::Map<String, serde_json::Value>, seller_id: String, warnings: &mut Vec<String>) -> Seller {
-    let mut text = |key: &str| records::opt_text(f, key).unwrap_or_else(|e| {
-        warnings.push(format!("{e}; field ignored"));
-        None
-    });
+fn seller_fields(
+    f: &serde_json::Map<String, serde_json::Value>,
+    seller_id: String,
+    warnings: &mut Vec<String>,
+) -> Seller {
+    let mut text = |key: &str| {
+        records::opt_text(f, key).unwrap_or_else(|e| {
+            warnings.push(format!("{e}; field ignored"));
+            None
+        })
+    };
     let mut seller = Seller {
         seller_id,
         seller_name: text("seller_name"),
@@ -370,7 +400,11 @@ impl Context {
     /// of the listing's `matches` (empty without a title or with `[wording]` off).
     pub fn wording(&self, title: Option<&str>, matches: &[Match]) -> Vec<WordingHit> {
         let (Some(lexicon), Some(title)) = (&self.lexicon, title) else { return Vec::new() };
-        let mut anchors: Vec<&str> = matches.iter().flat_map(|m| [m.brand.as_str(), m.title.as_str()]).filter(|a| !a.trim().is_empty()).collect();
+        let mut anchors: Vec<&str> = matches
+            .iter()
+            .flat_map(|m| [m.brand.as_str(), m.title.as_str()])
+            .filter(|a| !a.trim().is_empty())
+            .collect();
         anchors.sort_unstable();
         anchors.dedup();
         lexicon.find(title, &anchors, &self.config.wording)
@@ -379,7 +413,8 @@ impl Context {
 
 impl Authorisations for CatalogView {
     fn sellers(&self, brand: &str) -> Vec<String> {
-        let mut v: Vec<String> = self.brand_sellers.get(brand).map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        let mut v: Vec<String> =
+            self.brand_sellers.get(brand).map(|s| s.iter().cloned().collect()).unwrap_or_default();
         v.sort();
         v
     }
@@ -418,9 +453,28 @@ pub struct Loader {
 impl Loader {
     /// Fetches and decodes the photos of parsed listings.
     pub fn load(&self, listings: Vec<Parsed>) -> Vec<LoadedListing> {
-        let refs: Vec<&ImageRef> = listings.iter().filter_map(|l| l.as_ref().ok()).flat_map(|l| l.images.iter()).collect();
-        let owners: Vec<usize> = listings.iter().filter_map(|l| l.as_ref().ok()).enumerate().flat_map(|(i, l)| l.images.iter().map(move |_| i)).collect();
-        let mut loaded = load::load_images(&self.fetcher, &refs, &owners, &self.limits, &self.manifest, load::LoadOptions { hash: false, regions: self.regions, features: self.features, phash: self.phash }).into_iter();
+        let refs: Vec<&ImageRef> =
+            listings.iter().filter_map(|l| l.as_ref().ok()).flat_map(|l| l.images.iter()).collect();
+        let owners: Vec<usize> = listings
+            .iter()
+            .filter_map(|l| l.as_ref().ok())
+            .enumerate()
+            .flat_map(|(i, l)| l.images.iter().map(move |_| i))
+            .collect();
+        let mut loaded = load::load_images(
+            &self.fetcher,
+            &refs,
+            &owners,
+            &self.limits,
+            &self.manifest,
+            load::LoadOptions {
+                hash: false,
+                regions: self.regions,
+                features: self.features,
+                phash: self.phash,
+            },
+        )
+        .into_iter();
         listings
             .into_iter()
             .map(|l| {
@@ -465,7 +519,12 @@ impl Scanner {
     }
 
     /// A scanner that reads photos with `fetcher` (a server's, which refuses private addresses).
-    pub fn with_fetcher(view: CatalogView, embedder: Embedder, config: Config, fetcher: Fetcher) -> Result<Scanner> {
+    pub fn with_fetcher(
+        view: CatalogView,
+        embedder: Embedder,
+        config: Config,
+        fetcher: Fetcher,
+    ) -> Result<Scanner> {
         let limits = decode_limits(&config);
         let manifest = embedder.manifest().clone();
         let model = manifest.name.clone();
@@ -481,10 +540,20 @@ impl Scanner {
                 limits,
                 manifest,
                 regions: regions != RegionQueries::Off,
-                features: if config.verify.enabled { load::LocalFeatures::Prepare(config.verify.params()) } else { load::LocalFeatures::Skip },
+                features: if config.verify.enabled {
+                    load::LocalFeatures::Prepare(config.verify.params())
+                } else {
+                    load::LocalFeatures::Skip
+                },
                 phash: config.network.record,
             },
-            judge: Judge { view, embedder, ctx: Context { config, thresholds, model, regions, lexicon }, inferences: Inferences::default(), allow: allowlist::Shared::default() },
+            judge: Judge {
+                view,
+                embedder,
+                ctx: Context { config, thresholds, model, regions, lexicon },
+                inferences: Inferences::default(),
+                allow: allowlist::Shared::default(),
+            },
         })
     }
 
@@ -524,7 +593,11 @@ impl Scanner {
     ) -> Result<()> {
         let loader = &self.loader;
         let judge = &mut self.judge;
-        crate::scan::pipeline::overlapped(chunks, |c| loader.load(c), |prepared| sink(judge.decide(prepared)?))
+        crate::scan::pipeline::overlapped(
+            chunks,
+            |c| loader.load(c),
+            |prepared| sink(judge.decide(prepared)?),
+        )
     }
 }
 
@@ -535,26 +608,39 @@ impl Judge {
     /// the photos of listings that will be verified (`will_verify`).
     pub fn decide(&mut self, chunk: Vec<LoadedListing>) -> Result<Vec<Report>> {
         // each usable photo whole, then the regions of those that need them (see `needs_regions`)
-        let photos: Vec<&load::Loaded> = chunk.iter().flat_map(|p| p.images.iter().filter_map(|i| i.as_ref().ok())).collect();
+        let photos: Vec<&load::Loaded> =
+            chunk.iter().flat_map(|p| p.images.iter().filter_map(|i| i.as_ref().ok())).collect();
         let whole: Vec<&embed::Prepared> = photos.iter().map(|l| &l.prepared).collect();
         let embeddings = self.embedder.embed(&whole)?;
         let whole_hits = self.search(&embeddings);
-        let with_regions: Vec<bool> = photos.iter().zip(&whole_hits).map(|(l, h)| !l.regions.is_empty() && self.needs_regions(h)).collect();
-        let region_batch: Vec<&embed::Prepared> =
-            photos.iter().zip(&with_regions).filter(|(_, &r)| r).flat_map(|(l, _)| l.regions.iter().map(|r| &r.prepared)).collect();
+        let with_regions: Vec<bool> = photos
+            .iter()
+            .zip(&whole_hits)
+            .map(|(l, h)| !l.regions.is_empty() && self.needs_regions(h))
+            .collect();
+        let region_batch: Vec<&embed::Prepared> = photos
+            .iter()
+            .zip(&with_regions)
+            .filter(|(_, &r)| r)
+            .flat_map(|(l, _)| l.regions.iter().map(|r| &r.prepared))
+            .collect();
         self.inferences.photos += photos.len();
         self.inferences.with_regions += with_regions.iter().filter(|&&r| r).count();
         let region_embeddings = self.embedder.embed(&region_batch)?;
         let mut region_hits = self.search(&region_embeddings).into_iter();
-        let region_counts: Vec<usize> = photos.iter().zip(&with_regions).map(|(l, &r)| if r { l.regions.len() } else { 0 }).collect();
-        let mut per_photo = whole_hits
-            .into_iter()
-            .zip(&embeddings)
-            .zip(region_counts)
-            .map(|((whole, e), n)| (whole, Some(e.as_slice()), region_hits.by_ref().take(n).collect::<Vec<_>>()));
+        let region_counts: Vec<usize> = photos
+            .iter()
+            .zip(&with_regions)
+            .map(|(l, &r)| if r { l.regions.len() } else { 0 })
+            .collect();
+        let mut per_photo =
+            whole_hits.into_iter().zip(&embeddings).zip(region_counts).map(|((whole, e), n)| {
+                (whole, Some(e.as_slice()), region_hits.by_ref().take(n).collect::<Vec<_>>())
+            });
         // each listing's queries, and its photos ready for local features (nothing for a listing
         // that could not be read)
-        let (listings, images): (Vec<_>, Vec<_>) = chunk.into_iter().map(|p| (p.listing, p.images)).unzip();
+        let (listings, images): (Vec<_>, Vec<_>) =
+            chunk.into_iter().map(|p| (p.listing, p.images)).unzip();
         let mut pending = Vec::with_capacity(listings.len());
         for (listing, images) in listings.iter().zip(&images) {
             let mut image_errors = Vec::new();
@@ -580,19 +666,34 @@ impl Judge {
                             decoded.push((r.display(), img));
                         }
                         for (region, h) in &loaded.phashes {
-                            hashes.push((region.map_or_else(|| r.display(), |name| format!("{}#{name}", r.display())), *h));
+                            hashes.push((
+                                region.map_or_else(
+                                    || r.display(),
+                                    |name| format!("{}#{name}", r.display()),
+                                ),
+                                *h,
+                            ));
                         }
                         for region in &loaded.regions {
-                            places.insert(format!("{}#{}", r.display(), region.name), (r.display(), region.area));
+                            places.insert(
+                                format!("{}#{}", r.display(), region.name),
+                                (r.display(), region.area),
+                            );
                         }
                         let (mut whole, embedding, regions) = per_photo.next().unwrap_or_default();
                         let known_near = near.len();
                         self.near_duplicates(&loaded.phashes, embedding, &mut whole, &mut near);
                         let review = self.ctx.thresholds.review_threshold as f32;
-                        let similar = std::iter::once(&whole).chain(regions.iter()).any(|q| q.hits.first().is_some_and(|h| h.similarity >= review));
+                        let similar = std::iter::once(&whole)
+                            .chain(regions.iter())
+                            .any(|q| q.hits.first().is_some_and(|h| h.similarity >= review));
                         prints.push(PhotoPrint {
                             image: r.display(),
-                            phash: loaded.phashes.iter().find(|(region, _)| region.is_none()).map(|(_, h)| *h),
+                            phash: loaded
+                                .phashes
+                                .iter()
+                                .find(|(region, _)| region.is_none())
+                                .map(|(_, h)| *h),
                             embedding: embedding.map(<[f32]>::to_vec).unwrap_or_default(),
                             catalog: similar || near.len() > known_near,
                         });
@@ -605,13 +706,21 @@ impl Judge {
                 }
             }
             let matches = self.products_from_hits(&queries, &near);
-            pending.push((queries, matches, ready, (places, hashes, decoded, near, prints), image_errors));
+            pending.push((
+                queries,
+                matches,
+                ready,
+                (places, hashes, decoded, near, prints),
+                image_errors,
+            ));
         }
         // local features only of the photos of listings that will be verified, all at once
         let wanted: Vec<(usize, &crate::vision::verify::orb::Ready)> = pending
             .iter()
             .enumerate()
-            .filter(|(_, (_, matches, ready, (_, _, _, near, _), _))| !ready.is_empty() && self.will_verify(matches, near))
+            .filter(|(_, (_, matches, ready, (_, _, _, near, _), _))| {
+                !ready.is_empty() && self.will_verify(matches, near)
+            })
             .flat_map(|(i, (_, _, ready, _, _))| ready.iter().map(move |(_, r, _)| (i, *r)))
             .collect();
         let extracted: Vec<Features> = {
@@ -620,7 +729,14 @@ impl Judge {
         };
         let mut extracted = wanted.iter().map(|(i, _)| *i).zip(extracted).peekable();
         let mut out = Vec::with_capacity(listings.len());
-        for (i, (listing, (queries, matches, ready, (places, hashes, decoded, near, prints), image_errors))) in listings.into_iter().zip(pending).enumerate() {
+        for (
+            i,
+            (
+                listing,
+                (queries, matches, ready, (places, hashes, decoded, near, prints), image_errors),
+            ),
+        ) in listings.into_iter().zip(pending).enumerate()
+        {
             let listing = match listing {
                 Ok(l) => l,
                 Err((line, id, why)) => {
@@ -632,8 +748,10 @@ impl Judge {
             while let Some((_, f)) = extracted.next_if(|(j, _)| *j == i) {
                 mine.push(f);
             }
-            let features: Vec<(String, &Features)> = ready.iter().map(|(name, _, _)| name.clone()).zip(mine.iter()).collect();
-            let colours: Vec<(String, &Colours)> = ready.iter().filter_map(|(name, _, c)| c.map(|c| (name.clone(), c))).collect();
+            let features: Vec<(String, &Features)> =
+                ready.iter().map(|(name, _, _)| name.clone()).zip(mine.iter()).collect();
+            let colours: Vec<(String, &Colours)> =
+                ready.iter().filter_map(|(name, _, c)| c.map(|c| (name.clone(), c))).collect();
             if queries.is_empty() {
                 let why = format!("no usable photo: {}", image_errors.join("; "));
                 let mut rep = Report::error(listing.line, Some(listing.listing_id), why, &self.ctx);
@@ -641,7 +759,14 @@ impl Judge {
                 out.push(rep);
                 continue;
             }
-            let photos = Photos { features: &features, places: &places, colours: &colours, hashes: &hashes, images: &decoded, near: &near };
+            let photos = Photos {
+                features: &features,
+                places: &places,
+                colours: &colours,
+                hashes: &hashes,
+                images: &decoded,
+                near: &near,
+            };
             let mut report = self.judge(listing, &queries, matches, &photos, image_errors)?;
             report.photos = prints;
             out.push(report);
@@ -657,7 +782,10 @@ impl Judge {
         let allowed = |id: u32| self.view.visible(id);
         let hits = self.view.index.search_batch(&queries, k, &allowed);
         let terms = self.background_terms(&queries);
-        hits.into_iter().zip(terms).map(|(hits, background)| Searched { hits, background }).collect()
+        hits.into_iter()
+            .zip(terms)
+            .map(|(hits, background)| Searched { hits, background })
+            .collect()
     }
 
     /// Whether a photo's regions are searched too, given its whole-photo results: always with
@@ -669,8 +797,13 @@ impl Judge {
             RegionQueries::Off => false,
             RegionQueries::All => true,
             RegionQueries::Uncertain => {
-                let best = whole.hits.first().map_or(f32::MIN, |h| h.similarity - whole.background.unwrap_or(0.0)) as f64;
-                best >= self.ctx.config.scan.region_min_score && best < self.ctx.thresholds.match_threshold
+                let best = whole
+                    .hits
+                    .first()
+                    .map_or(f32::MIN, |h| h.similarity - whole.background.unwrap_or(0.0))
+                    as f64;
+                best >= self.ctx.config.scan.region_min_score
+                    && best < self.ctx.thresholds.match_threshold
             }
         }
     }
@@ -687,7 +820,8 @@ impl Judge {
         bg.search_batch(queries, p.background_k, &|_| true)
             .into_iter()
             .map(|hits| {
-                let mean = hits.iter().map(|h| h.similarity).sum::<f32>() / hits.len().max(1) as f32;
+                let mean =
+                    hits.iter().map(|h| h.similarity).sum::<f32>() / hits.len().max(1) as f32;
                 (!hits.is_empty()).then_some(p.background_beta as f32 * mean)
             })
             .collect()
@@ -697,7 +831,14 @@ impl Judge {
     /// verifies the best candidates with the photos' local features when verification is on,
     /// compares those found small in a photo again where they lie (`locate`), lets the photos'
     /// colours decide between look-alike siblings (`prefer_by_colour`), and applies the policy.
-    fn judge(&mut self, listing: Listing, queries: &[(String, Searched)], mut matches: Vec<Match>, photos: &Photos<'_>, image_errors: Vec<String>) -> Result<Report> {
+    fn judge(
+        &mut self,
+        listing: Listing,
+        queries: &[(String, Searched)],
+        mut matches: Vec<Match>,
+        photos: &Photos<'_>,
+        image_errors: Vec<String>,
+    ) -> Result<Report> {
         let posed = match &self.view.features {
             Some(store) => self.verify(&mut matches, queries, photos, store)?,
             None => Vec::new(),
@@ -714,7 +855,13 @@ impl Judge {
             seller_id: &listing.seller.seller_id,
             price: listing.price.zip(listing.currency.as_deref()),
         };
-        let mut d: Decision = policy::decide(&offer, &matches, &self.view, &self.ctx.thresholds, &self.ctx.config.currency);
+        let mut d: Decision = policy::decide(
+            &offer,
+            &matches,
+            &self.view,
+            &self.ctx.thresholds,
+            &self.ctx.config.currency,
+        );
         if matches.is_empty() && !allowed.is_empty() {
             d.rule = "allow_list";
             d.reasons.clear();
@@ -724,7 +871,11 @@ impl Judge {
         let mut reasons: Vec<String> = allowed.iter().map(Allowed::reason).collect();
         reasons.append(&mut d.reasons);
         if !image_errors.is_empty() {
-            reasons.push(format!("{} of {} photos could not be used (see image_errors)", image_errors.len(), listing.images.len()));
+            reasons.push(format!(
+                "{} of {} photos could not be used (see image_errors)",
+                image_errors.len(),
+                listing.images.len()
+            ));
         }
         Ok(Report {
             listing_id: Some(listing.listing_id),
@@ -753,17 +904,34 @@ impl Judge {
     /// Takes out of `matches` the products whose matched listing photo (any orientation) is on
     /// their allow-list for this seller, and returns them with the entries that allow them. Only
     /// the photo that matched a product best is looked at (`Match::listing_image`).
-    fn set_aside_allowed(&self, matches: &mut Vec<Match>, seller_id: &str, photos: &Photos<'_>) -> Vec<Allowed> {
+    fn set_aside_allowed(
+        &self,
+        matches: &mut Vec<Match>,
+        seller_id: &str,
+        photos: &Photos<'_>,
+    ) -> Vec<Allowed> {
         let mut allowed = Vec::new();
         self.allow.read(|list| {
             if list.is_empty() {
                 return;
             }
             matches.retain(|m| {
-                let photo = photos.places.get(&m.listing_image).map_or(m.listing_image.as_str(), |(p, _)| p.as_str());
-                let hashes: Vec<u64> = photos.hashes.iter().filter(|(n, _)| n == photo).map(|(_, h)| *h).collect();
-                let Some((entry, bits)) = list.find(&m.brand, &m.product_id, seller_id, &hashes) else { return true };
-                allowed.push(Allowed { listing_image: photo.to_string(), hash_distance: bits, similarity: m.similarity, entry: entry.clone() });
+                let photo = photos
+                    .places
+                    .get(&m.listing_image)
+                    .map_or(m.listing_image.as_str(), |(p, _)| p.as_str());
+                let hashes: Vec<u64> =
+                    photos.hashes.iter().filter(|(n, _)| n == photo).map(|(_, h)| *h).collect();
+                let Some((entry, bits)) = list.find(&m.brand, &m.product_id, seller_id, &hashes)
+                else {
+                    return true;
+                };
+                allowed.push(Allowed {
+                    listing_image: photo.to_string(),
+                    hash_distance: bits,
+                    similarity: m.similarity,
+                    entry: entry.clone(),
+                });
                 false
             });
         });
@@ -772,10 +940,24 @@ impl Judge {
 
     /// The candidates `verify` checks: of the best `verify.candidates` matches, those scoring at
     /// least `verify.min_score`, and the `near` duplicates wherever they rank, with their index.
-    fn to_verify<'a>(&'a self, matches: &'a [Match], near: &'a HashSet<usize>) -> impl Iterator<Item = (usize, &'a Match)> {
+    fn to_verify<'a>(
+        &'a self,
+        matches: &'a [Match],
+        near: &'a HashSet<usize>,
+    ) -> impl Iterator<Item = (usize, &'a Match)> {
         let (n, min) = (self.ctx.config.verify.candidates, self.ctx.config.verify.min_score);
-        let is_near = move |m: &Match| !near.is_empty() && self.view.product_index.get(&(m.brand.clone(), m.product_id.clone())).is_some_and(|pi| near.contains(pi));
-        matches.iter().enumerate().filter(move |(i, m)| (*i < n && m.similarity as f64 >= min) || is_near(m))
+        let is_near = move |m: &Match| {
+            !near.is_empty()
+                && self
+                    .view
+                    .product_index
+                    .get(&(m.brand.clone(), m.product_id.clone()))
+                    .is_some_and(|pi| near.contains(pi))
+        };
+        matches
+            .iter()
+            .enumerate()
+            .filter(move |(i, m)| (*i < n && m.similarity as f64 >= min) || is_near(m))
     }
 
     /// Whether `judge` will verify a listing with these candidate matches: verification is on and
@@ -793,12 +975,24 @@ impl Judge {
     /// product on white, turned or cut to a quarter, can lie near an unrelated reference photo by
     /// chance (a juice carton seen in perspective and turned came within 4 bits of an aubergine).
     /// They are still compared with the candidates the embedding finds (`verify`).
-    fn near_duplicates(&self, hashes: &[(Option<&'static str>, u64)], embedding: Option<&[f32]>, whole: &mut Searched, near: &mut HashSet<usize>) {
+    fn near_duplicates(
+        &self,
+        hashes: &[(Option<&'static str>, u64)],
+        embedding: Option<&[f32]>,
+        whole: &mut Searched,
+        near: &mut HashSet<usize>,
+    ) {
         if let Some((_, h)) = hashes.iter().find(|(region, _)| region.is_none()) {
             for (vector, _) in self.view.hashes.near(*h) {
-                let Some(owners) = self.view.vector_products.get(vector as usize).filter(|o| !o.is_empty()) else { continue };
+                let Some(owners) =
+                    self.view.vector_products.get(vector as usize).filter(|o| !o.is_empty())
+                else {
+                    continue;
+                };
                 near.extend(owners.iter().map(|(pi, _)| *pi));
-                if let Some(e) = embedding.filter(|_| !whole.hits.iter().any(|hit| hit.vector == vector)) {
+                if let Some(e) =
+                    embedding.filter(|_| !whole.hits.iter().any(|hit| hit.vector == vector))
+                {
                     let r = self.view.index.rows().row_f32(vector as usize);
                     whole.hits.push(Hit { vector, similarity: crate::index::simd::dot(e, &r) });
                 }
@@ -828,7 +1022,13 @@ impl Judge {
     /// apart) counts as verified fully, there: a shrunk, blurred or pixelated copy of a smooth
     /// photo has too few corners for local features. Candidates verified with a homography are
     /// returned with where their reference photo lies, for `locate`.
-    fn verify(&self, matches: &mut [Match], queries: &[(String, Searched)], listing_photos: &Photos<'_>, store: &crate::catalog::FeatureStore) -> Result<Vec<Posed>> {
+    fn verify(
+        &self,
+        matches: &mut [Match],
+        queries: &[(String, Searched)],
+        listing_photos: &Photos<'_>,
+        store: &crate::catalog::FeatureStore,
+    ) -> Result<Vec<Posed>> {
         use rayon::prelude::*;
         let (photos, places) = (listing_photos.features, listing_photos.places);
         let v = &self.ctx.config.verify;
@@ -845,14 +1045,23 @@ impl Judge {
         }
         // each candidate's reference photos, the most similar to the listing's photos first, with
         // the points its brand's other products share
-        type Reference = (u32, std::sync::Arc<Features>, Option<std::sync::Arc<crate::vision::verify::Shared>>);
+        type Reference =
+            (u32, std::sync::Arc<Features>, Option<std::sync::Arc<crate::vision::verify::Shared>>);
         // (match index, reference photos, near-duplicate: hash distance and listing photo)
         type Candidate<'p> = (usize, Vec<Reference>, Option<(u32, &'p str)>);
         let mut candidates: Vec<Candidate> = Vec::new();
         for (i, m) in self.to_verify(matches, listing_photos.near) {
-            let Some(&pi) = self.view.product_index.get(&(m.brand.clone(), m.product_id.clone())) else { continue };
+            let Some(&pi) = self.view.product_index.get(&(m.brand.clone(), m.product_id.clone()))
+            else {
+                continue;
+            };
             let mut vids = self.view.product_vectors[pi].clone();
-            vids.sort_by(|a, b| seen.get(b).unwrap_or(&f32::MIN).total_cmp(seen.get(a).unwrap_or(&f32::MIN)).then(a.cmp(b)));
+            vids.sort_by(|a, b| {
+                seen.get(b)
+                    .unwrap_or(&f32::MIN)
+                    .total_cmp(seen.get(a).unwrap_or(&f32::MIN))
+                    .then(a.cmp(b))
+            });
             let mut refs = Vec::new();
             for vid in vids {
                 if refs.len() == v.references {
@@ -884,26 +1093,35 @@ impl Judge {
         // photo its inliers are
         type Most = (crate::vision::verify::Verified, Option<Place>, Option<(String, u32)>);
         let most = |qs: &[(&str, &Features)], mirrored: bool, refs: &[Reference]| -> Most {
-            let pairs: Vec<(&str, &Features, &Reference)> = qs.iter().flat_map(|(name, q)| refs.iter().map(move |r| (*name, *q, r))).collect();
+            let pairs: Vec<(&str, &Features, &Reference)> =
+                qs.iter().flat_map(|(name, q)| refs.iter().map(move |r| (*name, *q, r))).collect();
             let (ver, pair) = pairs
                 .par_iter()
-                .map(|(name, q, (vid, r, shared))| (crate::vision::verify::verify(q, r, shared.as_deref(), v.min_inliers), Some((*name, *vid))))
+                .map(|(name, q, (vid, r, shared))| {
+                    (
+                        crate::vision::verify::verify(q, r, shared.as_deref(), v.min_inliers),
+                        Some((*name, *vid)),
+                    )
+                })
                 .reduce(
                     || (crate::vision::verify::Verified::default(), None),
                     |a, b| {
-                        let (mut most, other) = if b.0.evidence() > a.0.evidence() { (b, a) } else { (a, b) };
+                        let (mut most, other) =
+                            if b.0.evidence() > a.0.evidence() { (b, a) } else { (a, b) };
                         most.0.distinct = most.0.distinct.max(other.0.distinct);
                         most
                     },
                 );
             let place = ver.spot.zip(pair).and_then(|(spot, (name, _))| {
-                let spot = if mirrored { [1.0 - spot[2], spot[1], 1.0 - spot[0], spot[3]] } else { spot };
+                let spot =
+                    if mirrored { [1.0 - spot[2], spot[1], 1.0 - spot[0], spot[3]] } else { spot };
                 places.get(name).map(|(photo, area)| Place::within(photo, *area, spot))
             });
             (ver, place, pair.map(|(name, vid)| (name.to_string(), vid)))
         };
-        let direct: Vec<(&str, &Features)> = photos.iter().map(|(name, q)| (name.as_str(), *q)).collect();
-        let mut counted: Vec<(usize, crate::vision::verify::Verified, bool, Option<Place>, Option<(String, u32)>)> = candidates
+        let direct: Vec<(&str, &Features)> =
+            photos.iter().map(|(name, q)| (name.as_str(), *q)).collect();
+        let mut counted: Vec<Counted> = candidates
             .iter()
             .map(|(i, refs, _)| {
                 let (ver, place, pair) = most(&direct, false, refs);
@@ -913,21 +1131,32 @@ impl Judge {
         // the mirror pass: for candidates the embedding rates a possible copy that did not verify
         // fully, and once the listing photos turn out mirrored, for every such candidate (so a
         // sibling does not win on its mirror image against the true product's few direct inliers)
-        let review = |i: usize| matches[i].similarity as f64 >= self.ctx.thresholds.review_threshold;
+        let review =
+            |i: usize| matches[i].similarity as f64 >= self.ctx.thresholds.review_threshold;
         let mut flipped: Option<Vec<Features>> = None; // the listing photos mirrored, made when first needed
         let mut done = vec![false; counted.len()];
         for all in [false, true] {
             let mut gained = false;
             for (k, (i, refs, _)) in candidates.iter().enumerate() {
-                if done[k] || !review(*i) || (!all && counted[k].1.evidence() >= v.full_inliers as f64) {
+                if done[k]
+                    || !review(*i)
+                    || (!all && counted[k].1.evidence() >= v.full_inliers as f64)
+                {
                     continue;
                 }
                 done[k] = true;
-                let flipped = flipped.get_or_insert_with(|| photos.iter().map(|(_, q)| q.mirrored()).collect());
-                let mirror: Vec<(&str, &Features)> = photos.iter().zip(flipped.iter()).map(|((name, _), q)| (name.as_str(), q)).collect();
+                let flipped = flipped
+                    .get_or_insert_with(|| photos.iter().map(|(_, q)| q.mirrored()).collect());
+                let mirror: Vec<(&str, &Features)> = photos
+                    .iter()
+                    .zip(flipped.iter())
+                    .map(|((name, _), q)| (name.as_str(), q))
+                    .collect();
                 // taken only when it verifies, so the counts a verdict shows and `mirrored` agree
                 let (mut other, place, pair) = most(&mirror, true, refs);
-                if other.evidence() > counted[k].1.evidence() && other.evidence() >= v.min_inliers as f64 {
+                if other.evidence() > counted[k].1.evidence()
+                    && other.evidence() >= v.min_inliers as f64
+                {
                     other.distinct = other.distinct.max(counted[k].1.distinct);
                     gained = true;
                     counted[k] = (*i, other, true, place, pair);
@@ -947,7 +1176,9 @@ impl Judge {
                     // verified on the photo or region the hash is of, unless its inliers say where
                     let at = match ver.evidence() >= min {
                         true => place.clone(),
-                        false => places.get(*name).map(|(photo, area)| Place { photo: photo.clone(), area: *area }),
+                        false => places
+                            .get(*name)
+                            .map(|(photo, area)| Place { photo: photo.clone(), area: *area }),
                     };
                     (full, ver.distinct.max(full), at)
                 }
@@ -961,7 +1192,9 @@ impl Judge {
             .zip(&weighed)
             .map(|((i, _, _, _, _), (e, _, place))| match *e >= min {
                 true => place.clone(),
-                false => places.get(&matches[*i].listing_image).map(|(photo, area)| Place { photo: photo.clone(), area: *area }),
+                false => places
+                    .get(&matches[*i].listing_image)
+                    .map(|(photo, area)| Place { photo: photo.clone(), area: *area }),
             })
             .collect();
         // the most evidence and distinct evidence among the candidates verified where each one is
@@ -970,20 +1203,35 @@ impl Judge {
             .map(|at| {
                 weighed
                     .iter()
-                    .filter(|(e, _, place)| *e >= min && at.as_ref().zip(place.as_ref()).is_none_or(|(a, b)| a.overlaps(b)))
+                    .filter(|(e, _, place)| {
+                        *e >= min
+                            && at.as_ref().zip(place.as_ref()).is_none_or(|(a, b)| a.overlaps(b))
+                    })
                     .fold((0.0, 0.0), |(be, bd), (e, d, _)| (f64::max(be, *e), f64::max(bd, *d)))
             })
             .collect();
         let mut posed = Vec::new();
-        for (((((i, ver, flipped, _, pair), (_, _, near)), (e, d, _)), (best, best_distinct)), at) in counted.into_iter().zip(&candidates).zip(weighed).zip(rivals).zip(here) {
+        for (
+            ((((i, ver, flipped, _, pair), (_, _, near)), (e, d, _)), (best, best_distinct)),
+            at,
+        ) in counted.into_iter().zip(&candidates).zip(weighed).zip(rivals).zip(here)
+        {
             let adj = v.adjustment(e, d, best.max(e), best_distinct.max(d)) as f32;
             let features = self.features_shown(&matches[i], &ver, pair.as_ref(), flipped, places);
             // where to compare again (`locate`): candidates with a homography that are not explained
             // away and cover less of the photo than a region does
-            if let (Some(pose), Some((name, vector)), true) = (ver.pose, pair, ver.inliers >= v.min_inliers && adj >= 0.0) {
+            if let (Some(pose), Some((name, vector)), true) =
+                (ver.pose, pair, ver.inliers >= v.min_inliers && adj >= 0.0)
+            {
                 let share = places.get(&name).and_then(|(_, area)| pose.share(*area, flipped));
                 if share.is_some_and(|s| s < LOCATE_MAX_SHARE) {
-                    posed.push(Posed { product: (matches[i].brand.clone(), matches[i].product_id.clone()), vector, name, mirrored: flipped, pose });
+                    posed.push(Posed {
+                        product: (matches[i].brand.clone(), matches[i].product_id.clone()),
+                        vector,
+                        name,
+                        mirrored: flipped,
+                        pose,
+                    });
                 }
             }
             let m = &mut matches[i];
@@ -992,7 +1240,11 @@ impl Judge {
             m.shared_inliers = (ver.shared > 0).then_some(ver.shared as u32);
             m.hash_distance = near.map(|(bits, _)| bits);
             m.mirrored = flipped;
-            m.region = at.filter(|at| e >= min && at.area != regions::WHOLE && at.photo == photo_of(&m.listing_image)).map(|at| MatchRegion { area: at.area.map(round4) });
+            m.region = at
+                .filter(|at| {
+                    e >= min && at.area != regions::WHOLE && at.photo == photo_of(&m.listing_image)
+                })
+                .map(|at| MatchRegion { area: at.area.map(round4) });
             m.features = features;
             if adj != 0.0 {
                 m.raw_similarity.get_or_insert(m.similarity);
@@ -1000,7 +1252,9 @@ impl Judge {
                 m.similarity = round4(m.similarity + adj);
             }
         }
-        matches.sort_by(|a, b| b.similarity.total_cmp(&a.similarity).then_with(|| a.product_id.cmp(&b.product_id)));
+        matches.sort_by(|a, b| {
+            b.similarity.total_cmp(&a.similarity).then_with(|| a.product_id.cmp(&b.product_id))
+        });
         Ok(posed)
     }
 
@@ -1048,14 +1302,23 @@ impl Judge {
     /// similarity when higher (`Match::located`). A copy pasted small, turned or tilted in a
     /// listing photo is then compared as the copy it is, not through the whole photo or a fixed
     /// region around it.
-    fn locate(&mut self, matches: &mut [Match], posed: Vec<Posed>, photos: &Photos<'_>) -> Result<()> {
+    fn locate(
+        &mut self,
+        matches: &mut [Match],
+        posed: Vec<Posed>,
+        photos: &Photos<'_>,
+    ) -> Result<()> {
         let manifest = self.embedder.manifest().clone();
         let mut crops = Vec::new();
         let mut which = Vec::new();
         for p in posed {
             let Some((photo, area)) = photos.places.get(&p.name) else { continue };
-            let Some((_, img)) = photos.images.iter().find(|(name, _)| name == photo) else { continue };
-            let Some(cut) = p.pose.rectify(img, *area, p.mirrored, manifest.region_size()) else { continue };
+            let Some((_, img)) = photos.images.iter().find(|(name, _)| name == photo) else {
+                continue;
+            };
+            let Some(cut) = p.pose.rectify(img, *area, p.mirrored, manifest.region_size()) else {
+                continue;
+            };
             crops.push(embed::prepare_at(&cut, &manifest, manifest.region_size())?);
             which.push((p.product, p.vector));
         }
@@ -1063,9 +1326,14 @@ impl Judge {
             return Ok(());
         }
         let embeddings = self.embedder.embed(&crops.iter().collect::<Vec<_>>())?;
-        let terms = self.background_terms(&embeddings.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        let terms =
+            self.background_terms(&embeddings.iter().map(Vec::as_slice).collect::<Vec<_>>());
         for (((product, vector), e), term) in which.into_iter().zip(&embeddings).zip(terms) {
-            let Some(m) = matches.iter_mut().find(|m| m.brand == product.0 && m.product_id == product.1) else { continue };
+            let Some(m) =
+                matches.iter_mut().find(|m| m.brand == product.0 && m.product_id == product.1)
+            else {
+                continue;
+            };
             if vector as usize >= self.view.index.len() {
                 continue;
             }
@@ -1078,7 +1346,9 @@ impl Judge {
                 m.similarity = round4(m.similarity + located - best_pair);
             }
         }
-        matches.sort_by(|a, b| b.similarity.total_cmp(&a.similarity).then_with(|| a.product_id.cmp(&b.product_id)));
+        matches.sort_by(|a, b| {
+            b.similarity.total_cmp(&a.similarity).then_with(|| a.product_id.cmp(&b.product_id))
+        });
         Ok(())
     }
 
@@ -1090,17 +1360,32 @@ impl Judge {
     /// photo's colour. The embedding ignores colour by design and local features agree on the
     /// design siblings share, so colour is what is left to tell a brand's milks or juices apart.
     /// Both get `colour`; scores are left as they are.
-    fn prefer_by_colour(&self, matches: &mut [Match], colours: &[(String, &Colours)], store: &crate::catalog::FeatureStore) -> Result<()> {
+    fn prefer_by_colour(
+        &self,
+        matches: &mut [Match],
+        colours: &[(String, &Colours)],
+        store: &crate::catalog::FeatureStore,
+    ) -> Result<()> {
         let [first, second, ..] = matches else { return Ok(()) };
-        let verified = |m: &Match| m.inliers.is_some_and(|n| n as usize >= self.ctx.config.verify.min_inliers);
-        if first.brand != second.brand || !verified(first) || !verified(second) || first.similarity - second.similarity >= crate::vision::colour::SIBLING_GAP {
+        let verified =
+            |m: &Match| m.inliers.is_some_and(|n| n as usize >= self.ctx.config.verify.min_inliers);
+        if first.brand != second.brand
+            || !verified(first)
+            || !verified(second)
+            || first.similarity - second.similarity >= crate::vision::colour::SIBLING_GAP
+        {
             return Ok(());
         }
         // the share of the listing photo's colour that the product's reference photos have at most
         let share = |m: &Match| -> Result<Option<f32>> {
             let photo = photo_of(&m.listing_image);
-            let Some((_, seen)) = colours.iter().find(|(name, _)| name == photo) else { return Ok(None) };
-            let Some(&pi) = self.view.product_index.get(&(m.brand.clone(), m.product_id.clone())) else { return Ok(None) };
+            let Some((_, seen)) = colours.iter().find(|(name, _)| name == photo) else {
+                return Ok(None);
+            };
+            let Some(&pi) = self.view.product_index.get(&(m.brand.clone(), m.product_id.clone()))
+            else {
+                return Ok(None);
+            };
             let mut best: Option<f32> = None;
             for &vid in &self.view.product_vectors[pi] {
                 if let Some(c) = store.colours(vid)? {
@@ -1122,7 +1407,11 @@ impl Judge {
     /// Groups search hits of a listing's photos by product, keeping each product's best pair by
     /// score (similarity minus the photo's background term), best first: as many as the policy
     /// and verification look at, and the `near` duplicates (`near_duplicates`) wherever they rank.
-    fn products_from_hits(&self, queries: &[(String, Searched)], near: &HashSet<usize>) -> Vec<Match> {
+    fn products_from_hits(
+        &self,
+        queries: &[(String, Searched)],
+        near: &HashSet<usize>,
+    ) -> Vec<Match> {
         let mut best: HashMap<usize, Match> = HashMap::new();
         // each product's reference photos, with the best score any listing photo got against each
         let mut per_photo: HashMap<usize, HashMap<u32, f32>> = HashMap::new();
@@ -1130,9 +1419,12 @@ impl Judge {
             let term = searched.background.unwrap_or(0.0);
             for hit in &searched.hits {
                 let score = hit.similarity - term;
-                for (pi, src) in self.view.vector_products.get(hit.vector as usize).into_iter().flatten() {
+                for (pi, src) in
+                    self.view.vector_products.get(hit.vector as usize).into_iter().flatten()
+                {
                     let Some(p) = self.view.products.get(*pi) else { continue };
-                    let photo = per_photo.entry(*pi).or_default().entry(hit.vector).or_insert(f32::MIN);
+                    let photo =
+                        per_photo.entry(*pi).or_default().entry(hit.vector).or_insert(f32::MIN);
                     *photo = photo.max(score);
                     let entry = best.entry(*pi).or_insert_with(|| Match {
                         brand: p.brand.clone(),
@@ -1170,9 +1462,12 @@ impl Judge {
         let w = self.ctx.config.policy.support_weight as f32;
         if w > 0.0 {
             for (pi, m) in best.iter_mut() {
-                let mut scores: Vec<f32> = per_photo.remove(pi).map(|p| p.into_values().collect()).unwrap_or_default();
+                let mut scores: Vec<f32> =
+                    per_photo.remove(pi).map(|p| p.into_values().collect()).unwrap_or_default();
                 scores.sort_by(|a, b| b.total_cmp(a));
-                let support = w * (scores.get(1).map_or(0.0, |s| s.max(0.0)) + 0.5 * scores.get(2).map_or(0.0, |s| s.max(0.0)));
+                let support = w
+                    * (scores.get(1).map_or(0.0, |s| s.max(0.0))
+                        + 0.5 * scores.get(2).map_or(0.0, |s| s.max(0.0)));
                 if support > 0.0 {
                     m.similarity += support;
                     m.support = Some(round4(support));
@@ -1186,10 +1481,20 @@ impl Judge {
                 m.raw_similarity = None; // the score is the cosine itself
             }
         }
-        v.sort_by(|(_, a), (_, b)| b.similarity.total_cmp(&a.similarity).then_with(|| a.product_id.cmp(&b.product_id)));
+        v.sort_by(|(_, a), (_, b)| {
+            b.similarity.total_cmp(&a.similarity).then_with(|| a.product_id.cmp(&b.product_id))
+        });
         // the best, and the near-duplicates wherever they rank (they are verified)
-        let keep = self.ctx.config.policy.top_k.max(if self.view.features.is_some() { self.ctx.config.verify.candidates } else { 0 });
-        v.into_iter().enumerate().filter(|(rank, (pi, _))| *rank < keep || near.contains(pi)).map(|(_, (_, m))| m).collect()
+        let keep = self.ctx.config.policy.top_k.max(if self.view.features.is_some() {
+            self.ctx.config.verify.candidates
+        } else {
+            0
+        });
+        v.into_iter()
+            .enumerate()
+            .filter(|(rank, (pi, _))| *rank < keep || near.contains(pi))
+            .map(|(_, (_, m))| m)
+            .collect()
     }
 }
 
@@ -1206,7 +1511,13 @@ struct Searched {
 /// ("photo.jpg#inset"), as a match's `listing_image` may name it.
 pub fn photo_of(query: &str) -> &str {
     match query.rsplit_once('#') {
-        Some((p, r)) if r == regions::INSET || r == regions::STRAIGHTENED || regions::REGIONS.contains(&r) => p,
+        Some((p, r))
+            if r == regions::INSET
+                || r == regions::STRAIGHTENED
+                || regions::REGIONS.contains(&r) =>
+        {
+            p
+        }
         _ => query,
     }
 }

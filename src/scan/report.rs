@@ -5,9 +5,9 @@ use std::borrow::Cow;
 use std::io::IsTerminal;
 use std::time::Instant;
 
-use crate::util::display::escape;
 use crate::policy::Verdict;
 use crate::scan::Report;
+use crate::util::display::escape;
 
 /// Whether to colour output written to stdout: only on a terminal, and never with `NO_COLOR` set.
 pub fn stdout_color() -> bool {
@@ -35,11 +35,13 @@ pub fn table(rows: &[Vec<String>]) -> String {
 
 /// Like `table`, with minimum column widths, so tables printed chunk by chunk line up.
 pub fn table_min(rows: &[Vec<String>], min_widths: &[usize]) -> String {
-    let rows: Vec<Vec<Cow<str>>> = rows.iter().map(|r| r.iter().map(|c| escape(c)).collect()).collect();
+    let rows: Vec<Vec<Cow<str>>> =
+        rows.iter().map(|r| r.iter().map(|c| escape(c)).collect()).collect();
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
-            let w = rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0);
+            let w =
+                rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0);
             w.max(min_widths.get(c).copied().unwrap_or(0))
         })
         .collect();
@@ -64,7 +66,11 @@ pub fn table_min(rows: &[Vec<String>], min_widths: &[usize]) -> String {
 pub fn scan_table(reports: &[Report], header: bool, color: bool) -> String {
     let mut rows = Vec::new();
     if header {
-        rows.push(["VERDICT", "RISK", "LISTING", "SELLER", "BEST MATCH", "SCORE", "PRICE RATIO", "RULE"].map(String::from).to_vec());
+        rows.push(
+            ["VERDICT", "RISK", "LISTING", "SELLER", "BEST MATCH", "SCORE", "PRICE RATIO", "RULE"]
+                .map(String::from)
+                .to_vec(),
+        );
     }
     for r in reports {
         let best = r.matches.first();
@@ -101,7 +107,8 @@ pub fn scan_table(reports: &[Report], header: bool, color: bool) -> String {
 /// The full explanation of one verdict, for `query` without `--json`.
 pub fn explain(r: &Report, color: bool) -> String {
     let mut out = String::new();
-    let head = format!("{} (risk {:.2}, rule {})", r.verdict.as_str().to_uppercase(), r.risk, r.rule);
+    let head =
+        format!("{} (risk {:.2}, rule {})", r.verdict.as_str().to_uppercase(), r.risk, r.rule);
     out.push_str(&format!("verdict: {}\n", paint(&head, r.verdict, color)));
     for reason in &r.reasons {
         out.push_str(&format!("  - {}\n", escape(reason)));
@@ -111,7 +118,10 @@ pub fn explain(r: &Report, color: bool) -> String {
     }
     if !r.matches.is_empty() {
         out.push_str("\nmatches:\n");
-        let mut rows = vec![["#", "BRAND", "PRODUCT", "TITLE", "SCORE", "PRICE", "REFERENCE IMAGE"].map(String::from).to_vec()];
+        let mut rows =
+            vec![["#", "BRAND", "PRODUCT", "TITLE", "SCORE", "PRICE", "REFERENCE IMAGE"]
+                .map(String::from)
+                .to_vec()];
         for (i, m) in r.matches.iter().enumerate() {
             rows.push(vec![
                 (i + 1).to_string(),
@@ -192,7 +202,10 @@ impl Summary {
             s.push_str(&format!("; {} already done (--resume)", self.skipped));
         }
         if let Some(i) = self.inferences.filter(|i| i.with_regions > 0) {
-            s.push_str(&format!("; regions searched for {} of {} photos", i.with_regions, i.photos));
+            s.push_str(&format!(
+                "; regions searched for {} of {} photos",
+                i.with_regions, i.photos
+            ));
         }
         s
     }

@@ -20,38 +20,14 @@ use Role::{Admin, Analyst, Brand, Marketplace};
 pub const POLICY: &[(Method, &str, &[Role])] = &[
     (Method::GET, "/v1/products", &[Brand, Analyst, Admin]),
     (Method::POST, "/v1/products", &[Brand, Admin]),
-    (
-        Method::GET,
-        "/v1/products/{brand}/{product_id}",
-        &[Brand, Analyst, Admin],
-    ),
-    (
-        Method::PUT,
-        "/v1/products/{brand}/{product_id}",
-        &[Brand, Admin],
-    ),
-    (
-        Method::DELETE,
-        "/v1/products/{brand}/{product_id}",
-        &[Brand, Admin],
-    ),
+    (Method::GET, "/v1/products/{brand}/{product_id}", &[Brand, Analyst, Admin]),
+    (Method::PUT, "/v1/products/{brand}/{product_id}", &[Brand, Admin]),
+    (Method::DELETE, "/v1/products/{brand}/{product_id}", &[Brand, Admin]),
     (Method::POST, "/v1/scan", &[Marketplace, Admin]),
     (Method::POST, "/v1/query", &[Marketplace, Analyst, Admin]),
-    (
-        Method::GET,
-        "/v1/verdicts",
-        &[Brand, Marketplace, Analyst, Admin],
-    ),
-    (
-        Method::GET,
-        "/v1/verdicts/{id}",
-        &[Brand, Marketplace, Analyst, Admin],
-    ),
-    (
-        Method::POST,
-        "/v1/verdicts/{id}/decision",
-        &[Brand, Analyst, Admin],
-    ),
+    (Method::GET, "/v1/verdicts", &[Brand, Marketplace, Analyst, Admin]),
+    (Method::GET, "/v1/verdicts/{id}", &[Brand, Marketplace, Analyst, Admin]),
+    (Method::POST, "/v1/verdicts/{id}/decision", &[Brand, Analyst, Admin]),
     (Method::GET, "/v1/decisions", &[Brand, Analyst, Admin]),
     (Method::POST, "/v1/jobs", &[Marketplace, Admin]),
     (Method::GET, "/v1/jobs/{id}", &[Marketplace, Admin]),
@@ -62,10 +38,7 @@ pub const POLICY: &[(Method, &str, &[Role])] = &[
 
 /// The roles allowed on a route, if it is in `POLICY`.
 pub fn allowed(method: &Method, path: &str) -> Option<&'static [Role]> {
-    POLICY
-        .iter()
-        .find(|(m, p, _)| m == method && *p == path)
-        .map(|(_, _, roles)| *roles)
+    POLICY.iter().find(|(m, p, _)| m == method && *p == path).map(|(_, _, roles)| *roles)
 }
 
 /// The layer: 401 without a valid key, 403 when the key's role may not call the route.
@@ -79,10 +52,7 @@ pub async fn authenticate(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(|k| k.trim().to_string());
     let Some(presented) = presented else {
         return ApiError::new(

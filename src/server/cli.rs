@@ -58,10 +58,7 @@ pub fn keys_cmd(data: &Path, cmd: &KeysCmd) -> Result<i32> {
             eprintln!(
                 "created {role} key {}{}; it is shown only now",
                 k.id,
-                brand
-                    .as_deref()
-                    .map(|b| format!(" for brand {b}"))
-                    .unwrap_or_default()
+                brand.as_deref().map(|b| format!(" for brand {b}")).unwrap_or_default()
             );
             Ok(0)
         }

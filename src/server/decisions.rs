@@ -88,15 +88,13 @@ fn feed(
     outcome: Outcome,
 ) -> Result<AllowListChange> {
     let removed = allow.revoke(row.verdict_id)?;
-    let mut change = AllowListChange {
-        removed,
-        ..AllowListChange::default()
-    };
+    let mut change = AllowListChange { removed, ..AllowListChange::default() };
     if outcome == Outcome::Counterfeit {
         return Ok(change);
     }
     let Some(src) = ledger::allow_source(conn, row.verdict_id)? else {
-        change.note = Some("the verdict is not about a product (clear or error): nothing to allow".into());
+        change.note =
+            Some("the verdict is not about a product (clear or error): nothing to allow".into());
         return Ok(change);
     };
     let Some(phash) = src.phash else {

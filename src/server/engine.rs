@@ -17,8 +17,8 @@ use crate::catalog::{self, ProductRecord, Store};
 use crate::config::Config;
 use crate::model::embed::Embedder;
 use crate::model::{self, ModelChoice};
-use crate::vision::netguard::Guard;
 use crate::scan::{Parsed, Report, Scanner};
+use crate::vision::netguard::Guard;
 use crate::vision::source::Fetcher;
 
 use super::error::ApiError;
@@ -37,19 +37,9 @@ pub struct Upserted {
 }
 
 enum Work {
-    Scan {
-        listings: Vec<Parsed>,
-        reply: oneshot::Sender<Result<Vec<Report>, ApiError>>,
-    },
-    Upsert {
-        product: ProductRecord,
-        reply: oneshot::Sender<Result<Upserted, ApiError>>,
-    },
-    Remove {
-        brand: String,
-        product_id: String,
-        reply: oneshot::Sender<Result<(), ApiError>>,
-    },
+    Scan { listings: Vec<Parsed>, reply: oneshot::Sender<Result<Vec<Report>, ApiError>> },
+    Upsert { product: ProductRecord, reply: oneshot::Sender<Result<Upserted, ApiError>> },
+    Remove { brand: String, product_id: String, reply: oneshot::Sender<Result<(), ApiError>> },
 }
 
 /// The handle requests use to reach the worker.
@@ -73,9 +63,7 @@ pub fn start(data: &Path, config: &Config) -> Result<(Engine, JoinHandle<()>)> {
     let store = Store::open(data, true)?;
     let name = match &config.model.name {
         Some(n) => n.clone(),
-        None => store
-            .model()?
-            .unwrap_or_else(|| crate::model::DEFAULT_MODEL.to_string()),
+        None => store.model()?.unwrap_or_else(|| crate::model::DEFAULT_MODEL.to_string()),
     };
     let loc = model::locate(&ModelChoice {
         name,
@@ -96,13 +84,7 @@ pub fn start(data: &Path, config: &Config) -> Result<(Engine, JoinHandle<()>)> {
     let allow = allowlist::Shared::open(data)?;
     scanner.set_allowlist(allow.clone());
     let fetcher = Fetcher::guarded(&config.limits, guard)?;
-    let mut worker = Worker {
-        store,
-        scanner,
-        fetcher,
-        config: config.clone(),
-        live_products,
-    };
+    let mut worker = Worker { store, scanner, fetcher, config: config.clone(), live_products };
     let (tx, mut rx) = mpsc::channel::<Work>(config.server.queue.max(1));
     let handle = std::thread::Builder::new()
         .name("knockoff-model".into())
@@ -182,12 +164,7 @@ impl Engine {
 
     /// Hides a product from search.
     pub async fn remove(&self, brand: String, product_id: String) -> Result<(), ApiError> {
-        self.submit(|reply| Work::Remove {
-            brand,
-            product_id,
-            reply,
-        })
-        .await
+        self.submit(|reply| Work::Remove { brand, product_id, reply }).await
     }
 }
 
@@ -228,14 +205,8 @@ impl Worker {
             Work::Upsert { product, reply } => {
                 let _ = reply.send(guarded("product upload", || self.upsert(product)));
             }
-            Work::Remove {
-                brand,
-                product_id,
-                reply,
-            } => {
-                let _ = reply.send(guarded("product removal", || {
-                    self.remove(&brand, &product_id)
-                }));
+            Work::Remove { brand, product_id, reply } => {
+                let _ = reply.send(guarded("product removal", || self.remove(&brand, &product_id)));
             }
         }
     }
@@ -253,7 +224,11 @@ impl Worker {
                 }
             }
             Ok(reports) => {
-                let e = anyhow::anyhow!("{} reports for {} listings", reports.len(), sizes.iter().sum::<usize>());
+                let e = anyhow::anyhow!(
+                    "{} reports for {} listings",
+                    reports.len(),
+                    sizes.iter().sum::<usize>()
+                );
                 let e = ApiError::internal(e);
                 for reply in replies {
                     let _ = reply.send(Err(ApiError::new(e.status, e.code, e.message.clone())));
@@ -304,20 +279,13 @@ impl Worker {
                 skipped: Some(why.clone()),
             });
         }
-        self.store
-            .finish_adding(&self.config, manifest.dim, &done.images)?;
+        self.store.finish_adding(&self.config, manifest.dim, &done.images)?;
         self.refresh()?;
-        Ok(Upserted {
-            embedded: done.embedded,
-            reused: done.reused,
-            image_errors,
-            skipped: None,
-        })
+        Ok(Upserted { embedded: done.embedded, reused: done.reused, image_errors, skipped: None })
     }
 
     fn remove(&mut self, brand: &str, product_id: &str) -> Result<(), ApiError> {
-        self.store
-            .remove(&self.config, brand, &[product_id.to_string()])?;
+        self.store.remove(&self.config, brand, &[product_id.to_string()])?;
         self.refresh()?;
         Ok(())
     }

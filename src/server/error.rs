@@ -32,11 +32,7 @@ pub struct ErrorBody {
 impl ApiError {
     /// An error with this status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
+        ApiError { status, code, message: message.into() }
     }
 
     /// 400 with a code.
@@ -77,16 +73,11 @@ impl From<anyhow::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            code: self.code.to_string(),
-            message: self.message,
-        };
+        let body = ErrorBody { code: self.code.to_string(), message: self.message };
         let mut resp = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
         }
         resp
     }
@@ -117,11 +108,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                     s @ (StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE) => s,
                     _ => StatusCode::BAD_REQUEST,
                 };
-                Err(ApiError::new(
-                    status,
-                    code_for(status),
-                    rejection.body_text(),
-                ))
+                Err(ApiError::new(status, code_for(status), rejection.body_text()))
             }
         }
     }
@@ -130,16 +117,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 /// A multipart rejection or read error as a JSON error (too large when the body limit was hit).
 pub fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     let status = e.status();
-    let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-        "too_large"
-    } else {
-        "bad_request"
-    };
-    ApiError::new(
-        status,
-        code,
-        format!("cannot read the multipart body: {}", e.body_text()),
-    )
+    let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "bad_request" };
+    ApiError::new(status, code, format!("cannot read the multipart body: {}", e.body_text()))
 }
 
 /// `axum::extract::Query` whose rejections are JSON errors.

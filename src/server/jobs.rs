@@ -80,7 +80,8 @@ pub fn create(conn: &mut Connection, key_id: &str, items: &[(usize, &str)]) -> R
     )?;
     let job = tx.last_insert_rowid();
     {
-        let mut st = tx.prepare("INSERT INTO job_items(job, seq, line, listing) VALUES(?1, ?2, ?3, ?4)")?;
+        let mut st =
+            tx.prepare("INSERT INTO job_items(job, seq, line, listing) VALUES(?1, ?2, ?3, ?4)")?;
         for (i, (line, text)) in items.iter().enumerate() {
             st.execute(params![job, i as i64 + 1, *line as i64, text])?;
         }
@@ -153,18 +154,28 @@ pub fn next_chunk(conn: &Connection, limit: usize) -> Result<Option<Chunk>> {
 
 /// Stores the verdicts of `chunk` (one per item, in order) and marks its items done, in one
 /// transaction; the job is finished when no item is left.
-pub fn complete(conn: &mut Connection, chunk: &Chunk, verdicts: &[Value], photos: &[Vec<VerdictPhoto>]) -> Result<()> {
+pub fn complete(
+    conn: &mut Connection,
+    chunk: &Chunk,
+    verdicts: &[Value],
+    photos: &[Vec<VerdictPhoto>],
+) -> Result<()> {
     let tx = conn.transaction()?;
     let ids = ledger::insert_verdicts_in(&tx, &chunk.submitted_by, verdicts, photos)?;
     {
-        let mut st = tx.prepare("UPDATE job_items SET verdict=?1 WHERE job=?2 AND seq=?3 AND verdict IS NULL")?;
+        let mut st = tx.prepare(
+            "UPDATE job_items SET verdict=?1 WHERE job=?2 AND seq=?3 AND verdict IS NULL",
+        )?;
         for (item, id) in chunk.items.iter().zip(&ids) {
             if st.execute(params![id, chunk.job, item.seq])? != 1 {
                 anyhow::bail!("job {} listing {} was already checked", chunk.job, item.seq);
             }
         }
     }
-    tx.execute("UPDATE jobs SET done = done + ?1 WHERE id=?2", params![ids.len() as i64, chunk.job])?;
+    tx.execute(
+        "UPDATE jobs SET done = done + ?1 WHERE id=?2",
+        params![ids.len() as i64, chunk.job],
+    )?;
     tx.execute(
         "UPDATE jobs SET finished_at=?1 WHERE id=?2 AND finished_at IS NULL
          AND NOT EXISTS (SELECT 1 FROM job_items WHERE job=?2 AND verdict IS NULL)",
@@ -176,12 +187,20 @@ pub fn complete(conn: &mut Connection, chunk: &Chunk, verdicts: &[Value], photos
 
 /// Up to `limit` checked listings of job `job` after position `after`, in order: (position,
 /// verdict as answered by `GET /v1/verdicts/{id}`, with `job_line`).
-pub fn results(conn: &Connection, caller: &Caller, job: i64, after: i64, limit: usize) -> Result<Vec<(i64, Value)>> {
+pub fn results(
+    conn: &Connection,
+    caller: &Caller,
+    job: i64,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<(i64, Value)>> {
     let mut st = conn.prepare(
         "SELECT seq, line, verdict FROM job_items WHERE job=?1 AND seq > ?2 AND verdict IS NOT NULL ORDER BY seq LIMIT ?3",
     )?;
     let rows = st
-        .query_map(params![job, after, limit as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?
+        .query_map(params![job, after, limit as i64], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut out = Vec::with_capacity(rows.len());
     for (seq, line, verdict) in rows {
@@ -199,7 +218,9 @@ pub fn results(conn: &Connection, caller: &Caller, job: i64, after: i64, limit: 
 /// Whether job `job` is finished.
 pub fn finished(conn: &Connection, job: i64) -> Result<bool> {
     Ok(conn
-        .query_row("SELECT finished_at IS NOT NULL FROM jobs WHERE id=?1", [job], |r| r.get::<_, bool>(0))
+        .query_row("SELECT finished_at IS NOT NULL FROM jobs WHERE id=?1", [job], |r| {
+            r.get::<_, bool>(0)
+        })
         .optional()?
         .unwrap_or(true))
 }
@@ -226,9 +247,14 @@ async fn step(state: &Arc<AppState>) -> Result<bool, ApiError> {
     let parsed = chunk.items.iter().map(|i| parse_item(i, max_images)).collect();
     let (values, photos) = match state.engine.scan_waiting(parsed).await {
         Ok(reports) => super::api::scan::rows(state, &reports)?,
-        Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE || e.code == "catalog_empty" => return Err(e),
+        Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE || e.code == "catalog_empty" => {
+            return Err(e)
+        }
         // the chunk cannot be checked: each listing gets an error verdict saying why
-        Err(e) => (chunk.items.iter().map(|i| failed(i, &e)).collect(), vec![Vec::new(); chunk.items.len()]),
+        Err(e) => (
+            chunk.items.iter().map(|i| failed(i, &e)).collect(),
+            vec![Vec::new(); chunk.items.len()],
+        ),
     };
     state.with_db(move |c| complete(c, &chunk, &values, &photos)).await?;
     Ok(true)
@@ -236,7 +262,9 @@ async fn step(state: &Arc<AppState>) -> Result<bool, ApiError> {
 
 /// The `error` verdict of a listing whose chunk could not be checked.
 fn failed(item: &Item, e: &ApiError) -> Value {
-    let id = serde_json::from_str::<Value>(&item.text).ok().and_then(|v| v["listing_id"].as_str().map(String::from));
+    let id = serde_json::from_str::<Value>(&item.text)
+        .ok()
+        .and_then(|v| v["listing_id"].as_str().map(String::from));
     json!({"listing_id": id, "line": item.line, "verdict": "error", "risk": 0.0, "matches": [],
         "price_ratio": null, "price": null, "rule": "error", "reasons": [format!("could not be checked: {}", e.message)]})
 }

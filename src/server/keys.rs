@@ -55,9 +55,7 @@ impl FromStr for Role {
             "marketplace" => Ok(Role::Marketplace),
             "analyst" => Ok(Role::Analyst),
             "admin" => Ok(Role::Admin),
-            other => Err(format!(
-                "unknown role {other:?} (brand, marketplace, analyst or admin)"
-            )),
+            other => Err(format!("unknown role {other:?} (brand, marketplace, analyst or admin)")),
         }
     }
 }
@@ -122,10 +120,7 @@ fn random_hex(bytes: usize) -> Result<String> {
 }
 
 fn hash(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Creates a key; brand keys need a brand, marketplace and admin keys take none.
@@ -198,10 +193,8 @@ pub fn revoke(conn: &Connection, id: &str) -> Result<bool> {
 
 /// The live key `presented` belongs to, or None; its hash is compared in constant time.
 pub fn verify(conn: &Connection, presented: &str) -> Result<Option<Caller>> {
-    let Some(id) = presented
-        .strip_prefix("ko_")
-        .and_then(|rest| rest.split_once('_'))
-        .map(|(id, _)| id)
+    let Some(id) =
+        presented.strip_prefix("ko_").and_then(|rest| rest.split_once('_')).map(|(id, _)| id)
     else {
         return Ok(None);
     };
@@ -219,11 +212,7 @@ pub fn verify(conn: &Connection, presented: &str) -> Result<Option<Caller>> {
         return Ok(None);
     }
     let role = Role::from_str(&role).map_err(anyhow::Error::msg)?;
-    Ok(Some(Caller {
-        key_id: id.to_string(),
-        role,
-        brand,
-    }))
+    Ok(Some(Caller { key_id: id.to_string(), role, brand }))
 }
 
 /// The holder of key `key_id` while the key is not revoked (for sessions of the review console,
@@ -240,11 +229,7 @@ pub fn active(conn: &Connection, key_id: &str) -> Result<Option<Caller>> {
         return Ok(None);
     };
     let role = Role::from_str(&role).map_err(anyhow::Error::msg)?;
-    Ok(Some(Caller {
-        key_id: key_id.to_string(),
-        role,
-        brand,
-    }))
+    Ok(Some(Caller { key_id: key_id.to_string(), role, brand }))
 }
 
 #[cfg(test)]
@@ -262,11 +247,7 @@ mod tests {
         let caller = verify(&conn, &k.key).unwrap().unwrap();
         assert_eq!(
             caller,
-            Caller {
-                key_id: k.id.clone(),
-                role: Role::Brand,
-                brand: Some("Acme".into())
-            }
+            Caller { key_id: k.id.clone(), role: Role::Brand, brand: Some("Acme".into()) }
         );
         // a wrong secret with a right id, a garbled key
         let mut wrong = k.key.clone();
@@ -286,9 +267,7 @@ mod tests {
         assert!(verify(&conn, &k.key).unwrap().is_none());
         let listed = list(&conn).unwrap();
         assert_eq!(listed.len(), 2);
-        assert!(listed
-            .iter()
-            .any(|i| i.id == k.id && i.revoked_at.is_some()));
+        assert!(listed.iter().any(|i| i.id == k.id && i.revoked_at.is_some()));
     }
 
     #[test]

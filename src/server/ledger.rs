@@ -118,7 +118,8 @@ pub fn insert_verdicts_in(
 ) -> Result<Vec<i64>> {
     let mut ids = Vec::with_capacity(reports.len());
     {
-        let mut photo = tx.prepare("INSERT INTO verdict_photos(verdict, image, phash) VALUES(?1, ?2, ?3)")?;
+        let mut photo =
+            tx.prepare("INSERT INTO verdict_photos(verdict, image, phash) VALUES(?1, ?2, ?3)")?;
         let mut st = tx.prepare(
             "INSERT INTO verdicts(submitted_by, listing_id, verdict, risk, brand, product_id, seller_id, created_at, body)
              VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -127,11 +128,7 @@ pub fn insert_verdicts_in(
         for r in reports {
             // a verdict is about a brand's product when it flags it or sends it to review
             let about = matches!(r["verdict"].as_str(), Some("flag" | "review"));
-            let top = if about {
-                &r["matches"][0]
-            } else {
-                &Value::Null
-            };
+            let top = if about { &r["matches"][0] } else { &Value::Null };
             st.execute(params![
                 key_id,
                 r["listing_id"].as_str(),
@@ -158,14 +155,10 @@ fn scope(caller: &Caller) -> (String, Vec<Sql>) {
     match caller.role {
         Role::Admin => ("1".into(), vec![]),
         Role::Analyst if caller.brand.is_none() => ("1".into(), vec![]),
-        Role::Marketplace => (
-            "v.submitted_by = ?".into(),
-            vec![Sql::Text(caller.key_id.clone())],
-        ),
-        Role::Brand | Role::Analyst => (
-            "v.brand = ?".into(),
-            vec![Sql::Text(caller.brand.clone().unwrap_or_default())],
-        ),
+        Role::Marketplace => ("v.submitted_by = ?".into(), vec![Sql::Text(caller.key_id.clone())]),
+        Role::Brand | Role::Analyst => {
+            ("v.brand = ?".into(), vec![Sql::Text(caller.brand.clone().unwrap_or_default())])
+        }
     }
 }
 
@@ -182,20 +175,14 @@ fn stored(r: &rusqlite::Row) -> rusqlite::Result<Stored> {
     if let Value::Object(m) = &mut v {
         m.insert("id".into(), id.into());
         m.insert("created_at".into(), db::rfc3339(created).into());
-        let mut d: Value = decision
-            .and_then(|d| serde_json::from_str(&d).ok())
-            .unwrap_or(Value::Null);
+        let mut d: Value =
+            decision.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or(Value::Null);
         if let Some(secs) = d["created_at"].as_i64() {
             d["created_at"] = db::rfc3339(secs).into();
         }
         m.insert("decision".into(), d);
     }
-    Ok(Stored {
-        id,
-        submitted_by: r.get(1)?,
-        brand: r.get(2)?,
-        body: v,
-    })
+    Ok(Stored { id, submitted_by: r.get(1)?, brand: r.get(2)?, body: v })
 }
 
 /// The verdict `id` if `caller` may see it.
@@ -203,20 +190,16 @@ pub fn get(conn: &Connection, caller: &Caller, id: i64) -> Result<Option<Stored>
     let (cond, mut args) = scope(caller);
     args.insert(0, Sql::Integer(id));
     let sql = format!("SELECT {VERDICT_COLUMNS} FROM verdicts v WHERE v.id = ? AND {cond}");
-    Ok(conn
-        .query_row(&sql, params_from_iter(args), stored)
-        .optional()?)
+    Ok(conn.query_row(&sql, params_from_iter(args), stored).optional()?)
 }
 
 /// One page of the verdicts `caller` may see, oldest first.
 pub fn list(conn: &Connection, caller: &Caller, f: &VerdictFilter) -> Result<Vec<Stored>> {
     let (cond, mut args) = scope(caller);
     let mut sql = format!("SELECT {VERDICT_COLUMNS} FROM verdicts v WHERE {cond}");
-    for (column, value) in [
-        ("v.verdict", &f.verdict),
-        ("v.brand", &f.brand),
-        ("v.seller_id", &f.seller),
-    ] {
+    for (column, value) in
+        [("v.verdict", &f.verdict), ("v.brand", &f.brand), ("v.seller_id", &f.seller)]
+    {
         if let Some(value) = value {
             sql.push_str(&format!(" AND {column} = ?"));
             args.push(Sql::Text(value.clone()));
@@ -332,19 +315,25 @@ pub fn allow_source(conn: &Connection, id: i64) -> Result<Option<AllowSource>> {
             },
         )
         .optional()?;
-    let Some(Row { brand: Some(brand), product_id: Some(product_id), listing_id, seller_id, body }) = row else {
+    let Some(Row { brand: Some(brand), product_id: Some(product_id), listing_id, seller_id, body }) =
+        row
+    else {
         return Ok(None);
     };
     let body: Value = serde_json::from_str(&body)?;
     let top = &body["matches"][0];
     let matched = top["listing_image"].as_str().unwrap_or_default().to_string();
-    let mut st = conn.prepare("SELECT image, phash FROM verdict_photos WHERE verdict=?1 ORDER BY rowid")?;
-    let photos = st.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?)))?;
+    let mut st =
+        conn.prepare("SELECT image, phash FROM verdict_photos WHERE verdict=?1 ORDER BY rowid")?;
+    let photos =
+        st.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?)))?;
     let mut found = None;
     for p in photos {
         let (image, phash) = p?;
         // a region's match names `photo#region`
-        if matched == image || matched.strip_prefix(image.as_str()).is_some_and(|r| r.starts_with('#')) {
+        if matched == image
+            || matched.strip_prefix(image.as_str()).is_some_and(|r| r.starts_with('#'))
+        {
             found = Some((image, phash));
             break;
         }
@@ -379,7 +368,10 @@ pub fn labels(data: &std::path::Path, brand: Option<&str>) -> Result<Vec<Label>>
     use anyhow::Context;
     let path = data.join(db::FILE);
     if !path.is_file() {
-        anyhow::bail!("no decisions: {} does not exist (decisions are taken through `knockoff serve`)", path.display());
+        anyhow::bail!(
+            "no decisions: {} does not exist (decisions are taken through `knockoff serve`)",
+            path.display()
+        );
     }
     let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .with_context(|| format!("cannot open {}", path.display()))?;
@@ -388,11 +380,14 @@ pub fn labels(data: &std::path::Path, brand: Option<&str>) -> Result<Vec<Label>>
         "SELECT v.id, v.body, d.decision FROM decisions d JOIN verdicts v ON v.id = d.verdict
          WHERE d.id = (SELECT MAX(id) FROM decisions WHERE verdict = d.verdict) ORDER BY d.id",
     )?;
-    let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+    let rows = st.query_map([], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+    })?;
     let mut out = Vec::new();
     for row in rows {
         let (id, body, decision) = row?;
-        let v: Value = serde_json::from_str(&body).with_context(|| format!("verdict {id} in {} is not readable", path.display()))?;
+        let v: Value = serde_json::from_str(&body)
+            .with_context(|| format!("verdict {id} in {} is not readable", path.display()))?;
         if v["verdict"] == "error" {
             continue; // nothing was scored
         }
@@ -440,7 +435,12 @@ fn queue_scope(caller: &Caller, f: &QueueFilter) -> (String, Vec<Sql>) {
 }
 
 /// Up to `limit` verdicts of the queue, riskiest first (then oldest first).
-pub fn queue(conn: &Connection, caller: &Caller, f: &QueueFilter, limit: usize) -> Result<Vec<Stored>> {
+pub fn queue(
+    conn: &Connection,
+    caller: &Caller,
+    f: &QueueFilter,
+    limit: usize,
+) -> Result<Vec<Stored>> {
     let (cond, mut args) = queue_scope(caller, f);
     let sql = format!(
         "SELECT {VERDICT_COLUMNS} FROM verdicts v WHERE {cond} ORDER BY v.risk DESC, v.id LIMIT ?"
@@ -471,9 +471,8 @@ pub fn neighbour(
         true => ("(v.risk < ? OR (v.risk = ? AND v.id > ?))", "v.risk DESC, v.id"),
         false => ("(v.risk > ? OR (v.risk = ? AND v.id < ?))", "v.risk, v.id DESC"),
     };
-    let sql = format!("SELECT v.id FROM verdicts v WHERE {cond} AND {after} ORDER BY {order} LIMIT 1");
+    let sql =
+        format!("SELECT v.id FROM verdicts v WHERE {cond} AND {after} ORDER BY {order} LIMIT 1");
     args.extend([Sql::Real(risk), Sql::Real(risk), Sql::Integer(id)]);
-    Ok(conn
-        .query_row(&sql, params_from_iter(args), |r| r.get(0))
-        .optional()?)
+    Ok(conn.query_row(&sql, params_from_iter(args), |r| r.get(0)).optional()?)
 }

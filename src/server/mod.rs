@@ -67,10 +67,8 @@ impl AppState {
     ) -> Result<T, ApiError> {
         let state = self.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = state
-                .db
-                .lock()
-                .map_err(|_| anyhow::anyhow!("server database lock poisoned"))?;
+            let mut conn =
+                state.db.lock().map_err(|_| anyhow::anyhow!("server database lock poisoned"))?;
             f(&mut conn)
         })
         .await
@@ -85,10 +83,8 @@ impl AppState {
     ) -> Result<T, ApiError> {
         let state = self.clone();
         tokio::task::spawn_blocking(move || {
-            let store = state
-                .catalog
-                .lock()
-                .map_err(|_| anyhow::anyhow!("catalog lock poisoned"))?;
+            let store =
+                state.catalog.lock().map_err(|_| anyhow::anyhow!("catalog lock poisoned"))?;
             f(&store)
         })
         .await
@@ -103,10 +99,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let upload_limit = state.config.server.max_upload_bytes;
     let uploads = DefaultBodyLimit::max(upload_limit);
     let v1 = Router::new()
-        .route(
-            "/v1/products",
-            get(api::products::list).post(api::products::create.layer(uploads)),
-        )
+        .route("/v1/products", get(api::products::list).post(api::products::create.layer(uploads)))
         .route(
             "/v1/products/{brand}/{product_id}",
             get(api::products::show)
@@ -124,10 +117,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs/{id}/results", get(api::jobs::results))
         .route("/v1/networks", get(api::networks::list))
         .route("/v1/networks/{id}", get(api::networks::show))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::authenticate,
-        ));
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()
         .merge(v1)
         // the review console (HTML pages, sessions instead of bearer keys): `console`
@@ -175,10 +165,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", opts.listen))?;
         let addr = listener.local_addr()?;
-        eprintln!(
-            "knockoff serve: listening on http://{addr} (data {})",
-            data.display()
-        );
+        eprintln!("knockoff serve: listening on http://{addr} (data {})", data.display());
         // unfinished jobs (from before a restart too) go on at once
         let runner = tokio::spawn(jobs::run(state.clone(), stopping.clone()));
         tokio::spawn(async move {
@@ -200,9 +187,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
     })?;
     // the router, the runner and the state are gone: the worker's queue is closed and it ends
     // after its work
-    worker
-        .join()
-        .map_err(|_| anyhow::anyhow!("the model thread panicked"))?;
+    worker.join().map_err(|_| anyhow::anyhow!("the model thread panicked"))?;
     eprintln!("knockoff serve: stopped");
     Ok(())
 }

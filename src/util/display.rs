@@ -67,7 +67,10 @@ mod tests {
         assert_eq!(escape("one\ntwo\r\nthree\tfour"), "one\\ntwo\\r\\nthree\\tfour");
         assert_eq!(escape("del\x7f c1\u{85}\u{9b}"), "del\\x7f c1\\u{85}\\u{9b}");
         assert_eq!(escape("gpj.\u{202e}exe"), "gpj.\\u{202e}exe");
-        assert_eq!(escape("\u{2066}x\u{2069}\u{200f}\u{2028}\u{feff}"), "\\u{2066}x\\u{2069}\\u{200f}\\u{2028}\\u{feff}");
+        assert_eq!(
+            escape("\u{2066}x\u{2069}\u{200f}\u{2028}\u{feff}"),
+            "\\u{2066}x\\u{2069}\\u{200f}\\u{2028}\\u{feff}"
+        );
         assert_eq!(escape("nul\0"), "nul\\x00");
     }
 

@@ -54,7 +54,10 @@ impl Colours {
     fn count(work: &RgbImage) -> Colours {
         let mut shares = [0f32; BINS];
         let (w, h) = (work.width as usize, work.height as usize);
-        let (mx, my) = ((w as f32 * (1.0 - CENTRE) / 2.0) as usize, (h as f32 * (1.0 - CENTRE) / 2.0) as usize);
+        let (mx, my) = (
+            (w as f32 * (1.0 - CENTRE) / 2.0) as usize,
+            (h as f32 * (1.0 - CENTRE) / 2.0) as usize,
+        );
         let mut n = 0usize;
         for y in my..h - my {
             for x in mx..w - mx {
@@ -119,7 +122,10 @@ fn on_backdrop(img: &RgbImage) -> bool {
         let (_, s, v) = hsv(img.data[i], img.data[i + 1], img.data[i + 2]);
         v > 235 && s < 25
     };
-    let border: Vec<(usize, usize)> = (0..w).flat_map(|x| [(x, 0), (x, h - 1)]).chain((0..h).flat_map(|y| [(0, y), (w - 1, y)])).collect();
+    let border: Vec<(usize, usize)> = (0..w)
+        .flat_map(|x| [(x, 0), (x, h - 1)])
+        .chain((0..h).flat_map(|y| [(0, y), (w - 1, y)]))
+        .collect();
     let n = border.iter().filter(|&&(x, y)| white(x, y)).count();
     n as f32 >= BACKDROP_BORDER * border.len() as f32
 }
@@ -146,7 +152,8 @@ fn hsv(r: u8, g: u8, b: u8) -> (u8, u8, u8) {
 /// The histogram bin of a pixel.
 fn bin((h, s, v): (u8, u8, u8)) -> usize {
     if s > MIN_SATURATION && v > MIN_VALUE {
-        (usize::from(h) * HUES / 180) * SATURATIONS + (usize::from(s) * SATURATIONS / 256).min(SATURATIONS - 1)
+        (usize::from(h) * HUES / 180) * SATURATIONS
+            + (usize::from(s) * SATURATIONS / 256).min(SATURATIONS - 1)
     } else {
         HUES * SATURATIONS + (usize::from(v) * 4 / 256).min(3)
     }
@@ -172,8 +179,14 @@ mod tests {
         let red_carton = filled(300, 400, [90, 80, 70], [200, 30, 30]);
         let green_carton = filled(300, 400, [90, 80, 70], [30, 160, 40]);
         let listing = filled(600, 800, [60, 60, 60], [190, 40, 35]);
-        let (red, green, seen) = (Colours::of(&red_carton), Colours::of(&green_carton), Colours::of(&listing));
-        assert!(seen.similarity(&red) > seen.similarity(&green) + 0.5, "{} {}", seen.similarity(&red), seen.similarity(&green));
+        let (red, green, seen) =
+            (Colours::of(&red_carton), Colours::of(&green_carton), Colours::of(&listing));
+        assert!(
+            seen.similarity(&red) > seen.similarity(&green) + 0.5,
+            "{} {}",
+            seen.similarity(&red),
+            seen.similarity(&green)
+        );
         assert!((red.similarity(&red) - 1.0).abs() < 1e-4);
     }
 
@@ -199,7 +212,10 @@ mod tests {
             let total: f32 = c.shares.iter().sum();
             assert!(total == 0.0 || (total - 1.0).abs() < 1e-3, "{w}x{h}: {total}");
         }
-        assert_eq!(Colours::of_reference(&RgbImage { width: 0, height: 0, data: Vec::new() }), None);
+        assert_eq!(
+            Colours::of_reference(&RgbImage { width: 0, height: 0, data: Vec::new() }),
+            None
+        );
     }
 
     #[test]

@@ -55,13 +55,7 @@ pub struct RgbImage {
 
 impl std::fmt::Debug for RgbImage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "RgbImage({}x{}, {} bytes)",
-            self.width,
-            self.height,
-            self.data.len()
-        )
+        write!(f, "RgbImage({}x{}, {} bytes)", self.width, self.height, self.data.len())
     }
 }
 
@@ -127,10 +121,7 @@ pub enum DecodeError {
 pub fn decode(bytes: &[u8], limits: &Limits, min_short_side: u32) -> Result<RgbImage, DecodeError> {
     let len = bytes.len() as u64;
     if len > limits.max_file_bytes {
-        return Err(DecodeError::FileTooLarge {
-            bytes: len,
-            limit: limits.max_file_bytes,
-        });
+        return Err(DecodeError::FileTooLarge { bytes: len, limit: limits.max_file_bytes });
     }
     let format = sniff(bytes)?;
     if format == ImageFormat::Jpeg {
@@ -178,22 +169,25 @@ pub fn resize(img: &RgbImage, width: u32, height: u32) -> Result<RgbImage, Decod
     fir::Resizer::new()
         .resize(&src, &mut dst, &options)
         .map_err(|e| DecodeError::InvalidResize(e.to_string()))?;
-    Ok(RgbImage {
-        width,
-        height,
-        data: dst.into_vec(),
-    })
+    Ok(RgbImage { width, height, data: dst.into_vec() })
 }
 
 /// A `width` x `height` image whose pixel (u, v) is `img` sampled bilinearly at
 /// `map(u + 0.5, v + 0.5)` (pixel coordinates of `img`, pixel centres at .5); `fill` where `map`
 /// gives nothing or a point more than half a pixel outside `img` (edge pixels are repeated up
 /// to there).
-pub fn warp(img: &RgbImage, width: u32, height: u32, fill: [u8; 3], map: impl Fn(f64, f64) -> Option<[f64; 2]>) -> RgbImage {
+pub fn warp(
+    img: &RgbImage,
+    width: u32,
+    height: u32,
+    fill: [u8; 3],
+    map: impl Fn(f64, f64) -> Option<[f64; 2]>,
+) -> RgbImage {
     let (iw, ih) = (img.width as usize, img.height as usize);
     let mut data = Vec::with_capacity(width as usize * height as usize * 3);
     let at = |x: f64, y: f64, c: usize| -> f64 {
-        let (x, y) = (x.clamp(0.0, iw as f64 - 1.0) as usize, y.clamp(0.0, ih as f64 - 1.0) as usize);
+        let (x, y) =
+            (x.clamp(0.0, iw as f64 - 1.0) as usize, y.clamp(0.0, ih as f64 - 1.0) as usize);
         f64::from(img.data[(y * iw + x) * 3 + c])
     };
     for v in 0..height {
@@ -221,7 +215,10 @@ pub fn warp(img: &RgbImage, width: u32, height: u32, fill: [u8; 3], map: impl Fn
 
 /// The image shrunk so its long side is at most `side` pixels (keeping the aspect ratio, each side
 /// at least 1), or the image itself when it is within that already.
-pub fn fit_long_side(img: &RgbImage, side: u32) -> Result<std::borrow::Cow<'_, RgbImage>, DecodeError> {
+pub fn fit_long_side(
+    img: &RgbImage,
+    side: u32,
+) -> Result<std::borrow::Cow<'_, RgbImage>, DecodeError> {
     let long = img.width.max(img.height);
     if long <= side {
         return Ok(std::borrow::Cow::Borrowed(img));
@@ -250,11 +247,7 @@ fn short_side_size(width: u32, height: u32, short: u32) -> Result<(u32, u32), De
             (u64::from(long) * u64::from(short) + u64::from(short_now) / 2) / u64::from(short_now);
         u32::try_from(v.max(1)).unwrap_or(u32::MAX)
     };
-    Ok(if width <= height {
-        (short, scale(height, width))
-    } else {
-        (scale(width, height), short)
-    })
+    Ok(if width <= height { (short, scale(height, width)) } else { (scale(width, height), short) })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -282,9 +275,7 @@ fn sniff(b: &[u8]) -> Result<ImageFormat, DecodeError> {
     if starts(b"II*\0") || starts(b"MM\0*") || starts(b"II+\0") || starts(b"MM\0+") {
         return Ok(ImageFormat::Tiff);
     }
-    Err(DecodeError::UnknownFormat {
-        hint: format_hint(b),
-    })
+    Err(DecodeError::UnknownFormat { hint: format_hint(b) })
 }
 
 /// Says what unsupported bytes look like, for error messages.
@@ -352,12 +343,7 @@ fn check_dimensions(width: u32, height: u32, limits: &Limits) -> Result<(), Deco
     }
     let pixels = u64::from(width) * u64::from(height);
     if pixels > limits.max_pixels {
-        return Err(DecodeError::TooManyPixels {
-            width,
-            height,
-            pixels,
-            limit: limits.max_pixels,
-        });
+        return Err(DecodeError::TooManyPixels { width, height, pixels, limit: limits.max_pixels });
     }
     Ok(())
 }
@@ -453,9 +439,8 @@ fn decode_jpeg(
         let (fw, fh) = (u32::from(header.width), u32::from(header.height));
         // Smallest of 1/8, 1/4, 1/2 whose output keeps the short side >= min_short_side.
         let scaled = |len: u32, num: u32| (len * num).div_ceil(8);
-        if let Some(num) = [1, 2, 4]
-            .into_iter()
-            .find(|&n| scaled(fw, n).min(scaled(fh, n)) >= min_short_side)
+        if let Some(num) =
+            [1, 2, 4].into_iter().find(|&n| scaled(fw, n).min(scaled(fh, n)) >= min_short_side)
         {
             let (w, h) = (scaled(fw, num), scaled(fh, num));
             let (rw, rh) = dec.scale(w as u16, h as u16).map_err(jpeg_error)?;
@@ -465,9 +450,7 @@ fn decode_jpeg(
         }
     }
     let pixels = dec.decode().map_err(jpeg_error)?;
-    let info = dec
-        .info()
-        .ok_or_else(|| DecodeError::Corrupt("JPEG has no frame header".into()))?;
+    let info = dec.info().ok_or_else(|| DecodeError::Corrupt("JPEG has no frame header".into()))?;
     let (w, h) = (u32::from(info.width), u32::from(info.height));
     let n = w as usize * h as usize;
     let need = n * info.pixel_format.pixel_bytes();
@@ -501,11 +484,7 @@ fn decode_jpeg(
                 .collect()
         }
     };
-    let mut img = RgbImage {
-        width: w,
-        height: h,
-        data,
-    };
+    let mut img = RgbImage { width: w, height: h, data };
     if let Some(o) = dec.exif_data().and_then(exif_orientation) {
         img = orient(img, o)?;
     }
@@ -531,11 +510,7 @@ fn orient(img: RgbImage, o: Orientation) -> Result<RgbImage, DecodeError> {
     let mut d = DynamicImage::ImageRgb8(buf);
     d.apply_orientation(o);
     let (w, h) = (d.width(), d.height());
-    Ok(RgbImage {
-        width: w,
-        height: h,
-        data: d.into_rgb8().into_raw(),
-    })
+    Ok(RgbImage { width: w, height: h, data: d.into_rgb8().into_raw() })
 }
 
 /// A jpeg-decoder failure: truncation is final, anything else may be retried with `image`.
@@ -650,11 +625,7 @@ fn to_rgb(img: DynamicImage) -> RgbImage {
         }
         other => other.into_rgb8().into_raw(),
     };
-    RgbImage {
-        width,
-        height,
-        data,
-    }
+    RgbImage { width, height, data }
 }
 
 /// Rounded `x / 255` for x <= 255 * 255.
@@ -701,22 +672,13 @@ mod tests {
                 [l, l, l]
             })
             .collect();
-        RgbImage {
-            width: img.width,
-            height: img.height,
-            data,
-        }
+        RgbImage { width: img.width, height: img.height, data }
     }
 
     /// Mean absolute difference per channel value.
     fn mad(a: &RgbImage, b: &RgbImage) -> f64 {
         assert_eq!((a.width, a.height), (b.width, b.height), "sizes differ");
-        let s: u64 = a
-            .data
-            .iter()
-            .zip(&b.data)
-            .map(|(x, y)| u64::from(x.abs_diff(*y)))
-            .sum();
+        let s: u64 = a.data.iter().zip(&b.data).map(|(x, y)| u64::from(x.abs_diff(*y))).sum();
         s as f64 / a.data.len() as f64
     }
 
@@ -738,11 +700,7 @@ mod tests {
             ("exif_rot8.jpg", 6.0),
         ] {
             let img = load(name);
-            assert_eq!(
-                (img.width, img.height),
-                (up.width, up.height),
-                "{name}: size"
-            );
+            assert_eq!((img.width, img.height), (up.width, up.height), "{name}: size");
             let d = mad(&img, &up);
             eprintln!("{name}: mean abs diff {d:.2}");
             assert!(d < tol, "{name}: mean abs diff {d:.2} >= {tol}");
@@ -754,9 +712,7 @@ mod tests {
             eprintln!("{name}: mean abs diff vs grey {d:.2}");
             assert!(d < tol, "{name}: mean abs diff {d:.2} >= {tol}");
             assert!(
-                img.data
-                    .chunks_exact(3)
-                    .all(|p| p[0] == p[1] && p[1] == p[2]),
+                img.data.chunks_exact(3).all(|p| p[0] == p[1] && p[1] == p[2]),
                 "{name}: not grey"
             );
         }
@@ -781,19 +737,10 @@ mod tests {
         let up = upright();
         for name in ["exif_rot6.jpg", "exif_rot3.jpg", "exif_rot8.jpg"] {
             // Through the image crate without orientation, the stored pixels differ from upright.
-            let raw = image::load_from_memory(&read(name))
-                .expect("fixture")
-                .into_rgb8();
-            let raw = RgbImage {
-                width: raw.width(),
-                height: raw.height(),
-                data: raw.into_raw(),
-            };
+            let raw = image::load_from_memory(&read(name)).expect("fixture").into_rgb8();
+            let raw = RgbImage { width: raw.width(), height: raw.height(), data: raw.into_raw() };
             if (raw.width, raw.height) == (up.width, up.height) {
-                assert!(
-                    mad(&raw, &up) > 20.0,
-                    "{name}: stored pixels already upright?"
-                );
+                assert!(mad(&raw, &up) > 20.0, "{name}: stored pixels already upright?");
             }
             let img = load(name);
             assert!(mad(&img, &up) < 6.0, "{name}");
@@ -823,11 +770,7 @@ mod tests {
                 image::Rgb([30, 200, 30])
             }
         });
-        let upi = RgbImage {
-            width: w,
-            height: h,
-            data: up.clone().into_raw(),
-        };
+        let upi = RgbImage { width: w, height: h, data: up.clone().into_raw() };
         for o in 1u8..=8 {
             // stored = inverse transform of `up`
             let mut stored = DynamicImage::ImageRgb8(up.clone());
@@ -850,11 +793,7 @@ mod tests {
             jpg.splice(2..2, app1);
             let img = decode(&jpg, &Limits::default(), 0).expect("decode");
             assert_eq!((img.width, img.height), (w, h), "orientation {o}");
-            assert!(
-                mad(&img, &upi) < 6.0,
-                "orientation {o}: {}",
-                mad(&img, &upi)
-            );
+            assert!(mad(&img, &upi) < 6.0, "orientation {o}: {}", mad(&img, &upi));
         }
     }
 
@@ -868,9 +807,7 @@ mod tests {
     #[test]
     fn alpha_is_composited_on_white() {
         let bytes = read("rgba.png");
-        let rgba = image::load_from_memory(&bytes)
-            .expect("fixture")
-            .into_rgba8();
+        let rgba = image::load_from_memory(&bytes).expect("fixture").into_rgba8();
         let img = decode(&bytes, &Limits::default(), 0).expect("decode");
         assert_eq!((img.width, img.height), rgba.dimensions());
         let (mut transparent, mut half) = (0, 0);
@@ -889,18 +826,11 @@ mod tests {
                 }
             }
         }
-        assert!(
-            transparent > 0 && half > 0,
-            "fixture has no transparent / half-transparent area"
-        );
+        assert!(transparent > 0 && half > 0, "fixture has no transparent / half-transparent area");
         // The opaque area matches upright.png.
         let up = upright();
-        let opaque: Vec<usize> = rgba
-            .pixels()
-            .enumerate()
-            .filter(|(_, p)| p[3] == 255)
-            .map(|(i, _)| i)
-            .collect();
+        let opaque: Vec<usize> =
+            rgba.pixels().enumerate().filter(|(_, p)| p[3] == 255).map(|(i, _)| i).collect();
         let diff: u64 = opaque
             .iter()
             .flat_map(|&i| (0..3).map(move |c| i * 3 + c))
@@ -941,18 +871,7 @@ mod tests {
         ] {
             let bytes = read(name);
             // Cut at many points: each must be an error or (for lenient decoders) an image, never a panic.
-            for cut in [
-                3,
-                8,
-                16,
-                30,
-                64,
-                100,
-                200,
-                400,
-                bytes.len() / 4,
-                bytes.len() / 2,
-            ] {
+            for cut in [3, 8, 16, 30, 64, 100, 200, 400, bytes.len() / 4, bytes.len() / 2] {
                 if cut < bytes.len() {
                     let _ = decode(&bytes[..cut], &Limits::default(), 0);
                     let _ = decode(&bytes[..cut], &Limits::default(), 100);
@@ -993,11 +912,7 @@ mod tests {
         for &b in data {
             c ^= u32::from(b);
             for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
+                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
             }
         }
         !c
@@ -1027,78 +942,35 @@ mod tests {
     fn huge_declared_dimensions_are_refused_before_decoding() {
         let r = decode(&png_claiming(60000, 60000), &Limits::default(), 0);
         assert!(
-            matches!(
-                r,
-                Err(DecodeError::DimensionsTooLarge {
-                    width: 60000,
-                    height: 60000,
-                    ..
-                })
-            ),
+            matches!(r, Err(DecodeError::DimensionsTooLarge { width: 60000, height: 60000, .. })),
             "{r:?}"
         );
         // Within the side limits but over the pixel limit.
         let r = decode(&png_claiming(15000, 15000), &Limits::default(), 0);
-        assert!(
-            matches!(
-                r,
-                Err(DecodeError::TooManyPixels {
-                    pixels: 225_000_000,
-                    ..
-                })
-            ),
-            "{r:?}"
-        );
+        assert!(matches!(r, Err(DecodeError::TooManyPixels { pixels: 225_000_000, .. })), "{r:?}");
         let msg = r.err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(
-            msg.contains("15000x15000") && msg.contains("limit"),
-            "{msg}"
-        );
+        assert!(msg.contains("15000x15000") && msg.contains("limit"), "{msg}");
         // Same for a JPEG header (SOF patched to 60000x60000).
         let mut jpg = read("rgb.jpg");
-        let sof = jpg
-            .windows(2)
-            .position(|w| w == [0xFF, 0xC0])
-            .expect("baseline SOF");
+        let sof = jpg.windows(2).position(|w| w == [0xFF, 0xC0]).expect("baseline SOF");
         jpg[sof + 5..sof + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]);
         let r = decode(&jpg, &Limits::default(), 0);
-        assert!(
-            matches!(r, Err(DecodeError::DimensionsTooLarge { .. })),
-            "{r:?}"
-        );
+        assert!(matches!(r, Err(DecodeError::DimensionsTooLarge { .. })), "{r:?}");
         // And a small image with tight limits.
-        let tight = Limits {
-            max_width: 100,
-            ..Limits::default()
-        };
+        let tight = Limits { max_width: 100, ..Limits::default() };
         let r = decode(&read("rgb.webp"), &tight, 0);
-        assert!(
-            matches!(
-                r,
-                Err(DecodeError::DimensionsTooLarge { max_width: 100, .. })
-            ),
-            "{r:?}"
-        );
+        assert!(matches!(r, Err(DecodeError::DimensionsTooLarge { max_width: 100, .. })), "{r:?}");
     }
 
     #[test]
     fn file_size_limit_comes_first() {
         let bytes = read("rgb.bmp");
-        let limits = Limits {
-            max_file_bytes: 1000,
-            ..Limits::default()
-        };
+        let limits = Limits { max_file_bytes: 1000, ..Limits::default() };
         let r = decode(&bytes, &limits, 0);
-        assert!(
-            matches!(r, Err(DecodeError::FileTooLarge { limit: 1000, .. })),
-            "{r:?}"
-        );
+        assert!(matches!(r, Err(DecodeError::FileTooLarge { limit: 1000, .. })), "{r:?}");
         // Even before format sniffing.
         let r = decode(&[0u8; 2000], &limits, 0);
-        assert!(
-            matches!(r, Err(DecodeError::FileTooLarge { bytes: 2000, .. })),
-            "{r:?}"
-        );
+        assert!(matches!(r, Err(DecodeError::FileTooLarge { bytes: 2000, .. })), "{r:?}");
     }
 
     #[test]
@@ -1154,42 +1026,19 @@ mod tests {
         assert_eq!((r.width, r.height, r.data.len()), (50, 20, 3000));
         let same = resize_short_side(&up, up.width.min(up.height)).expect("resize");
         assert_eq!(same, up);
-        let s = resize_short_side(
-            &RgbImage {
-                width: 1000,
-                height: 333,
-                data: vec![7; 999_000],
-            },
-            288,
-        )
-        .expect("resize");
+        let s =
+            resize_short_side(&RgbImage { width: 1000, height: 333, data: vec![7; 999_000] }, 288)
+                .expect("resize");
         assert_eq!((s.width, s.height), (865, 288)); // 1000 * 288 / 333 = 864.86 -> 865
         assert!(s.data.iter().all(|&v| v == 7));
-        let t = resize_short_side(
-            &RgbImage {
-                width: 10,
-                height: 30,
-                data: vec![0; 900],
-            },
-            288,
-        )
-        .expect("upscale");
+        let t = resize_short_side(&RgbImage { width: 10, height: 30, data: vec![0; 900] }, 288)
+            .expect("upscale");
         assert_eq!((t.width, t.height), (288, 864));
         assert!(resize(&up, 0, 10).is_err());
-        assert!(resize(
-            &RgbImage {
-                width: 10,
-                height: 10,
-                data: vec![0; 10]
-            },
-            5,
-            5
-        )
-        .is_err());
+        assert!(resize(&RgbImage { width: 10, height: 10, data: vec![0; 10] }, 5, 5).is_err());
         // Colours survive a downscale.
         let small = resize(&up, up.width / 4, up.height / 4).expect("resize");
         let back = resize(&small, up.width, up.height).expect("resize");
         assert!(mad(&back, &up) < 20.0);
     }
-
 }

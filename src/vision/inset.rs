@@ -45,8 +45,13 @@ pub fn find(img: &RgbImage) -> Option<Inset> {
     let scale = (WORK_SIDE as f32 / img.width.max(img.height) as f32).min(1.0);
     let work = decode::fit_long_side(img, WORK_SIDE).ok()?;
     let (w, h) = (work.width as usize, work.height as usize);
-    let luma: Vec<i16> =
-        work.data.chunks_exact(3).map(|p| ((77 * u32::from(p[0]) + 150 * u32::from(p[1]) + 29 * u32::from(p[2])) >> 8) as i16).collect();
+    let luma: Vec<i16> = work
+        .data
+        .chunks_exact(3)
+        .map(|p| {
+            ((77 * u32::from(p[0]) + 150 * u32::from(p[1]) + 29 * u32::from(p[2])) >> 8) as i16
+        })
+        .collect();
     // vertical edges lie between columns x and x+1 (w-1 of them), horizontal ones between rows y
     // and y+1; an edge blurred or resampled across two pixels still counts at either, so each is
     // widened by one either side across its direction
@@ -66,7 +71,8 @@ pub fn find(img: &RgbImage) -> Option<Inset> {
     let mut horiz = step_rows.clone();
     for y in 0..hh {
         for x in 0..w {
-            horiz[y * w + x] |= (y > 0 && step_rows[(y - 1) * w + x]) || (y + 1 < hh && step_rows[(y + 1) * w + x]);
+            horiz[y * w + x] |=
+                (y > 0 && step_rows[(y - 1) * w + x]) || (y + 1 < hh && step_rows[(y + 1) * w + x]);
         }
     }
     // prefix sums along each line (vsum[y * vw + x]: edge pixels of column x above row y) and
@@ -96,8 +102,12 @@ pub fn find(img: &RgbImage) -> Option<Inset> {
     let min_h = (MIN_SIDE * h as f32).ceil() as usize;
     let xs = longest_lines(&vrun, min_h);
     let ys = longest_lines(&hrun, min_w);
-    let column = |x: usize, y1: usize, y2: usize| f32::from(vsum[(y2 + 1) * vw + x] - vsum[(y1 + 1) * vw + x]) / (y2 - y1) as f32;
-    let row = |y: usize, x1: usize, x2: usize| f32::from(hsum[y * (w + 1) + x2 + 1] - hsum[y * (w + 1) + x1 + 1]) / (x2 - x1) as f32;
+    let column = |x: usize, y1: usize, y2: usize| {
+        f32::from(vsum[(y2 + 1) * vw + x] - vsum[(y1 + 1) * vw + x]) / (y2 - y1) as f32
+    };
+    let row = |y: usize, x1: usize, x2: usize| {
+        f32::from(hsum[y * (w + 1) + x2 + 1] - hsum[y * (w + 1) + x1 + 1]) / (x2 - x1) as f32
+    };
     let max_area = MAX_AREA * (w * h) as f32;
     // (outline in hundredths, area, x1, y1, x2, y2); the rectangle is columns x1+1..=x2, rows y1+1..=y2
     let mut best: Option<(u32, usize, usize, usize, usize, usize)> = None;
@@ -133,12 +143,23 @@ pub fn find(img: &RgbImage) -> Option<Inset> {
     let to = |v: usize, full: u32| ((v as f32 / scale).round() as u32).min(full);
     let (left, top) = (to(x1 + 2, img.width), to(y1 + 2, img.height));
     let (right, bottom) = (to(x2, img.width), to(y2, img.height));
-    (right > left + 1 && bottom > top + 1).then(|| Inset { x: left, y: top, width: right - left, height: bottom - top })
+    (right > left + 1 && bottom > top + 1).then(|| Inset {
+        x: left,
+        y: top,
+        width: right - left,
+        height: bottom - top,
+    })
 }
 
 /// Positions of the `MAX_LINES` lines with the longest runs of at least `min`, in ascending order.
 fn longest_lines(runs: &[usize], min: usize) -> Vec<usize> {
-    let mut lines: Vec<(usize, usize)> = runs.iter().copied().enumerate().filter(|&(_, r)| r >= min.max(1)).map(|(i, r)| (r, i)).collect();
+    let mut lines: Vec<(usize, usize)> = runs
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|&(_, r)| r >= min.max(1))
+        .map(|(i, r)| (r, i))
+        .collect();
     lines.sort_by(|a, b| b.cmp(a));
     lines.truncate(MAX_LINES);
     let mut at: Vec<usize> = lines.into_iter().map(|(_, i)| i).collect();
@@ -155,7 +176,8 @@ mod tests {
         let mut data = Vec::with_capacity((w * h * 3) as usize);
         for y in 0..h {
             for x in 0..w {
-                let v = ((x as f32 * 0.21 + seed as f32).sin() * (y as f32 * 0.17).cos() * 60.0 + 120.0) as u8;
+                let v = ((x as f32 * 0.21 + seed as f32).sin() * (y as f32 * 0.17).cos() * 60.0
+                    + 120.0) as u8;
                 data.extend_from_slice(&[v, v.wrapping_add(30), 200 - v / 2]);
             }
         }
@@ -184,8 +206,14 @@ mod tests {
         // within two pixels of the work copy (2.5 pixels each) of the truth, and inside it
         assert!(found.x >= 430 && found.x <= 430 + 6, "{found:?}");
         assert!(found.y >= 120 && found.y <= 120 + 6, "{found:?}");
-        assert!(found.x + found.width <= 430 + 220 && found.x + found.width + 6 >= 430 + 220, "{found:?}");
-        assert!(found.y + found.height <= 120 + 160 && found.y + found.height + 6 >= 120 + 160, "{found:?}");
+        assert!(
+            found.x + found.width <= 430 + 220 && found.x + found.width + 6 >= 430 + 220,
+            "{found:?}"
+        );
+        assert!(
+            found.y + found.height <= 120 + 160 && found.y + found.height + 6 >= 120 + 160,
+            "{found:?}"
+        );
     }
 
     #[test]
@@ -194,7 +222,12 @@ mod tests {
         assert_eq!(find(&texture(8, 8, 3)), None);
         // an outlined rectangle smaller than MIN_SIDE is not an inset
         let mut canvas = texture(800, 600, 1);
-        paste(&mut canvas, &RgbImage { width: 40, height: 30, data: vec![255; 40 * 30 * 3] }, 100, 100);
+        paste(
+            &mut canvas,
+            &RgbImage { width: 40, height: 30, data: vec![255; 40 * 30 * 3] },
+            100,
+            100,
+        );
         assert_eq!(find(&canvas), None);
     }
 
@@ -208,7 +241,12 @@ mod tests {
     #[test]
     fn a_rectangle_covering_most_of_the_photo_is_not_an_inset() {
         let mut canvas = texture(400, 300, 1);
-        paste(&mut canvas, &RgbImage { width: 360, height: 270, data: vec![250; 360 * 270 * 3] }, 20, 15);
+        paste(
+            &mut canvas,
+            &RgbImage { width: 360, height: 270, data: vec![250; 360 * 270 * 3] },
+            20,
+            15,
+        );
         assert_eq!(find(&canvas), None);
     }
 }

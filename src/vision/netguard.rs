@@ -35,15 +35,15 @@ impl std::fmt::Debug for Guard {
 impl Guard {
     /// A guard that refuses non-public addresses except for `allow_hosts`.
     pub fn new(allow_hosts: &[String]) -> Guard {
-        Guard {
-            allow_hosts: allow_hosts.iter().map(|h| normalise_host(h)).collect(),
-            lookup: None,
-        }
+        Guard { allow_hosts: allow_hosts.iter().map(|h| normalise_host(h)).collect(), lookup: None }
     }
 
     /// The same guard looking names up with `lookup` (`host:port` to addresses) instead of the
     /// system's resolver: for tests that play a DNS server.
-    pub fn with_lookup(mut self, lookup: impl Fn(&str) -> io::Result<Vec<SocketAddr>> + Send + Sync + 'static) -> Guard {
+    pub fn with_lookup(
+        mut self,
+        lookup: impl Fn(&str) -> io::Result<Vec<SocketAddr>> + Send + Sync + 'static,
+    ) -> Guard {
         self.lookup = Some(Arc::new(lookup));
         self
     }
@@ -109,10 +109,7 @@ impl ureq::unversioned::resolver::Resolver for Resolver {
 }
 
 fn normalise_host(h: &str) -> String {
-    h.trim()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_ascii_lowercase()
+    h.trim().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()
 }
 
 /// Whether `ip` is an ordinary public unicast address.
@@ -186,13 +183,8 @@ mod tests {
         ] {
             assert!(!is_public(a.parse().unwrap()), "{a} taken as public");
         }
-        for a in [
-            "8.8.8.8",
-            "172.32.0.1",
-            "100.128.0.1",
-            "2001:4860:4860::8888",
-            "::ffff:8.8.8.8",
-        ] {
+        for a in ["8.8.8.8", "172.32.0.1", "100.128.0.1", "2001:4860:4860::8888", "::ffff:8.8.8.8"]
+        {
             assert!(is_public(a.parse().unwrap()), "{a} taken as non-public");
         }
     }

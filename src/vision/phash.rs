@@ -55,9 +55,14 @@ fn grey(img: &RgbImage) -> Option<Vec<f64>> {
         return None;
     }
     let small = decode::resize(img, SIDE as u32, SIDE as u32).ok()?;
-    let grey: Vec<f64> = small.data.chunks_exact(3).map(|p| 0.299 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.114 * f64::from(p[2])).collect();
+    let grey: Vec<f64> = small
+        .data
+        .chunks_exact(3)
+        .map(|p| 0.299 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.114 * f64::from(p[2]))
+        .collect();
     let mean = grey.iter().sum::<f64>() / grey.len() as f64;
-    let deviation = (grey.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / grey.len() as f64).sqrt();
+    let deviation =
+        (grey.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / grey.len() as f64).sqrt();
     (deviation >= MIN_DEVIATION).then_some(grey)
 }
 
@@ -105,7 +110,8 @@ fn cosines() -> &'static [[f64; SIDE]; LOW] {
         let mut c = [[0f64; SIDE]; LOW];
         for (u, row) in c.iter_mut().enumerate() {
             for (x, v) in row.iter_mut().enumerate() {
-                *v = (std::f64::consts::PI * (2 * x + 1) as f64 * u as f64 / (2 * SIDE) as f64).cos();
+                *v = (std::f64::consts::PI * (2 * x + 1) as f64 * u as f64 / (2 * SIDE) as f64)
+                    .cos();
             }
         }
         c
@@ -133,7 +139,10 @@ pub struct Index {
 /// Pieces a hash is cut into for `Index`: one more than `NEAR`, so that `NEAR` differing bits
 /// leave one piece whole.
 const PIECES: usize = NEAR as usize + 1;
-const _: () = assert!(13 * PIECES >= 64 && 13 * (PIECES - 1) < 64, "pieces of 13 bits must cover the 64 bits");
+const _: () = assert!(
+    13 * PIECES >= 64 && 13 * (PIECES - 1) < 64,
+    "pieces of 13 bits must cover the 64 bits"
+);
 
 /// Values a piece can take.
 const PIECE_VALUES: usize = 1 << 13;
@@ -226,7 +235,8 @@ mod tests {
         let mut data = Vec::with_capacity((w * h * 3) as usize);
         for y in 0..h {
             for x in 0..w {
-                let v = ((x * (3 + seed) / 7 + y * (5 + seed) / 11) % 256) as u8 ^ (((x / 40 + y / 30 + seed) % 2) as u8 * 120);
+                let v = ((x * (3 + seed) / 7 + y * (5 + seed) / 11) % 256) as u8
+                    ^ (((x / 40 + y / 30 + seed) % 2) as u8 * 120);
                 data.extend_from_slice(&[v, v / 2, 255 - v]);
             }
         }
@@ -253,7 +263,12 @@ mod tests {
                 q ^= 1 << ((b * 11 + i) % 64);
             }
             let want: Vec<(u32, u32)> = {
-                let mut w: Vec<(u32, u32)> = base.iter().enumerate().map(|(j, o)| (j as u32, distance(q, *o))).filter(|&(_, d)| d <= NEAR).collect();
+                let mut w: Vec<(u32, u32)> = base
+                    .iter()
+                    .enumerate()
+                    .map(|(j, o)| (j as u32, distance(q, *o)))
+                    .filter(|&(_, d)| d <= NEAR)
+                    .collect();
                 w.sort_by_key(|&(j, d)| (d, j));
                 w
             };
@@ -267,7 +282,14 @@ mod tests {
     fn each_near_keeps_within_its_bits_and_stops_when_told() {
         let h = 0x0123_4567_89AB_CDEFu64;
         // copies 0, 1, 2, 3 and 5 bits away, and a copy that shares every piece (0 bits, twice)
-        let pairs = vec![(0, h), (1, h ^ 1), (2, h ^ 0b11 << 20), (3, h ^ 0b111 << 40), (4, h ^ 0b11111), (5, h)];
+        let pairs = vec![
+            (0, h),
+            (1, h ^ 1),
+            (2, h ^ 0b11 << 20),
+            (3, h ^ 0b111 << 40),
+            (4, h ^ 0b11111),
+            (5, h),
+        ];
         let index = Index::new(pairs);
         let mut seen: Vec<(u32, u32)> = Vec::new();
         index.each_near(h, 2, |k, d| {
@@ -276,7 +298,11 @@ mod tests {
         });
         seen.sort_unstable();
         seen.dedup();
-        assert_eq!(seen, vec![(0, 0), (1, 1), (2, 2), (5, 0)], "within 2 bits, each key met once per shared piece");
+        assert_eq!(
+            seen,
+            vec![(0, 0), (1, 1), (2, 2), (5, 0)],
+            "within 2 bits, each key met once per shared piece"
+        );
         let mut calls = 0;
         index.each_near(h, NEAR, |_, _| {
             calls += 1;
@@ -293,7 +319,10 @@ mod tests {
         let near = |img: &RgbImage| distance(h, of(img).unwrap());
         let shrunk = decode::resize(&a, 160, 120).unwrap();
         assert!(near(&shrunk) <= NEAR, "{}", near(&shrunk));
-        let darker = RgbImage { data: a.data.iter().map(|&v| (u32::from(v) * 3 / 4) as u8).collect(), ..a.clone() };
+        let darker = RgbImage {
+            data: a.data.iter().map(|&v| (u32::from(v) * 3 / 4) as u8).collect(),
+            ..a.clone()
+        };
         assert!(near(&darker) <= NEAR, "{}", near(&darker));
         let other = picture(640, 480, 4);
         assert!(near(&other) > 3 * NEAR, "{}", near(&other));
@@ -318,11 +347,21 @@ mod tests {
         let h = of(&a).unwrap();
         let all = turned(&a).unwrap();
         assert_eq!(all[0], h, "the first orientation is the photo as it is");
-        let mirrored = RgbImage { data: a.data.chunks_exact(400 * 3).flat_map(|row| row.chunks_exact(3).rev().flatten().copied().collect::<Vec<u8>>()).collect(), ..a.clone() };
+        let mirrored = RgbImage {
+            data: a
+                .data
+                .chunks_exact(400 * 3)
+                .flat_map(|row| row.chunks_exact(3).rev().flatten().copied().collect::<Vec<u8>>())
+                .collect(),
+            ..a.clone()
+        };
         for copy in [turn(&a), turn(&turn(&a)), turn(&turn(&turn(&a))), mirrored] {
             let c = of(&copy).unwrap();
             assert!(distance(c, h) > NEAR, "the copy as it is differs");
-            assert!(turned(&copy).unwrap().iter().any(|&t| distance(t, h) <= NEAR), "one orientation of the copy is near the original");
+            assert!(
+                turned(&copy).unwrap().iter().any(|&t| distance(t, h) <= NEAR),
+                "one orientation of the copy is near the original"
+            );
         }
     }
 

@@ -40,7 +40,12 @@ pub fn regions(img: &RgbImage) -> Vec<(&'static str, Area, RgbImage)> {
     let (w, h) = (img.width, img.height);
     let (hw, hh) = ((w / 2).max(1), (h / 2).max(1));
     let cut = |name, x: u32, y: u32, cw: u32, ch: u32| {
-        let area = [x as f32 / w as f32, y as f32 / h as f32, (x + cw) as f32 / w as f32, (y + ch) as f32 / h as f32];
+        let area = [
+            x as f32 / w as f32,
+            y as f32 / h as f32,
+            (x + cw) as f32 / w as f32,
+            (y + ch) as f32 / h as f32,
+        ];
         (name, area, crop(img, x, y, cw, ch))
     };
     let mut out = vec![

@@ -31,7 +31,9 @@ impl ImageRef {
         let t = text.trim();
         let lower = t.to_ascii_lowercase();
         if lower.starts_with("http://") || lower.starts_with("https://") {
-            http::check_url(t).map_err(|e| format!("bad image address {:?}: {e}", t.chars().take(200).collect::<String>()))?;
+            http::check_url(t).map_err(|e| {
+                format!("bad image address {:?}: {e}", t.chars().take(200).collect::<String>())
+            })?;
             return Ok(ImageRef::Url(t.to_string()));
         }
         if let Some((scheme, _)) = t.split_once("://") {
@@ -66,11 +68,17 @@ impl Fetcher {
     }
 
     /// A fetcher whose downloads (each redirect too) reach only addresses `guard` allows.
-    pub fn guarded(limits: &LimitsConfig, guard: crate::vision::netguard::Guard) -> anyhow::Result<Fetcher> {
+    pub fn guarded(
+        limits: &LimitsConfig,
+        guard: crate::vision::netguard::Guard,
+    ) -> anyhow::Result<Fetcher> {
         Fetcher::build(limits, Some(guard))
     }
 
-    fn build(limits: &LimitsConfig, guard: Option<crate::vision::netguard::Guard>) -> anyhow::Result<Fetcher> {
+    fn build(
+        limits: &LimitsConfig,
+        guard: Option<crate::vision::netguard::Guard>,
+    ) -> anyhow::Result<Fetcher> {
         let http = http::Http::new(&http::HttpLimits {
             connect_timeout: Duration::from_secs(limits.http_connect_timeout_secs),
             timeout: Duration::from_secs(limits.http_timeout_secs),
@@ -81,7 +89,12 @@ impl Fetcher {
             .num_threads(limits.http_max_in_flight.max(1))
             .thread_name(|i| format!("knockoff-fetch-{i}"))
             .build()?;
-        Ok(Fetcher { http, max_bytes: limits.max_image_bytes, budget: Duration::from_secs(limits.listing_fetch_secs), pool })
+        Ok(Fetcher {
+            http,
+            max_bytes: limits.max_image_bytes,
+            budget: Duration::from_secs(limits.listing_fetch_secs),
+            pool,
+        })
     }
 
     /// Reads many references in parallel (at most `http_max_in_flight` at once), keeping order.
@@ -89,12 +102,16 @@ impl Fetcher {
     /// budget (`limits.listing_fetch_secs`), counted from the start of its first photo's fetch.
     pub fn fetch_all(&self, refs: &[&ImageRef], owners: &[usize]) -> Vec<Result<Vec<u8>, String>> {
         use rayon::prelude::*;
-        let starts: Vec<OnceLock<Instant>> = (0..owners.iter().max().map_or(0, |m| m + 1)).map(|_| OnceLock::new()).collect();
+        let starts: Vec<OnceLock<Instant>> =
+            (0..owners.iter().max().map_or(0, |m| m + 1)).map(|_| OnceLock::new()).collect();
         self.pool.install(|| {
             refs.par_iter()
                 .enumerate()
                 .map(|(i, r)| {
-                    let deadline = owners.get(i).and_then(|&o| starts.get(o)).map(|s| *s.get_or_init(Instant::now) + self.budget);
+                    let deadline = owners
+                        .get(i)
+                        .and_then(|&o| starts.get(o))
+                        .map(|s| *s.get_or_init(Instant::now) + self.budget);
                     guard("fetching the photo", || self.fetch_by(r, deadline))
                 })
                 .collect()
@@ -120,7 +137,10 @@ impl Fetcher {
     }
 
     fn budget_spent(&self) -> String {
-        format!("the record's photos took longer than {} s together (limits.listing_fetch_secs)", self.budget.as_secs())
+        format!(
+            "the record's photos took longer than {} s together (limits.listing_fetch_secs)",
+            self.budget.as_secs()
+        )
     }
 
     fn read_file(&self, p: &Path) -> Result<Vec<u8>, String> {
@@ -132,14 +152,21 @@ impl Fetcher {
             return Err("not a regular file".into());
         }
         if meta.len() > self.max_bytes {
-            return Err(format!("file is {} bytes, over the limit of {} (limits.max_image_bytes)", meta.len(), self.max_bytes));
+            return Err(format!(
+                "file is {} bytes, over the limit of {} (limits.max_image_bytes)",
+                meta.len(),
+                self.max_bytes
+            ));
         }
         let mut bytes = Vec::with_capacity(meta.len() as usize);
         std::fs::File::open(p)
             .and_then(|f| f.take(self.max_bytes + 1).read_to_end(&mut bytes))
             .map_err(|e| format!("cannot read file: {e}"))?;
         if bytes.len() as u64 > self.max_bytes {
-            return Err(format!("file is over the limit of {} bytes (limits.max_image_bytes)", self.max_bytes));
+            return Err(format!(
+                "file is over the limit of {} bytes (limits.max_image_bytes)",
+                self.max_bytes
+            ));
         }
         Ok(bytes)
     }
@@ -149,7 +176,11 @@ impl Fetcher {
 /// of this one photo instead of ending the batch.
 pub fn guard<T>(what: &str, work: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
     catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|p| {
-        let msg = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default();
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
         Err(format!("internal error while {what} ({msg}); please report it"))
     })
 }

@@ -63,9 +63,13 @@ pub fn find(img: &RgbImage) -> Option<Tilt> {
         let i = ((y * img.width + x) * 3) as usize;
         [img.data[i].into(), img.data[i + 1].into(), img.data[i + 2].into()]
     };
-    let at_corners = |img: &RgbImage| [(0, 0), (img.width - 1, 0), (img.width - 1, img.height - 1), (0, img.height - 1)].map(|(x, y)| colour_at(img, x, y));
+    let at_corners = |img: &RgbImage| {
+        [(0, 0), (img.width - 1, 0), (img.width - 1, img.height - 1), (0, img.height - 1)]
+            .map(|(x, y)| colour_at(img, x, y))
+    };
     let corner_colours = at_corners(img);
-    let fill: [i16; 3] = std::array::from_fn(|c| corner_colours.iter().map(|p| p[c]).sum::<i16>() / 4);
+    let fill: [i16; 3] =
+        std::array::from_fn(|c| corner_colours.iter().map(|p| p[c]).sum::<i16>() / 4);
     let is_fill = |p: [i16; 3]| (0..3).all(|c| (p[c] - fill[c]).abs() <= FILL_TOLERANCE);
     if !corner_colours.iter().all(|&p| is_fill(p)) {
         return None;
@@ -76,21 +80,30 @@ pub fn find(img: &RgbImage) -> Option<Tilt> {
     }
     let (w, h) = (work.width as usize, work.height as usize);
     let pixel = |x: usize, y: usize| colour_at(&work, x as u32, y as u32);
-    let mask: Vec<bool> = (0..h).flat_map(|y| (0..w).map(move |x| (x, y))).map(|(x, y)| is_fill(pixel(x, y))).collect();
+    let mask: Vec<bool> = (0..h)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .map(|(x, y)| is_fill(pixel(x, y)))
+        .collect();
     // each corner's triangle, clockwise from the top left: its angle, and whether its long side
     // runs along the frame's left or right side (else along the top or bottom); a dark part of
     // the photo may spoil one corner
     let mut corners = Vec::with_capacity(4);
-    for (k, (right, bottom)) in [(false, false), (true, false), (true, true), (false, true)].into_iter().enumerate() {
-        let at = |i: usize, j: usize| mask[(if bottom { h - 1 - j } else { j }) * w + if right { w - 1 - i } else { i }];
+    for (k, (right, bottom)) in
+        [(false, false), (true, false), (true, true), (false, true)].into_iter().enumerate()
+    {
+        let at = |i: usize, j: usize| {
+            mask[(if bottom { h - 1 - j } else { j }) * w + if right { w - 1 - i } else { i }]
+        };
         // fill from the corner's vertical side along each row, and from its horizontal side down
         // each column, as far as the triangle reaches; the long side is the one with more
         // (unless a dark part cut it short: then the slope is steeper than 45°)
         let rows = triangle((0..h).map(|j| (0..w).take_while(|&i| at(i, j)).count()), w);
         let columns = triangle((0..w).map(|i| (0..h).take_while(|&j| at(i, j)).count()), h);
-        let (upright, runs) = if rows.len() >= columns.len() { (true, rows) } else { (false, columns) };
+        let (upright, runs) =
+            if rows.len() >= columns.len() { (true, rows) } else { (false, columns) };
         let Some((slope, crookedness, on_line)) = line_fit(&runs) else { continue };
-        if runs.len() < 8 || crookedness > MAX_CROOKEDNESS || on_line < MIN_ON_LINE || slope >= 0.0 {
+        if runs.len() < 8 || crookedness > MAX_CROOKEDNESS || on_line < MIN_ON_LINE || slope >= 0.0
+        {
             continue;
         }
         let tan = -slope;
@@ -110,7 +123,8 @@ pub fn find(img: &RgbImage) -> Option<Tilt> {
         (a[(a.len() - 1) / 2] + a[a.len() / 2]) / 2.0
     };
     let all = middle(corners.iter().map(|c| c.0).collect());
-    let agreeing: Vec<f64> = corners.iter().filter(|c| (c.0 - all).abs() <= c.2).map(|c| c.0).collect();
+    let agreeing: Vec<f64> =
+        corners.iter().filter(|c| (c.0 - all).abs() <= c.2).map(|c| c.0).collect();
     if agreeing.len() < 3 {
         return None;
     }
@@ -124,13 +138,21 @@ pub fn find(img: &RgbImage) -> Option<Tilt> {
         for enlarged in [false, true] {
             for step in [0, -1, 1, -2, 2, -3, 3, -4, 4, -5, 5, -6, 6] {
                 let degrees = sign * (median + f64::from(step) * 0.1);
-                let Some(size) = turned_size(degrees, w as f64, h as f64, enlarged) else { continue };
+                let Some(size) = turned_size(degrees, w as f64, h as f64, enlarged) else {
+                    continue;
+                };
                 let (outside, inside) = agreement(&mask, w, h, degrees, size);
-                if outside < MIN_AGREEMENT || inside < MIN_CONTENT_AGREEMENT || best.as_ref().is_some_and(|(a, _)| outside + inside <= *a) {
+                if outside < MIN_AGREEMENT
+                    || inside < MIN_CONTENT_AGREEMENT
+                    || best.as_ref().is_some_and(|(a, _)| outside + inside <= *a)
+                {
                     continue;
                 }
                 let fill = fill.map(|c| c.clamp(0, 255) as u8);
-                best = Some((outside + inside, Tilt { degrees, size: [size[0] / w as f64, size[1] / h as f64], fill }));
+                best = Some((
+                    outside + inside,
+                    Tilt { degrees, size: [size[0] / w as f64, size[1] / h as f64], fill },
+                ));
             }
         }
     }
@@ -145,9 +167,12 @@ pub fn straighten(img: &RgbImage, tilt: &Tilt) -> RgbImage {
     let (sin, cos) = tilt.degrees.to_radians().sin_cos();
     let (cw, ch) = (tilt.size[0] * fw, tilt.size[1] * fh);
     // the largest share of the turned photo's sides whose turned outline fits in the frame
-    let keep = (fw / (cw * cos.abs() + ch * sin.abs())).min(fh / (cw * sin.abs() + ch * cos.abs())).min(1.0);
+    let keep = (fw / (cw * cos.abs() + ch * sin.abs()))
+        .min(fh / (cw * sin.abs() + ch * cos.abs()))
+        .min(1.0);
     let (kw, kh) = (cw * keep, ch * keep);
-    let (ow, oh) = ((kw.round() as u32).clamp(1, 2 * img.width), (kh.round() as u32).clamp(1, 2 * img.height));
+    let (ow, oh) =
+        ((kw.round() as u32).clamp(1, 2 * img.width), (kh.round() as u32).clamp(1, 2 * img.height));
     decode::warp(img, ow, oh, tilt.fill, |u, v| {
         let (qx, qy) = (u * kw / f64::from(ow) - kw / 2.0, v * kh / f64::from(oh) - kh / 2.0);
         Some([fw / 2.0 + cos * qx - sin * qy, fh / 2.0 + sin * qx + cos * qy])
@@ -171,7 +196,8 @@ fn turned_size(degrees: f64, w: f64, h: f64, enlarged: bool) -> Option<[f64; 2]>
 /// of a band just inside it that are not (both 0 when there are too few outside).
 fn agreement(mask: &[bool], w: usize, h: usize, degrees: f64, size: [f64; 2]) -> (f64, f64) {
     let (sin, cos) = degrees.to_radians().sin_cos();
-    let (mut outside, mut outside_fill, mut band, mut band_content) = (0usize, 0usize, 0usize, 0usize);
+    let (mut outside, mut outside_fill, mut band, mut band_content) =
+        (0usize, 0usize, 0usize, 0usize);
     for y in 0..h {
         let py = y as f64 + 0.5 - h as f64 / 2.0;
         for x in 0..w {
@@ -224,22 +250,33 @@ fn line_fit(runs: &[usize]) -> Option<(f64, f64, f64)> {
     if runs.len() < 2 {
         return None;
     }
-    let points: Vec<(f64, f64)> = runs.iter().enumerate().map(|(i, &r)| (i as f64, r as f64)).collect();
-    let spread: Vec<(f64, f64)> = (0..points.len().min(64)).map(|k| points[k * points.len() / points.len().min(64)]).collect();
-    let mut slopes: Vec<f64> =
-        spread.iter().enumerate().flat_map(|(a, p)| spread[a + 1..].iter().map(move |q| (q.1 - p.1) / (q.0 - p.0))).collect();
+    let points: Vec<(f64, f64)> =
+        runs.iter().enumerate().map(|(i, &r)| (i as f64, r as f64)).collect();
+    let spread: Vec<(f64, f64)> = (0..points.len().min(64))
+        .map(|k| points[k * points.len() / points.len().min(64)])
+        .collect();
+    let mut slopes: Vec<f64> = spread
+        .iter()
+        .enumerate()
+        .flat_map(|(a, p)| spread[a + 1..].iter().map(move |q| (q.1 - p.1) / (q.0 - p.0)))
+        .collect();
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
     let slope = median(&mut slopes);
     let intercept = median(&mut points.iter().map(|(x, y)| y - slope * x).collect());
-    let near: Vec<(f64, f64)> = points.iter().copied().filter(|(x, y)| (y - intercept - slope * x).abs() <= LINE_TOLERANCE).collect();
+    let near: Vec<(f64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|(x, y)| (y - intercept - slope * x).abs() <= LINE_TOLERANCE)
+        .collect();
     if near.len() < 2 {
         return Some((slope, f64::INFINITY, 0.0));
     }
     let n = near.len() as f64;
-    let (mx, my) = (near.iter().map(|p| p.0).sum::<f64>() / n, near.iter().map(|p| p.1).sum::<f64>() / n);
+    let (mx, my) =
+        (near.iter().map(|p| p.0).sum::<f64>() / n, near.iter().map(|p| p.1).sum::<f64>() / n);
     let sxy: f64 = near.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
     let sxx: f64 = near.iter().map(|(x, _)| (x - mx).powi(2)).sum();
     let slope = sxy / sxx;
@@ -257,7 +294,11 @@ mod tests {
             .flat_map(|y| (0..w).map(move |x| (x, y)))
             .flat_map(|(x, y)| {
                 let (fx, fy) = (x as f32, y as f32);
-                [(128.0 + 90.0 * (fx / 7.0).sin() * (fy / 11.0).cos()) as u8, (100 + (x * 3 + y * 5) % 120) as u8, (60.0 + 60.0 * ((fx + fy) / 23.0).sin() + 60.0) as u8]
+                [
+                    (128.0 + 90.0 * (fx / 7.0).sin() * (fy / 11.0).cos()) as u8,
+                    (100 + (x * 3 + y * 5) % 120) as u8,
+                    (60.0 + 60.0 * ((fx + fy) / 23.0).sin() + 60.0) as u8,
+                ]
             })
             .collect();
         RgbImage { width: w, height: h, data }
@@ -266,8 +307,14 @@ mod tests {
     /// `img` turned by `degrees` (clockwise) about its centre as the attack generator does it, in a
     /// frame of its own size with black corners.
     fn turn(img: &RgbImage, degrees: f32) -> RgbImage {
-        let buf = image::RgbImage::from_raw(img.width, img.height, img.data.clone()).expect("buffer");
-        let out = imageproc::geometric_transformations::rotate_about_center(&buf, degrees.to_radians(), imageproc::geometric_transformations::Interpolation::Bilinear, image::Rgb([0, 0, 0]));
+        let buf =
+            image::RgbImage::from_raw(img.width, img.height, img.data.clone()).expect("buffer");
+        let out = imageproc::geometric_transformations::rotate_about_center(
+            &buf,
+            degrees.to_radians(),
+            imageproc::geometric_transformations::Interpolation::Bilinear,
+            image::Rgb([0, 0, 0]),
+        );
         RgbImage { width: out.width(), height: out.height(), data: out.into_raw() }
     }
 
@@ -290,23 +337,53 @@ mod tests {
     fn a_photo_turned_in_its_frame_is_found_and_turned_back() {
         let original = photo(400, 300);
         for degrees in [5.5f32, -12.0, 19.0] {
-            let tilt = find(&turn(&original, degrees)).unwrap_or_else(|| panic!("{degrees}° not found"));
-            assert!((tilt.degrees - f64::from(degrees)).abs() < 0.4, "{degrees}° found as {}", tilt.degrees);
+            let tilt =
+                find(&turn(&original, degrees)).unwrap_or_else(|| panic!("{degrees}° not found"));
+            assert!(
+                (tilt.degrees - f64::from(degrees)).abs() < 0.4,
+                "{degrees}° found as {}",
+                tilt.degrees
+            );
             assert_eq!(tilt.fill, [0, 0, 0]);
-            assert!((tilt.size[0] - 1.0).abs() < 0.01 && (tilt.size[1] - 1.0).abs() < 0.01, "{:?}", tilt.size);
+            assert!(
+                (tilt.size[0] - 1.0).abs() < 0.01 && (tilt.size[1] - 1.0).abs() < 0.01,
+                "{:?}",
+                tilt.size
+            );
             let back = straighten(&turn(&original, degrees), &tilt);
             // the middle of the photo as it was, cut down about its centre
             let keep = f64::from(back.width) / 400.0;
-            assert!((f64::from(back.height) / 300.0 - keep).abs() < 0.01 && keep < 0.97 && keep > 0.6, "{} x {}", back.width, back.height);
+            assert!(
+                (f64::from(back.height) / 300.0 - keep).abs() < 0.01 && keep < 0.97 && keep > 0.6,
+                "{} x {}",
+                back.width,
+                back.height
+            );
             let crop = |img: &RgbImage, x0: u32, y0: u32| RgbImage {
                 width: 200,
                 height: 150,
-                data: (y0..y0 + 150).flat_map(|y| img.data[((y * img.width + x0) * 3) as usize..((y * img.width + x0 + 200) * 3) as usize].to_vec()).collect(),
+                data: (y0..y0 + 150)
+                    .flat_map(|y| {
+                        img.data[((y * img.width + x0) * 3) as usize
+                            ..((y * img.width + x0 + 200) * 3) as usize]
+                            .to_vec()
+                    })
+                    .collect(),
             };
-            let d = mean_difference(&crop(&back, (back.width - 200) / 2, (back.height - 150) / 2), &crop(&original, 100, 75), 0);
+            let d = mean_difference(
+                &crop(&back, (back.width - 200) / 2, (back.height - 150) / 2),
+                &crop(&original, 100, 75),
+                0,
+            );
             assert!(d < 12.0, "{degrees}°: turned back differs by {d:.1} on average");
             // and far from it when not turned back
-            assert!(mean_difference(&crop(&turn(&original, degrees), 100, 75), &crop(&original, 100, 75), 0) > 2.0 * d);
+            assert!(
+                mean_difference(
+                    &crop(&turn(&original, degrees), 100, 75),
+                    &crop(&original, 100, 75),
+                    0
+                ) > 2.0 * d
+            );
         }
     }
 
@@ -330,8 +407,11 @@ mod tests {
         // run or two of fill is cut short here and there
         let turned = turn(&photo(240, 180), 13.0);
         let mut bytes = Vec::new();
-        let buf = image::RgbImage::from_raw(turned.width, turned.height, turned.data).expect("buffer");
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 30).encode_image(&buf).expect("encoded");
+        let buf =
+            image::RgbImage::from_raw(turned.width, turned.height, turned.data).expect("buffer");
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 30)
+            .encode_image(&buf)
+            .expect("encoded");
         let decoded = decode::decode(&bytes, &decode::Limits::default(), 432).expect("decoded");
         let tilt = find(&decoded).expect("found");
         assert!((tilt.degrees - 13.0).abs() < 0.5, "{}", tilt.degrees);
@@ -342,7 +422,8 @@ mod tests {
         // a 300 x 200 photo turned by 10° in the white frame that just holds it
         let original = photo(300, 200);
         let (sin, cos) = 10f64.to_radians().sin_cos();
-        let (fw, fh) = ((300.0 * cos + 200.0 * sin).ceil() as u32, (300.0 * sin + 200.0 * cos).ceil() as u32);
+        let (fw, fh) =
+            ((300.0 * cos + 200.0 * sin).ceil() as u32, (300.0 * sin + 200.0 * cos).ceil() as u32);
         let framed = decode::warp(&original, fw, fh, [255, 255, 255], |x, y| {
             let (px, py) = (x - f64::from(fw) / 2.0, y - f64::from(fh) / 2.0);
             Some([150.0 + cos * px + sin * py, 100.0 - sin * px + cos * py])

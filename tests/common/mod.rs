@@ -21,14 +21,22 @@ pub fn testdata(rel: &str) -> PathBuf {
 /// Fails with the install command when the model has not been fetched.
 pub fn require_models() {
     let m = root().join("models/sscd.onnx");
-    assert!(m.is_file(), "{} is missing: run `bash models/fetch.sh` first (the README's test command does)", m.display());
+    assert!(
+        m.is_file(),
+        "{} is missing: run `bash models/fetch.sh` first (the README's test command does)",
+        m.display()
+    );
 }
 
 /// A `knockoff` command on data directory `data`, run from the repository root.
 pub fn cmd(data: &Path) -> Command {
     require_models();
     let mut c = Command::new(env!("CARGO_BIN_EXE_knockoff"));
-    c.current_dir(root()).arg("--data").arg(data).env_remove("KNOCKOFF_CONFIG").env("NO_COLOR", "1");
+    c.current_dir(root())
+        .arg("--data")
+        .arg(data)
+        .env_remove("KNOCKOFF_CONFIG")
+        .env("NO_COLOR", "1");
     c
 }
 
@@ -55,8 +63,12 @@ pub fn run_ok(data: &Path, args: &[&str], code: i32) -> String {
 pub fn verdicts(jsonl: &str) -> HashMap<String, Value> {
     let mut map = HashMap::new();
     for line in jsonl.lines().filter(|l| !l.trim().is_empty()) {
-        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON line {line:?}: {e}"));
-        let key = v["listing_id"].as_str().map(str::to_string).unwrap_or_else(|| format!("line {}", v["line"]));
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON line {line:?}: {e}"));
+        let key = v["listing_id"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("line {}", v["line"]));
         assert!(map.insert(key.clone(), v).is_none(), "duplicate verdict for {key}");
     }
     map
@@ -67,7 +79,12 @@ pub fn ids(jsonl: &str) -> Vec<String> {
     jsonl
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str::<Value>(l).expect("json")["listing_id"].as_str().unwrap_or("").to_string())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).expect("json")["listing_id"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
         .collect()
 }
 

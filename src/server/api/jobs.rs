@@ -19,8 +19,9 @@ use crate::server::AppState;
 
 /// The listing lines of a body (1-based line number, text), blank lines left out.
 fn lines(body: &[u8]) -> Result<Vec<(usize, &str)>, ApiError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|e| ApiError::bad_request("bad_request", format!("the body is not UTF-8 text: {e}")))?;
+    let text = std::str::from_utf8(body).map_err(|e| {
+        ApiError::bad_request("bad_request", format!("the body is not UTF-8 text: {e}"))
+    })?;
     let items: Vec<(usize, &str)> = text
         .lines()
         .enumerate()
@@ -114,7 +115,12 @@ async fn next_lines(mut c: Cursor) -> Option<(Result<Bytes, std::io::Error>, Cur
             .await;
         let (finished, rows) = match fetched {
             Ok(r) => r,
-            Err(e) => return Some((Err(std::io::Error::other(e.message)), Cursor { follow: false, job: -1, ..c })),
+            Err(e) => {
+                return Some((
+                    Err(std::io::Error::other(e.message)),
+                    Cursor { follow: false, job: -1, ..c },
+                ))
+            }
         };
         if let Some((seq, _)) = rows.last() {
             c.after = *seq;
@@ -151,7 +157,14 @@ pub async fn results(
     if !state.with_db(move |db| jobs::visible(db, &c, id)).await? {
         return Err(ApiError::not_found(format!("no job {id}")));
     }
-    let cursor = Cursor { state, caller, job: id, after: q.after.unwrap_or(0), follow: q.follow.unwrap_or(true) };
+    let cursor = Cursor {
+        state,
+        caller,
+        job: id,
+        after: q.after.unwrap_or(0),
+        follow: q.follow.unwrap_or(true),
+    };
     let stream = futures_util::stream::unfold(cursor, next_lines);
-    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(stream)).into_response())
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(stream))
+        .into_response())
 }

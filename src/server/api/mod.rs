@@ -36,17 +36,10 @@ pub async fn save_upload(state: &Arc<AppState>, bytes: Vec<u8>) -> Result<PathBu
             "the photo is {} bytes, over the limit of {max} (limits.max_image_bytes)",
             bytes.len()
         );
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            msg,
-        ));
+        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", msg));
     }
     if bytes.is_empty() {
-        return Err(ApiError::bad_request(
-            "bad_request",
-            "an uploaded photo is empty",
-        ));
+        return Err(ApiError::bad_request("bad_request", "an uploaded photo is empty"));
     }
     let path = state.uploads.join(crate::vision::source::content_hash(&bytes));
     let target = path.clone();

@@ -123,6 +123,6 @@ pub async fn show(
     })
     .await?
     .and_then(|c| visible(c, &caller))
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no network {id}")))
+    .map(Json)
+    .ok_or_else(|| ApiError::not_found(format!("no network {id}")))
 }

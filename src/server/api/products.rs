@@ -127,12 +127,8 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<ProductList>, ApiError> {
     let brand = brand_scope(&caller, q.brand)?;
-    let products = state
-        .with_catalog(move |s| s.list(brand.as_deref(), q.removed))
-        .await?;
-    Ok(Json(ProductList {
-        products: products.into_iter().map(Product::from).collect(),
-    }))
+    let products = state.with_catalog(move |s| s.list(brand.as_deref(), q.removed)).await?;
+    Ok(Json(ProductList { products: products.into_iter().map(Product::from).collect() }))
 }
 
 async fn find(
@@ -160,9 +156,7 @@ pub async fn show(
     }
     match find(&state, &brand, &product_id).await? {
         Some(p) => Ok(Json(p.into())),
-        None => Err(ApiError::not_found(format!(
-            "brand {brand:?} has no product {product_id:?}"
-        ))),
+        None => Err(ApiError::not_found(format!("brand {brand:?} has no product {product_id:?}"))),
     }
 }
 
@@ -202,10 +196,7 @@ async fn read_product(state: &Arc<AppState>, req: Request) -> Result<Map<String,
         }
         (
             fields.ok_or_else(|| {
-                ApiError::bad_request(
-                    "bad_request",
-                    "missing part `product` (the product as JSON)",
-                )
+                ApiError::bad_request("bad_request", "missing part `product` (the product as JSON)")
             })?,
             uploads,
         )
@@ -219,10 +210,7 @@ async fn read_product(state: &Arc<AppState>, req: Request) -> Result<Map<String,
         url_only(i).map_err(|e| ApiError::bad_request("bad_image_ref", e))?;
     }
     images.extend(uploads.iter().map(|p| p.display().to_string()));
-    fields.insert(
-        "images".into(),
-        images.into_iter().map(Value::String).collect(),
-    );
+    fields.insert("images".into(), images.into_iter().map(Value::String).collect());
     Ok(fields)
 }
 
@@ -233,16 +221,10 @@ pub async fn store_product(
     caller: &Caller,
     fields: Map<String, Value>,
 ) -> Result<Upload, ApiError> {
-    let raw = RawRecord {
-        line: 0,
-        fields: Ok(fields),
-    };
-    let record: ProductRecord = catalog::parse_product(
-        &raw,
-        &state.uploads,
-        state.config.limits.max_images_per_record,
-    )
-    .map_err(|e| ApiError::bad_request("bad_request", e))?;
+    let raw = RawRecord { line: 0, fields: Ok(fields) };
+    let record: ProductRecord =
+        catalog::parse_product(&raw, &state.uploads, state.config.limits.max_images_per_record)
+            .map_err(|e| ApiError::bad_request("bad_request", e))?;
     if !caller.sees_brand(&record.brand) {
         return Err(ApiError::forbidden_brand(&record.brand));
     }
@@ -250,11 +232,7 @@ pub async fn store_product(
     let done = state.engine.upsert(record).await?;
     if let Some(why) = done.skipped {
         let msg = format!("{why}: {}", done.image_errors.join("; "));
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "no_usable_image",
-            msg,
-        ));
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_usable_image", msg));
     }
     let product = find(state, &brand, &product_id).await?.ok_or_else(|| {
         ApiError::internal(anyhow::anyhow!(
@@ -279,11 +257,9 @@ async fn upsert(
     let body = store_product(state, caller, fields).await?;
     let (brand, product_id) = (body.product.brand.clone(), body.product.product_id.clone());
     let mut resp = (created, Json(body)).into_response();
-    if let Ok(loc) = header::HeaderValue::from_str(&format!(
-        "/v1/products/{}/{}",
-        pct(&brand),
-        pct(&product_id)
-    )) {
+    if let Ok(loc) =
+        header::HeaderValue::from_str(&format!("/v1/products/{}/{}", pct(&brand), pct(&product_id)))
+    {
         resp.headers_mut().insert(header::LOCATION, loc);
     }
     Ok(resp)

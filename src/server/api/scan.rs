@@ -72,10 +72,7 @@ pub fn parse(line: usize, v: Value, max_images: usize) -> Parsed {
     for i in &images {
         url_only(i).map_err(|e| (line, id.clone(), e))?;
     }
-    let raw = RawRecord {
-        line,
-        fields: Ok(fields),
-    };
+    let raw = RawRecord { line, fields: Ok(fields) };
     scan::parse_listing(&raw, std::path::Path::new("/nonexistent"), max_images)
         .map_err(|(id, e)| (line, id, e))
 }
@@ -89,9 +86,7 @@ async fn store(
     let (mut values, photos) = rows(state, &reports)?;
     let key = caller.key_id.clone();
     let rows = values.clone();
-    let ids = state
-        .with_db(move |c| ledger::insert_verdicts(c, &key, &rows, &photos))
-        .await?;
+    let ids = state.with_db(move |c| ledger::insert_verdicts(c, &key, &rows, &photos)).await?;
     let now = crate::server::db::rfc3339(crate::server::db::now());
     for (v, id) in values.iter_mut().zip(ids) {
         if let Value::Object(m) = v {
@@ -151,23 +146,13 @@ pub async fn scan(
     }
     if n > MAX_SCAN_LISTINGS {
         let msg = format!("{n} listings, over the limit of {MAX_SCAN_LISTINGS} per request");
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_listings",
-            msg,
-        ));
+        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_listings", msg));
     }
     let max_images = state.config.limits.max_images_per_record;
-    let parsed: Vec<Parsed> = req
-        .listings
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| parse(i + 1, v, max_images))
-        .collect();
+    let parsed: Vec<Parsed> =
+        req.listings.into_iter().enumerate().map(|(i, v)| parse(i + 1, v, max_images)).collect();
     let reports = state.engine.scan(parsed).await?;
-    Ok(Json(ScanResponse {
-        verdicts: store(&state, &caller, reports).await?,
-    }))
+    Ok(Json(ScanResponse { verdicts: store(&state, &caller, reports).await? }))
 }
 
 /// A single photo to check (multipart/form-data).
@@ -204,10 +189,7 @@ async fn read_query(state: &Arc<AppState>, mut form: Multipart) -> Result<Listin
                 ))
             }
             "image_url" | "price" | "currency" | "seller" | "listing_id" | "title" => {
-                text.insert(
-                    name,
-                    Value::String(part.text().await.map_err(multipart_error)?),
-                );
+                text.insert(name, Value::String(part.text().await.map_err(multipart_error)?));
             }
             other => return Err(bad(format!("unexpected field {other:?}"))),
         }
@@ -225,9 +207,8 @@ async fn read_query(state: &Arc<AppState>, mut form: Multipart) -> Result<Listin
         Some(_) => Some(records::price(&text, "price").map_err(bad)?),
         None => None,
     };
-    let currency = records::opt_text(&text, "currency")
-        .map_err(bad)?
-        .map(|c| c.to_ascii_uppercase());
+    let currency =
+        records::opt_text(&text, "currency").map_err(bad)?.map(|c| c.to_ascii_uppercase());
     if price.is_some() && currency.is_none() {
         return Err(bad("field `currency` is required with `price`".into()));
     }

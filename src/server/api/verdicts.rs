@@ -42,15 +42,8 @@ pub async fn list(
     }
     let limit = f.limit.unwrap_or(100).clamp(1, 500);
     let rows = state.with_db(move |c| ledger::list(c, &caller, &f)).await?;
-    let next = if rows.len() == limit {
-        rows.last().map(|r| r.id)
-    } else {
-        None
-    };
-    Ok(Json(VerdictPage {
-        verdicts: rows.into_iter().map(|r| r.body).collect(),
-        next,
-    }))
+    let next = if rows.len() == limit { rows.last().map(|r| r.id) } else { None };
+    Ok(Json(VerdictPage { verdicts: rows.into_iter().map(|r| r.body).collect(), next }))
 }
 
 async fn visible(
@@ -134,9 +127,7 @@ pub async fn decisions(
         }
     };
     let after = q.after.unwrap_or(0);
-    let rows = state
-        .with_db(move |c| ledger::decisions(c, &caller, after))
-        .await?;
+    let rows = state.with_db(move |c| ledger::decisions(c, &caller, after)).await?;
     let (body, kind) = if csv {
         (to_csv(&rows)?, "text/csv; charset=utf-8")
     } else {
@@ -173,6 +164,5 @@ fn to_csv(rows: &[DecisionRow]) -> Result<Vec<u8>, ApiError> {
         ])
         .map_err(|e| ApiError::internal(e.into()))?;
     }
-    w.into_inner()
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))
+    w.into_inner().map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))
 }

@@ -70,9 +70,7 @@ pub async fn page(
         (None, asked) => asked,
     };
     let b = brand.clone();
-    let products = state
-        .with_catalog(move |s| s.list(b.as_deref(), false))
-        .await?;
+    let products = state.with_catalog(move |s| s.list(b.as_deref(), false)).await?;
     let items: Vec<Item> = products.into_iter().map(item).collect();
     let page = render(
         "catalog.html",
@@ -126,7 +124,9 @@ pub async fn upload(
         .into_iter()
         .find(|p| p.product_id == id)
         .ok_or_else(|| {
-            PageError::from(ApiError::not_found(format!("brand {brand:?} has no product {product_id:?}")))
+            PageError::from(ApiError::not_found(format!(
+                "brand {brand:?} has no product {product_id:?}"
+            )))
         })?;
     let path = save_upload(&state, photo).await?;
     let mut fields = Map::new();

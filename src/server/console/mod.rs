@@ -48,15 +48,9 @@ pub fn router(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/console/verdicts/{id}", get(pages::verdict))
         .route("/console/verdicts/{id}/decision", post(pages::decide))
         .route("/console/photo/verdict/{id}/{which}", get(photos::verdict_photo))
-        .route(
-            "/console/photo/product/{brand}/{product_id}/{n}",
-            get(photos::product_photo),
-        )
+        .route("/console/photo/product/{brand}/{product_id}/{n}", get(photos::product_photo))
         .route("/console/catalog", get(catalog::page))
-        .route(
-            "/console/catalog/{brand}/{product_id}/photos",
-            post(catalog::upload).layer(uploads),
-        )
+        .route("/console/catalog/{brand}/{product_id}/photos", post(catalog::upload).layer(uploads))
         .route("/console/networks", get(networks::list))
         .route("/console/networks/{id}", get(networks::case))
         .route("/console/static/console.js", get(script))
@@ -95,13 +89,7 @@ async fn style() -> Response {
 }
 
 fn static_file(kind: &'static str, body: &'static str) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, kind),
-            (header::CACHE_CONTROL, "private, max-age=300"),
-        ],
-        body,
-    )
+    ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "private, max-age=300")], body)
         .into_response()
 }
 
@@ -142,10 +130,7 @@ pub struct PageError {
 
 impl PageError {
     fn new(status: StatusCode, message: impl Into<String>) -> PageError {
-        PageError {
-            status,
-            message: message.into(),
-        }
+        PageError { status, message: message.into() }
     }
 
     fn internal(e: anyhow::Error) -> PageError {

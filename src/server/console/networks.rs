@@ -42,17 +42,18 @@ async fn load<T: Send + 'static>(
     state: &Arc<AppState>,
     f: impl FnOnce(&RecordStore, Vec<Case>) -> anyhow::Result<T> + Send + 'static,
 ) -> Result<Option<T>, PageError> {
-    let data = state
-        .uploads
-        .parent()
-        .map(std::path::Path::to_path_buf)
-        .ok_or_else(|| PageError::internal(anyhow::anyhow!("the upload directory has no parent")))?;
+    let data = state.uploads.parent().map(std::path::Path::to_path_buf).ok_or_else(|| {
+        PageError::internal(anyhow::anyhow!("the upload directory has no parent"))
+    })?;
     tokio::task::spawn_blocking(move || -> anyhow::Result<Option<T>> {
         let Some(store) = RecordStore::open(&data, false)? else { return Ok(None) };
         let cases = store
             .cases()?
             .iter()
-            .map(|text| serde_json::from_str(text).context("a stored case file is unreadable; run `knockoff network build` again"))
+            .map(|text| {
+                serde_json::from_str(text)
+                    .context("a stored case file is unreadable; run `knockoff network build` again")
+            })
             .collect::<anyhow::Result<Vec<Case>>>()?;
         f(&store, cases).map(Some)
     })
@@ -75,7 +76,10 @@ struct Summary {
 }
 
 /// The networks the key may see, strongest case first.
-pub async fn list(State(state): State<Arc<AppState>>, signed: Signed) -> Result<Response, PageError> {
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    signed: Signed,
+) -> Result<Response, PageError> {
     check_role(&signed.caller)?;
     let caller = signed.caller.clone();
     let rows = load(&state, move |_, mut cases| {

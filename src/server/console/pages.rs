@@ -71,9 +71,7 @@ fn row(s: ledger::Stored) -> Row {
         brand: m["brand"].clone(),
         product_id: m["product_id"].clone(),
         seller: b["seller"]["seller_id"].clone(),
-        price: b["price"]["ratio"]
-            .as_f64()
-            .map(|r| format!("{:.0} %", r * 100.0)),
+        price: b["price"]["ratio"].as_f64().map(|r| format!("{:.0} %", r * 100.0)),
         decision: b["decision"]["decision"].clone(),
     }
 }
@@ -96,9 +94,7 @@ pub async fn queue(
     permit(&signed.caller, Method::GET, "/v1/verdicts")?;
     check_filter(&signed.caller, &f)?;
     let (caller, filter) = (signed.caller.clone(), f.clone());
-    let rows = state
-        .with_db(move |c| ledger::queue(c, &caller, &filter, QUEUE_PAGE))
-        .await?;
+    let rows = state.with_db(move |c| ledger::queue(c, &caller, &filter, QUEUE_PAGE)).await?;
     let rows: Vec<Row> = rows.into_iter().map(row).collect();
     let page = render(
         "queue.html",
@@ -138,7 +134,8 @@ pub async fn verdict(
             Ok((stored, next, prev))
         })
         .await?;
-    let stored = stored.ok_or_else(|| PageError::from(ApiError::not_found(format!("no verdict {id}"))))?;
+    let stored =
+        stored.ok_or_else(|| PageError::from(ApiError::not_found(format!("no verdict {id}"))))?;
     let v = &stored.body;
     // the photo itself, also when a region of it matched (`photo#inset`)
     let listing_image = v["matches"][0]["listing_image"].as_str().unwrap_or("");
@@ -171,7 +168,8 @@ fn others(v: &Value) -> Vec<String> {
         .take(4)
         .map(|m| {
             let score = m["similarity"].as_f64().unwrap_or(0.0);
-            let (b, p) = (m["brand"].as_str().unwrap_or(""), m["product_id"].as_str().unwrap_or(""));
+            let (b, p) =
+                (m["brand"].as_str().unwrap_or(""), m["product_id"].as_str().unwrap_or(""));
             format!("{b} / {p}: {score:.3}")
         })
         .collect()
@@ -203,22 +201,12 @@ pub async fn decide(
 ) -> Result<Response, PageError> {
     signed.check_post(&headers, &form.csrf)?;
     permit(&signed.caller, Method::POST, "/v1/verdicts/{id}/decision")?;
-    let f = QueueFilter {
-        brand: form.brand,
-        seller: form.seller,
-        all: form.all,
-    };
+    let f = QueueFilter { brand: form.brand, seller: form.seller, all: form.all };
     check_filter(&signed.caller, &f)?;
     let row = decisions::decide(&state, &signed.caller, id, form.decision, form.note).await?.row;
-    tracing::info!(
-        "console: verdict {id} decided {} by key {}",
-        row.decision,
-        row.key_id
-    );
+    tracing::info!("console: verdict {id} decided {} by key {}", row.decision, row.key_id);
     let (caller, filter) = (signed.caller.clone(), f.clone());
-    let next = state
-        .with_db(move |c| ledger::neighbour(c, &caller, &filter, id, true))
-        .await?;
+    let next = state.with_db(move |c| ledger::neighbour(c, &caller, &filter, id, true)).await?;
     let mut query = query_of(&f);
     if !query.is_empty() {
         query.push('&');

@@ -94,9 +94,8 @@ pub async fn product_photo(
         return Err(ApiError::forbidden_brand(&brand).into());
     }
     let what = format!("{brand}/{product_id} photo {n}");
-    let path = catalog_file(&state, brand, product_id, None, n)
-        .await?
-        .ok_or_else(|| gone(&what))?;
+    let path =
+        catalog_file(&state, brand, product_id, None, n).await?.ok_or_else(|| gone(&what))?;
     jpeg(&state, path, size.side()).await
 }
 
@@ -109,9 +108,7 @@ async fn catalog_file(
     named: Option<String>,
     n: usize,
 ) -> Result<Option<PathBuf>, PageError> {
-    let sources = state
-        .with_catalog(move |s| s.image_sources(&brand, &product_id))
-        .await?;
+    let sources = state.with_catalog(move |s| s.image_sources(&brand, &product_id)).await?;
     let shown = |source: &str| -> String {
         // a verdict shows uploads as `upload:HASH` (api::hide_paths)
         let prefix = format!("{}/", state.uploads.display());
@@ -134,7 +131,8 @@ async fn jpeg(state: &Arc<AppState>, path: PathBuf, side: u32) -> Result<Respons
     let limits = crate::scan::decode_limits(&state.config);
     let bytes = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
         use anyhow::Context;
-        let raw = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let raw =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         let img = crate::vision::decode::decode(&raw, &limits, side)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let small = crate::vision::decode::fit_long_side(&img, side)
@@ -152,10 +150,7 @@ async fn jpeg(state: &Arc<AppState>, path: PathBuf, side: u32) -> Result<Respons
         gone("the photo cannot be read")
     })?;
     Ok((
-        [
-            (header::CONTENT_TYPE, "image/jpeg"),
-            (header::CACHE_CONTROL, "private, max-age=300"),
-        ],
+        [(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "private, max-age=300")],
         bytes,
     )
         .into_response())

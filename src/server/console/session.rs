@@ -46,10 +46,7 @@ pub struct Sessions {
 }
 
 fn digest(id: &str) -> String {
-    Sha256::digest(id.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(id.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn random_hex(bytes: usize) -> anyhow::Result<String> {
@@ -64,16 +61,8 @@ impl Sessions {
     fn start(&self, caller: Caller) -> anyhow::Result<String> {
         let id = random_hex(32)?;
         let now = Instant::now();
-        let entry = Entry {
-            caller,
-            csrf: random_hex(32)?,
-            started: now,
-            last: now,
-        };
-        let mut map = self
-            .map
-            .lock()
-            .map_err(|_| anyhow::anyhow!("session lock poisoned"))?;
+        let entry = Entry { caller, csrf: random_hex(32)?, started: now, last: now };
+        let mut map = self.map.lock().map_err(|_| anyhow::anyhow!("session lock poisoned"))?;
         map.retain(|_, e| alive(e, now));
         if map.len() >= MAX_SESSIONS {
             anyhow::bail!("too many open console sessions ({MAX_SESSIONS})");
@@ -152,11 +141,7 @@ pub fn same_origin(headers: &HeaderMap) -> Result<(), PageError> {
         return Ok(());
     };
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let origin_host = origin
-        .to_str()
-        .ok()
-        .and_then(|o| o.split_once("://"))
-        .map(|(_, rest)| rest);
+    let origin_host = origin.to_str().ok().and_then(|o| o.split_once("://")).map(|(_, rest)| rest);
     match (origin_host, host) {
         (Some(o), Some(h)) if o.eq_ignore_ascii_case(h) => Ok(()),
         _ => Err(PageError::forbidden("cross-site form post refused")),
@@ -211,14 +196,9 @@ pub async fn login(
 ) -> Result<Response, PageError> {
     same_origin(&headers)?;
     let presented = form.key.trim().to_string();
-    let caller = state
-        .with_db(move |c| keys::verify(c, &presented))
-        .await?;
+    let caller = state.with_db(move |c| keys::verify(c, &presented)).await?;
     let Some(caller) = caller else {
-        let page = render(
-            "login.html",
-            minijinja::context! { error => "unknown or revoked key" },
-        )?;
+        let page = render("login.html", minijinja::context! { error => "unknown or revoked key" })?;
         return Ok((StatusCode::UNAUTHORIZED, page).into_response());
     };
     tracing::info!("console: key {} signed in", caller.key_id);
@@ -227,11 +207,7 @@ pub async fn login(
         "{COOKIE}={id}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}",
         MAX_AGE.as_secs()
     );
-    Ok((
-        [(header::SET_COOKIE, cookie)],
-        Redirect::to("/console/queue"),
-    )
-        .into_response())
+    Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/console/queue")).into_response())
 }
 
 /// A form that carries only the CSRF token.
@@ -251,11 +227,7 @@ pub async fn logout(
     signed.check_post(&headers, &form.csrf)?;
     sessions.end(&signed.id);
     let cookie = format!("{COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0");
-    Ok((
-        [(header::SET_COOKIE, cookie)],
-        Redirect::to("/console/login"),
-    )
-        .into_response())
+    Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/console/login")).into_response())
 }
 
 #[cfg(test)]
@@ -264,11 +236,7 @@ mod tests {
     use crate::server::keys::Role;
 
     fn caller() -> Caller {
-        Caller {
-            key_id: "abc".into(),
-            role: Role::Analyst,
-            brand: None,
-        }
+        Caller { key_id: "abc".into(), role: Role::Analyst, brand: None }
     }
 
     #[test]

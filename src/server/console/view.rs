@@ -33,7 +33,9 @@ pub fn score_parts(verdict: &Value) -> Vec<String> {
     let raw = num(&m["raw_similarity"]).unwrap_or(score);
     out.push(format!("The photos' embeddings agree at {raw:.3} (cosine similarity)."));
     if let Some(b) = num(&m["background"]) {
-        out.push(format!("{b:.3} is taken off because the listing photo looks like generic background imagery."));
+        out.push(format!(
+            "{b:.3} is taken off because the listing photo looks like generic background imagery."
+        ));
     }
     if let Some(s) = num(&m["support"]) {
         out.push(format!("The product's other reference photos match too: {s:+.3}."));
@@ -81,7 +83,8 @@ fn verification(m: &Value) -> Vec<String> {
 /// The listing's price against the reference, in a sentence.
 pub fn price_words(verdict: &Value) -> Option<String> {
     let p = &verdict["price"];
-    let (listing, reference, ratio) = (num(&p["listing"])?, num(&p["reference"])?, num(&p["ratio"])?);
+    let (listing, reference, ratio) =
+        (num(&p["listing"])?, num(&p["reference"])?, num(&p["ratio"])?);
     let currency = p["currency"].as_str().unwrap_or("");
     let where_ = if ratio < 1.0 {
         format!("{:.0} % below", (1.0 - ratio) * 100.0)
@@ -105,12 +108,7 @@ pub fn region(verdict: &Value) -> Option<Region> {
     if !(ok(l) && ok(t) && ok(r) && ok(b) && r > l && b > t) {
         return None;
     }
-    Some(Region {
-        x: l * 100.0,
-        y: t * 100.0,
-        w: (r - l) * 100.0,
-        h: (b - t) * 100.0,
-    })
+    Some(Region { x: l * 100.0, y: t * 100.0, w: (r - l) * 100.0, h: (b - t) * 100.0 })
 }
 
 /// One verified local feature of the best match, on both photos: x and y as percentages (0 to
@@ -168,14 +166,21 @@ mod tests {
             "thresholds": {"match_threshold": 0.6, "review_threshold": 0.45},
             "price": {"listing": 20.0, "reference": 80.0, "currency": "EUR", "ratio": 0.25}});
         let words = score_parts(&v).join(" ");
-        assert!(words.contains("0.800") && words.contains("40 local features") && words.contains("+0.160"), "{words}");
+        assert!(
+            words.contains("0.800")
+                && words.contains("40 local features")
+                && words.contains("+0.160"),
+            "{words}"
+        );
         assert!(words.contains("Score: 0.910 (review from 0.450, a match from 0.600)"), "{words}");
         assert_eq!(
             price_words(&v).unwrap(),
             "Listed at 20.00 EUR, 75 % below the reference price of 80.00 EUR (ratio 0.25)."
         );
         let r = region(&v).unwrap();
-        assert!((r.x - 10.0).abs() < 1e-9 && (r.w - 50.0).abs() < 1e-9 && (r.h - 70.0).abs() < 1e-9);
+        assert!(
+            (r.x - 10.0).abs() < 1e-9 && (r.w - 50.0).abs() < 1e-9 && (r.h - 70.0).abs() < 1e-9
+        );
         assert!(region(&json!({"matches": [{"region": {"area": [0.5, 0, 0.2, 1]}}]})).is_none());
         assert_eq!(score_parts(&json!({"matches": []})), vec!["No catalog product matched."]);
     }

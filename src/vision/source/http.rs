@@ -49,7 +49,9 @@ fn check_parsed(url: Url) -> Result<Url, String> {
 /// Where a redirect from `from` with header `Location: location` leads, if knockoff may follow it:
 /// a relative location is resolved against `from`; the result must be an http(s) URL with a host.
 pub fn redirect_target(from: &Url, location: &str) -> Result<Url, String> {
-    let to = from.join(location).map_err(|e| format!("redirect to {:?} refused: not a valid URL ({e})", shorten(location)))?;
+    let to = from.join(location).map_err(|e| {
+        format!("redirect to {:?} refused: not a valid URL ({e})", shorten(location))
+    })?;
     check_parsed(to).map_err(|e| format!("redirect refused: {e}"))
 }
 
@@ -94,7 +96,9 @@ impl Http {
         let mut at = check_url(url)?;
         let mut seen = vec![at.clone()];
         loop {
-            let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
+            let Some(left) =
+                deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())
+            else {
                 return Err("download failed: timed out".into());
             };
             match self.one(&at, left)? {
@@ -119,12 +123,15 @@ impl Http {
         let request = self.agent.get(url.as_str()).config().timeout_global(Some(left)).build();
         let resp = request.call().map_err(|e| match e {
             // the guard refused the address (its message says so)
-            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => io.to_string(),
+            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => {
+                io.to_string()
+            }
             e => format!("download failed: {}", describe(e)),
         })?;
         let status = resp.status();
         if status.is_redirection() && status.as_u16() != 304 {
-            let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_string);
+            let location =
+                resp.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_string);
             return match location {
                 Some(l) => Ok(Hop::Redirect(l)),
                 None => Err(format!("HTTP {} without a Location to follow", status_text(status))),
@@ -133,19 +140,37 @@ impl Http {
         if !status.is_success() {
             return Err(format!("HTTP {}", status_text(status)));
         }
-        if let Some(len) = resp.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok()) {
+        if let Some(len) = resp
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
             if len > self.max_bytes {
-                return Err(format!("download is {len} bytes, over the limit of {} (limits.max_image_bytes)", self.max_bytes));
+                return Err(format!(
+                    "download is {len} bytes, over the limit of {} (limits.max_image_bytes)",
+                    self.max_bytes
+                ));
             }
         }
         let mut bytes = Vec::new();
-        resp.into_body()
-            .into_reader()
-            .take(self.max_bytes + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| format!("download failed: {}", if e.kind() == std::io::ErrorKind::TimedOut { "timed out".to_string() } else { e.to_string() }))?;
+        resp.into_body().into_reader().take(self.max_bytes + 1).read_to_end(&mut bytes).map_err(
+            |e| {
+                format!(
+                    "download failed: {}",
+                    if e.kind() == std::io::ErrorKind::TimedOut {
+                        "timed out".to_string()
+                    } else {
+                        e.to_string()
+                    }
+                )
+            },
+        )?;
         if bytes.len() as u64 > self.max_bytes {
-            return Err(format!("download is over the limit of {} bytes (limits.max_image_bytes)", self.max_bytes));
+            return Err(format!(
+                "download is over the limit of {} bytes (limits.max_image_bytes)",
+                self.max_bytes
+            ));
         }
         Ok(Hop::Body(bytes))
     }
@@ -185,14 +210,35 @@ mod tests {
         assert!(check_url("HTTPS://Example.com/a.jpg").is_ok());
         // `http:///etc/passwd` is `http://etc/passwd` by the URL standard: a host named "etc"
         assert_eq!(check_url("http:///etc/passwd").unwrap().host_str(), Some("etc"));
-        for bad in ["http://", "https://:80/", "file:///etc/passwd", "ftp://h/x", "data:,x", "mailto:x", "about:blank", "http://[::1", "/a.jpg"] {
+        for bad in [
+            "http://",
+            "https://:80/",
+            "file:///etc/passwd",
+            "ftp://h/x",
+            "data:,x",
+            "mailto:x",
+            "about:blank",
+            "http://[::1",
+            "/a.jpg",
+        ] {
             assert!(check_url(bad).is_err(), "{bad}");
         }
         let from = Url::parse("http://127.0.0.1:1/dir/a.jpg").unwrap();
-        assert_eq!(redirect_target(&from, "b.jpg").unwrap().as_str(), "http://127.0.0.1:1/dir/b.jpg");
+        assert_eq!(
+            redirect_target(&from, "b.jpg").unwrap().as_str(),
+            "http://127.0.0.1:1/dir/b.jpg"
+        );
         assert_eq!(redirect_target(&from, "/b.jpg").unwrap().as_str(), "http://127.0.0.1:1/b.jpg");
         assert_eq!(redirect_target(&from, "//other:2/c").unwrap().as_str(), "http://other:2/c");
-        for bad in ["file:///etc/passwd", "data:image/png;base64,AAAA", "mailto:x", "about:blank", "javascript:alert(1)", "http://[::1", "http://"] {
+        for bad in [
+            "file:///etc/passwd",
+            "data:image/png;base64,AAAA",
+            "mailto:x",
+            "about:blank",
+            "javascript:alert(1)",
+            "http://[::1",
+            "http://",
+        ] {
             let e = redirect_target(&from, bad).expect_err(bad);
             assert!(e.starts_with("redirect"), "{bad}: {e}");
         }
@@ -212,7 +258,9 @@ mod tests {
                 seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let mut buf = [0u8; 2048];
                 let _ = s.read(&mut buf);
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nsecret");
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nsecret",
+                );
             }
         });
         (port, hits)
@@ -221,7 +269,12 @@ mod tests {
     #[test]
     fn a_name_that_rebinds_to_a_private_address_is_never_connected_to() {
         let (port, hits) = counting_server();
-        let limits = |guard| HttpLimits { connect_timeout: Duration::from_millis(300), timeout: Duration::from_secs(2), max_bytes: 1000, guard: Some(guard) };
+        let limits = |guard| HttpLimits {
+            connect_timeout: Duration::from_millis(300),
+            timeout: Duration::from_secs(2),
+            max_bytes: 1000,
+            guard: Some(guard),
+        };
         // the attacker's DNS answers the check with a public address; the system resolver would
         // answer `localhost` with the loopback server. The client must connect to the address
         // that was checked, never look the name up again.
@@ -231,7 +284,11 @@ mod tests {
         });
         let http = Http::new(&limits(public));
         assert!(http.get(&format!("http://localhost:{port}/a.jpg"), None).is_err());
-        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "connected to an address that was not checked");
+        assert_eq!(
+            hits.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "connected to an address that was not checked"
+        );
         // a name answered public, then private (a rebinding DNS): every connection is checked
         let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let rebinding = crate::vision::netguard::Guard::new(&[]).with_lookup(move |netloc| {
@@ -247,7 +304,16 @@ mod tests {
         assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
         // the same name allowed: fetched
         let allowed = crate::vision::netguard::Guard::new(&["rebind.example".to_string()])
-            .with_lookup(|netloc| Ok(vec![format!("127.0.0.1:{}", netloc.rsplit(':').next().unwrap()).parse().unwrap()]));
-        assert_eq!(Http::new(&limits(allowed)).get(&format!("http://rebind.example:{port}/a.jpg"), None).unwrap(), b"secret");
+            .with_lookup(|netloc| {
+                Ok(vec![format!("127.0.0.1:{}", netloc.rsplit(':').next().unwrap())
+                    .parse()
+                    .unwrap()])
+            });
+        assert_eq!(
+            Http::new(&limits(allowed))
+                .get(&format!("http://rebind.example:{port}/a.jpg"), None)
+                .unwrap(),
+            b"secret"
+        );
     }
 }

@@ -8,8 +8,10 @@ pub(super) type Mat3 = [[f64; 3]; 3];
 /// Isotropic normalisation (Hartley): centroid at 0, mean distance √2. Returns the matrix.
 pub(super) fn normaliser(p: &[[f64; 2]]) -> Mat3 {
     let n = p.len() as f64;
-    let (cx, cy) = (p.iter().map(|v| v[0]).sum::<f64>() / n, p.iter().map(|v| v[1]).sum::<f64>() / n);
-    let mean = p.iter().map(|v| ((v[0] - cx).powi(2) + (v[1] - cy).powi(2)).sqrt()).sum::<f64>() / n;
+    let (cx, cy) =
+        (p.iter().map(|v| v[0]).sum::<f64>() / n, p.iter().map(|v| v[1]).sum::<f64>() / n);
+    let mean =
+        p.iter().map(|v| ((v[0] - cx).powi(2) + (v[1] - cy).powi(2)).sqrt()).sum::<f64>() / n;
     let s = if mean > 1e-9 { std::f64::consts::SQRT_2 / mean } else { 1.0 };
     [[s, 0.0, -s * cx], [0.0, s, -s * cy], [0.0, 0.0, 1.0]]
 }
@@ -19,12 +21,16 @@ pub(super) fn apply(h: &Mat3, p: [f64; 2]) -> Option<[f64; 2]> {
     if w.abs() < 1e-12 {
         return None;
     }
-    Some([(h[0][0] * p[0] + h[0][1] * p[1] + h[0][2]) / w, (h[1][0] * p[0] + h[1][1] * p[1] + h[1][2]) / w])
+    Some([
+        (h[0][0] * p[0] + h[0][1] * p[1] + h[0][2]) / w,
+        (h[1][0] * p[0] + h[1][1] * p[1] + h[1][2]) / w,
+    ])
 }
 
 /// The inverse of a homography; `None` when it is singular.
 pub(super) fn invert(h: &Mat3) -> Option<Mat3> {
-    let c = |r0: usize, c0: usize, r1: usize, c1: usize| h[r0][c0] * h[r1][c1] - h[r0][c1] * h[r1][c0];
+    let c =
+        |r0: usize, c0: usize, r1: usize, c1: usize| h[r0][c0] * h[r1][c1] - h[r0][c1] * h[r1][c0];
     let adj = [
         [c(1, 1, 2, 2), -c(0, 1, 2, 2), c(0, 1, 1, 2)],
         [-c(1, 0, 2, 2), c(0, 0, 2, 2), -c(0, 0, 1, 2)],
@@ -61,8 +67,9 @@ pub(super) fn solve8(mut a: [[f64; 8]; 8], mut b: [f64; 8]) -> Option<[f64; 8]> 
         for r in c + 1..8 {
             let f = a[r][c] / a[c][c];
             if f != 0.0 {
-                for k in c..8 {
-                    a[r][k] -= f * a[c][k];
+                let pivot = a[c];
+                for (x, p) in a[r][c..].iter_mut().zip(&pivot[c..]) {
+                    *x -= f * p;
                 }
                 b[r] -= f * b[c];
             }
@@ -79,7 +86,10 @@ pub(super) fn solve8(mut a: [[f64; 8]; 8], mut b: [f64; 8]) -> Option<[f64; 8]> 
 /// The two equations of one correspondence, for the unknowns h11..h32 with h33 = 1.
 pub(super) fn rows(s: [f64; 2], d: [f64; 2]) -> [([f64; 8], f64); 2] {
     let (x, y, u, v) = (s[0], s[1], d[0], d[1]);
-    [([x, y, 1.0, 0.0, 0.0, 0.0, -u * x, -u * y], u), ([0.0, 0.0, 0.0, x, y, 1.0, -v * x, -v * y], v)]
+    [
+        ([x, y, 1.0, 0.0, 0.0, 0.0, -u * x, -u * y], u),
+        ([0.0, 0.0, 0.0, x, y, 1.0, -v * x, -v * y], v),
+    ]
 }
 
 /// The homography through exactly four correspondences: the eight equations solved directly
@@ -144,12 +154,18 @@ pub(super) fn plausible(h: &Mat3, size: (f64, f64)) -> bool {
     if !(0.01..=100.0).contains(&scale) {
         return false;
     }
-    [(0.0, 0.0), (size.0, 0.0), (0.0, size.1), (size.0, size.1)].iter().all(|&(x, y)| (h[2][0] * x + h[2][1] * y + h33) / h33 > 0.1)
+    [(0.0, 0.0), (size.0, 0.0), (0.0, size.1), (size.0, size.1)]
+        .iter()
+        .all(|&(x, y)| (h[2][0] * x + h[2][1] * y + h33) / h33 > 0.1)
 }
 
 /// RANSAC over minimal samples of four pairs, then a least-squares refit on the inliers: the best
 /// plausible homography (pixels to pixels) and its inlier count.
-pub(super) fn ransac_homography(src: &[[f64; 2]], dst: &[[f64; 2]], size: (f64, f64)) -> Option<(Mat3, Vec<usize>)> {
+pub(super) fn ransac_homography(
+    src: &[[f64; 2]],
+    dst: &[[f64; 2]],
+    size: (f64, f64),
+) -> Option<(Mat3, Vec<usize>)> {
     let n = src.len();
     let (ts, td) = (normaliser(src), normaliser(dst));
     let ns: Vec<[f64; 2]> = src.iter().filter_map(|&p| apply(&ts, p)).collect();
@@ -160,7 +176,10 @@ pub(super) fn ransac_homography(src: &[[f64; 2]], dst: &[[f64; 2]], size: (f64, 
     let td_inv = invert_similarity(&td);
     let to_pixels = |hn: &Mat3| mul(&td_inv, &mul(hn, &ts));
     let thr2 = INLIER_PIXELS * INLIER_PIXELS;
-    let explains = |h: &Mat3, i: usize| apply(h, src[i]).is_some_and(|p| (p[0] - dst[i][0]).powi(2) + (p[1] - dst[i][1]).powi(2) < thr2);
+    let explains = |h: &Mat3, i: usize| {
+        apply(h, src[i])
+            .is_some_and(|p| (p[0] - dst[i][0]).powi(2) + (p[1] - dst[i][1]).powi(2) < thr2)
+    };
     let count = |h: &Mat3| (0..n).filter(|&i| explains(h, i)).count();
     let mut rng = 0x2545_F491_4F6C_DD1Du64 ^ (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let mut next = |m: usize| {
@@ -175,10 +194,16 @@ pub(super) fn ransac_homography(src: &[[f64; 2]], dst: &[[f64; 2]], size: (f64, 
     while it < iterations {
         it += 1;
         let mut idx = [0usize; 4];
-        for k in 0..4 {
-            idx[k] = next(n);
+        for slot in idx.iter_mut() {
+            *slot = next(n);
         }
-        if idx[0] == idx[1] || idx[0] == idx[2] || idx[0] == idx[3] || idx[1] == idx[2] || idx[1] == idx[3] || idx[2] == idx[3] {
+        if idx[0] == idx[1]
+            || idx[0] == idx[2]
+            || idx[0] == idx[3]
+            || idx[1] == idx[2]
+            || idx[1] == idx[3]
+            || idx[2] == idx[3]
+        {
             continue;
         }
         let s4 = idx.map(|i| ns[i]);

@@ -5,7 +5,10 @@ use super::orb::Features;
 
 #[inline(always)]
 pub(super) fn hamming(a: &[u64; 4], b: &[u64; 4]) -> u32 {
-    (a[0] ^ b[0]).count_ones() + (a[1] ^ b[1]).count_ones() + (a[2] ^ b[2]).count_ones() + (a[3] ^ b[3]).count_ones()
+    (a[0] ^ b[0]).count_ones()
+        + (a[1] ^ b[1]).count_ones()
+        + (a[2] ^ b[2]).count_ones()
+        + (a[3] ^ b[3]).count_ones()
 }
 
 /// Descriptor pairs (query index, reference index): each query point's nearest reference point
@@ -14,7 +17,9 @@ pub(super) fn hamming(a: &[u64; 4], b: &[u64; 4]) -> u32 {
 pub(super) fn match_descriptors(q: &Features, r: &Features) -> Vec<(usize, usize)> {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vpopcntdq") {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vpopcntdq")
+        {
             // SAFETY: the CPU has AVX-512F and VPOPCNTDQ (checked just above).
             return unsafe { avx512::match_descriptors(q, r) };
         }
@@ -43,21 +48,29 @@ pub(super) mod avx512 {
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx512f,avx512vpopcntdq")]
-    pub(in crate::vision::verify) unsafe fn match_descriptors(q: &Features, r: &Features) -> Vec<(usize, usize)> {
+    pub(in crate::vision::verify) unsafe fn match_descriptors(
+        q: &Features,
+        r: &Features,
+    ) -> Vec<(usize, usize)> {
         let blocks = r.len() / 8;
         // planes[b][k][lane] = word k of reference descriptor 8b + lane
         let mut planes = vec![[[0u64; 8]; 4]; blocks];
         for (b, plane) in planes.iter_mut().enumerate() {
-            for lane in 0..8 {
-                for k in 0..4 {
-                    plane[k][lane] = r.descriptors[8 * b + lane][k];
+            for (lane, d) in r.descriptors[8 * b..8 * b + 8].iter().enumerate() {
+                for (k, &word) in d.iter().enumerate() {
+                    plane[k][lane] = word;
                 }
             }
         }
         let lanes = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
         let mut best = Vec::with_capacity(q.len());
         for qd in &q.descriptors {
-            let qw = [_mm512_set1_epi64(qd[0] as i64), _mm512_set1_epi64(qd[1] as i64), _mm512_set1_epi64(qd[2] as i64), _mm512_set1_epi64(qd[3] as i64)];
+            let qw = [
+                _mm512_set1_epi64(qd[0] as i64),
+                _mm512_set1_epi64(qd[1] as i64),
+                _mm512_set1_epi64(qd[2] as i64),
+                _mm512_set1_epi64(qd[3] as i64),
+            ];
             let mut b1 = _mm512_set1_epi64(i64::MAX);
             let mut b2 = _mm512_set1_epi64(i64::MAX);
             let mut i1 = _mm512_setzero_si512();
@@ -99,9 +112,9 @@ pub(super) mod avx512 {
                     offer(v1[lane] as u32, vi[lane] as usize);
                 }
             }
-            for lane in 0..8 {
-                if v2[lane] != i64::MAX {
-                    offer(v2[lane] as u32, usize::MAX);
+            for &v in &v2 {
+                if v != i64::MAX {
+                    offer(v as u32, usize::MAX);
                 }
             }
             for (j, rd) in r.descriptors.iter().enumerate().skip(8 * blocks) {
@@ -115,7 +128,10 @@ pub(super) mod avx512 {
 
 /// From each query point's (nearest distance, second nearest, nearest reference index): the pairs
 /// that pass the ratio test (0.8) within 64 bits, one query point per reference point.
-pub(super) fn keep_one_per_reference(best: &[(u32, u32, usize)], n_ref: usize) -> Vec<(usize, usize)> {
+pub(super) fn keep_one_per_reference(
+    best: &[(u32, u32, usize)],
+    n_ref: usize,
+) -> Vec<(usize, usize)> {
     let mut best_for_ref: Vec<Option<(u32, usize)>> = vec![None; n_ref];
     for (qi, &(d1, d2, j1)) in best.iter().enumerate() {
         if d1 <= 64 && (d1 as f32) < 0.8 * d2 as f32 && j1 < n_ref {

@@ -112,7 +112,7 @@ impl Pose {
     /// A point of the reference photo (pixels of its features) in the query photo, as shares of
     /// the photo's width and height, when the features saw `area` of the photo (mirrored or not);
     /// `None` behind the camera.
-    fn to_photo(&self, area: [f32; 4], mirrored: bool, x: f64, y: f64) -> Option<[f64; 2]> {
+    fn to_photo(self, area: [f32; 4], mirrored: bool, x: f64, y: f64) -> Option<[f64; 2]> {
         let h = &self.to_query;
         if h[2][0] * x + h[2][1] * y + h[2][2] <= 1e-9 {
             return None;
@@ -129,8 +129,14 @@ impl Pose {
     /// photo included), seen as `Pose::to_photo` says; `None` when a corner is behind the camera.
     pub fn share(&self, area: [f32; 4], mirrored: bool) -> Option<f64> {
         let (rw, rh) = self.reference;
-        let c = [self.to_photo(area, mirrored, 0.0, 0.0)?, self.to_photo(area, mirrored, rw, 0.0)?, self.to_photo(area, mirrored, rw, rh)?, self.to_photo(area, mirrored, 0.0, rh)?];
-        let twice: f64 = (0..4).map(|i| c[i][0] * c[(i + 1) % 4][1] - c[(i + 1) % 4][0] * c[i][1]).sum();
+        let c = [
+            self.to_photo(area, mirrored, 0.0, 0.0)?,
+            self.to_photo(area, mirrored, rw, 0.0)?,
+            self.to_photo(area, mirrored, rw, rh)?,
+            self.to_photo(area, mirrored, 0.0, rh)?,
+        ];
+        let twice: f64 =
+            (0..4).map(|i| c[i][0] * c[(i + 1) % 4][1] - c[(i + 1) % 4][0] * c[i][1]).sum();
         Some(twice.abs() / 2.0)
     }
 
@@ -140,16 +146,33 @@ impl Pose {
     /// the features saw `area` (`mirrored` when they saw it mirrored); parts of the frame outside
     /// the photo are black. `None` when the frame is implausible: a corner behind the camera, or
     /// the frame covers less than `MIN_FRAME_SHARE` of the photo.
-    pub fn rectify(&self, photo: &RgbImage, area: [f32; 4], mirrored: bool, short_side: u32) -> Option<RgbImage> {
+    pub fn rectify(
+        &self,
+        photo: &RgbImage,
+        area: [f32; 4],
+        mirrored: bool,
+        short_side: u32,
+    ) -> Option<RgbImage> {
         let (rw, rh) = self.reference;
         let (pw, ph) = (photo.width as f64, photo.height as f64);
-        if pw < 1.0 || ph < 1.0 || rw < 1.0 || rh < 1.0 || !(self.share(area, mirrored)? >= MIN_FRAME_SHARE) {
+        if pw < 1.0
+            || ph < 1.0
+            || rw < 1.0
+            || rh < 1.0
+            || self.share(area, mirrored)?.partial_cmp(&MIN_FRAME_SHARE).is_none_or(|o| o.is_lt())
+        {
             return None;
         }
-        let to_photo = |x: f64, y: f64| self.to_photo(area, mirrored, x, y).map(|[sx, sy]| [sx * pw, sy * ph]);
+        let to_photo =
+            |x: f64, y: f64| self.to_photo(area, mirrored, x, y).map(|[sx, sy]| [sx * pw, sy * ph]);
         let scale = f64::from(short_side.max(1)) / rw.min(rh);
-        let (ow, oh) = (((rw * scale).round() as u32).clamp(1, 4 * short_side.max(1)), ((rh * scale).round() as u32).clamp(1, 4 * short_side.max(1)));
-        Some(crate::vision::decode::warp(photo, ow, oh, [0, 0, 0], |u, v| to_photo(u / f64::from(ow) * rw, v / f64::from(oh) * rh)))
+        let (ow, oh) = (
+            ((rw * scale).round() as u32).clamp(1, 4 * short_side.max(1)),
+            ((rh * scale).round() as u32).clamp(1, 4 * short_side.max(1)),
+        );
+        Some(crate::vision::decode::warp(photo, ow, oh, [0, 0, 0], |u, v| {
+            to_photo(u / f64::from(ow) * rw, v / f64::from(oh) * rh)
+        }))
     }
 }
 
@@ -182,7 +205,12 @@ pub const INLIER_PIXELS: f64 = 6.0;
 pub fn verify(q: &Features, r: &Features, shared: Option<&Shared>, min_inliers: usize) -> Verified {
     let (matches, inl, to_reference) = inlier_pairs(q, r, min_inliers);
     let (w, h) = (r.width as f32, r.height as f32);
-    let inside = |p: [f32; 2]| p[0] >= CENTRE_MARGIN * w && p[0] <= (1.0 - CENTRE_MARGIN) * w && p[1] >= CENTRE_MARGIN * h && p[1] <= (1.0 - CENTRE_MARGIN) * h;
+    let inside = |p: [f32; 2]| {
+        p[0] >= CENTRE_MARGIN * w
+            && p[0] <= (1.0 - CENTRE_MARGIN) * w
+            && p[1] >= CENTRE_MARGIN * h
+            && p[1] <= (1.0 - CENTRE_MARGIN) * h
+    };
     let shared = shared.filter(|s| s.len == r.len());
     let pose = to_reference.and_then(|h| Pose::new(&h, (q.width, q.height), (r.width, r.height)));
     let mut v = Verified { matches, inliers: inl.len(), pose, ..Verified::default() };
@@ -191,7 +219,8 @@ pub fn verify(q: &Features, r: &Features, shared: Option<&Shared>, min_inliers: 
         let common = shared.is_some_and(|s| s.contains(j));
         v.central += usize::from(central);
         v.shared += usize::from(common);
-        v.distinct += if central { 1.0 } else { PERIPHERY_WEIGHT } * if common { SHARED_WEIGHT } else { 1.0 };
+        v.distinct +=
+            if central { 1.0 } else { PERIPHERY_WEIGHT } * if common { SHARED_WEIGHT } else { 1.0 };
     }
     let (qw, qh) = (f32::from(q.width.max(1)), f32::from(q.height.max(1)));
     v.spot = inl.iter().map(|&(i, _)| q.points[i]).fold(None, |b: Option<[f32; 4]>, [x, y]| {
@@ -248,13 +277,19 @@ fn spread(all: Vec<PointPair>, n: usize) -> Vec<PointPair> {
 /// The descriptor pairs that passed the ratio test, those of them (query index, reference
 /// index) that one homography explains, and that homography; none when fewer than `min_inliers`
 /// pairs passed.
-fn inlier_pairs(q: &Features, r: &Features, min_inliers: usize) -> (usize, Vec<(usize, usize)>, Option<Mat3>) {
+fn inlier_pairs(
+    q: &Features,
+    r: &Features,
+    min_inliers: usize,
+) -> (usize, Vec<(usize, usize)>, Option<Mat3>) {
     let pairs = match_descriptors(q, r);
     if pairs.len() < min_inliers.max(6) {
         return (pairs.len(), Vec::new(), None);
     }
-    let src: Vec<[f64; 2]> = pairs.iter().map(|&(i, _)| [q.points[i][0] as f64, q.points[i][1] as f64]).collect();
-    let dst: Vec<[f64; 2]> = pairs.iter().map(|&(_, j)| [r.points[j][0] as f64, r.points[j][1] as f64]).collect();
+    let src: Vec<[f64; 2]> =
+        pairs.iter().map(|&(i, _)| [q.points[i][0] as f64, q.points[i][1] as f64]).collect();
+    let dst: Vec<[f64; 2]> =
+        pairs.iter().map(|&(_, j)| [r.points[j][0] as f64, r.points[j][1] as f64]).collect();
     match ransac_homography(&src, &dst, (q.width as f64, q.height as f64)) {
         Some((h, inl)) => (pairs.len(), inl.iter().map(|&k| pairs[k]).collect(), Some(h)),
         None => (pairs.len(), Vec::new(), None),
@@ -281,7 +316,8 @@ impl Shared {
     pub fn find(r: &Features, others: &[&Features], min_inliers: usize) -> Shared {
         use rayon::prelude::*;
         let mut s = Shared { len: r.len(), bits: vec![0; r.len().div_ceil(64)] };
-        let found: Vec<Vec<(usize, usize)>> = others.par_iter().map(|o| inlier_pairs(r, o, min_inliers).1).collect();
+        let found: Vec<Vec<(usize, usize)>> =
+            others.par_iter().map(|o| inlier_pairs(r, o, min_inliers).1).collect();
         // a few inliers happen by chance between unrelated photos: only real agreement counts
         for &(i, _) in found.iter().filter(|inl| inl.len() >= min_inliers).flatten() {
             s.bits[i / 64] |= 1 << (i % 64);
@@ -318,19 +354,25 @@ impl Shared {
         let len = u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize;
         let words = len.div_ceil(64);
         if b.len() != 12 + 8 * words {
-            return Err(FormatError::Damaged(format!("shared-points record of {} bytes for {len} points", b.len())));
+            return Err(FormatError::Damaged(format!(
+                "shared-points record of {} bytes for {len} points",
+                b.len()
+            )));
         }
-        let bits = b[12..].chunks_exact(8).map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect();
+        let bits = b[12..]
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect();
         Ok(Shared { len, bits })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::homography::*;
     use super::matching::*;
     use super::orb::*;
+    use super::*;
 
     /// A deterministic textured test picture: blocks of varying grey with a few shapes.
     fn picture(w: u32, h: u32, seed: u64) -> RgbImage {
@@ -382,9 +424,16 @@ mod tests {
             let mut corners = 0;
             for y in 0..g.height as i32 {
                 for x in 0..g.width as i32 {
-                    let inside = x >= MARGIN && y >= MARGIN && x < g.width as i32 - MARGIN && y < g.height as i32 - MARGIN;
+                    let inside = x >= MARGIN
+                        && y >= MARGIN
+                        && x < g.width as i32 - MARGIN
+                        && y < g.height as i32 - MARGIN;
                     let want = if inside { fast9(&g, x, y).unwrap_or(0) } else { 0 };
-                    assert_eq!(fast[y as usize * g.width + x as usize], want, "{w}x{h} at ({x}, {y})");
+                    assert_eq!(
+                        fast[y as usize * g.width + x as usize],
+                        want,
+                        "{w}x{h} at ({x}, {y})"
+                    );
                     corners += (want > 0) as usize;
                 }
             }
@@ -405,7 +454,10 @@ mod tests {
             }
         }
         let mirrored = dst.map(|p| [-p[0], p[1]]);
-        assert!(!consistent(&src, &mirrored), "a mirrored sample turns every triangle the other way");
+        assert!(
+            !consistent(&src, &mirrored),
+            "a mirrored sample turns every triangle the other way"
+        );
         let on_a_line = [[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [0.0, 1.0]];
         assert!(!consistent(&on_a_line, &dst));
     }
@@ -417,14 +469,20 @@ mod tests {
         // the picture in the right half of a wider, plain query photo
         let mut wide = RgbImage { width: 600, height: 300, data: vec![90u8; 600 * 300 * 3] };
         for y in 0..300usize {
-            wide.data[(y * 600 + 300) * 3..(y * 600 + 600) * 3].copy_from_slice(&a.data[y * 300 * 3..(y + 1) * 300 * 3]);
+            wide.data[(y * 600 + 300) * 3..(y * 600 + 600) * 3]
+                .copy_from_slice(&a.data[y * 300 * 3..(y + 1) * 300 * 3]);
         }
         let v = verify(&Features::extract(&wide, &p), &Features::extract(&a, &p), None, 8);
         assert!(v.inliers >= 30, "{v:?}");
         let s = v.spot.expect("inliers have a spot");
         assert!(s[0] >= 0.48 && s[2] <= 1.0 && s[2] > 0.9, "in the right half: {s:?}");
         assert!(s[1] < 0.1 && s[3] > 0.9, "from top to bottom: {s:?}");
-        let none = verify(&Features::extract(&picture(300, 300, 2), &p), &Features::extract(&a, &p), None, 8);
+        let none = verify(
+            &Features::extract(&picture(300, 300, 2), &p),
+            &Features::extract(&a, &p),
+            None,
+            8,
+        );
         assert_eq!(none.spot.is_some(), none.inliers > 0, "{none:?}");
     }
 
@@ -463,16 +521,25 @@ mod tests {
         // mirroring is its own inverse, and it equals extracting from the mirror image
         let twice = flipped.mirrored().mirrored();
         assert_eq!(twice.descriptors, flipped.descriptors);
-        assert!(twice.points.iter().zip(&flipped.points).all(|(a, b)| (a[0] - b[0]).abs() < 1e-3 && a[1] == b[1]));
+        assert!(twice
+            .points
+            .iter()
+            .zip(&flipped.points)
+            .all(|(a, b)| (a[0] - b[0]).abs() < 1e-3 && a[1] == b[1]));
         let exact = Features::extract(&mirror(&a), &p).mirrored();
         let same = fa.descriptors.iter().filter(|d| exact.descriptors.contains(d)).count();
-        assert!(same * 10 >= fa.len() * 8, "{same} of {} descriptors survive mirroring exactly", fa.len());
+        assert!(
+            same * 10 >= fa.len() * 8,
+            "{same} of {} descriptors survive mirroring exactly",
+            fa.len()
+        );
     }
 
     /// Mean absolute difference of two images' bytes, the second resized to the first's size.
     fn difference(a: &RgbImage, b: &RgbImage) -> f64 {
         let b = crate::vision::decode::resize(b, a.width, a.height).expect("resize");
-        a.data.iter().zip(&b.data).map(|(x, y)| (*x as f64 - *y as f64).abs()).sum::<f64>() / a.data.len() as f64
+        a.data.iter().zip(&b.data).map(|(x, y)| (*x as f64 - *y as f64).abs()).sum::<f64>()
+            / a.data.len() as f64
     }
 
     #[test]
@@ -481,7 +548,10 @@ mod tests {
         let inv = invert(&h).expect("regular");
         for p in [[0.0, 0.0], [120.0, 45.0], [300.0, 200.0]] {
             let back = apply(&inv, apply(&h, p).expect("in front")).expect("in front");
-            assert!((back[0] - p[0]).abs() < 1e-9 && (back[1] - p[1]).abs() < 1e-9, "{p:?} -> {back:?}");
+            assert!(
+                (back[0] - p[0]).abs() < 1e-9 && (back[1] - p[1]).abs() < 1e-9,
+                "{p:?} -> {back:?}"
+            );
         }
         assert!(invert(&[[1.0, 2.0, 0.0], [2.0, 4.0, 0.0], [0.0, 0.0, 1.0]]).is_none(), "singular");
     }
@@ -504,28 +574,48 @@ mod tests {
         let pose = v.pose.expect("a homography");
         let share = pose.share(crate::vision::regions::WHOLE, false).expect("in front");
         assert!((share - 300.0 * 300.0 / (900.0 * 600.0)).abs() < 0.03, "covers {share}");
-        let cut = pose.rectify(&photo, crate::vision::regions::WHOLE, false, 150).expect("plausible");
+        let cut =
+            pose.rectify(&photo, crate::vision::regions::WHOLE, false, 150).expect("plausible");
         assert_eq!((cut.width, cut.height), (150, 150), "the reference photo's shape");
         let (same, unlike) = (difference(&cut, &a), difference(&cut, &other));
-        assert!(same < 25.0 && unlike > 2.0 * same, "straightened copy differs by {same:.1} from the picture, {unlike:.1} from another");
+        assert!(
+            same < 25.0 && unlike > 2.0 * same,
+            "straightened copy differs by {same:.1} from the picture, {unlike:.1} from another"
+        );
         // the photo mirrored, with its left half verified as an inset would be, through mirrored
         // features as a scan's mirror pass does: the same cut, the right way round
         let flipped = mirror(&photo);
-        let mut half = RgbImage { width: 450, height: 600, data: Vec::with_capacity(450 * 600 * 3) };
+        let mut half =
+            RgbImage { width: 450, height: 600, data: Vec::with_capacity(450 * 600 * 3) };
         for row in flipped.data.chunks_exact(900 * 3) {
             half.data.extend_from_slice(&row[..450 * 3]);
         }
         let v = verify(&Features::extract(&half, &p).mirrored(), &fa, None, 8);
-        let recut = v.pose.expect("a homography").rectify(&flipped, [0.0, 0.0, 0.5, 1.0], true, 150).expect("plausible");
+        let recut = v
+            .pose
+            .expect("a homography")
+            .rectify(&flipped, [0.0, 0.0, 0.5, 1.0], true, 150)
+            .expect("plausible");
         let again = difference(&recut, &a);
         assert!(again < 25.0, "from the mirrored photo's half: {again:.1}");
         // a homography means the same scaled by -1: the same cut
         let to_reference = invert(&pose.to_query).expect("regular").map(|row| row.map(|v| -v));
-        let negated = Pose::new(&to_reference, (pose.query.0 as u16, pose.query.1 as u16), (pose.reference.0 as u16, pose.reference.1 as u16)).expect("regular");
-        let recut = negated.rectify(&photo, crate::vision::regions::WHOLE, false, 150).expect("in front of the camera");
+        let negated = Pose::new(
+            &to_reference,
+            (pose.query.0 as u16, pose.query.1 as u16),
+            (pose.reference.0 as u16, pose.reference.1 as u16),
+        )
+        .expect("regular");
+        let recut = negated
+            .rectify(&photo, crate::vision::regions::WHOLE, false, 150)
+            .expect("in front of the camera");
         assert!(difference(&recut, &cut) < 0.5, "{}", difference(&recut, &cut));
         // a frame that covers almost nothing of the photo is not cut out
-        let tiny = Pose { to_query: [[0.01, 0.0, 5.0], [0.0, 0.01, 5.0], [0.0, 0.0, 1.0]], query: (900.0, 600.0), reference: (300.0, 300.0) };
+        let tiny = Pose {
+            to_query: [[0.01, 0.0, 5.0], [0.0, 0.01, 5.0], [0.0, 0.0, 1.0]],
+            query: (900.0, 600.0),
+            reference: (300.0, 300.0),
+        };
         assert!(tiny.rectify(&photo, crate::vision::regions::WHOLE, false, 150).is_none());
     }
 
@@ -608,7 +698,10 @@ mod tests {
         assert!(edge.inliers >= 15 && edge.central * 5 < edge.inliers, "{edge:?}");
         let expected = edge.central as f64 + 0.25 * (edge.inliers - edge.central) as f64;
         assert!((edge.evidence() - expected).abs() < 1e-9);
-        assert!(edge.evidence() * 1.25 < whole.evidence(), "the border alone is far weaker evidence");
+        assert!(
+            edge.evidence() * 1.25 < whole.evidence(),
+            "the border alone is far weaker evidence"
+        );
     }
 
     #[test]
@@ -625,14 +718,20 @@ mod tests {
     /// two nearest by (distance, index), the ratio test, then the nearest query point per
     /// reference point (the first one on a tie).
     fn match_descriptors_by_definition(q: &Features, r: &Features) -> Vec<(usize, usize)> {
-        let bits = |a: &[u64; 4], b: &[u64; 4]| -> u32 { a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum() };
+        let bits = |a: &[u64; 4], b: &[u64; 4]| -> u32 {
+            a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
+        };
         let mut kept: std::collections::BTreeMap<usize, (u32, usize)> = Default::default();
         for (qi, qd) in q.descriptors.iter().enumerate() {
-            let mut all: Vec<(u32, usize)> = r.descriptors.iter().enumerate().map(|(j, rd)| (bits(qd, rd), j)).collect();
+            let mut all: Vec<(u32, usize)> =
+                r.descriptors.iter().enumerate().map(|(j, rd)| (bits(qd, rd), j)).collect();
             all.sort();
             let (d1, j1) = all.first().copied().unwrap_or((u32::MAX, 0));
             let d2 = all.get(1).map_or(u32::MAX, |&(d, _)| d);
-            if d1 <= 64 && (d1 as f32) < 0.8 * d2 as f32 && kept.get(&j1).is_none_or(|&(d, _)| d1 < d) {
+            if d1 <= 64
+                && (d1 as f32) < 0.8 * d2 as f32
+                && kept.get(&j1).is_none_or(|&(d, _)| d1 < d)
+            {
                 kept.insert(j1, (d1, qi));
             }
         }
@@ -667,10 +766,15 @@ mod tests {
                 *d = r_desc[i % n_ref]; // planted copies: several query points per reference point
                 d[i % 4] ^= (1u64 << (i % 64)) | (1u64 << ((i * 7) % 64)); // up to two flipped bits
             }
-            let features = |d: Vec<[u64; 4]>| Features { points: vec![Default::default(); d.len()], descriptors: d, ..a.clone() };
+            let features = |d: Vec<[u64; 4]>| Features {
+                points: vec![Default::default(); d.len()],
+                descriptors: d,
+                ..a.clone()
+            };
             cases.push((features(q_desc), features(r_desc)));
         }
-        let mut kernels: Vec<(&str, fn(&Features, &Features) -> Vec<(usize, usize)>)> =
+        type Kernel = fn(&Features, &Features) -> Vec<(usize, usize)>;
+        let mut kernels: Vec<(&str, Kernel)> =
             vec![("portable", match_descriptors_portable), ("dispatched", match_descriptors)];
         #[cfg(target_arch = "x86_64")]
         {
@@ -678,7 +782,9 @@ mod tests {
                 // SAFETY: the CPU has POPCNT (checked just above).
                 kernels.push(("popcnt", |q, r| unsafe { match_descriptors_popcnt(q, r) }));
             }
-            if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vpopcntdq") {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vpopcntdq")
+            {
                 // SAFETY: the CPU has AVX-512F and VPOPCNTDQ (checked just above).
                 kernels.push(("avx512", |q, r| unsafe { avx512::match_descriptors(q, r) }));
             } else {
@@ -709,7 +815,16 @@ mod tests {
         assert!(Features::extract(&flat, &Params::default()).is_empty());
         let tiny = RgbImage { width: 10, height: 10, data: vec![0; 300] };
         assert!(Features::extract(&tiny, &Params::default()).is_empty());
-        assert_eq!(verify(&Features::extract(&flat, &Params::default()), &Features::extract(&tiny, &Params::default()), None, 0).inliers, 0);
+        assert_eq!(
+            verify(
+                &Features::extract(&flat, &Params::default()),
+                &Features::extract(&tiny, &Params::default()),
+                None,
+                0
+            )
+            .inliers,
+            0
+        );
     }
 
     /// Two sibling packages: the same top half (brand logo and layout), different bottom halves.
@@ -761,7 +876,10 @@ mod tests {
         assert!(s.count() > 0);
         let bytes = s.to_bytes();
         assert_eq!(Shared::from_bytes(&bytes).unwrap(), s);
-        assert!(matches!(Shared::from_bytes(&bytes[..bytes.len() - 1]), Err(FormatError::Damaged(_))));
+        assert!(matches!(
+            Shared::from_bytes(&bytes[..bytes.len() - 1]),
+            Err(FormatError::Damaged(_))
+        ));
         assert!(matches!(Shared::from_bytes(b"KNKORB02xxxx"), Err(FormatError::Damaged(_))));
     }
 }

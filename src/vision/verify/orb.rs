@@ -151,7 +151,10 @@ pub struct Ready {
 impl Ready {
     /// Converts and resizes a decoded photo.
     pub fn new(img: &RgbImage, params: &Params) -> Ready {
-        Ready { gray: to_gray(img, params.min_side, params.max_side), max_features: params.max_features }
+        Ready {
+            gray: to_gray(img, params.min_side, params.max_side),
+            max_features: params.max_features,
+        }
     }
 
     /// Extracts the photo's ORB features.
@@ -180,7 +183,10 @@ pub(super) fn to_gray(img: &RgbImage, min_side: u32, max_side: u32) -> Gray {
     let target = long.clamp(min_side.min(max_side), max_side);
     let src = if long != target {
         let s = target as f64 / long as f64;
-        let (w, h) = (((img.width as f64 * s).round() as u32).max(1), ((img.height as f64 * s).round() as u32).max(1));
+        let (w, h) = (
+            ((img.width as f64 * s).round() as u32).max(1),
+            ((img.height as f64 * s).round() as u32).max(1),
+        );
         crate::vision::decode::resize(img, w, h).ok()
     } else {
         None
@@ -195,9 +201,12 @@ pub(super) fn to_gray(img: &RgbImage, min_side: u32, max_side: u32) -> Gray {
 }
 
 pub(super) fn resize_gray(g: &Gray, width: usize, height: usize) -> Option<Gray> {
-    let src = fir::images::ImageRef::new(g.width as u32, g.height as u32, &g.data, fir::PixelType::U8).ok()?;
+    let src =
+        fir::images::ImageRef::new(g.width as u32, g.height as u32, &g.data, fir::PixelType::U8)
+            .ok()?;
     let mut dst = fir::images::Image::new(width as u32, height as u32, fir::PixelType::U8);
-    let options = fir::ResizeOptions::new().resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Bilinear));
+    let options = fir::ResizeOptions::new()
+        .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Bilinear));
     fir::Resizer::new().resize(&src, &mut dst, &options).ok()?;
     Some(Gray { width, height, data: dst.into_vec() })
 }
@@ -233,8 +242,24 @@ pub(super) fn blur(g: &Gray) -> Gray {
 }
 
 /// Offsets of the 16-pixel Bresenham circle of radius 3 used by FAST.
-pub(super) const CIRCLE: [(i32, i32); 16] =
-    [(0, -3), (1, -3), (2, -2), (3, -1), (3, 0), (3, 1), (2, 2), (1, 3), (0, 3), (-1, 3), (-2, 2), (-3, 1), (-3, 0), (-3, -1), (-2, -2), (-1, -3)];
+pub(super) const CIRCLE: [(i32, i32); 16] = [
+    (0, -3),
+    (1, -3),
+    (2, -2),
+    (3, -1),
+    (3, 0),
+    (3, 1),
+    (2, 2),
+    (1, 3),
+    (0, 3),
+    (-1, 3),
+    (-2, 2),
+    (-3, 1),
+    (-3, 0),
+    (-3, -1),
+    (-2, -2),
+    (-1, -3),
+];
 
 /// FAST-9 scores of every pixel at least `MARGIN` from the border (0 where there is no corner).
 /// Each row first runs `fast9`'s compass test on all its pixels at once, in a loop the compiler
@@ -368,7 +393,8 @@ pub(super) fn patterns() -> &'static Vec<[[i8; 4]; 256]> {
         // 128 comparisons, then the same flipped top to bottom: the mirror image of a patch at
         // angle a, described at angle π − a (its mirrored orientation), gives the same bits with
         // the halves swapped
-        let mut base: Vec<[f64; 4]> = (0..128).map(|_| [gauss(), gauss(), gauss(), gauss()]).collect();
+        let mut base: Vec<[f64; 4]> =
+            (0..128).map(|_| [gauss(), gauss(), gauss(), gauss()]).collect();
         let flipped: Vec<[f64; 4]> = base.iter().map(|p| [p[0], -p[1], p[2], -p[3]]).collect();
         base.extend(flipped);
         (0..ANGLE_BINS)
@@ -377,7 +403,9 @@ pub(super) fn patterns() -> &'static Vec<[[i8; 4]; 256]> {
                 let (s, c) = a.sin_cos();
                 let mut out = [[0i8; 4]; 256];
                 for (o, p) in out.iter_mut().zip(&base) {
-                    let rot = |x: f64, y: f64| ((x * c - y * s).round() as i8, (x * s + y * c).round() as i8);
+                    let rot = |x: f64, y: f64| {
+                        ((x * c - y * s).round() as i8, (x * s + y * c).round() as i8)
+                    };
                     let (a1, b1) = rot(p[0], p[1]);
                     let (a2, b2) = rot(p[2], p[3]);
                     *o = [a1, b1, a2, b2];
@@ -389,7 +417,8 @@ pub(super) fn patterns() -> &'static Vec<[[i8; 4]; 256]> {
 }
 
 pub(super) fn extract_gray(level0: &Gray, max_features: usize) -> Features {
-    let (width, height) = (level0.width.min(u16::MAX as usize) as u16, level0.height.min(u16::MAX as usize) as u16);
+    let (width, height) =
+        (level0.width.min(u16::MAX as usize) as u16, level0.height.min(u16::MAX as usize) as u16);
     // features per level in proportion to its area, as ORB does
     let factor = 1.0 / (SCALE * SCALE);
     let total: f32 = (0..LEVELS).map(|l| factor.powi(l as i32)).sum();
@@ -397,7 +426,10 @@ pub(super) fn extract_gray(level0: &Gray, max_features: usize) -> Features {
     let mut descriptors = Vec::new();
     for l in 0..LEVELS {
         let scale = SCALE.powi(l as i32);
-        let (lw, lh) = ((level0.width as f32 / scale).round() as usize, (level0.height as f32 / scale).round() as usize);
+        let (lw, lh) = (
+            (level0.width as f32 / scale).round() as usize,
+            (level0.height as f32 / scale).round() as usize,
+        );
         if lw <= 2 * MARGIN as usize + 2 || lh <= 2 * MARGIN as usize + 2 {
             break;
         }
@@ -443,7 +475,10 @@ pub(super) fn extract_gray(level0: &Gray, max_features: usize) -> Features {
         let pats = patterns();
         for &(_, x, y) in &corners {
             let angle = orientation(g, x, y);
-            let bin = ((angle.rem_euclid(2.0 * std::f32::consts::PI) / (2.0 * std::f32::consts::PI) * ANGLE_BINS as f32).round() as usize) % ANGLE_BINS;
+            let bin = ((angle.rem_euclid(2.0 * std::f32::consts::PI) / (2.0 * std::f32::consts::PI)
+                * ANGLE_BINS as f32)
+                .round() as usize)
+                % ANGLE_BINS;
             let mut d = [0u64; 4];
             for (i, p) in pats[bin].iter().enumerate() {
                 let a = smooth.at(x + p[0] as i32, y + p[1] as i32);
