@@ -18,7 +18,7 @@ pub(super) fn scan_cmd(g: &Global, mut config: Config, args: &ScanArgs) -> Resul
         _ => None,
     };
     let already = resume.as_ref().map_or(0, Resume::len);
-    let (reader, base_dir, lines) = open_input(&args.input)?;
+    let (reader, base_dir, lines) = open_input_counted(&args.input, shows_progress(g.quiet))?;
     let options = BatchOptions {
         format: input_format(args.format, &args.input),
         base_dir,
@@ -30,7 +30,7 @@ pub(super) fn scan_cmd(g: &Global, mut config: Config, args: &ScanArgs) -> Resul
     attach_allowlist(g, &mut scanner)?;
     let mut recorder = crate::network::Recorder::open(&g.data, &config, config.network.record)?;
     let mut out = open_output(args.output.as_deref(), args.resume)?;
-    let color = args.output.is_none() && report::stdout_color();
+    let color = g.color.enabled(args.output.is_none() && std::io::stdout().is_terminal());
     let table =
         args.table || (!args.json && args.output.is_none() && std::io::stdout().is_terminal());
     let pb = progress(g.quiet, lines.map(|n| n.saturating_sub(already as u64)), "scanning");
