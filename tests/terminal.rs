@@ -10,7 +10,7 @@ use common::*;
 
 const ESC: char = '\x1b';
 
-/// `knockoff --data DATA ARGS...` with `NO_COLOR` as given (`None`: unset), stdout and stderr piped.
+/// `knockoff --data DATA ARGS...` with `NO_COLOR` as given (`None`: unset), output piped.
 fn run_env(data: &Path, args: &[&str], no_color: Option<&str>) -> Output {
     let mut c = cmd(data);
     c.env_remove("NO_COLOR");
