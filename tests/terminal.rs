@@ -54,8 +54,9 @@ fn on_terminal(script: &str, data: &Path, args: &[&str], no_color: Option<&str>)
     if let Some(v) = no_color {
         c.env("NO_COLOR", v);
     }
+    // the exit code is knockoff's (3 when some listings had errors): callers check what it wrote
     let out = c.stdin(Stdio::null()).output().expect("run script");
-    assert!(out.status.success(), "{line}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.code().is_some(), "{line}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
