@@ -76,6 +76,10 @@ struct Global {
     /// Nothing on stderr but fatal errors (no progress bar, summary or per-record messages).
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// When to colour tables and verdicts: `auto` on a terminal unless NO_COLOR is set, `always`
+    /// (into a pipe or file too), `never`.
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value = "auto")]
+    color: output::Color,
 }
 
 #[derive(Subcommand, Debug)]
@@ -453,8 +457,13 @@ fn say(g: &Global, msg: &str) {
     note(g, &ProgressBar::hidden(), msg);
 }
 
+/// Whether a progress bar is drawn: on a terminal, without --quiet.
+fn shows_progress(quiet: bool) -> bool {
+    !quiet && std::io::stderr().is_terminal()
+}
+
 fn progress(quiet: bool, total: Option<u64>, what: &str) -> ProgressBar {
-    if quiet || !std::io::stderr().is_terminal() {
+    if !shows_progress(quiet) {
         return ProgressBar::hidden();
     }
     let pb = match total {
@@ -470,8 +479,20 @@ fn progress(quiet: bool, total: Option<u64>, what: &str) -> ProgressBar {
     pb
 }
 
-/// Opens an input file (or stdin for `-`) and the directory its relative paths are relative to.
-fn open_input(path: &Path) -> Result<(Box<dyn BufRead + Send>, PathBuf, Option<u64>)> {
+/// An input opened for reading: the reader, the directory its relative paths are relative to, and
+/// its number of records when counted.
+type Input = (Box<dyn BufRead + Send>, PathBuf, Option<u64>);
+
+/// Opens an input file (or stdin for `-`) and the directory its relative paths are relative to;
+/// its lines are counted (for a progress bar's total) only when stderr is a terminal.
+fn open_input(path: &Path) -> Result<Input> {
+    open_input_counted(path, std::io::stderr().is_terminal())
+}
+
+/// `open_input`, counting the lines only when `count` (a progress bar will show the total) and the
+/// input is a regular file: counting reads the whole input once more, which a pipe or FIFO cannot
+/// give twice.
+fn open_input_counted(path: &Path, count: bool) -> Result<Input> {
     if path == Path::new("-") {
         let cwd = std::env::current_dir()?;
         return Ok((Box::new(BufReader::new(std::io::stdin())), cwd, None));
@@ -480,7 +501,8 @@ fn open_input(path: &Path) -> Result<(Box<dyn BufRead + Send>, PathBuf, Option<u
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let base = std::path::absolute(parent)
         .with_context(|| format!("cannot resolve {}", parent.display()))?;
-    let lines = count_lines(path).ok();
+    let regular = f.metadata().is_ok_and(|m| m.is_file());
+    let lines = if count && regular { count_lines(path).ok() } else { None };
     Ok((Box::new(BufReader::new(f)), base, lines))
 }
 

@@ -121,53 +121,9 @@ pub(super) fn run(
     quiet: bool,
     cmd: &NetworkCmd,
 ) -> Result<i32> {
-    let mut out = std::io::stdout().lock();
-    match cmd {
-        NetworkCmd::Build { json } => {
-            let Some(mut store) = RecordStore::open(data, false)? else {
-                eprintln!(
-                    "nothing to link: no listings recorded in {} (run `knockoff scan` first)",
-                    data.display()
-                );
-                return Ok(0);
-            };
-            if store.count()? == 0 {
-                eprintln!("nothing to link: no listings recorded in {}", data.display());
-                return Ok(0);
-            }
-            let (summary, cases) = network::rebuild(&mut store, config)?;
-            if *json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&summary)?)?;
-            } else {
-                writeln!(
-                    out,
-                    "{} listing(s) of {} seller(s): {} network(s), the largest of {} sellers",
-                    summary.listings, summary.sellers, summary.networks, summary.largest
-                )?;
-                for p in &summary.platform {
-                    writeln!(
-                        out,
-                        "  not linking {} {:?}: shared by {} sellers (over network.max_sharing)",
-                        p.kind.as_str(),
-                        p.value,
-                        p.sellers
-                    )?;
-                }
-                if !cases.is_empty() {
-                    write!(out, "{}", case_table(&cases))?;
-                }
-            }
-            if !quiet {
-                eprintln!(
-                    "built in {:.2} s (read {:.2} s, link {:.2} s, save {:.2} s)",
-                    summary.load_secs + summary.link_secs + summary.save_secs,
-                    summary.load_secs,
-                    summary.link_secs,
-                    summary.save_secs
-                );
-            }
-            Ok(0)
-        }
+    let mut out = super::output::stdout();
+    let code = match cmd {
+        NetworkCmd::Build { json } => build(data, config, quiet, *json, &mut out),
         NetworkCmd::List { json } => {
             let cases = cases(&open(data)?)?;
             if *json {
@@ -193,29 +149,8 @@ pub(super) fn run(
             Ok(0)
         }
         NetworkCmd::Export { format, output, ids } => {
-            let store = open(data)?;
-            let mut cases = cases(&store)?;
-            if !ids.is_empty() {
-                if let Some(missing) =
-                    ids.iter().find(|id| !cases.iter().any(|c| &c.network_id == *id))
-                {
-                    bail!("no network {missing} (see `knockoff network list`)");
-                }
-                cases.retain(|c| ids.contains(&c.network_id));
-            }
-            let bytes = match format {
-                ExportFormat::Jsonl => network::export::jsonl(&cases)?,
-                ExportFormat::Csv => network::export::csv(&cases)?,
-                ExportFormat::Html => network::export::html(&cases, &store)?,
-            };
-            match output {
-                Some(path) => crate::util::fsutil::write_atomic(path, &bytes)?,
-                None => out.write_all(&bytes)?,
-            }
-            if !quiet {
-                eprintln!("exported {} network(s)", cases.len());
-            }
-            Ok(0)
+            let what = Export { format: *format, output: output.as_deref(), ids };
+            export(data, quiet, &what, &mut out)
         }
         NetworkCmd::ExportRecords { output } => {
             let s = network::export_records::export(
@@ -240,7 +175,96 @@ pub(super) fn run(
             }
             Ok(0)
         }
+    }?;
+    out.flush()?;
+    Ok(code)
+}
+
+/// `network build`: links the recorded sellers, writes the case files, prints the summary.
+fn build(
+    data: &std::path::Path,
+    config: &Config,
+    quiet: bool,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<i32> {
+    let Some(mut store) = RecordStore::open(data, false)? else {
+        eprintln!(
+            "nothing to link: no listings recorded in {} (run `knockoff scan` first)",
+            data.display()
+        );
+        return Ok(0);
+    };
+    if store.count()? == 0 {
+        eprintln!("nothing to link: no listings recorded in {}", data.display());
+        return Ok(0);
     }
+    let (summary, cases) = network::rebuild(&mut store, config)?;
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&summary)?)?;
+    } else {
+        writeln!(
+            out,
+            "{} listing(s) of {} seller(s): {} network(s), the largest of {} sellers",
+            summary.listings, summary.sellers, summary.networks, summary.largest
+        )?;
+        for p in &summary.platform {
+            writeln!(
+                out,
+                "  not linking {} {:?}: shared by {} sellers (over network.max_sharing)",
+                p.kind.as_str(),
+                p.value,
+                p.sellers
+            )?;
+        }
+        if !cases.is_empty() {
+            write!(out, "{}", case_table(&cases))?;
+        }
+    }
+    if !quiet {
+        eprintln!(
+            "built in {:.2} s (read {:.2} s, link {:.2} s, save {:.2} s)",
+            summary.load_secs + summary.link_secs + summary.save_secs,
+            summary.load_secs,
+            summary.link_secs,
+            summary.save_secs
+        );
+    }
+    Ok(0)
+}
+
+/// What `network export` writes: in which format, to which file (else stdout), which networks
+/// (all when none is named).
+struct Export<'a> {
+    format: ExportFormat,
+    output: Option<&'a std::path::Path>,
+    ids: &'a [String],
+}
+
+/// `network export`: the chosen networks in the chosen format.
+fn export(data: &std::path::Path, quiet: bool, what: &Export, out: &mut impl Write) -> Result<i32> {
+    let (format, output, ids) = (what.format, what.output, what.ids);
+    let store = open(data)?;
+    let mut cases = cases(&store)?;
+    if !ids.is_empty() {
+        if let Some(missing) = ids.iter().find(|id| !cases.iter().any(|c| &c.network_id == *id)) {
+            bail!("no network {missing} (see `knockoff network list`)");
+        }
+        cases.retain(|c| ids.contains(&c.network_id));
+    }
+    let bytes = match format {
+        ExportFormat::Jsonl => network::export::jsonl(&cases)?,
+        ExportFormat::Csv => network::export::csv(&cases)?,
+        ExportFormat::Html => network::export::html(&cases, &store)?,
+    };
+    match output {
+        Some(path) => crate::util::fsutil::write_atomic(path, &bytes)?,
+        None => out.write_all(&bytes)?,
+    }
+    if !quiet {
+        eprintln!("exported {} network(s)", cases.len());
+    }
+    Ok(0)
 }
 
 pub(super) fn bench(config: &Config, quiet: bool, args: &NetworkBenchArgs) -> Result<i32> {

@@ -41,7 +41,7 @@ pub(super) fn query_cmd(g: &Global, mut config: Config, args: &QueryArgs) -> Res
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        write!(out, "{}", report::explain(&report, report::stdout_color()))?;
+        write!(out, "{}", report::explain(&report, g.color.stdout()))?;
     }
     out.flush()?;
     Ok(if report.verdict == Verdict::Error { 1 } else { 0 })

@@ -3,12 +3,7 @@
 use super::*;
 
 pub(super) fn scan_cmd(g: &Global, mut config: Config, args: &ScanArgs) -> Result<i32> {
-    if let Some(r) = args.regions {
-        config.scan.region_queries = Some(r);
-    }
-    config.verify.enabled |= args.verify;
-    // a snapshot is read-only (it may be on shared storage read by many scans): nothing is recorded in it
-    config.network.record &= !args.no_record && !catalog::snapshot::is_snapshot(&g.data);
+    configure(g, &mut config, args);
     let name = args.input.display().to_string();
     if let Some(out) = &args.output {
         refuse_output_is_input(&args.input, out)?;
@@ -18,7 +13,7 @@ pub(super) fn scan_cmd(g: &Global, mut config: Config, args: &ScanArgs) -> Resul
         _ => None,
     };
     let already = resume.as_ref().map_or(0, Resume::len);
-    let (reader, base_dir, lines) = open_input(&args.input)?;
+    let (reader, base_dir, lines) = open_input_counted(&args.input, shows_progress(g.quiet))?;
     let options = BatchOptions {
         format: input_format(args.format, &args.input),
         base_dir,
@@ -30,7 +25,7 @@ pub(super) fn scan_cmd(g: &Global, mut config: Config, args: &ScanArgs) -> Resul
     attach_allowlist(g, &mut scanner)?;
     let mut recorder = crate::network::Recorder::open(&g.data, &config, config.network.record)?;
     let mut out = open_output(args.output.as_deref(), args.resume)?;
-    let color = args.output.is_none() && report::stdout_color();
+    let color = g.color.enabled(args.output.is_none() && std::io::stdout().is_terminal());
     let table =
         args.table || (!args.json && args.output.is_none() && std::io::stdout().is_terminal());
     let pb = progress(g.quiet, lines.map(|n| n.saturating_sub(already as u64)), "scanning");
@@ -51,15 +46,7 @@ pub(super) fn scan_cmd(g: &Global, mut config: Config, args: &ScanArgs) -> Resul
             }
         }
         // one write per chunk, so an interrupted scan leaves whole lines (a torn last line is cut by --resume)
-        let mut buf = Vec::new();
-        if table {
-            buf.extend_from_slice(report::scan_table(&reports, first, color).as_bytes());
-        } else {
-            for r in &reports {
-                serde_json::to_writer(&mut buf, r)?;
-                buf.push(b'\n');
-            }
-        }
+        let buf = render(&reports, table.then_some(color), first)?;
         if let Some(resume) = resume.as_mut().filter(|_| first) {
             resume.cut_torn_line()?;
         }
@@ -85,6 +72,31 @@ pub(super) fn scan_cmd(g: &Global, mut config: Config, args: &ScanArgs) -> Resul
     summary.inferences(scanner.inferences());
     say(g, &summary.line());
     Ok(if summary.errors() > 0 { EXIT_PARTIAL } else { 0 })
+}
+
+/// The scan's flags that override the configuration.
+fn configure(g: &Global, config: &mut Config, args: &ScanArgs) {
+    if let Some(r) = args.regions {
+        config.scan.region_queries = Some(r);
+    }
+    config.verify.enabled |= args.verify;
+    // a snapshot is read-only (it may be on shared storage read by many scans): nothing is recorded in it
+    config.network.record &= !args.no_record && !catalog::snapshot::is_snapshot(&g.data);
+}
+
+/// A chunk's verdicts as written: a table (`table`: `Some(colour)`, the header with the `first`
+/// chunk) or JSON Lines.
+fn render(reports: &[scan::Report], table: Option<bool>, first: bool) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    if let Some(color) = table {
+        buf.extend_from_slice(report::scan_table(reports, first, color).as_bytes());
+    } else {
+        for r in reports {
+            serde_json::to_writer(&mut buf, r)?;
+            buf.push(b'\n');
+        }
+    }
+    Ok(buf)
 }
 
 /// Refuses to write verdicts over the input (`scan FILE -o FILE`, through a link too): that would

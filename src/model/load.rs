@@ -97,93 +97,118 @@ pub fn load_images(
         .map(|b| {
             crate::vision::source::guard("decoding the photo", move || {
                 let b = b?;
-                let hash = opts.hash.then(|| crate::vision::source::content_hash(&b));
-                // the decoder may shrink a JPEG down to the model's size (DCT scaling); a region is
-                // half the photo's side, so regions need twice their own size
-                let short = if opts.regions {
-                    manifest.size.max(2 * manifest.region_size())
-                } else {
-                    manifest.size
-                };
-                let img = decode::decode(&b, limits, short).map_err(|e| e.to_string())?;
-                let prepared = prepare(&img, manifest).map_err(|e| e.to_string())?;
-                let crops = if opts.regions { regions(&img) } else { Vec::new() };
-                let inset_ready = match opts.features {
-                    LocalFeatures::Prepare(p) => crops
-                        .iter()
-                        .find(|(name, _, _)| *name == INSET)
-                        .map(|(_, _, r)| crate::vision::verify::orb::Ready::new(r, &p)),
-                    _ => None,
-                };
-                let regions = if opts.regions {
-                    crops
-                        .iter()
-                        .map(|(name, area, r)| {
-                            Ok(Region {
-                                name,
-                                area: *area,
-                                prepared: prepare_at(r, manifest, manifest.region_size())?,
-                            })
-                        })
-                        .collect::<Result<_, decode::DecodeError>>()
-                        .map_err(|e| e.to_string())?
-                } else {
-                    Vec::new()
-                };
-                let (features, ready, colours) = match opts.features {
-                    LocalFeatures::Skip => (None, None, None),
-                    LocalFeatures::Extract(p) => (
-                        Some(crate::vision::verify::orb::Features::extract(&img, &p)),
-                        None,
-                        crate::vision::colour::Colours::of_reference(&img),
-                    ),
-                    LocalFeatures::Prepare(p) => (
-                        None,
-                        Some(crate::vision::verify::orb::Ready::new(&img, &p)),
-                        Some(crate::vision::colour::Colours::of(&img)),
-                    ),
-                };
-                let phashes = match opts.features {
-                    LocalFeatures::Skip if opts.phash => {
-                        crate::vision::phash::of(&img).map(|h| (None, h)).into_iter().collect()
-                    }
-                    LocalFeatures::Skip => Vec::new(),
-                    LocalFeatures::Extract(_) => {
-                        crate::vision::phash::of(&img).map(|h| (None, h)).into_iter().collect()
-                    }
-                    LocalFeatures::Prepare(_) => {
-                        let whole = crate::vision::phash::turned(&img)
-                            .map(|t| t.map(|h| (None, h)).to_vec())
-                            .unwrap_or_default();
-                        let parts = crops.iter().filter_map(|(name, _, r)| {
-                            crate::vision::phash::of(r).map(|h| (Some(*name), h))
-                        });
-                        whole.into_iter().chain(parts).collect()
-                    }
-                };
-                let image = match opts.features {
-                    LocalFeatures::Prepare(_) if img.width.max(img.height) <= KEPT_SIDE => {
-                        Some(img)
-                    }
-                    LocalFeatures::Prepare(_) => Some(
-                        decode::fit_long_side(&img, KEPT_SIDE)
-                            .map_err(|e| e.to_string())?
-                            .into_owned(),
-                    ),
-                    _ => None,
-                };
-                Ok(Loaded {
-                    hash,
-                    prepared,
-                    regions,
-                    features,
-                    ready,
-                    inset_ready,
-                    colours,
-                    phashes,
-                    image,
-                })
+                load_one(&b, limits, manifest, opts)
             })
         })
         .collect()
+}
+
+/// One fetched photo (`b`, its file's bytes) decoded, resized for the model and analysed as
+/// `opts` asks.
+fn load_one(
+    b: &[u8],
+    limits: &decode::Limits,
+    manifest: &Manifest,
+    opts: LoadOptions,
+) -> Result<Loaded, String> {
+    let hash = opts.hash.then(|| crate::vision::source::content_hash(b));
+    // the decoder may shrink a JPEG down to the model's size (DCT scaling); a region is
+    // half the photo's side, so regions need twice their own size
+    let short =
+        if opts.regions { manifest.size.max(2 * manifest.region_size()) } else { manifest.size };
+    let img = decode::decode(b, limits, short).map_err(|e| e.to_string())?;
+    let prepared = prepare(&img, manifest).map_err(|e| e.to_string())?;
+    let crops = if opts.regions { regions(&img) } else { Vec::new() };
+    let inset_ready = match opts.features {
+        LocalFeatures::Prepare(p) => crops
+            .iter()
+            .find(|(name, _, _)| *name == INSET)
+            .map(|(_, _, r)| crate::vision::verify::orb::Ready::new(r, &p)),
+        _ => None,
+    };
+    let regions = if opts.regions { prepared_regions(&crops, manifest)? } else { Vec::new() };
+    let (features, ready, colours) = analyses(&img, opts.features);
+    let phashes = phashes(&img, &crops, opts);
+    let image = kept_image(img, opts.features)?;
+    Ok(Loaded { hash, prepared, regions, features, ready, inset_ready, colours, phashes, image })
+}
+
+/// The regions cut from a photo (name, area, pixels), each resized for the model.
+fn prepared_regions(
+    crops: &[(&'static str, Area, RgbImage)],
+    manifest: &Manifest,
+) -> Result<Vec<Region>, String> {
+    crops
+        .iter()
+        .map(|(name, area, r)| {
+            Ok(Region {
+                name,
+                area: *area,
+                prepared: prepare_at(r, manifest, manifest.region_size())?,
+            })
+        })
+        .collect::<Result<_, decode::DecodeError>>()
+        .map_err(|e| e.to_string())
+}
+
+/// Local features, the image ready for them, and colours, as `features` asks.
+fn analyses(
+    img: &RgbImage,
+    features: LocalFeatures,
+) -> (
+    Option<crate::vision::verify::orb::Features>,
+    Option<crate::vision::verify::orb::Ready>,
+    Option<crate::vision::colour::Colours>,
+) {
+    match features {
+        LocalFeatures::Skip => (None, None, None),
+        LocalFeatures::Extract(p) => (
+            Some(crate::vision::verify::orb::Features::extract(img, &p)),
+            None,
+            crate::vision::colour::Colours::of_reference(img),
+        ),
+        LocalFeatures::Prepare(p) => (
+            None,
+            Some(crate::vision::verify::orb::Ready::new(img, &p)),
+            Some(crate::vision::colour::Colours::of(img)),
+        ),
+    }
+}
+
+/// The perceptual hashes of `Loaded::phashes`: of the photo, its orientations and its regions
+/// (`crops`), as `opts` asks.
+fn phashes(
+    img: &RgbImage,
+    crops: &[(&'static str, Area, RgbImage)],
+    opts: LoadOptions,
+) -> Vec<(Option<&'static str>, u64)> {
+    match opts.features {
+        LocalFeatures::Skip if opts.phash => {
+            crate::vision::phash::of(img).map(|h| (None, h)).into_iter().collect()
+        }
+        LocalFeatures::Skip => Vec::new(),
+        LocalFeatures::Extract(_) => {
+            crate::vision::phash::of(img).map(|h| (None, h)).into_iter().collect()
+        }
+        LocalFeatures::Prepare(_) => {
+            let whole = crate::vision::phash::turned(img)
+                .map(|t| t.map(|h| (None, h)).to_vec())
+                .unwrap_or_default();
+            let parts = crops
+                .iter()
+                .filter_map(|(name, _, r)| crate::vision::phash::of(r).map(|h| (Some(*name), h)));
+            whole.into_iter().chain(parts).collect()
+        }
+    }
+}
+
+/// The decoded photo kept with `Prepare` (long side at most `KEPT_SIDE`).
+fn kept_image(img: RgbImage, features: LocalFeatures) -> Result<Option<RgbImage>, String> {
+    Ok(match features {
+        LocalFeatures::Prepare(_) if img.width.max(img.height) <= KEPT_SIDE => Some(img),
+        LocalFeatures::Prepare(_) => {
+            Some(decode::fit_long_side(&img, KEPT_SIDE).map_err(|e| e.to_string())?.into_owned())
+        }
+        _ => None,
+    })
 }

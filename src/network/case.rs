@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::build::{Built, Group};
+use super::build::{Built, Group, Link};
 use super::record::{Recorded, RecordedListing};
 
 /// One network's case file.
@@ -251,46 +251,12 @@ fn one_case(
     currency: &str,
 ) -> Case {
     let name = |s: u32| rec.sellers[s as usize].clone();
-    let mut case = Case {
-        network_id,
-        status,
-        rank: 0.0,
-        evidence: 0.0,
-        turnover: 0.0,
-        currency: currency.to_string(),
-        turnover_unknown: 0,
-        sellers: Vec::new(),
-        listings: Vec::new(),
-        verdicts: BTreeMap::new(),
-        brands: Vec::new(),
-        products: Vec::new(),
-        regions: Regions::default(),
-        links: Vec::new(),
-        first_seen: None,
-        last_seen: None,
-    };
+    let mut case = Case::empty(network_id, status, currency);
     let (mut brands, mut products) = (BTreeSet::new(), BTreeSet::new());
     let mut numbers: BTreeSet<(&str, &str)> = BTreeSet::new();
     for m in &g.members {
         let listings = by_seller.get(m).map(Vec::as_slice).unwrap_or_default();
-        let set = |f: fn(&RecordedListing) -> Option<&String>| {
-            listings
-                .iter()
-                .filter_map(|l| f(l).cloned())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect::<Vec<_>>()
-        };
-        let seen_all: Vec<String> = listings.iter().map(|l| seen(l)).collect();
-        let seller = CaseSeller {
-            seller_id: name(*m),
-            names: set(|l| l.seller_name.as_ref()),
-            regions: set(|l| l.region.as_ref()),
-            ship_from: set(|l| l.ship_from.as_ref()),
-            listings: listings.len(),
-            first_seen: seen_all.iter().min().cloned(),
-            last_seen: seen_all.iter().max().cloned(),
-        };
+        let seller = case_seller(name(*m), listings);
         for r in &seller.regions {
             *case.regions.registered.entry(r.clone()).or_default() += 1;
         }
@@ -322,19 +288,68 @@ fn one_case(
         g.links.iter().map(|l| (l.kind, l.value.as_str())).collect();
     case.evidence = distinct.iter().map(|(k, _)| k.weight()).sum();
     case.rank = round2(case.evidence * case.turnover);
-    case.links = g
-        .links
-        .iter()
-        .map(|l| CaseLink {
-            a: name(l.a),
-            b: name(l.b),
-            kind: l.kind.as_str().to_string(),
-            value: l.value.clone(),
-            strength: if l.strong { "strong" } else { "weak" }.to_string(),
-            evidence: l.evidence.clone(),
-        })
-        .collect();
+    case.links = g.links.iter().map(|l| case_link(l, rec)).collect();
     case
+}
+
+impl Case {
+    /// A case file with nothing in it yet.
+    fn empty(network_id: String, status: String, currency: &str) -> Case {
+        Case {
+            network_id,
+            status,
+            rank: 0.0,
+            evidence: 0.0,
+            turnover: 0.0,
+            currency: currency.to_string(),
+            turnover_unknown: 0,
+            sellers: Vec::new(),
+            listings: Vec::new(),
+            verdicts: BTreeMap::new(),
+            brands: Vec::new(),
+            products: Vec::new(),
+            regions: Regions::default(),
+            links: Vec::new(),
+            first_seen: None,
+            last_seen: None,
+        }
+    }
+}
+
+/// A member of a network as its case file shows it: the names, regions and places it ships from
+/// seen in its `listings` (each once, in order), how many, and when first and last seen.
+fn case_seller(seller_id: String, listings: &[&RecordedListing]) -> CaseSeller {
+    let set = |f: fn(&RecordedListing) -> Option<&String>| {
+        listings
+            .iter()
+            .filter_map(|l| f(l).cloned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+    };
+    let seen_all: Vec<String> = listings.iter().map(|l| seen(l)).collect();
+    CaseSeller {
+        seller_id,
+        names: set(|l| l.seller_name.as_ref()),
+        regions: set(|l| l.region.as_ref()),
+        ship_from: set(|l| l.ship_from.as_ref()),
+        listings: listings.len(),
+        first_seen: seen_all.iter().min().cloned(),
+        last_seen: seen_all.iter().max().cloned(),
+    }
+}
+
+/// A link between two members as the case file shows it, sellers by name.
+fn case_link(l: &Link, rec: &Recorded) -> CaseLink {
+    let name = |s: u32| rec.sellers[s as usize].clone();
+    CaseLink {
+        a: name(l.a),
+        b: name(l.b),
+        kind: l.kind.as_str().to_string(),
+        value: l.value.clone(),
+        strength: if l.strong { "strong" } else { "weak" }.to_string(),
+        evidence: l.evidence.clone(),
+    }
 }
 
 fn case_listing(l: &RecordedListing, unknown: &mut usize) -> CaseListing {

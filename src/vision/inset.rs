@@ -52,93 +52,8 @@ pub fn find(img: &RgbImage) -> Option<Inset> {
             ((77 * u32::from(p[0]) + 150 * u32::from(p[1]) + 29 * u32::from(p[2])) >> 8) as i16
         })
         .collect();
-    // vertical edges lie between columns x and x+1 (w-1 of them), horizontal ones between rows y
-    // and y+1; an edge blurred or resampled across two pixels still counts at either, so each is
-    // widened by one either side across its direction
-    let (vw, hh) = (w - 1, h - 1);
-    let mut vert = vec![false; h * vw];
-    let mut steps = vec![false; vw];
-    for y in 0..h {
-        let row = &luma[y * w..(y + 1) * w];
-        for (s, p) in steps.iter_mut().zip(row.windows(2)) {
-            *s = (p[1] - p[0]).abs() > STEP;
-        }
-        for x in 0..vw {
-            vert[y * vw + x] = steps[x] || (x > 0 && steps[x - 1]) || (x + 1 < vw && steps[x + 1]);
-        }
-    }
-    let step_rows: Vec<bool> = (0..hh * w).map(|i| (luma[i + w] - luma[i]).abs() > STEP).collect();
-    let mut horiz = step_rows.clone();
-    for y in 0..hh {
-        for x in 0..w {
-            horiz[y * w + x] |=
-                (y > 0 && step_rows[(y - 1) * w + x]) || (y + 1 < hh && step_rows[(y + 1) * w + x]);
-        }
-    }
-    // prefix sums along each line (vsum[y * vw + x]: edge pixels of column x above row y) and
-    // the longest unbroken run of each line
-    let mut vsum = vec![0u16; (h + 1) * vw];
-    let (mut run, mut vrun) = (vec![0usize; vw], vec![0usize; vw]);
-    for y in 0..h {
-        for x in 0..vw {
-            let e = vert[y * vw + x];
-            vsum[(y + 1) * vw + x] = vsum[y * vw + x] + u16::from(e);
-            run[x] = if e { run[x] + 1 } else { 0 };
-            vrun[x] = vrun[x].max(run[x]);
-        }
-    }
-    let mut hsum = vec![0u16; hh * (w + 1)];
-    let mut hrun = vec![0usize; hh];
-    for y in 0..hh {
-        let mut r = 0;
-        for x in 0..w {
-            let e = horiz[y * w + x];
-            hsum[y * (w + 1) + x + 1] = hsum[y * (w + 1) + x] + u16::from(e);
-            r = if e { r + 1 } else { 0 };
-            hrun[y] = hrun[y].max(r);
-        }
-    }
-    let min_w = (MIN_SIDE * w as f32).ceil() as usize;
-    let min_h = (MIN_SIDE * h as f32).ceil() as usize;
-    let xs = longest_lines(&vrun, min_h);
-    let ys = longest_lines(&hrun, min_w);
-    let column = |x: usize, y1: usize, y2: usize| {
-        f32::from(vsum[(y2 + 1) * vw + x] - vsum[(y1 + 1) * vw + x]) / (y2 - y1) as f32
-    };
-    let row = |y: usize, x1: usize, x2: usize| {
-        f32::from(hsum[y * (w + 1) + x2 + 1] - hsum[y * (w + 1) + x1 + 1]) / (x2 - x1) as f32
-    };
-    let max_area = MAX_AREA * (w * h) as f32;
-    // (outline in hundredths, area, x1, y1, x2, y2); the rectangle is columns x1+1..=x2, rows y1+1..=y2
-    let mut best: Option<(u32, usize, usize, usize, usize, usize)> = None;
-    let mut rows = Vec::with_capacity(ys.len());
-    for (i, &x1) in xs.iter().enumerate() {
-        for &x2 in &xs[i + 1..] {
-            if x2 - x1 < min_w {
-                continue;
-            }
-            // the rows that can be the top or bottom side between these columns
-            rows.clear();
-            rows.extend(ys.iter().map(|&y| (y, row(y, x1, x2))).filter(|&(_, c)| c >= MIN_COVER));
-            for (j, &(y1, top)) in rows.iter().enumerate() {
-                for &(y2, bottom) in &rows[j + 1..] {
-                    let area = (x2 - x1) * (y2 - y1);
-                    if y2 - y1 < min_h || area as f32 > max_area {
-                        continue;
-                    }
-                    let cover = column(x1, y1, y2).min(column(x2, y1, y2)).min(top).min(bottom);
-                    if cover < MIN_COVER {
-                        continue;
-                    }
-                    let key = ((cover * 100.0) as u32, area, x1, y1, x2, y2);
-                    if best.is_none_or(|b| (key.0, key.1) > (b.0, b.1)) {
-                        best = Some(key);
-                    }
-                }
-            }
-        }
-    }
-    let (_, _, x1, y1, x2, y2) = best?;
+    let lines = Lines::new(&Edges::new(&luma, w, h));
+    let (x1, y1, x2, y2) = lines.best_outline()?;
     // back to the photo's pixels, a pixel of the work copy inside the outline
     let to = |v: usize, full: u32| ((v as f32 / scale).round() as u32).min(full);
     let (left, top) = (to(x1 + 2, img.width), to(y1 + 2, img.height));
@@ -149,6 +64,147 @@ pub fn find(img: &RgbImage) -> Option<Inset> {
         width: right - left,
         height: bottom - top,
     })
+}
+
+/// The edges of a grey work copy `w` × `h`: `vert[y * (w - 1) + x]` between columns x and x+1,
+/// `horiz[y * w + x]` between rows y and y+1.
+struct Edges {
+    w: usize,
+    h: usize,
+    vert: Vec<bool>,
+    horiz: Vec<bool>,
+}
+
+impl Edges {
+    fn new(luma: &[i16], w: usize, h: usize) -> Edges {
+        // vertical edges lie between columns x and x+1 (w-1 of them), horizontal ones between
+        // rows y and y+1; an edge blurred or resampled across two pixels still counts at either,
+        // so each is widened by one either side across its direction
+        let (vw, hh) = (w - 1, h - 1);
+        let mut vert = vec![false; h * vw];
+        let mut steps = vec![false; vw];
+        for y in 0..h {
+            let row = &luma[y * w..(y + 1) * w];
+            for (s, p) in steps.iter_mut().zip(row.windows(2)) {
+                *s = (p[1] - p[0]).abs() > STEP;
+            }
+            for x in 0..vw {
+                vert[y * vw + x] =
+                    steps[x] || (x > 0 && steps[x - 1]) || (x + 1 < vw && steps[x + 1]);
+            }
+        }
+        let step_rows: Vec<bool> =
+            (0..hh * w).map(|i| (luma[i + w] - luma[i]).abs() > STEP).collect();
+        let mut horiz = step_rows.clone();
+        for y in 0..hh {
+            for x in 0..w {
+                horiz[y * w + x] |= (y > 0 && step_rows[(y - 1) * w + x])
+                    || (y + 1 < hh && step_rows[(y + 1) * w + x]);
+            }
+        }
+        Edges { w, h, vert, horiz }
+    }
+}
+
+/// Prefix sums along each line of edges (`vsum[y * vw + x]`: edge pixels of column x above row
+/// y; `hsum[y * (w + 1) + x]`: of row y left of column x) and the longest unbroken run of each.
+struct Lines {
+    w: usize,
+    h: usize,
+    vw: usize,
+    vsum: Vec<u16>,
+    vrun: Vec<usize>,
+    hsum: Vec<u16>,
+    hrun: Vec<usize>,
+}
+
+impl Lines {
+    fn new(e: &Edges) -> Lines {
+        let (w, h) = (e.w, e.h);
+        let (vw, hh) = (w - 1, h - 1);
+        let mut vsum = vec![0u16; (h + 1) * vw];
+        let (mut run, mut vrun) = (vec![0usize; vw], vec![0usize; vw]);
+        for y in 0..h {
+            for x in 0..vw {
+                let edge = e.vert[y * vw + x];
+                vsum[(y + 1) * vw + x] = vsum[y * vw + x] + u16::from(edge);
+                run[x] = if edge { run[x] + 1 } else { 0 };
+                vrun[x] = vrun[x].max(run[x]);
+            }
+        }
+        let mut hsum = vec![0u16; hh * (w + 1)];
+        let mut hrun = vec![0usize; hh];
+        for y in 0..hh {
+            let mut r = 0;
+            for x in 0..w {
+                let edge = e.horiz[y * w + x];
+                hsum[y * (w + 1) + x + 1] = hsum[y * (w + 1) + x] + u16::from(edge);
+                r = if edge { r + 1 } else { 0 };
+                hrun[y] = hrun[y].max(r);
+            }
+        }
+        Lines { w, h, vw, vsum, vrun, hsum, hrun }
+    }
+
+    /// Share of column `x` that is edge between rows `y1` and `y2`.
+    fn column(&self, x: usize, y1: usize, y2: usize) -> f32 {
+        let vw = self.vw;
+        f32::from(self.vsum[(y2 + 1) * vw + x] - self.vsum[(y1 + 1) * vw + x]) / (y2 - y1) as f32
+    }
+
+    /// Share of row `y` that is edge between columns `x1` and `x2`.
+    fn row(&self, y: usize, x1: usize, x2: usize) -> f32 {
+        let w = self.w;
+        f32::from(self.hsum[y * (w + 1) + x2 + 1] - self.hsum[y * (w + 1) + x1 + 1])
+            / (x2 - x1) as f32
+    }
+
+    /// The most completely outlined rectangle (x1, y1, x2, y2) of the work copy: columns
+    /// x1+1..=x2, rows y1+1..=y2. Ties in outline go to the larger rectangle.
+    fn best_outline(&self) -> Option<(usize, usize, usize, usize)> {
+        let (w, h) = (self.w, self.h);
+        let min_w = (MIN_SIDE * w as f32).ceil() as usize;
+        let min_h = (MIN_SIDE * h as f32).ceil() as usize;
+        let xs = longest_lines(&self.vrun, min_h);
+        let ys = longest_lines(&self.hrun, min_w);
+        let max_area = MAX_AREA * (w * h) as f32;
+        // (outline in hundredths, area, x1, y1, x2, y2)
+        let mut best: Option<(u32, usize, usize, usize, usize, usize)> = None;
+        let mut rows = Vec::with_capacity(ys.len());
+        for (i, &x1) in xs.iter().enumerate() {
+            for &x2 in &xs[i + 1..] {
+                if x2 - x1 < min_w {
+                    continue;
+                }
+                // the rows that can be the top or bottom side between these columns
+                rows.clear();
+                rows.extend(
+                    ys.iter().map(|&y| (y, self.row(y, x1, x2))).filter(|&(_, c)| c >= MIN_COVER),
+                );
+                for (j, &(y1, top)) in rows.iter().enumerate() {
+                    for &(y2, bottom) in &rows[j + 1..] {
+                        let area = (x2 - x1) * (y2 - y1);
+                        if y2 - y1 < min_h || area as f32 > max_area {
+                            continue;
+                        }
+                        let cover = self
+                            .column(x1, y1, y2)
+                            .min(self.column(x2, y1, y2))
+                            .min(top)
+                            .min(bottom);
+                        if cover < MIN_COVER {
+                            continue;
+                        }
+                        let key = ((cover * 100.0) as u32, area, x1, y1, x2, y2);
+                        if best.is_none_or(|b| (key.0, key.1) > (b.0, b.1)) {
+                            best = Some(key);
+                        }
+                    }
+                }
+            }
+        }
+        best.map(|(_, _, x1, y1, x2, y2)| (x1, y1, x2, y2))
+    }
 }
 
 /// Positions of the `MAX_LINES` lines with the longest runs of at least `min`, in ascending order.

@@ -58,73 +58,20 @@ pub fn find(img: &RgbImage) -> Option<Tilt> {
     if img.width < 32 || img.height < 32 {
         return None;
     }
-    // the corners first, on the photo itself: most photos end here, before any work
-    let colour_at = |img: &RgbImage, x: u32, y: u32| -> [i16; 3] {
-        let i = ((y * img.width + x) * 3) as usize;
-        [img.data[i].into(), img.data[i + 1].into(), img.data[i + 2].into()]
-    };
-    let at_corners = |img: &RgbImage| {
-        [(0, 0), (img.width - 1, 0), (img.width - 1, img.height - 1), (0, img.height - 1)]
-            .map(|(x, y)| colour_at(img, x, y))
-    };
-    let corner_colours = at_corners(img);
-    let fill: [i16; 3] =
-        std::array::from_fn(|c| corner_colours.iter().map(|p| p[c]).sum::<i16>() / 4);
-    let is_fill = |p: [i16; 3]| (0..3).all(|c| (p[c] - fill[c]).abs() <= FILL_TOLERANCE);
-    if !corner_colours.iter().all(|&p| is_fill(p)) {
-        return None;
-    }
-    let work = decode::fit_long_side(img, WORK_SIDE).ok()?;
-    if !at_corners(&work).iter().all(|&p| is_fill(p)) {
-        return None;
-    }
-    let (w, h) = (work.width as usize, work.height as usize);
-    let pixel = |x: usize, y: usize| colour_at(&work, x as u32, y as u32);
-    let mask: Vec<bool> = (0..h)
-        .flat_map(|y| (0..w).map(move |x| (x, y)))
-        .map(|(x, y)| is_fill(pixel(x, y)))
-        .collect();
-    // each corner's triangle, clockwise from the top left: its angle, and whether its long side
-    // runs along the frame's left or right side (else along the top or bottom); a dark part of
-    // the photo may spoil one corner
-    let mut corners = Vec::with_capacity(4);
-    for (k, (right, bottom)) in
-        [(false, false), (true, false), (true, true), (false, true)].into_iter().enumerate()
-    {
-        let at = |i: usize, j: usize| {
-            mask[(if bottom { h - 1 - j } else { j }) * w + if right { w - 1 - i } else { i }]
-        };
-        // fill from the corner's vertical side along each row, and from its horizontal side down
-        // each column, as far as the triangle reaches; the long side is the one with more
-        // (unless a dark part cut it short: then the slope is steeper than 45°)
-        let rows = triangle((0..h).map(|j| (0..w).take_while(|&i| at(i, j)).count()), w);
-        let columns = triangle((0..w).map(|i| (0..h).take_while(|&j| at(i, j)).count()), h);
-        let (upright, runs) =
-            if rows.len() >= columns.len() { (true, rows) } else { (false, columns) };
-        let Some((slope, crookedness, on_line)) = line_fit(&runs) else { continue };
-        if runs.len() < 8 || crookedness > MAX_CROOKEDNESS || on_line < MIN_ON_LINE || slope >= 0.0
-        {
-            continue;
-        }
-        let tan = -slope;
-        // the side the long side really runs along, in the pattern of alternate corners
-        let alternating = (upright == (tan <= 1.0)) == (k % 2 == 0);
-        // how far its angle may be off: a pixel or two over a short triangle is more than one
-        let spread = ANGLE_SPREAD.max((2.0 / runs.len() as f64).atan().to_degrees());
-        corners.push((tan.min(1.0 / tan).atan().to_degrees(), alternating, spread));
-    }
+    let m = FillMask::new(img)?;
+    let corners = m.corners();
     // a turn leaves the long sides on the left and right in opposite corners, along the top and
     // bottom in the other two; at least three corners must agree on that and on the angle
-    if corners.len() < 3 || corners.iter().any(|c| c.1 != corners[0].1) {
+    if corners.len() < 3 || corners.iter().any(|c| c.alternating != corners[0].alternating) {
         return None;
     }
     let middle = |mut a: Vec<f64>| {
         a.sort_by(f64::total_cmp);
         (a[(a.len() - 1) / 2] + a[a.len() / 2]) / 2.0
     };
-    let all = middle(corners.iter().map(|c| c.0).collect());
+    let all = middle(corners.iter().map(|c| c.degrees).collect());
     let agreeing: Vec<f64> =
-        corners.iter().filter(|c| (c.0 - all).abs() <= c.2).map(|c| c.0).collect();
+        corners.iter().filter(|c| (c.degrees - all).abs() <= c.spread).map(|c| c.degrees).collect();
     if agreeing.len() < 3 {
         return None;
     }
@@ -132,31 +79,128 @@ pub fn find(img: &RgbImage) -> Option<Tilt> {
     if !(MIN_DEGREES..=MAX_DEGREES).contains(&median) {
         return None;
     }
-    // the angle, direction and canvas whose outline the fill follows best
-    let mut best: Option<(f64, Tilt)> = None;
-    for sign in [1.0, -1.0] {
-        for enlarged in [false, true] {
-            for step in [0, -1, 1, -2, 2, -3, 3, -4, 4, -5, 5, -6, 6] {
-                let degrees = sign * (median + f64::from(step) * 0.1);
-                let Some(size) = turned_size(degrees, w as f64, h as f64, enlarged) else {
-                    continue;
-                };
-                let (outside, inside) = agreement(&mask, w, h, degrees, size);
-                if outside < MIN_AGREEMENT
-                    || inside < MIN_CONTENT_AGREEMENT
-                    || best.as_ref().is_some_and(|(a, _)| outside + inside <= *a)
-                {
-                    continue;
+    m.best_fit(median)
+}
+
+/// The colour of pixel (`x`, `y`).
+fn colour_at(img: &RgbImage, x: u32, y: u32) -> [i16; 3] {
+    let i = ((y * img.width + x) * 3) as usize;
+    [img.data[i].into(), img.data[i + 1].into(), img.data[i + 2].into()]
+}
+
+/// The colours of the four corners, clockwise from the top left.
+fn at_corners(img: &RgbImage) -> [[i16; 3]; 4] {
+    [(0, 0), (img.width - 1, 0), (img.width - 1, img.height - 1), (0, img.height - 1)]
+        .map(|(x, y)| colour_at(img, x, y))
+}
+
+/// One corner's triangle of fill: the angle of its long side, whether that side runs in the
+/// pattern of alternate corners, and how far its angle may be off.
+struct Corner {
+    degrees: f64,
+    alternating: bool,
+    spread: f64,
+}
+
+/// The work copy (`w` × `h`) of a photo whose four corners share one colour (`fill`), and which
+/// of its pixels are of that colour (`mask`, row by row).
+struct FillMask {
+    w: usize,
+    h: usize,
+    fill: [i16; 3],
+    mask: Vec<bool>,
+}
+
+impl FillMask {
+    /// `None` when the corners of the photo, or of its work copy, are not all of one colour.
+    fn new(img: &RgbImage) -> Option<FillMask> {
+        // the corners first, on the photo itself: most photos end here, before any work
+        let corner_colours = at_corners(img);
+        let fill: [i16; 3] =
+            std::array::from_fn(|c| corner_colours.iter().map(|p| p[c]).sum::<i16>() / 4);
+        let is_fill = |p: [i16; 3]| (0..3).all(|c| (p[c] - fill[c]).abs() <= FILL_TOLERANCE);
+        if !corner_colours.iter().all(|&p| is_fill(p)) {
+            return None;
+        }
+        let work = decode::fit_long_side(img, WORK_SIDE).ok()?;
+        if !at_corners(&work).iter().all(|&p| is_fill(p)) {
+            return None;
+        }
+        let (w, h) = (work.width as usize, work.height as usize);
+        let pixel = |x: usize, y: usize| colour_at(&work, x as u32, y as u32);
+        let mask: Vec<bool> = (0..h)
+            .flat_map(|y| (0..w).map(move |x| (x, y)))
+            .map(|(x, y)| is_fill(pixel(x, y)))
+            .collect();
+        Some(FillMask { w, h, fill, mask })
+    }
+
+    /// Each corner's triangle, clockwise from the top left: its angle, and whether its long side
+    /// runs along the frame's left or right side (else along the top or bottom); a dark part of
+    /// the photo may spoil one corner, which is left out.
+    fn corners(&self) -> Vec<Corner> {
+        let (w, h, mask) = (self.w, self.h, &self.mask);
+        let mut corners = Vec::with_capacity(4);
+        for (k, (right, bottom)) in
+            [(false, false), (true, false), (true, true), (false, true)].into_iter().enumerate()
+        {
+            let at = |i: usize, j: usize| {
+                mask[(if bottom { h - 1 - j } else { j }) * w + if right { w - 1 - i } else { i }]
+            };
+            // fill from the corner's vertical side along each row, and from its horizontal side
+            // down each column, as far as the triangle reaches; the long side is the one with more
+            // (unless a dark part cut it short: then the slope is steeper than 45°)
+            let rows = triangle((0..h).map(|j| (0..w).take_while(|&i| at(i, j)).count()), w);
+            let columns = triangle((0..w).map(|i| (0..h).take_while(|&j| at(i, j)).count()), h);
+            let (upright, runs) =
+                if rows.len() >= columns.len() { (true, rows) } else { (false, columns) };
+            let Some((slope, crookedness, on_line)) = line_fit(&runs) else { continue };
+            if runs.len() < 8
+                || crookedness > MAX_CROOKEDNESS
+                || on_line < MIN_ON_LINE
+                || slope >= 0.0
+            {
+                continue;
+            }
+            let tan = -slope;
+            // the side the long side really runs along, in the pattern of alternate corners
+            let alternating = (upright == (tan <= 1.0)) == (k % 2 == 0);
+            // how far its angle may be off: a pixel or two over a short triangle is more than one
+            let spread = ANGLE_SPREAD.max((2.0 / runs.len() as f64).atan().to_degrees());
+            let degrees = tan.min(1.0 / tan).atan().to_degrees();
+            corners.push(Corner { degrees, alternating, spread });
+        }
+        corners
+    }
+
+    /// The angle near `median`, direction and canvas whose outline the fill follows best.
+    fn best_fit(&self, median: f64) -> Option<Tilt> {
+        let (w, h) = (self.w, self.h);
+        let mut best: Option<(f64, Tilt)> = None;
+        for sign in [1.0, -1.0] {
+            for enlarged in [false, true] {
+                for step in [0, -1, 1, -2, 2, -3, 3, -4, 4, -5, 5, -6, 6] {
+                    let degrees = sign * (median + f64::from(step) * 0.1);
+                    let Some(size) = turned_size(degrees, w as f64, h as f64, enlarged) else {
+                        continue;
+                    };
+                    let (outside, inside) = agreement(&self.mask, w, h, degrees, size);
+                    if outside < MIN_AGREEMENT
+                        || inside < MIN_CONTENT_AGREEMENT
+                        || best.as_ref().is_some_and(|(a, _)| outside + inside <= *a)
+                    {
+                        continue;
+                    }
+                    let fill = self.fill.map(|c| c.clamp(0, 255) as u8);
+                    best = Some((
+                        outside + inside,
+                        Tilt { degrees, size: [size[0] / w as f64, size[1] / h as f64], fill },
+                    ));
                 }
-                let fill = fill.map(|c| c.clamp(0, 255) as u8);
-                best = Some((
-                    outside + inside,
-                    Tilt { degrees, size: [size[0] / w as f64, size[1] / h as f64], fill },
-                ));
             }
         }
+        best.map(|(_, t)| t)
     }
-    best.map(|(_, t)| t)
 }
 
 /// `img` (the photo `find` found `tilt` in) turned back, at the frame's resolution: the turned

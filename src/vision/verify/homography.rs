@@ -166,57 +166,17 @@ pub(super) fn ransac_homography(
     dst: &[[f64; 2]],
     size: (f64, f64),
 ) -> Option<(Mat3, Vec<usize>)> {
+    let p = Pairs::new(src, dst, size)?;
     let n = src.len();
-    let (ts, td) = (normaliser(src), normaliser(dst));
-    let ns: Vec<[f64; 2]> = src.iter().filter_map(|&p| apply(&ts, p)).collect();
-    let nd: Vec<[f64; 2]> = dst.iter().filter_map(|&p| apply(&td, p)).collect();
-    if ns.len() != n || nd.len() != n {
-        return None;
-    }
-    let td_inv = invert_similarity(&td);
-    let to_pixels = |hn: &Mat3| mul(&td_inv, &mul(hn, &ts));
-    let thr2 = INLIER_PIXELS * INLIER_PIXELS;
-    let explains = |h: &Mat3, i: usize| {
-        apply(h, src[i])
-            .is_some_and(|p| (p[0] - dst[i][0]).powi(2) + (p[1] - dst[i][1]).powi(2) < thr2)
-    };
-    let count = |h: &Mat3| (0..n).filter(|&i| explains(h, i)).count();
-    let mut rng = 0x2545_F491_4F6C_DD1Du64 ^ (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let mut next = |m: usize| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        (rng % m as u64) as usize
-    };
+    let mut rng =
+        XorShift(0x2545_F491_4F6C_DD1Du64 ^ (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut best: Option<(Mat3, usize)> = None;
     let mut iterations = MAX_ITERATIONS;
     let mut it = 0;
     while it < iterations {
         it += 1;
-        let mut idx = [0usize; 4];
-        for slot in idx.iter_mut() {
-            *slot = next(n);
-        }
-        if idx[0] == idx[1]
-            || idx[0] == idx[2]
-            || idx[0] == idx[3]
-            || idx[1] == idx[2]
-            || idx[1] == idx[3]
-            || idx[2] == idx[3]
-        {
-            continue;
-        }
-        let s4 = idx.map(|i| ns[i]);
-        let d4 = idx.map(|i| nd[i]);
-        if !consistent(&s4, &d4) {
-            continue;
-        }
-        let Some(hn) = fit4(&s4, &d4) else { continue };
-        let h = to_pixels(&hn);
-        if !plausible(&h, size) {
-            continue;
-        }
-        let c = count(&h);
+        let Some(h) = p.hypothesis(&mut rng) else { continue };
+        let c = p.count(&h);
         if best.as_ref().is_none_or(|(_, b)| c > *b) {
             best = Some((h, c));
             // enough samples to draw one all-inlier sample with probability 0.999
@@ -231,18 +191,112 @@ pub(super) fn ransac_homography(
     if c < 4 {
         return None;
     }
-    // refit on the inliers; keep the refit only if it explains at least as many pairs
-    let inl: Vec<usize> = (0..n).filter(|&i| explains(&h, i)).collect();
-    let s: Vec<[f64; 2]> = inl.iter().map(|&i| ns[i]).collect();
-    let d: Vec<[f64; 2]> = inl.iter().map(|&i| nd[i]).collect();
-    if let Some(hn) = fit(&s, &d) {
-        let h2 = to_pixels(&hn);
-        if plausible(&h2, size) {
-            let inl2: Vec<usize> = (0..n).filter(|&i| explains(&h2, i)).collect();
-            if inl2.len() >= c {
-                return Some((h2, inl2));
+    Some(p.refit(h, c))
+}
+
+/// The xorshift generator RANSAC draws its samples with (seeded from the number of pairs, so a
+/// verification is reproducible).
+struct XorShift(u64);
+
+impl XorShift {
+    /// A number below `m`.
+    fn next(&mut self, m: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % m as u64) as usize
+    }
+}
+
+/// The pairs RANSAC explains: in pixels (`src` → `dst`) and normalised (`ns` → `nd`, with the
+/// normalisers `ts` and the inverse of `td`), and the size of the source photo.
+struct Pairs<'a> {
+    src: &'a [[f64; 2]],
+    dst: &'a [[f64; 2]],
+    ns: Vec<[f64; 2]>,
+    nd: Vec<[f64; 2]>,
+    ts: Mat3,
+    td_inv: Mat3,
+    size: (f64, f64),
+}
+
+impl<'a> Pairs<'a> {
+    /// `None` when a point cannot be normalised.
+    fn new(src: &'a [[f64; 2]], dst: &'a [[f64; 2]], size: (f64, f64)) -> Option<Pairs<'a>> {
+        let n = src.len();
+        let (ts, td) = (normaliser(src), normaliser(dst));
+        let ns: Vec<[f64; 2]> = src.iter().filter_map(|&p| apply(&ts, p)).collect();
+        let nd: Vec<[f64; 2]> = dst.iter().filter_map(|&p| apply(&td, p)).collect();
+        if ns.len() != n || nd.len() != n {
+            return None;
+        }
+        let td_inv = invert_similarity(&td);
+        Some(Pairs { src, dst, ns, nd, ts, td_inv, size })
+    }
+
+    /// A homography fitted in normalised coordinates, in pixels.
+    fn to_pixels(&self, hn: &Mat3) -> Mat3 {
+        mul(&self.td_inv, &mul(hn, &self.ts))
+    }
+
+    /// Whether `h` takes pair `i`'s source point within `INLIER_PIXELS` of its destination.
+    fn explains(&self, h: &Mat3, i: usize) -> bool {
+        let thr2 = INLIER_PIXELS * INLIER_PIXELS;
+        let (src, dst) = (self.src, self.dst);
+        apply(h, src[i])
+            .is_some_and(|p| (p[0] - dst[i][0]).powi(2) + (p[1] - dst[i][1]).powi(2) < thr2)
+    }
+
+    fn count(&self, h: &Mat3) -> usize {
+        (0..self.src.len()).filter(|&i| self.explains(h, i)).count()
+    }
+
+    fn inliers(&self, h: &Mat3) -> Vec<usize> {
+        (0..self.src.len()).filter(|&i| self.explains(h, i)).collect()
+    }
+
+    /// One RANSAC sample: four distinct pairs drawn from `rng`, their homography in pixels when
+    /// the sample is consistent, solvable and the result plausible.
+    fn hypothesis(&self, rng: &mut XorShift) -> Option<Mat3> {
+        let n = self.src.len();
+        let mut idx = [0usize; 4];
+        for slot in idx.iter_mut() {
+            *slot = rng.next(n);
+        }
+        if idx[0] == idx[1]
+            || idx[0] == idx[2]
+            || idx[0] == idx[3]
+            || idx[1] == idx[2]
+            || idx[1] == idx[3]
+            || idx[2] == idx[3]
+        {
+            return None;
+        }
+        let s4 = idx.map(|i| self.ns[i]);
+        let d4 = idx.map(|i| self.nd[i]);
+        if !consistent(&s4, &d4) {
+            return None;
+        }
+        let hn = fit4(&s4, &d4)?;
+        let h = self.to_pixels(&hn);
+        plausible(&h, self.size).then_some(h)
+    }
+
+    /// Refits `h` (explaining `c` pairs) on its inliers; keeps the refit only if it explains at
+    /// least as many pairs.
+    fn refit(&self, h: Mat3, c: usize) -> (Mat3, Vec<usize>) {
+        let inl = self.inliers(&h);
+        let s: Vec<[f64; 2]> = inl.iter().map(|&i| self.ns[i]).collect();
+        let d: Vec<[f64; 2]> = inl.iter().map(|&i| self.nd[i]).collect();
+        if let Some(hn) = fit(&s, &d) {
+            let h2 = self.to_pixels(&hn);
+            if plausible(&h2, self.size) {
+                let inl2 = self.inliers(&h2);
+                if inl2.len() >= c {
+                    return (h2, inl2);
+                }
             }
         }
+        (h, inl)
     }
-    Some((h, inl))
 }
