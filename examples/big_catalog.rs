@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use knockoff::catalog::{ImageNotes, ProductRecord, Store};
+use knockoff::catalog::{ImageNotes, ModelStamp, NewProduct, ProductRecord, Store};
 use knockoff::config::Config;
 use knockoff::index::vectors::Storage;
 use knockoff::model::embed::{self, Embedder};
@@ -147,7 +147,8 @@ fn main() -> Result<()> {
             phashes: part.iter().map(|(hash, _)| (hash.clone(), hashes.next_u64())).collect(),
             ..Default::default()
         };
-        store.add_products(&loc.manifest, storage, &products, part, &notes)?;
+        let rows: Vec<NewProduct> = products.iter().map(|(p, images)| p.as_new(images)).collect();
+        store.add_products(&ModelStamp::of(&loc.manifest), storage, &rows, part, &notes)?;
     }
     let t = std::time::Instant::now();
     if args.get(4).is_some_and(|a| a == "graph") {

@@ -279,6 +279,16 @@ impl Config {
     /// Checks values that would make the tool misbehave.
     pub fn validate(&self) -> Result<()> {
         self.validate_wording()?;
+        self.validate_thresholds_and_limits()?;
+        self.validate_verify()?;
+        self.validate_network_and_scan()?;
+        self.validate_scores_and_rates()?;
+        self.validate_index_and_model()
+    }
+
+    /// The policy's thresholds, price ratios, `top_k` and background weight, and the time to
+    /// fetch a listing's photos.
+    fn validate_thresholds_and_limits(&self) -> Result<()> {
         let p = &self.policy;
         for (name, v) in [
             ("policy.match_threshold", p.match_threshold),
@@ -305,6 +315,11 @@ impl Config {
         if !(p.background_beta.is_finite() && (0.0..=2.0).contains(&p.background_beta)) {
             bail!("policy.background_beta must be between 0 and 2, got {}", p.background_beta);
         }
+        Ok(())
+    }
+
+    /// The `[verify]` section.
+    fn validate_verify(&self) -> Result<()> {
         let v = &self.verify;
         if !(v.weight.is_finite() && (0.0..=1.0).contains(&v.weight)) {
             bail!("verify.weight must be between 0 and 1, got {}", v.weight);
@@ -331,6 +346,11 @@ impl Config {
         if !(v.min_score.is_finite() && (-1.0..=1.0).contains(&v.min_score)) {
             bail!("verify.min_score must be between -1 and 1, got {}", v.min_score);
         }
+        Ok(())
+    }
+
+    /// The `[network]` section and the regions' minimum score.
+    fn validate_network_and_scan(&self) -> Result<()> {
         let n = &self.network;
         if n.max_sharing < 2
             || n.photo_hash_bits > crate::vision::phash::NEAR
@@ -350,6 +370,12 @@ impl Config {
                 self.scan.region_min_score
             );
         }
+        Ok(())
+    }
+
+    /// The support weight, the background's `k` and the currency rates.
+    fn validate_scores_and_rates(&self) -> Result<()> {
+        let p = &self.policy;
         if !(p.support_weight.is_finite() && (0.0..=1.0).contains(&p.support_weight)) {
             bail!("policy.support_weight must be between 0 and 1, got {}", p.support_weight);
         }
@@ -361,6 +387,11 @@ impl Config {
                 bail!("currency.rates.{code} must be a positive number, got {rate}");
             }
         }
+        Ok(())
+    }
+
+    /// The search graph's parameters, the model's batch and threads, and the HTTP limit.
+    fn validate_index_and_model(&self) -> Result<()> {
         if !HNSW_M_RANGE.contains(&self.index.hnsw_m) {
             bail!(
                 "index.hnsw_m must be between {} and {} (neighbours per node of the search graph), got {}",

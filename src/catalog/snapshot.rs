@@ -24,8 +24,8 @@ use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{graph_path, Store, SCHEMA_VERSION};
-use crate::model::Manifest;
+use super::schema::{self, SCHEMA_VERSION};
+use super::store::{graph_path, Store};
 
 /// The manifest's file name inside a snapshot.
 pub const MANIFEST: &str = "snapshot.json";
@@ -387,8 +387,11 @@ pub(super) fn open(dir: &Path) -> Result<Store> {
     let t = std::time::Instant::now();
     let manifest = verify(dir)?;
     tracing::debug!("catalog snapshot {} checked in {:?}", dir.display(), t.elapsed());
-    let conn = open_db(&dir.join("catalog.sqlite"))?;
-    let store = Store { dir: dir.to_path_buf(), conn, _lock: None, snapshot: Some(manifest) };
+    let db = dir.join("catalog.sqlite");
+    let conn = open_db(&db)?;
+    let schema = schema::read(&conn, &db)?;
+    let store =
+        Store { dir: dir.to_path_buf(), conn, _lock: None, snapshot: Some(manifest), schema };
     let listed = |name: &str| {
         store.snapshot.as_ref().is_some_and(|m| m.files.iter().any(|f| f.name == name))
     };
@@ -409,34 +412,4 @@ pub(super) fn open(dir: &Path) -> Result<Store> {
         bail!("the catalog snapshot {} is damaged: its manifest and its catalog name different models", dir.display());
     }
     Ok(store)
-}
-
-/// Checks the model file a scan loads against the model a snapshot was made with: same name and
-/// the ONNX file's bytes have the recorded sha256 (a shipped model file that differs is refused).
-pub fn check_model(dir: &Path, m: &SnapshotManifest, model: &Manifest) -> Result<()> {
-    let Some(rec) = &m.model else { return Ok(()) };
-    if rec.name != model.name || rec.sha256 != model.sha256 {
-        bail!(
-            "the catalog snapshot {} was made with model {:?} (ONNX sha256 {}); this scan loads {:?} (sha256 {}). Use --model {} with its model file, or take a snapshot of a catalog built with {:?}",
-            dir.display(),
-            rec.name,
-            rec.sha256,
-            model.name,
-            model.sha256,
-            rec.name,
-            model.name
-        );
-    }
-    let path = model.model_path();
-    let sha = hash_file(&path)?;
-    if sha != rec.sha256 {
-        bail!(
-            "the model file {} has sha256 {sha}, but the catalog snapshot {} was made with model {:?} whose file has sha256 {}: ship the model file the snapshot was made with",
-            path.display(),
-            dir.display(),
-            rec.name,
-            rec.sha256
-        );
-    }
-    Ok(())
 }

@@ -16,12 +16,51 @@ pub(super) fn calibrate_cmd(g: &Global, config: Config, args: &CalibrateArgs) ->
             bail!("{name} must be in (0, 1], got {p}");
         }
     }
+    let Gathered { labelled, errors, name } = gather_labels(g, &config, args)?;
+    let outcomes: Vec<calibrate::Outcome> = labelled.iter().map(|l| l.outcome).collect();
+    let positives = outcomes.iter().filter(|o| o.counterfeit).count();
+    if positives == 0 || positives == outcomes.len() {
+        bail!("{name}: calibration needs both counterfeit and genuine outcomes ({positives} counterfeit of {})", outcomes.len());
+    }
+    let in_force = {
+        let store = Store::open(&g.data, false).ok();
+        let loc = locate(&config, store.as_ref())?;
+        config.policy.thresholds(&loc.manifest)?
+    };
+    let c = Calibration {
+        in_use: by_brand(&labelled, in_force.match_threshold, in_force.review_threshold),
+        matched: calibrate::threshold_for_precision(&outcomes, args.precision),
+        review: calibrate::threshold_for_precision(&outcomes, args.review_precision),
+        curve: calibrate::curve(&outcomes),
+        in_force: (in_force.match_threshold, in_force.review_threshold),
+        outcomes: outcomes.len(),
+        positives,
+    };
+    let mut out = output::stdout();
+    write_report(&mut out, args, &c)?;
+    out.flush()?;
+    if args.write {
+        write_chosen(g, &c)?;
+    }
+    Ok(if errors > 0 { EXIT_PARTIAL } else { 0 })
+}
+
+/// The labelled outcomes `calibrate` was given, from a labels file and the server's decisions.
+struct Gathered {
+    labelled: Vec<Labelled>,
+    /// Records that could not be used.
+    errors: usize,
+    /// Where they come from, for messages.
+    name: String,
+}
+
+fn gather_labels(g: &Global, config: &Config, args: &CalibrateArgs) -> Result<Gathered> {
     let mut labelled = Vec::new();
     let mut errors = 0usize;
     let mut names = Vec::new();
     if let Some(labels) = &args.labels {
         names.push(labels.display().to_string());
-        errors += labels_from_file(g, &config, args, labels, &mut labelled)?;
+        errors += labels_from_file(g, config, args, labels, &mut labelled)?;
     }
     if args.decisions {
         let found = crate::server::ledger::labels(&g.data, args.brand.as_deref())?;
@@ -34,79 +73,83 @@ pub(super) fn calibrate_cmd(g: &Global, config: Config, args: &CalibrateArgs) ->
     if names.is_empty() {
         bail!("give a labels file, or --decisions to use the decisions taken through `knockoff serve`");
     }
-    let name = names.join(" and ");
-    let outcomes: Vec<calibrate::Outcome> = labelled.iter().map(|l| l.outcome).collect();
-    let positives = outcomes.iter().filter(|o| o.counterfeit).count();
-    if positives == 0 || positives == outcomes.len() {
-        bail!("{name}: calibration needs both counterfeit and genuine outcomes ({positives} counterfeit of {})", outcomes.len());
-    }
-    let in_force = {
-        let store = Store::open(&g.data, false).ok();
-        let loc = locate(&config, store.as_ref())?;
-        config.policy.thresholds(&loc.manifest)?
-    };
-    let in_use = by_brand(&labelled, in_force.match_threshold, in_force.review_threshold);
-    let matched = calibrate::threshold_for_precision(&outcomes, args.precision);
-    let review = calibrate::threshold_for_precision(&outcomes, args.review_precision);
-    let curve = calibrate::curve(&outcomes);
-    let mut out = output::stdout();
-    if args.json {
-        let v = serde_json::json!({
-            "outcomes": outcomes.len(), "counterfeit": positives,
-            "match_threshold": matched, "review_threshold": review, "curve": curve,
-            "in_use": {"match_threshold": in_force.match_threshold, "review_threshold": in_force.review_threshold, "groups": in_use},
-        });
-        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
-    } else {
-        writeln!(
-            out,
-            "{} labelled outcomes: {positives} counterfeit, {} genuine",
-            outcomes.len(),
-            outcomes.len() - positives
-        )?;
-        write_calibration(
-            &mut out,
-            &curve,
-            &in_use,
-            (in_force.match_threshold, in_force.review_threshold),
-        )?;
-        for (what, target, p) in
-            [("match", args.precision, &matched), ("review", args.review_precision, &review)]
-        {
-            match p {
-                Some(p) => writeln!(
-                    out,
-                    "{what} threshold for precision >= {target}: {:.3} (precision {:.3}, recall {:.3})",
-                    p.threshold, p.precision, p.recall
-                )?,
-                None => writeln!(out, "{what} threshold: no threshold reaches precision {target} on these labels")?,
-            }
-        }
-    }
-    out.flush()?;
-    if args.write {
-        let (Some(m), Some(r)) = (matched, review) else {
-            bail!("nothing written: no threshold reaches the target precision");
-        };
-        if g.config.is_none() && catalog::snapshot::is_snapshot(&g.data) {
-            bail!("nothing written: {} is a read-only catalog snapshot; give --config FILE, or calibrate on the data directory it was taken from", g.data.display());
-        }
-        let path = g.config.clone().unwrap_or_else(|| g.data.join("config.toml"));
-        write_thresholds(&path, m.threshold, r.threshold.min(m.threshold))?;
-        say(
-            g,
-            &format!(
-                "wrote policy.match_threshold = {:.3} and policy.review_threshold = {:.3} to {}",
-                m.threshold,
-                r.threshold.min(m.threshold),
-                path.display()
-            ),
-        );
-    }
-    Ok(if errors > 0 { EXIT_PARTIAL } else { 0 })
+    Ok(Gathered { labelled, errors, name: names.join(" and ") })
 }
 
-/// Precision at the thresholds in force: all outcomes, then each brand's (by best match).
+/// What `calibrate` found: the thresholds for the target precisions, the precision-recall
+/// curve, and how the thresholds in force do per brand.
+struct Calibration {
+    in_use: Vec<calibrate::InUse>,
+    matched: Option<calibrate::Point>,
+    review: Option<calibrate::Point>,
+    curve: Vec<calibrate::Point>,
+    /// The (match, review) thresholds in force.
+    in_force: (f64, f64),
+    /// Labelled outcomes, and how many of them counterfeit.
+    outcomes: usize,
+    positives: usize,
+}
+
+/// The report on stdout, as text or JSON.
+fn write_report(out: &mut impl Write, args: &CalibrateArgs, c: &Calibration) -> Result<()> {
+    let (matched, review) = (&c.matched, &c.review);
+    if args.json {
+        let v = serde_json::json!({
+            "outcomes": c.outcomes, "counterfeit": c.positives,
+            "match_threshold": matched, "review_threshold": review, "curve": c.curve,
+            "in_use": {"match_threshold": c.in_force.0, "review_threshold": c.in_force.1, "groups": c.in_use},
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{} labelled outcomes: {} counterfeit, {} genuine",
+        c.outcomes,
+        c.positives,
+        c.outcomes - c.positives
+    )?;
+    write_calibration(out, &c.curve, &c.in_use, c.in_force)?;
+    for (what, target, p) in
+        [("match", args.precision, matched), ("review", args.review_precision, review)]
+    {
+        match p {
+            Some(p) => writeln!(
+                out,
+                "{what} threshold for precision >= {target}: {:.3} (precision {:.3}, recall {:.3})",
+                p.threshold, p.precision, p.recall
+            )?,
+            None => writeln!(
+                out,
+                "{what} threshold: no threshold reaches precision {target} on these labels"
+            )?,
+        }
+    }
+    Ok(())
+}
+
+/// `--write`: the thresholds found, into the configuration file.
+fn write_chosen(g: &Global, c: &Calibration) -> Result<()> {
+    let (Some(m), Some(r)) = (&c.matched, &c.review) else {
+        bail!("nothing written: no threshold reaches the target precision");
+    };
+    if g.config.is_none() && catalog::snapshot::is_snapshot(&g.data) {
+        bail!("nothing written: {} is a read-only catalog snapshot; give --config FILE, or calibrate on the data directory it was taken from", g.data.display());
+    }
+    let path = g.config.clone().unwrap_or_else(|| g.data.join("config.toml"));
+    write_thresholds(&path, m.threshold, r.threshold.min(m.threshold))?;
+    say(
+        g,
+        &format!(
+            "wrote policy.match_threshold = {:.3} and policy.review_threshold = {:.3} to {}",
+            m.threshold,
+            r.threshold.min(m.threshold),
+            path.display()
+        ),
+    );
+    Ok(())
+}
+
 fn by_brand(
     labelled: &[Labelled],
     match_threshold: f64,
@@ -187,25 +230,7 @@ fn labels_from_file(
     let mut to_query: Vec<(bool, Listing)> = Vec::new();
     for rec in records {
         let rec = rec.with_context(|| format!("cannot read {name}"))?;
-        let parsed = (|| -> std::result::Result<(String, bool, Option<ImageRef>), String> {
-            let f = rec.fields.as_ref().map_err(Clone::clone)?;
-            let id = crate::input::records::text(f, "listing_id")?;
-            let counterfeit =
-                match crate::input::records::text(f, "label")?.to_ascii_lowercase().as_str() {
-                    "counterfeit" | "fake" | "1" | "true" => true,
-                    "genuine" | "0" | "false" => false,
-                    other => {
-                        return Err(format!(
-                            "field `label` must be counterfeit or genuine, got {other:?}"
-                        ))
-                    }
-                };
-            let image = crate::input::records::opt_text(f, "image")?
-                .map(|s| ImageRef::parse(&s, &base))
-                .transpose()?;
-            Ok((id, counterfeit, image))
-        })();
-        match parsed {
+        match parse_label(&rec, &base) {
             Err(e) => {
                 errors += 1;
                 say(g, &format!("{name}:{}: {e}", rec.line));
@@ -228,36 +253,69 @@ fn labels_from_file(
         }
     }
     if !to_query.is_empty() {
-        let mut scanner = open_scanner(g, config.clone())?;
-        for chunk in to_query.chunks(32) {
-            let reports = scanner.check(chunk.iter().map(|(_, l)| Ok(l.clone())).collect())?;
-            for ((counterfeit, l), r) in chunk.iter().zip(reports) {
-                if r.verdict == Verdict::Error {
-                    errors += 1;
-                    say(
-                        g,
-                        &format!(
-                            "{name}:{}: listing {}: {}",
-                            l.line,
-                            l.listing_id,
-                            r.reasons.join("; ")
-                        ),
-                    );
-                } else {
-                    let score = r.matches.first().map(|m| m.similarity as f64).unwrap_or(-1.0);
-                    let brand = r.matches.first().map(|m| m.brand.clone());
-                    labelled.push(Labelled {
-                        brand,
-                        outcome: calibrate::Outcome { score, counterfeit: *counterfeit },
-                    });
-                }
+        errors += query_labels(g, config, &name, &to_query, labelled)?;
+    }
+    Ok(errors)
+}
+
+/// A labels file's record: (listing id, counterfeit, photo to scan when given).
+fn parse_label(
+    rec: &crate::input::records::RawRecord,
+    base: &Path,
+) -> std::result::Result<(String, bool, Option<ImageRef>), String> {
+    let f = rec.fields.as_ref().map_err(Clone::clone)?;
+    let id = crate::input::records::text(f, "listing_id")?;
+    let counterfeit = match crate::input::records::text(f, "label")?.to_ascii_lowercase().as_str() {
+        "counterfeit" | "fake" | "1" | "true" => true,
+        "genuine" | "0" | "false" => false,
+        other => {
+            return Err(format!("field `label` must be counterfeit or genuine, got {other:?}"))
+        }
+    };
+    let image = crate::input::records::opt_text(f, "image")?
+        .map(|s| ImageRef::parse(&s, base))
+        .transpose()?;
+    Ok((id, counterfeit, image))
+}
+
+/// Scans the labelled listings that name a photo and adds their outcomes (best match's score and
+/// brand) to `labelled`; returns how many could not be scanned (each said, with `name`).
+fn query_labels(
+    g: &Global,
+    config: &Config,
+    name: &str,
+    to_query: &[(bool, Listing)],
+    labelled: &mut Vec<Labelled>,
+) -> Result<usize> {
+    let mut errors = 0usize;
+    let mut scanner = open_scanner(g, config.clone())?;
+    for chunk in to_query.chunks(32) {
+        let reports = scanner.check(chunk.iter().map(|(_, l)| Ok(l.clone())).collect())?;
+        for ((counterfeit, l), r) in chunk.iter().zip(reports) {
+            if r.verdict == Verdict::Error {
+                errors += 1;
+                say(
+                    g,
+                    &format!(
+                        "{name}:{}: listing {}: {}",
+                        l.line,
+                        l.listing_id,
+                        r.reasons.join("; ")
+                    ),
+                );
+            } else {
+                let score = r.matches.first().map(|m| m.similarity as f64).unwrap_or(-1.0);
+                let brand = r.matches.first().map(|m| m.brand.clone());
+                labelled.push(Labelled {
+                    brand,
+                    outcome: calibrate::Outcome { score, counterfeit: *counterfeit },
+                });
             }
         }
     }
     Ok(errors)
 }
 
-/// A one-photo listing to score a label's image.
 fn calibration_listing(line: usize, listing_id: String, image: ImageRef) -> Listing {
     Listing {
         line,

@@ -20,40 +20,7 @@ pub(super) fn catalog_cmd(g: &Global, config: Config, cmd: &CatalogCmd) -> Resul
             Ok(0)
         }
         CatalogCmd::List { brand, removed, json } => {
-            let store = Store::open(&g.data, false)?;
-            let products = store.list(brand.as_deref(), *removed)?;
-            let mut out = output::stdout();
-            if *json {
-                for p in &products {
-                    writeln!(out, "{}", serde_json::to_string(p)?)?;
-                }
-            } else {
-                let mut rows = vec![[
-                    "BRAND",
-                    "PRODUCT",
-                    "TITLE",
-                    "PRICE",
-                    "IMAGES",
-                    "AUTHORISED SELLERS",
-                    "STATUS",
-                ]
-                .map(String::from)
-                .to_vec()];
-                for p in &products {
-                    rows.push(vec![
-                        p.brand.clone(),
-                        p.product_id.clone(),
-                        p.title.clone(),
-                        format!("{:.2} {}", p.price, p.currency),
-                        p.images.to_string(),
-                        p.authorized_sellers.join(", "),
-                        if p.removed { "removed".into() } else { "live".into() },
-                    ]);
-                }
-                write!(out, "{}", report::table(&rows))?;
-            }
-            out.flush()?;
-            Ok(0)
+            catalog_list(g, brand.as_deref(), *removed, *json)
         }
         CatalogCmd::Background(BackgroundCmd::Add { paths }) => background_add(g, &config, paths),
         CatalogCmd::Background(BackgroundCmd::Clear) => {
@@ -62,96 +29,135 @@ pub(super) fn catalog_cmd(g: &Global, config: Config, cmd: &CatalogCmd) -> Resul
             say(g, &format!("deleted {n} background photo(s); score normalisation is off"));
             Ok(0)
         }
-        CatalogCmd::Snapshot { out } => {
-            let store = Store::open(&g.data, true)?;
-            let m = catalog::snapshot::create(&store, out)?;
-            if !g.quiet {
-                let bytes: u64 = m.files.iter().map(|f| f.bytes).sum();
-                let model = m.model.as_ref().map_or("-", |r| r.name.as_str());
-                eprintln!("snapshot of {} product(s), {} reference image(s), model {model}: {} ({} files, {:.1} MB)", m.products, m.vectors, out.display(), m.files.len() + 1, bytes as f64 / 1e6);
-            }
-            Ok(0)
-        }
-        CatalogCmd::Stats { json } => {
-            let store = Store::open(&g.data, false)?;
-            let s = store.stats()?;
-            let mut out = output::stdout();
-            if *json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&s)?)?;
-            } else {
-                writeln!(out, "model:            {}", escape(s.model.as_deref().unwrap_or("-")))?;
-                writeln!(out, "brands:           {}", s.brands)?;
-                writeln!(
-                    out,
-                    "products:         {} live, {} removed (until compaction)",
-                    s.products, s.removed_products
-                )?;
-                writeln!(
-                    out,
-                    "reference images: {} stored, {} of live products",
-                    s.vectors, s.live_vectors
-                )?;
-                writeln!(
-                    out,
-                    "background:       {}",
-                    if s.background_images > 0 {
-                        format!("{} photos (scores normalised)", s.background_images)
-                    } else {
-                        "none (raw scores)".to_string()
-                    }
-                )?;
-                writeln!(
-                    out,
-                    "local features:   {} of {} live reference images{}",
-                    s.live_vectors_with_features,
-                    s.live_vectors,
-                    if s.live_vectors_with_features < s.live_vectors {
-                        " (add the others again to verify them geometrically)"
-                    } else {
-                        ""
-                    }
-                )?;
-                writeln!(
-                    out,
-                    "shared points:    looked for in {} of {} live reference images{}",
-                    s.live_vectors_with_shared,
-                    s.live_vectors,
-                    if s.live_vectors_with_shared < s.live_vectors {
-                        " (add the others' brands again to tell sibling products apart better)"
-                    } else {
-                        ""
-                    }
-                )?;
-                writeln!(
-                    out,
-                    "colours:          {} of {} live reference images (photos on a white backdrop have none)",
-                    s.live_vectors_with_colours, s.live_vectors
-                )?;
-                writeln!(
-                    out,
-                    "hashes:           {} of {} live reference images (near-duplicates; add older products again to hash them)",
-                    s.live_vectors_with_phash, s.live_vectors
-                )?;
-                writeln!(
-                    out,
-                    "search:           {}",
-                    if s.hnsw_covered > 0 {
-                        format!("HNSW over {} images, exact over the rest", s.hnsw_covered)
-                    } else {
-                        "exact".to_string()
-                    }
-                )?;
-                writeln!(
-                    out,
-                    "disk:             {:.1} MB in {}",
-                    s.disk_bytes as f64 / 1e6,
-                    escape(&g.data.display().to_string())
-                )?;
-            }
-            out.flush()?;
-            Ok(0)
-        }
+        CatalogCmd::Snapshot { out } => catalog_snapshot(g, out),
+        CatalogCmd::Stats { json } => catalog_stats(g, *json),
     }
+}
+
+/// `catalog list`: the products, as a table or JSON lines.
+fn catalog_list(g: &Global, brand: Option<&str>, removed: bool, json: bool) -> Result<i32> {
+    let store = Store::open(&g.data, false)?;
+    let products = store.list(brand, removed)?;
+    let mut out = output::stdout();
+    if json {
+        for p in &products {
+            writeln!(out, "{}", serde_json::to_string(p)?)?;
+        }
+    } else {
+        let mut rows =
+            vec![["BRAND", "PRODUCT", "TITLE", "PRICE", "IMAGES", "AUTHORISED SELLERS", "STATUS"]
+                .map(String::from)
+                .to_vec()];
+        for p in &products {
+            rows.push(vec![
+                p.brand.clone(),
+                p.product_id.clone(),
+                p.title.clone(),
+                format!("{:.2} {}", p.price, p.currency),
+                p.images.to_string(),
+                p.authorized_sellers.join(", "),
+                if p.removed { "removed".into() } else { "live".into() },
+            ]);
+        }
+        write!(out, "{}", report::table(&rows))?;
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+/// `catalog snapshot OUT`: a read-only copy of the catalog.
+fn catalog_snapshot(g: &Global, out: &Path) -> Result<i32> {
+    let store = Store::open(&g.data, true)?;
+    let m = catalog::snapshot::create(&store, out)?;
+    if !g.quiet {
+        let bytes: u64 = m.files.iter().map(|f| f.bytes).sum();
+        let model = m.model.as_ref().map_or("-", |r| r.name.as_str());
+        eprintln!("snapshot of {} product(s), {} reference image(s), model {model}: {} ({} files, {:.1} MB)", m.products, m.vectors, out.display(), m.files.len() + 1, bytes as f64 / 1e6);
+    }
+    Ok(0)
+}
+
+/// `catalog stats`: counts, as text or JSON.
+fn catalog_stats(g: &Global, json: bool) -> Result<i32> {
+    let store = Store::open(&g.data, false)?;
+    let s = store.stats()?;
+    let mut out = output::stdout();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&s)?)?;
+    } else {
+        write_stats(&mut out, g, &s)?;
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+/// The text of `catalog stats`.
+fn write_stats(out: &mut impl Write, g: &Global, s: &catalog::Stats) -> Result<()> {
+    writeln!(out, "model:            {}", escape(s.model.as_deref().unwrap_or("-")))?;
+    writeln!(out, "brands:           {}", s.brands)?;
+    writeln!(
+        out,
+        "products:         {} live, {} removed (until compaction)",
+        s.products, s.removed_products
+    )?;
+    writeln!(out, "reference images: {} stored, {} of live products", s.vectors, s.live_vectors)?;
+    writeln!(
+        out,
+        "background:       {}",
+        if s.background_images > 0 {
+            format!("{} photos (scores normalised)", s.background_images)
+        } else {
+            "none (raw scores)".to_string()
+        }
+    )?;
+    writeln!(
+        out,
+        "local features:   {} of {} live reference images{}",
+        s.live_vectors_with_features,
+        s.live_vectors,
+        if s.live_vectors_with_features < s.live_vectors {
+            " (add the others again to verify them geometrically)"
+        } else {
+            ""
+        }
+    )?;
+    writeln!(
+        out,
+        "shared points:    looked for in {} of {} live reference images{}",
+        s.live_vectors_with_shared,
+        s.live_vectors,
+        if s.live_vectors_with_shared < s.live_vectors {
+            " (add the others' brands again to tell sibling products apart better)"
+        } else {
+            ""
+        }
+    )?;
+    writeln!(
+        out,
+        "colours:          {} of {} live reference images (photos on a white backdrop have none)",
+        s.live_vectors_with_colours, s.live_vectors
+    )?;
+    writeln!(
+        out,
+        "hashes:           {} of {} live reference images (near-duplicates; add older products again to hash them)",
+        s.live_vectors_with_phash, s.live_vectors
+    )?;
+    writeln!(
+        out,
+        "search:           {}",
+        if s.hnsw_covered > 0 {
+            format!("HNSW over {} images, exact over the rest", s.hnsw_covered)
+        } else {
+            "exact".to_string()
+        }
+    )?;
+    writeln!(
+        out,
+        "disk:             {:.1} MB in {}",
+        s.disk_bytes as f64 / 1e6,
+        escape(&g.data.display().to_string())
+    )?;
+    Ok(())
 }
 
 fn catalog_add(g: &Global, config: &Config, file: &Path, format: Format) -> Result<i32> {
