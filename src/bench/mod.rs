@@ -474,7 +474,7 @@ fn dump_matches<'a>(
         let m: Vec<serde_json::Value> = r
             .matches
             .iter()
-            .map(|m| serde_json::json!({"product": m.product_id, "score": m.similarity, "inliers": m.inliers, "verification": m.verification, "located": m.located, "photo": Path::new(&m.listing_image).file_name().map(|n| n.to_string_lossy())}))
+            .map(|m| serde_json::json!({"product": m.product_id, "score": m.score, "inliers": m.inliers, "verification": m.verification, "located": m.located, "photo": Path::new(&m.listing_image).file_name().map(|n| n.to_string_lossy())}))
             .collect();
         text += &serde_json::json!({"query": id, "truth": truth, "verdict": r.verdict.as_str(), "matches": m}).to_string();
         text.push('\n');
@@ -654,7 +654,7 @@ fn copy_task(
         if r.verdict == Verdict::Error {
             bail!("query {} could not be scanned: {}", q.path.display(), r.reasons.join("; "));
         }
-        ranked.push(r.matches.iter().map(|m| (m.product_id.clone(), m.similarity)).collect());
+        ranked.push(r.matches.iter().map(|m| (m.product_id.clone(), m.score)).collect());
     }
     let (mut res, curve) =
         copy_metrics(&queries, &ranked, n_refs, distractors.len(), match_t, review_t);
@@ -917,10 +917,7 @@ fn products_task(
         match class {
             Some(c) => {
                 let right = best.is_some_and(|m| &m.product_id == c);
-                pairs.push(Pair {
-                    score: best.map(|m| m.similarity).unwrap_or(0.0),
-                    positive: right,
-                });
+                pairs.push(Pair { score: best.map(|m| m.score).unwrap_or(0.0), positive: right });
                 top1 += usize::from(right);
                 top5 += usize::from(r.matches.iter().take(5).any(|m| &m.product_id == c));
                 if let Some(m) = best.filter(|_| !right) {
@@ -939,10 +936,7 @@ fn products_task(
                 }
             }
             None => {
-                pairs.push(Pair {
-                    score: best.map(|m| m.similarity).unwrap_or(0.0),
-                    positive: false,
-                });
+                pairs.push(Pair { score: best.map(|m| m.score).unwrap_or(0.0), positive: false });
                 u_flag += usize::from(is_flag);
                 u_fr += usize::from(is_fr);
             }
