@@ -53,7 +53,7 @@ fn calibrate_from_images_and_write_the_config() {
             .to_string();
         let q: Value =
             serde_json::from_str(&run_ok(data.path(), &["query", &img, "--json"], 0)).unwrap();
-        q["matches"][0]["similarity"].as_f64().unwrap()
+        q["matches"][0]["score"].as_f64().unwrap()
     };
     let min_fake = counterfeit.iter().map(|id| score(id)).fold(f64::MAX, f64::min);
     let max_real = genuine.iter().map(|id| score(id)).fold(f64::MIN, f64::max);

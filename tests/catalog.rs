@@ -345,15 +345,15 @@ fn background_photos_normalise_scores_and_explain_it() {
     let best = &norm["matches"][0];
     assert_eq!(best["product_id"], raw_best["product_id"]);
     let (s, r, b) = (
-        best["similarity"].as_f64().unwrap(),
-        best["raw_similarity"].as_f64().unwrap(),
+        best["score"].as_f64().unwrap(),
+        best["cosine"].as_f64().unwrap(),
         best["background"].as_f64().unwrap(),
     );
     let extra = |m: &Value| {
         m["support"].as_f64().unwrap_or(0.0) + m["verification"].as_f64().unwrap_or(0.0)
     };
-    let raw_cosine = raw_best["similarity"].as_f64().unwrap() - extra(raw_best);
-    assert!((r - raw_cosine).abs() < 2e-4, "raw similarity is the cosine: {r} vs {raw_cosine}");
+    let raw_cosine = raw_best["score"].as_f64().unwrap() - extra(raw_best);
+    assert!((r - raw_cosine).abs() < 2e-4, "the cosine is the raw score: {r} vs {raw_cosine}");
     assert!(b > 0.0 && b < 0.5, "background term {b}");
     let support = extra(best);
     assert!(
@@ -370,5 +370,5 @@ fn background_photos_normalise_scores_and_explain_it() {
     assert_eq!(stats(d)["background_images"], 0);
     let again = query(d, "listings/L003-copy-jpeg-q20.jpg");
     assert!(again["matches"][0].get("background").is_none());
-    assert_eq!(again["matches"][0]["similarity"], raw_best["similarity"]);
+    assert_eq!(again["matches"][0]["score"], raw_best["score"]);
 }

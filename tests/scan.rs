@@ -90,7 +90,7 @@ fn bundled_listings_get_the_expected_verdicts() {
     assert!(f["risk"].as_f64().unwrap() > 0.8);
     assert!(f["price_ratio"].as_f64().unwrap() < 0.5);
     assert!(
-        f["matches"][0]["similarity"].as_f64().unwrap()
+        f["matches"][0]["score"].as_f64().unwrap()
             >= f["thresholds"]["match_threshold"].as_f64().unwrap()
     );
     assert!(f["matches"][0]["image"].as_str().unwrap().ends_with("nw-runner_1.jpg"));
@@ -568,8 +568,7 @@ fn a_copy_pasted_small_and_turned_is_compared_again_where_verification_found_it(
     let v = query_cheap(data.path(), &path);
     let m = &v["matches"][0];
     assert_eq!(m["product_id"], "lumen-tote", "{v}");
-    let (raw, located) =
-        (m["raw_similarity"].as_f64().unwrap(), m["located"].as_f64().unwrap_or(f64::NAN));
+    let (raw, located) = (m["cosine"].as_f64().unwrap(), m["located"].as_f64().unwrap_or(f64::NAN));
     assert!(
         raw < v["thresholds"]["review_threshold"].as_f64().unwrap(),
         "the best photo or region alone is far from a copy: {v}"
@@ -603,13 +602,13 @@ fn a_photo_turned_in_its_frame_is_compared_turned_back() {
     let whole = catalog_with(Some("[scan]\nregion_queries = \"off\"\n[verify]\nenabled = false\n"));
     let v = query_cheap(whole.path(), &path);
     assert_eq!(v["matches"][0]["product_id"], "lumen-satchel", "{v}");
-    let as_it_is = v["matches"][0]["similarity"].as_f64().unwrap();
+    let as_it_is = v["matches"][0]["score"].as_f64().unwrap();
     let data = catalog_with(None);
     let v = query_cheap(data.path(), &path);
     let m = &v["matches"][0];
     assert_eq!(m["product_id"], "lumen-satchel", "{v}");
     assert!(m["listing_image"].as_str().unwrap().ends_with("turned.jpg#straightened"), "{v}");
-    let turned_back = m["raw_similarity"].as_f64().unwrap_or(f64::NAN);
+    let turned_back = m["cosine"].as_f64().unwrap_or(f64::NAN);
     assert!(turned_back > as_it_is + 0.1, "turned back {turned_back}, as it is {as_it_is}: {v}");
 }
 
@@ -628,7 +627,7 @@ fn a_pixelated_copy_the_embedding_ranks_low_is_found_by_its_perceptual_hash() {
     let v = query_cheap(data.path(), &path);
     let m = &v["matches"][0];
     assert_eq!(m["product_id"], "acme-diver", "{v}");
-    assert!(m["raw_similarity"].as_f64().unwrap() < 0.15, "the embedding alone ranks it low: {v}");
+    assert!(m["cosine"].as_f64().unwrap() < 0.15, "the embedding alone ranks it low: {v}");
     assert!(m["hash_distance"].as_u64().is_some_and(|d| d <= 4), "{v}");
     assert_eq!(v["verdict"], "flag", "{v}");
     assert!(v["reasons"][0].as_str().unwrap().contains("near-duplicates"), "{v}");
@@ -673,8 +672,7 @@ fn two_products_side_by_side_in_one_photo_are_both_verified() {
         "the watch is verified, not explained away: {v}"
     );
     assert!(
-        watch["similarity"].as_f64().unwrap()
-            >= v["thresholds"]["match_threshold"].as_f64().unwrap(),
+        watch["score"].as_f64().unwrap() >= v["thresholds"]["match_threshold"].as_f64().unwrap(),
         "{v}"
     );
     assert!(
@@ -749,10 +747,7 @@ fn geometric_verification_confirms_the_copied_product_and_explains_the_others_aw
     let gain = best["verification"].as_f64().unwrap();
     assert!(
         gain > 0.0
-            && (best["similarity"].as_f64().unwrap()
-                - best["raw_similarity"].as_f64().unwrap()
-                - gain)
-                .abs()
+            && (best["score"].as_f64().unwrap() - best["cosine"].as_f64().unwrap() - gain).abs()
                 < 1e-3,
         "{v}"
     );
@@ -790,7 +785,7 @@ fn geometric_verification_confirms_the_copied_product_and_explains_the_others_aw
         others
             .iter()
             .filter(|m| m.get("inliers").is_none())
-            .all(|m| m["similarity"].as_f64().unwrap() < 0.15),
+            .all(|m| m["score"].as_f64().unwrap() < 0.15),
         "{v}"
     );
     // nw-court, a sibling of nw-trail, agrees with the copy on the brand's shared design, which
@@ -812,13 +807,12 @@ fn geometric_verification_confirms_the_copied_product_and_explains_the_others_aw
             .unwrap();
     assert_eq!(w["matches"][0]["product_id"], "nw-trail");
     assert!(
-        w["matches"][0].get("inliers").is_none() && w["matches"][0].get("raw_similarity").is_none(),
+        w["matches"][0].get("inliers").is_none()
+            && w["matches"][0]["cosine"] == w["matches"][0]["score"],
         "{w}"
     );
     assert!(
-        (w["matches"][0]["similarity"].as_f64().unwrap()
-            - best["raw_similarity"].as_f64().unwrap())
-        .abs()
+        (w["matches"][0]["score"].as_f64().unwrap() - best["cosine"].as_f64().unwrap()).abs()
             < 1e-3
     );
 }

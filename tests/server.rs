@@ -706,7 +706,7 @@ fn scan_round_trip_decisions_export_and_graceful_shutdown() {
         let top = &v["matches"][0];
         labels.push((
             top["brand"].as_str().unwrap().into(),
-            top["similarity"].as_f64().unwrap(),
+            top["score"].as_f64().unwrap(),
             counterfeit,
         ));
     }

@@ -114,6 +114,11 @@ def make(bench, out):
                 listings.write(json.dumps({"listing_id": f"{name}/{rid}", "images": [os.path.abspath(dest)], "seller_id": "s", "price": 10, "currency": "EUR"}) + "\n")
 
 
+def match_score(m):
+    """A verdict match's score (`similarity` in verdicts written before it was renamed)."""
+    return m["score"] if "score" in m else m["similarity"]
+
+
 def score(verdicts, match_threshold=None):
     n, top, strong, sims = collections.Counter(), collections.Counter(), collections.Counter(), collections.defaultdict(list)
     wrong_hash = 0
@@ -125,8 +130,8 @@ def score(verdicts, match_threshold=None):
         m = v.get("matches") or []
         if m and m[0]["product_id"] == rid:
             top[edit] += 1
-            strong[edit] += m[0]["similarity"] >= t
-        sims[edit].append(next((x["similarity"] for x in m if x["product_id"] == rid), -1.0))
+            strong[edit] += match_score(m[0]) >= t
+        sims[edit].append(next((match_score(x) for x in m if x["product_id"] == rid), -1.0))
         wrong_hash += sum(1 for x in m if x.get("hash_distance") is not None and x["product_id"] != rid)
     print("| edit | copies | top-1 | top-1 at or above match | median score of the original |")
     print("|---|---:|---:|---:|---:|")

@@ -255,7 +255,7 @@ fn scan_copies(
         if r.verdict == Verdict::Error {
             bail!("query {} could not be scanned: {}", q.path.display(), r.reasons.join("; "));
         }
-        ranked.push(r.matches.iter().map(|m| (m.product_id.clone(), m.similarity)).collect());
+        ranked.push(r.matches.iter().map(|m| (m.product_id.clone(), m.score)).collect());
     }
     Ok(Scanned { ranked, n_refs, seconds, region_share })
 }

@@ -132,7 +132,7 @@ pub(super) fn dump_matches<'a>(
         let m: Vec<serde_json::Value> = r
             .matches
             .iter()
-            .map(|m| serde_json::json!({"product": m.product_id, "score": m.similarity, "inliers": m.inliers, "verification": m.verification, "located": m.located, "photo": Path::new(&m.listing_image).file_name().map(|n| n.to_string_lossy())}))
+            .map(|m| serde_json::json!({"product": m.product_id, "score": m.score, "inliers": m.inliers, "verification": m.verification, "located": m.located, "photo": Path::new(&m.listing_image).file_name().map(|n| n.to_string_lossy())}))
             .collect();
         text += &serde_json::json!({"query": id, "truth": truth, "verdict": r.verdict.as_str(), "matches": m}).to_string();
         text.push('\n');

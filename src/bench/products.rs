@@ -227,7 +227,7 @@ fn tally(truth: &[(Option<String>, bool)], reports: &[Report]) -> Result<Tally> 
             Some(c) => {
                 let right = best.is_some_and(|m| &m.product_id == c);
                 t.pairs.push(Pair {
-                    score: best.map(|m| m.similarity).unwrap_or(0.0),
+                    score: best.map(|m| m.score).unwrap_or(0.0),
                     positive: right,
                 });
                 t.top1 += usize::from(right);
@@ -249,7 +249,7 @@ fn tally(truth: &[(Option<String>, bool)], reports: &[Report]) -> Result<Tally> 
             }
             None => {
                 t.pairs.push(Pair {
-                    score: best.map(|m| m.similarity).unwrap_or(0.0),
+                    score: best.map(|m| m.score).unwrap_or(0.0),
                     positive: false,
                 });
                 t.u_flag += usize::from(is_flag);

@@ -81,7 +81,7 @@ pub struct Allowed {
     /// Bits between its hash and the entry's (0 for the same photo).
     pub hash_distance: u32,
     /// The score the product's match had.
-    pub similarity: f32,
+    pub score: f32,
     /// The entry that allows it.
     pub entry: Entry,
 }
@@ -98,7 +98,7 @@ impl Allowed {
         let seller = e.seller_id.as_ref().map(|s| format!(", for seller {s}")).unwrap_or_default();
         format!(
             "photo {} is on the allow-list of {} / {}: decided {} by key {} at {}{on}{seller} (hashes {} of 64 bits apart); its match ({:.3}) is set aside",
-            self.listing_image, e.brand, e.product_id, e.decision, e.decided_by, e.decided_at, self.hash_distance, self.similarity
+            self.listing_image, e.brand, e.product_id, e.decision, e.decided_by, e.decided_at, self.hash_distance, self.score
         )
     }
 }
@@ -327,7 +327,7 @@ mod tests {
         let a = Allowed {
             listing_image: "https://m.example/p.jpg".into(),
             hash_distance: 0,
-            similarity: 0.9,
+            score: 0.9,
             entry: entry("diver", 1, Some("shop1"), 7),
         };
         let r = a.reason();

@@ -304,7 +304,7 @@ fn query_labels(
                     ),
                 );
             } else {
-                let score = r.matches.first().map(|m| m.similarity as f64).unwrap_or(-1.0);
+                let score = r.matches.first().map(|m| m.score as f64).unwrap_or(-1.0);
                 let brand = r.matches.first().map(|m| m.brand.clone());
                 labelled.push(Labelled {
                     brand,
@@ -329,7 +329,7 @@ fn calibration_listing(line: usize, listing_id: String, image: ImageRef) -> List
     }
 }
 
-/// Scores (best similarity) and best-match brands from a verdicts file, by listing id.
+/// Scores (best match's score) and best-match brands from a verdicts file, by listing id.
 fn verdict_scores(
     path: Option<&Path>,
 ) -> Result<std::collections::HashMap<String, (f64, Option<String>)>> {
@@ -347,7 +347,10 @@ fn verdict_scores(
         let top = &v["matches"][0];
         scores.insert(
             id.to_string(),
-            (top["similarity"].as_f64().unwrap_or(-1.0), top["brand"].as_str().map(String::from)),
+            (
+                crate::scan::stored_score(top).unwrap_or(-1.0),
+                top["brand"].as_str().map(String::from),
+            ),
         );
     }
     Ok(scores)

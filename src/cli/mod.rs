@@ -120,7 +120,7 @@ struct ServeArgs {
 const CALIBRATE_HELP: &str = "\
 LABELS is CSV or JSON Lines with `listing_id` and `label` (counterfeit or genuine), and either an
 `image` (path or URL; it is checked against the catalog) or a verdict for the listing in the
---verdicts file (the output of `knockoff scan`). The score of a listing is its best similarity.
+--verdicts file (the output of `knockoff scan`). The score of a listing is its best match's score.
 --decisions adds the latest decision on every verdict decided through `knockoff serve`. The report
 gives, per brand, precision and recall at the thresholds in force.
 Examples:
@@ -212,7 +212,7 @@ Input fields: listing_id, seller_id, price, currency, images (required; images a
 title, seller_name, region, ship_from, contact, sold_count, contacts (kind:value list), payment_account,
 business_registration, warehouse, shop_url, listed_at (optional; see docs/networks.md).
 Output: one JSON object per listing (JSON Lines; a table instead on a terminal), in input order: listing_id, line, verdict (flag, review, clear,
-error), risk, matches [{brand, product_id, title, image, listing_image, similarity, ...}],
+error), risk, matches [{brand, product_id, title, image, listing_image, score, cosine, ...}],
 price_ratio, price, rule, reasons, image_errors, seller, thresholds, model.
 Examples:
   knockoff scan listings.jsonl -o verdicts.jsonl

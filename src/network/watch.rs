@@ -188,7 +188,7 @@ impl Recorder {
                     reference: if counterfeit {
                         r.matches
                             .iter()
-                            .filter(|m| f64::from(m.similarity) >= r.thresholds.review_threshold)
+                            .filter(|m| f64::from(m.score) >= r.thresholds.review_threshold)
                             .find(copies)
                             .map(|m| m.image.clone())
                     } else {

@@ -2,12 +2,12 @@
 //! its reasons, risk score and the rule that fired.
 //!
 //! Rules, applied to every matched product at or above the review threshold; the most severe
-//! outcome wins (ties: the higher similarity):
+//! outcome wins (ties: the higher score):
 //! - `authorised_seller`: the seller is authorised for the product's brand → clear;
-//! - `copy_at_low_price`: similarity ≥ `match_threshold` and price ≤ `flag_price_ratio` × reference → flag;
+//! - `copy_at_low_price`: score ≥ `match_threshold` and price ≤ `flag_price_ratio` × reference → flag;
 //! - `copy_price_unknown`: strong match but the prices cannot be compared (unknown currency) → review;
 //! - `copy_at_normal_price`: strong match at a higher price → review;
-//! - `possible_copy_at_very_low_price`: similarity ≥ `review_threshold` and price ≤
+//! - `possible_copy_at_very_low_price`: score ≥ `review_threshold` and price ≤
 //!   `review_price_ratio` × reference → review;
 //! - `possible_match_normal_price`: weaker match at a higher price → clear;
 //! - `no_match`: nothing at or above the review threshold → clear.
@@ -61,13 +61,13 @@ pub struct Match {
     pub image: String,
     /// The listing's photo that matched (its path or URL).
     pub listing_image: String,
-    /// Score of the match, which the thresholds apply to: the cosine similarity of the best photo
-    /// pair, minus `background` when scores are normalised, plus `support` when other reference
-    /// photos of the product match too, plus `verification` when local features confirm it.
-    pub similarity: f32,
-    /// With score normalisation: the raw cosine similarity of the two photos.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub raw_similarity: Option<f32>,
+    /// Score of the match, which the thresholds apply to (up to 1.5): the cosine similarity of the
+    /// best photo pair, minus `background` when scores are normalised, plus `support` when other
+    /// reference photos of the product match too, plus `verification` when local features confirm
+    /// it (computed in `scan::score`).
+    pub score: f32,
+    /// The raw cosine similarity of the best photo pair.
+    pub cosine: f32,
     /// With score normalisation: what was subtracted, `policy.background_beta` × the listing
     /// photo's mean similarity to its nearest background photos (how generic the photo is).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -218,7 +218,7 @@ pub fn decide(
 ) -> Decision {
     let mut best: Option<Decision> = None;
     for (i, m) in matches.iter().enumerate() {
-        if (m.similarity as f64) < policy.review_threshold {
+        if (m.score as f64) < policy.review_threshold {
             continue;
         }
         let d = decide_one(i, offer, m, auth, policy, currency);
@@ -233,8 +233,8 @@ pub fn decide(
     best.unwrap_or_else(|| {
         let reason = match matches.first() {
             Some(m) => format!(
-                "best match {} / {} has similarity {:.3}, below the review threshold {:.2}",
-                m.brand, m.product_id, m.similarity, policy.review_threshold
+                "best match {} / {} has score {:.3}, below the review threshold {:.2}",
+                m.brand, m.product_id, m.score, policy.review_threshold
             ),
             None => "no catalog image to compare with".to_string(),
         };
@@ -266,10 +266,15 @@ fn decide_one(
     policy: &Thresholds,
     currency: &CurrencyConfig,
 ) -> Decision {
-    let strong = m.similarity as f64 >= policy.match_threshold;
+    let strong = m.score as f64 >= policy.match_threshold;
     let mut parts = Vec::new();
-    if let Some(raw) = m.raw_similarity {
-        parts.push(format!("cosine {raw:.3}"));
+    // the cosine is said when the score is more than the cosine
+    if m.background.is_some()
+        || m.support.is_some()
+        || m.verification.is_some()
+        || m.located.is_some()
+    {
+        parts.push(format!("cosine {:.3}", m.cosine));
     }
     if let Some(bg) = m.background {
         parts.push(format!("minus {bg:.3} for the photo's likeness to background photos"));
@@ -303,8 +308,8 @@ fn decide_one(
         parts.push(format!("ranked against its look-alike sibling on colour: its reference photos share {c:.2} of the listing photo's colour"));
     }
     let score = match parts.is_empty() {
-        true => format!("similarity {:.3}", m.similarity),
-        false => format!("score {:.3} ({})", m.similarity, parts.join(", ")),
+        true => format!("similarity {:.3}", m.cosine), // the score is the cosine
+        false => format!("score {:.3} ({})", m.score, parts.join(", ")),
     };
     let mut reasons = vec![format!(
         "photo {} matches {} / {} ({:?}) with {score} ({} the match threshold {:.2}, review threshold {:.2})",
@@ -360,7 +365,7 @@ fn decide_one(
         1.0
     } else {
         let span = (policy.match_threshold - policy.review_threshold).max(1e-6);
-        0.5 + 0.5 * ((m.similarity as f64 - policy.review_threshold) / span).clamp(0.0, 1.0)
+        0.5 + 0.5 * ((m.score as f64 - policy.review_threshold) / span).clamp(0.0, 1.0)
     };
     let price_factor = match &price {
         None => 0.6,
@@ -578,8 +583,8 @@ mod tests {
             title: "T".into(),
             image: "ref.jpg".into(),
             listing_image: "l.jpg".into(),
-            similarity: sim,
-            raw_similarity: None,
+            score: sim,
+            cosine: sim,
             background: None,
             support: None,
             inliers: None,

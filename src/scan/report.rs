@@ -80,7 +80,7 @@ pub fn scan_table(reports: &[Report], header: bool, color: bool) -> String {
             r.listing_id.clone().unwrap_or_else(|| format!("line {}", r.line)),
             r.seller.as_ref().map(|s| s.seller_id.clone()).unwrap_or_else(|| "-".into()),
             best.map(|m| format!("{} / {}", m.brand, m.product_id)).unwrap_or_else(|| "-".into()),
-            best.map(|m| format!("{:.3}", m.similarity)).unwrap_or_else(|| "-".into()),
+            best.map(|m| format!("{:.3}", m.score)).unwrap_or_else(|| "-".into()),
             r.price_ratio.map(|x| format!("{:.2}", x)).unwrap_or_else(|| "-".into()),
             if r.verdict == Verdict::Error { r.reasons.join("; ") } else { r.rule.to_string() },
         ]);
@@ -128,7 +128,7 @@ pub fn explain(r: &Report, color: bool) -> String {
                 m.brand.clone(),
                 m.product_id.clone(),
                 m.title.clone(),
-                format!("{:.3}", m.similarity),
+                format!("{:.3}", m.score),
                 format!("{:.2} {}", m.reference_price, m.reference_currency),
                 m.image.clone(),
             ]);

@@ -355,7 +355,7 @@ pub fn allow_source(conn: &Connection, id: i64) -> Result<Option<AllowSource>> {
 pub struct Label {
     /// Brand of the verdict's best match (none when nothing matched).
     pub brand: Option<String>,
-    /// The best match's similarity (-1 when nothing matched).
+    /// The best match's score (-1 when nothing matched).
     pub score: f64,
     /// Whether the latest decision was `counterfeit` (`genuine` and `not_our_product` are not).
     pub counterfeit: bool,
@@ -394,7 +394,7 @@ pub fn labels(data: &std::path::Path, brand: Option<&str>) -> Result<Vec<Label>>
         let top = &v["matches"][0];
         let label = Label {
             brand: top["brand"].as_str().map(String::from),
-            score: top["similarity"].as_f64().unwrap_or(-1.0),
+            score: crate::scan::stored_score(top).unwrap_or(-1.0),
             counterfeit: decision == Outcome::Counterfeit.as_str(),
         };
         if brand.is_none_or(|b| label.brand.as_deref() == Some(b)) {

@@ -139,7 +139,8 @@ pub async fn verdict(
     let v = &stored.body;
     // the photo itself, also when a region of it matched (`photo#inset`)
     let listing_image = v["matches"][0]["listing_image"].as_str().unwrap_or("");
-    let listing_image = crate::scan::photo_of(listing_image);
+    let listing_image = crate::scan::PhotoRef::parse(listing_image).photo;
+    let listing_image = listing_image.as_str();
     let page = render(
         "verdict.html",
         minijinja::context! {
@@ -167,7 +168,7 @@ fn others(v: &Value) -> Vec<String> {
         .skip(1)
         .take(4)
         .map(|m| {
-            let score = m["similarity"].as_f64().unwrap_or(0.0);
+            let score = crate::scan::stored_score(m).unwrap_or(0.0);
             let (b, p) =
                 (m["brand"].as_str().unwrap_or(""), m["product_id"].as_str().unwrap_or(""));
             format!("{b} / {p}: {score:.3}")

@@ -68,7 +68,7 @@ pub async fn verdict_photo(
         .unwrap_or("")
         .to_string();
     let path = match which.as_str() {
-        "listing" => upload_path(&state, crate::scan::photo_of(&named)),
+        "listing" => upload_path(&state, &crate::scan::PhotoRef::parse(&named).photo),
         "reference" => {
             let (brand, product) = (
                 m["brand"].as_str().unwrap_or("").to_string(),

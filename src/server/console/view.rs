@@ -26,11 +26,11 @@ fn num(v: &Value) -> Option<f64> {
 /// The best match's score, part by part, in sentences.
 pub fn score_parts(verdict: &Value) -> Vec<String> {
     let m = &verdict["matches"][0];
-    let Some(score) = num(&m["similarity"]) else {
+    let Some(score) = crate::scan::stored_score(m) else {
         return vec!["No catalog product matched.".into()];
     };
     let mut out = Vec::new();
-    let raw = num(&m["raw_similarity"]).unwrap_or(score);
+    let raw = crate::scan::stored_cosine(m).unwrap_or(score);
     out.push(format!("The photos' embeddings agree at {raw:.3} (cosine similarity)."));
     if let Some(b) = num(&m["background"]) {
         out.push(format!(
@@ -161,7 +161,7 @@ mod tests {
     #[test]
     fn a_score_and_a_price_in_words() {
         let v = json!({
-            "matches": [{"similarity": 0.91, "raw_similarity": 0.8, "background": 0.05, "inliers": 40,
+            "matches": [{"score": 0.91, "cosine": 0.8, "background": 0.05, "inliers": 40,
                 "central_inliers": 30, "verification": 0.16, "region": {"photo": "x", "area": [0.1, 0.2, 0.6, 0.9]}}],
             "thresholds": {"match_threshold": 0.6, "review_threshold": 0.45},
             "price": {"listing": 20.0, "reference": 80.0, "currency": "EUR", "ratio": 0.25}});
