@@ -19,16 +19,48 @@
 //! - `network`: seller networks; `server`: the HTTP API and review console;
 //! - `cli`: the command line; `bench`: the accuracy benchmark (`attack`, `metrics`, `baseline`).
 
-pub mod bench;
-pub mod catalog;
+mod bench;
+mod catalog;
 pub mod cli;
-pub mod config;
+mod config;
 pub mod index;
-pub mod input;
+mod input;
 pub mod model;
-pub mod network;
-pub mod policy;
-pub mod scan;
-pub mod server;
-pub mod util;
-pub mod vision;
+mod network;
+mod policy;
+mod scan;
+mod server;
+mod util;
+mod vision;
+
+pub use catalog::{
+    ingest, load_products, parse_product, CatalogView, ImageNotes, Ingested, ListedProduct,
+    LoadedProduct, ProductRecord, Stats as CatalogStats, Store,
+};
+pub use config::Config;
+pub use input::records::{Format, RawRecord, RecordReader};
+pub use model::embed::Embedder;
+pub use policy::{FeaturePair, Match, MatchRegion, PriceComparison, Thresholds, Verdict};
+pub use scan::report::explain;
+pub use scan::{
+    decode_limits, parse_listing, Inferences, Listing, Parsed, Report, Scanner, Seller,
+};
+pub use util::display::escape;
+pub use vision::source::{Fetcher, ImageRef};
+
+pub mod decode {
+    //! Photo decoding: bytes of any supported format (JPEG, PNG, WebP, GIF, BMP, TIFF) to an
+    //! upright 8-bit RGB image, within [`Limits`] against hostile files, and resizing.
+    pub use crate::vision::decode::{
+        decode, resize, resize_short_side, DecodeError, Limits, RgbImage,
+    };
+}
+
+/// Internals used by the integration tests (`tests/`), benchmarks (`benches/`) and examples only: not part
+/// of the API, may change in any release.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::index::simd::dot;
+    pub use crate::util::rng::Rng;
+    pub use crate::vision::source::http::{check_url, redirect_target};
+}
