@@ -12,9 +12,9 @@ use std::time::Instant;
 
 use clap::Parser;
 use knockoff::cli::{self, Cli};
+use knockoff::decode::{self, Limits};
 use knockoff::model::embed::{self, Embedder};
 use knockoff::model::{self, ModelChoice};
-use knockoff::vision::decode::{self, Limits};
 
 const PER_SIZE: usize = 48;
 

@@ -7,10 +7,10 @@
 use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use knockoff::decode::{self, Limits};
 use knockoff::index::Index;
 use knockoff::model::embed::{self, Embedder};
 use knockoff::model::{self, ModelChoice};
-use knockoff::vision::decode::{self, Limits};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -105,7 +105,7 @@ fn bench_embed(c: &mut Criterion) {
 
 /// `n` clustered unit vectors of dimension `dim` (deterministic).
 fn clustered(n: usize, dim: usize) -> Vec<f32> {
-    let mut rng = knockoff::util::rng::Rng::new(0x9E3779B97F4A7C15u64);
+    let mut rng = knockoff::internals::Rng::new(0x9E3779B97F4A7C15u64);
     let mut rnd = move || rng.range(-0.5, 0.5);
     let centres: Vec<Vec<f32>> = (0..256).map(|_| (0..dim).map(|_| rnd()).collect()).collect();
     let mut out = Vec::with_capacity(n * dim);

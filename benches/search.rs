@@ -1,4 +1,4 @@
-//! Search benchmark: exact (float32 and int8) and HNSW (`knockoff::index::graph`) on the same vectors,
+//! Search benchmark: exact (float32 and int8) and HNSW (`knockoff::index::Graph`) on the same vectors,
 //! printed as tables.
 //!
 //! `cargo bench --bench search` (N = 100000 by default; `KNOCKOFF_BENCH_N=1000000` for 1M);
@@ -14,12 +14,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use knockoff::index::graph::Graph;
-use knockoff::index::vectors::{Rows, Storage};
+use knockoff::index::Graph;
 use knockoff::index::IndexConfig;
 use knockoff::index::{Hit, Index};
+use knockoff::index::{Rows, Storage};
+use knockoff::internals::Rng;
 use knockoff::model::embed::l2_normalize;
-use knockoff::util::rng::Rng;
 
 const DIM: usize = 512;
 
@@ -208,7 +208,7 @@ fn main() {
     let mut max_diff = 0f32;
     for (q, g) in qs.iter().zip(&got) {
         for h in g {
-            let exact = knockoff::index::simd::dot(
+            let exact = knockoff::internals::dot(
                 q,
                 &base[h.vector as usize * DIM..(h.vector as usize + 1) * DIM],
             );

@@ -11,12 +11,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use knockoff::catalog::{ImageNotes, ModelStamp, NewProduct, ProductRecord, Store};
-use knockoff::config::Config;
-use knockoff::index::vectors::Storage;
+use knockoff::decode::RgbImage;
+use knockoff::index::Storage;
 use knockoff::model::embed::{self, Embedder};
 use knockoff::model::{self, ModelChoice};
-use knockoff::vision::decode::RgbImage;
+use knockoff::{Config, ImageNotes, ModelStamp, NewProduct, ProductRecord, Store};
 
 fn photos(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -101,7 +100,7 @@ fn main() -> Result<()> {
         }
     }
     eprintln!("{} real embeddings of {} photos", real.len(), files.len());
-    let mut rng = knockoff::util::rng::Rng::new(0x2545F4914F6CDD1Du64);
+    let mut rng = knockoff::internals::Rng::new(0x2545F4914F6CDD1Du64);
     let mut rnd = move || rng.range(-0.5, 0.5);
     let mut vectors: Vec<(String, Vec<f32>)> = Vec::with_capacity(n);
     for i in 0..n {
@@ -117,7 +116,7 @@ fn main() -> Result<()> {
         };
         vectors.push((format!("synthetic-{i}"), v));
     }
-    let mut hashes = knockoff::util::rng::Rng::new(0x9E3779B97F4A7C15);
+    let mut hashes = knockoff::internals::Rng::new(0x9E3779B97F4A7C15);
     let mut store = Store::open(&data, true)?;
     let config = Config::default();
     let chunk = 20_000;

@@ -8,12 +8,14 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::index::{IndexConfig, HNSW_M_RANGE};
-use crate::input::limits::LimitsConfig;
-use crate::model::{ModelConfig, RegionQueries};
-use crate::policy::currency::CurrencyConfig;
-use crate::policy::wording::WordingConfig;
-use crate::policy::PolicyConfig;
+pub use crate::index::IndexConfig;
+use crate::index::HNSW_M_RANGE;
+pub use crate::input::limits::LimitsConfig;
+pub use crate::model::ModelConfig;
+use crate::model::RegionQueries;
+pub use crate::policy::currency::CurrencyConfig;
+pub use crate::policy::wording::WordingConfig;
+pub use crate::policy::PolicyConfig;
 
 /// The whole configuration, as read from TOML.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

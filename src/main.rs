@@ -14,7 +14,7 @@ fn main() {
     let code = match knockoff::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("knockoff: error: {}", knockoff::util::display::escape(&format!("{e:#}")));
+            eprintln!("knockoff: error: {}", knockoff::escape(&format!("{e:#}")));
             1
         }
     };

@@ -11,9 +11,9 @@
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use knockoff::vision::decode::{decode, Limits};
-use knockoff::vision::source::http::{check_url, redirect_target};
-use knockoff::vision::source::ImageRef;
+use knockoff::decode::{decode, Limits};
+use knockoff::internals::{check_url, redirect_target};
+use knockoff::ImageRef;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use knockoff::input::records::{Format, RawRecord, RecordReader};
+use knockoff::{Format, RawRecord, RecordReader};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 

@@ -226,10 +226,7 @@ fn tally(truth: &[(Option<String>, bool)], reports: &[Report]) -> Result<Tally> 
         match class {
             Some(c) => {
                 let right = best.is_some_and(|m| &m.product_id == c);
-                t.pairs.push(Pair {
-                    score: best.map(|m| m.score).unwrap_or(0.0),
-                    positive: right,
-                });
+                t.pairs.push(Pair { score: best.map(|m| m.score).unwrap_or(0.0), positive: right });
                 t.top1 += usize::from(right);
                 t.top5 += usize::from(r.matches.iter().take(5).any(|m| &m.product_id == c));
                 if let Some(m) = best.filter(|_| !right) {
@@ -248,10 +245,7 @@ fn tally(truth: &[(Option<String>, bool)], reports: &[Report]) -> Result<Tally> 
                 }
             }
             None => {
-                t.pairs.push(Pair {
-                    score: best.map(|m| m.score).unwrap_or(0.0),
-                    positive: false,
-                });
+                t.pairs.push(Pair { score: best.map(|m| m.score).unwrap_or(0.0), positive: false });
                 t.u_flag += usize::from(is_flag);
                 t.u_fr += usize::from(is_fr);
             }

@@ -52,10 +52,8 @@ mod view;
 
 pub use features::FeatureStore;
 pub use ingest::{
-    ingest, ingest_background, load_background, load_products, parse_product, BackgroundIngested,
-    Ingested, LoadedProduct, ProductRecord,
+    ingest, ingest_background, load_background, load_products, parse_product, Ingested,
+    LoadedProduct, ProductRecord,
 };
-pub use schema::SCHEMA_VERSION;
-pub use shared::{SharedScope, SHARED_NEIGHBOURS};
 pub use store::{ImageNotes, ListedProduct, ModelStamp, NewProduct, Stats, Store};
 pub use view::{CatalogView, ProductInfo};

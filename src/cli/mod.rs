@@ -1,6 +1,6 @@
 //! The command line: argument parsing and the commands, each a thin layer over the library.
 
-pub mod output;
+mod output;
 
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};

@@ -9,9 +9,9 @@
 //! the query is answered by the exact scan over the allowed rows, so filtering never costs recall.
 //! The graph computes its similarities on the same stored rows as the exact scan.
 
-pub mod graph;
-pub mod simd;
-pub mod vectors;
+pub(crate) mod graph;
+pub(crate) mod simd;
+pub(crate) mod vectors;
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -19,8 +19,8 @@ use std::collections::BinaryHeap;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::index::graph::Graph;
-use crate::index::vectors::{Row, Rows, Storage};
+pub use crate::index::graph::Graph;
+pub use crate::index::vectors::{Row, Rows, Storage};
 
 /// One search result: a vector id and its cosine similarity to the query.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -90,11 +90,6 @@ impl VectorFile {
         Ok(VectorFile { path: path.to_path_buf(), dim, storage })
     }
 
-    /// Vector dimension.
-    pub fn dim(&self) -> usize {
-        self.dim
-    }
-
     /// How the rows are stored.
     pub fn storage(&self) -> Storage {
         self.storage

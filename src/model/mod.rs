@@ -4,7 +4,7 @@
 //! checksum, input and output tensors, pixel layout, normalisation and resize policy.
 
 pub mod embed;
-pub mod load;
+pub(crate) mod load;
 
 use std::path::{Path, PathBuf};
 

@@ -105,6 +105,7 @@ struct Shared {
 }
 
 /// Groups recorded sellers into networks, with their weak links (`group`, then `support`).
+#[cfg(test)]
 pub fn build(rec: &Recorded, opts: &BuildOptions) -> Built {
     let mut built = group(rec, opts);
     support(rec, &mut built);
@@ -438,8 +439,8 @@ fn add_weak_links(rec: &Recorded, groups: &mut [Group]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::network::normalise::Identifier;
     use crate::network::record::{RecordedListing, RecordedPhoto};
-    use crate::network::Identifier;
 
     fn opts() -> BuildOptions {
         BuildOptions {

@@ -163,8 +163,8 @@ fn write_identifiers(conn: &Connection, path: &Path) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::network::normalise::Identifier;
     use crate::network::record::RecordedListing;
-    use crate::network::Identifier;
 
     fn id(kind: Kind, value: &str, raw: &str) -> Identifier {
         Identifier { kind, value: value.into(), raw: raw.into(), country: None }

@@ -24,9 +24,9 @@ pub mod watch;
 
 use std::collections::HashMap;
 
-pub use build::{build, BuildOptions, Built, Link};
+pub use build::BuildOptions;
 pub use case::Case;
-pub use normalise::{Identifier, Kind, Normaliser};
+pub use normalise::Kind;
 pub use record::RecordStore;
 pub use watch::Recorder;
 

@@ -245,6 +245,7 @@ impl RecordStore {
     }
 
     /// Reads everything recorded: `load_links`, then every seller's listings.
+    #[cfg(test)]
     pub fn load(&self) -> Result<Recorded> {
         let mut out = self.load_links()?;
         let all: Vec<u32> = (0..out.sellers.len() as u32).collect();

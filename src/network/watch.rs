@@ -49,11 +49,6 @@ impl Recorder {
         })
     }
 
-    /// Whether listings are recorded.
-    pub fn records(&self) -> bool {
-        self.store.is_some()
-    }
-
     /// Links and records one chunk of verdicts (error verdicts are not recorded); returns the
     /// messages to show once (values that could not be normalised, with the listing).
     pub fn process(&mut self, reports: &mut [Report]) -> Result<Vec<String>> {

@@ -176,9 +176,6 @@ pub struct Decision {
     pub risk: f64,
     /// Name of the rule that fired.
     pub rule: &'static str,
-    /// Index into the matches of the product the decision is about, if any.
-    #[serde(skip)]
-    pub basis: Option<usize>,
     /// Price comparison with that product, when possible.
     pub price: Option<PriceComparison>,
     /// Sentences saying why.
@@ -217,11 +214,11 @@ pub fn decide(
     currency: &CurrencyConfig,
 ) -> Decision {
     let mut best: Option<Decision> = None;
-    for (i, m) in matches.iter().enumerate() {
+    for m in matches {
         if (m.score as f64) < policy.review_threshold {
             continue;
         }
-        let d = decide_one(i, offer, m, auth, policy, currency);
+        let d = decide_one(offer, m, auth, policy, currency);
         let better = match &best {
             None => true,
             Some(b) => severity(d.verdict) > severity(b.verdict),
@@ -242,7 +239,6 @@ pub fn decide(
             verdict: Verdict::Clear,
             risk: 0.0,
             rule: "no_match",
-            basis: None,
             price: None,
             reasons: vec![reason],
         }
@@ -259,7 +255,6 @@ fn severity(v: Verdict) -> u8 {
 }
 
 fn decide_one(
-    i: usize,
     offer: &Offer<'_>,
     m: &Match,
     auth: &dyn Authorisations,
@@ -381,7 +376,6 @@ fn decide_one(
             verdict: Verdict::Clear,
             risk: round3(strength * price_factor * 0.1),
             rule: "authorised_seller",
-            basis: Some(i),
             price,
             reasons,
         };
@@ -440,14 +434,7 @@ fn decide_one(
         ),
     };
     reasons.push(format!("rule {rule}: {why} → {}", verdict.as_str()));
-    Decision {
-        verdict,
-        risk: round3(strength * price_factor),
-        rule,
-        basis: Some(i),
-        price,
-        reasons,
-    }
+    Decision { verdict, risk: round3(strength * price_factor), rule, price, reasons }
 }
 
 /// Raises `decision`'s risk for counterfeit wording in the listing's title (`hits`, see `wording`):

@@ -1,18 +1,12 @@
-//! Output for people and machines: JSON lines, aligned tables (coloured only on a terminal), and
+//! Output for people and machines: JSON lines, aligned tables (coloured as `--color` decides, cli::output::Color), and
 //! the end-of-run summary written to stderr.
 
 use std::borrow::Cow;
-use std::io::IsTerminal;
 use std::time::Instant;
 
 use crate::policy::Verdict;
 use crate::scan::Report;
 use crate::util::display::escape;
-
-/// Whether to colour output written to stdout: only on a terminal, and never with `NO_COLOR` set.
-pub fn stdout_color() -> bool {
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
-}
 
 fn paint(text: &str, v: Verdict, color: bool) -> String {
     if !color {

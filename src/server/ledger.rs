@@ -39,10 +39,6 @@ impl Outcome {
 pub struct Stored {
     /// Its id.
     pub id: i64,
-    /// Key that submitted the listing.
-    pub submitted_by: String,
-    /// Brand of the product the verdict is about (flag and review verdicts), if any.
-    pub brand: Option<String>,
     /// The verdict as answered (with `id`, `created_at` and the latest `decision` added).
     pub body: Value,
 }
@@ -182,7 +178,7 @@ fn stored(r: &rusqlite::Row) -> rusqlite::Result<Stored> {
         }
         m.insert("decision".into(), d);
     }
-    Ok(Stored { id, submitted_by: r.get(1)?, brand: r.get(2)?, body: v })
+    Ok(Stored { id, body: v })
 }
 
 /// The verdict `id` if `caller` may see it.

@@ -26,9 +26,11 @@ pub fn is_unsafe(c: char) -> bool {
         )
 }
 
-/// `text` with every unsafe character (see [`is_unsafe`]) written visibly: `\n`, `\r`, `\t`,
-/// `\x1b` for the other ASCII controls and DEL, `\u{85}` for the rest. Borrows when nothing needs
-/// escaping.
+/// `text` with every character that must not reach a terminal as it is (C0 and C1 controls, DEL,
+/// bidirectional marks, embeddings, overrides and isolates, line and paragraph separators, the
+/// byte-order mark) written visibly: `\n`, `\r`, `\t`, `\x1b` for the other ASCII controls and
+/// DEL, `\u{85}` for the rest. Borrows when nothing needs escaping. For listing ids, titles,
+/// sellers and error messages shown on a terminal or in a log; JSON needs no such escaping.
 pub fn escape(text: &str) -> Cow<'_, str> {
     if !text.chars().any(is_unsafe) {
         return Cow::Borrowed(text);
