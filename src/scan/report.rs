@@ -1,5 +1,5 @@
-//! Output for people and machines: JSON lines, aligned tables (coloured as `--color` decides, cli::output::Color), and
-//! the end-of-run summary written to stderr.
+//! Output for people and machines: JSON lines, aligned tables (coloured as `--color` decides:
+//! `cli::output::Color`), and the end-of-run summary written to stderr.
 
 use std::borrow::Cow;
 use std::time::Instant;
