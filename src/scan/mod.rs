@@ -24,7 +24,8 @@ use crate::model::load::{self, Loaded};
 use crate::model::{Embed, RegionQueries};
 use crate::policy::wording::{Lexicon, WordingHit};
 use crate::policy::{
-    self, Authorisations, Decision, FeaturePair, Match, MatchRegion, Offer, Thresholds, Verdict,
+    self, Authorisations, Decision, FeaturePair, Match, MatchRegion, Offer, Rule, Thresholds,
+    Verdict,
 };
 use crate::vision::colour::Colours;
 use crate::vision::decode;
@@ -316,7 +317,7 @@ pub struct Report {
     /// The full price comparison.
     pub price: Option<policy::PriceComparison>,
     /// The rule that fired (`error` for errors).
-    pub rule: &'static str,
+    pub rule: Rule,
     /// Sentences that explain the verdict.
     pub reasons: Vec<String>,
     /// Photos of the listing that could not be used, with why (the others were).
@@ -364,7 +365,7 @@ impl Report {
             matches: Vec::new(),
             price_ratio: None,
             price: None,
-            rule: "error",
+            rule: Rule::Error,
             reasons: vec![why],
             image_errors: Vec::new(),
             wording: Vec::new(),
@@ -867,7 +868,7 @@ impl Judge {
             &self.ctx.config.currency,
         );
         if matches.is_empty() && !allowed.is_empty() {
-            d.rule = "allow_list";
+            d.rule = Rule::AllowList;
             d.reasons.clear();
         }
         let wording = self.ctx.wording(listing.title.as_deref(), &matches);
