@@ -4,6 +4,8 @@
 //! checksum, input and output tensors, pixel layout, normalisation and resize policy.
 
 pub mod embed;
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod load;
 
 use std::path::{Path, PathBuf};

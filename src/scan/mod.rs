@@ -8,6 +8,9 @@ pub mod batch;
 pub mod pipeline;
 pub mod report;
 
+#[cfg(test)]
+mod judge_tests;
+
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
