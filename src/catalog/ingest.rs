@@ -159,7 +159,7 @@ pub struct Ingested {
 /// is new). This is the core of `catalog add`.
 pub fn ingest(
     store: &mut Store,
-    embedder: &mut crate::model::embed::Embedder,
+    embedder: &mut dyn crate::model::Embed,
     manifest: &Manifest,
     storage: Storage,
     products: &[LoadedProduct],
@@ -235,7 +235,7 @@ pub struct BackgroundIngested {
 /// in one transaction. This is the core of `catalog background add`.
 pub fn ingest_background(
     store: &mut Store,
-    embedder: &mut crate::model::embed::Embedder,
+    embedder: &mut dyn crate::model::Embed,
     manifest: &Manifest,
     storage: Storage,
     photos: &[(String, Result<crate::model::load::Loaded, String>)],

@@ -199,6 +199,16 @@ impl Embedder {
     }
 }
 
+impl crate::model::Embed for Embedder {
+    fn manifest(&self) -> &Manifest {
+        Embedder::manifest(self)
+    }
+
+    fn embed(&mut self, images: &[&Prepared]) -> Result<Vec<Vec<f32>>> {
+        Embedder::embed(self, images)
+    }
+}
+
 /// Copies the named output tensor out of the session's outputs.
 fn extract(outputs: &ort::session::SessionOutputs<'_>, name: &str) -> Result<Vec<f32>> {
     let value = outputs.get(name).ok_or_else(|| anyhow!("model produced no output {name:?}"))?;

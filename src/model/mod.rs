@@ -4,6 +4,8 @@
 //! checksum, input and output tensors, pixel layout, normalisation and resize policy.
 
 pub mod embed;
+#[cfg(test)]
+pub(crate) mod fake;
 pub(crate) mod load;
 
 use std::path::{Path, PathBuf};
@@ -14,6 +16,17 @@ use serde::{Deserialize, Serialize};
 /// The command that installs the runtime and the models; named in every "not found" error.
 pub const INSTALL_HINT: &str =
     "run `bash models/fetch.sh` in the knockoff repository to install it";
+
+/// What a scan and a catalog need of an image model: its manifest (name, dimension,
+/// preprocessing, default thresholds) and the embeddings of images prepared by that manifest.
+/// `embed::Embedder` runs the ONNX model; tests use a fake (`fake`) to run without it.
+pub trait Embed: Send + Sync {
+    /// The model's manifest.
+    fn manifest(&self) -> &Manifest;
+
+    /// One embedding per image (`manifest().dim` values each), in input order.
+    fn embed(&mut self, images: &[&embed::Prepared]) -> Result<Vec<Vec<f32>>>;
+}
 
 /// Pixel layout of the model's input tensor.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

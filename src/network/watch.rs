@@ -17,7 +17,7 @@ use crate::policy::Verdict;
 use crate::scan::{NetworkRef, Report, Seller};
 
 /// The rule of a verdict raised because the seller is linked to an enforced network.
-pub const RULE_ENFORCED: &str = "network_enforced";
+pub const RULE_ENFORCED: crate::policy::Rule = crate::policy::Rule::NetworkEnforced;
 
 /// Records listings and links them to known networks during a scan.
 pub struct Recorder {

@@ -48,6 +48,62 @@ impl Verdict {
     }
 }
 
+/// The rule that decided a verdict (see the module's description); written in the JSON output,
+/// the tables and the records of seller networks by its name (`as_str`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rule {
+    /// The seller is authorised for the product's brand → clear.
+    AuthorisedSeller,
+    /// A copy at or below the flag price ratio → flag.
+    CopyAtLowPrice,
+    /// A copy whose price cannot be compared → review.
+    CopyPriceUnknown,
+    /// A copy at a higher price → review.
+    CopyAtNormalPrice,
+    /// A possible copy at or below the review price ratio → review.
+    PossibleCopyAtVeryLowPrice,
+    /// A possible copy at a higher price → clear.
+    PossibleMatchNormalPrice,
+    /// Nothing at or above the review threshold → clear.
+    NoMatch,
+    /// Every match was set aside by the allow-list (`catalog::allowlist`) → clear.
+    AllowList,
+    /// Raised one level because the seller is linked to an enforced network (`network::watch`).
+    NetworkEnforced,
+    /// The listing could not be processed.
+    Error,
+}
+
+impl Rule {
+    /// The rule's name, as in the JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::AuthorisedSeller => "authorised_seller",
+            Rule::CopyAtLowPrice => "copy_at_low_price",
+            Rule::CopyPriceUnknown => "copy_price_unknown",
+            Rule::CopyAtNormalPrice => "copy_at_normal_price",
+            Rule::PossibleCopyAtVeryLowPrice => "possible_copy_at_very_low_price",
+            Rule::PossibleMatchNormalPrice => "possible_match_normal_price",
+            Rule::NoMatch => "no_match",
+            Rule::AllowList => "allow_list",
+            Rule::NetworkEnforced => "network_enforced",
+            Rule::Error => "error",
+        }
+    }
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Rule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// A catalog product that a listing's photo matched.
 #[derive(Debug, Clone, Serialize)]
 pub struct Match {
@@ -174,8 +230,8 @@ pub struct Decision {
     pub verdict: Verdict,
     /// Risk between 0 and 1: match strength × price suspicion × seller factor.
     pub risk: f64,
-    /// Name of the rule that fired.
-    pub rule: &'static str,
+    /// The rule that fired.
+    pub rule: Rule,
     /// Price comparison with that product, when possible.
     pub price: Option<PriceComparison>,
     /// Sentences saying why.
@@ -238,7 +294,7 @@ pub fn decide(
         Decision {
             verdict: Verdict::Clear,
             risk: 0.0,
-            rule: "no_match",
+            rule: Rule::NoMatch,
             price: None,
             reasons: vec![reason],
         }
@@ -254,6 +310,7 @@ fn severity(v: Verdict) -> u8 {
     }
 }
 
+/// Decides the verdict about one match `m` at or above the review threshold.
 fn decide_one(
     offer: &Offer<'_>,
     m: &Match,
@@ -262,6 +319,53 @@ fn decide_one(
     currency: &CurrencyConfig,
 ) -> Decision {
     let strong = m.score as f64 >= policy.match_threshold;
+    let mut reasons = vec![match_reason(m, strong, policy)];
+    let price = compare_price(offer, m, currency);
+    reasons.push(price_reason(offer, m, price.as_ref()));
+    let authorised = auth.sellers(&m.brand);
+    let is_authorised = authorised.iter().any(|s| s == offer.seller_id);
+    let strength = match_strength(m, strong, policy);
+    let price_factor = price_suspicion(price.as_ref(), policy);
+    if is_authorised {
+        reasons.push(format!("seller {} is authorised for brand {}", offer.seller_id, m.brand));
+        return Decision {
+            verdict: Verdict::Clear,
+            risk: round3(strength * price_factor * 0.1),
+            rule: Rule::AuthorisedSeller,
+            price,
+            reasons,
+        };
+    }
+    reasons.push(unauthorised_reason(offer, m, &authorised));
+    let Ruling { verdict, rule, why } =
+        rule_for_copy(strong, price.as_ref().map(|p| p.ratio), policy);
+    reasons.push(format!("rule {rule}: {why} → {}", verdict.as_str()));
+    Decision { verdict, risk: round3(strength * price_factor), rule, price, reasons }
+}
+
+/// The first reason about a match: which photo matches which product, with what score and how it
+/// was made up (`score_parts`), against the thresholds.
+fn match_reason(m: &Match, strong: bool, policy: &Thresholds) -> String {
+    let parts = score_parts(m);
+    let score = match parts.is_empty() {
+        true => format!("similarity {:.3}", m.cosine), // the score is the cosine
+        false => format!("score {:.3} ({})", m.score, parts.join(", ")),
+    };
+    format!(
+        "photo {} matches {} / {} ({:?}) with {score} ({} the match threshold {:.2}, review threshold {:.2})",
+        m.listing_image,
+        m.brand,
+        m.product_id,
+        m.title,
+        if strong { "at or above" } else { "below" },
+        policy.match_threshold,
+        policy.review_threshold
+    )
+}
+
+/// What made up a match's score besides the cosine similarity, in words (empty when the score is
+/// the cosine itself).
+fn score_parts(m: &Match) -> Vec<String> {
     let mut parts = Vec::new();
     // the cosine is said when the score is more than the cosine
     if m.background.is_some()
@@ -281,42 +385,45 @@ fn decide_one(
         parts.push(format!("plus {s:.3} because other reference photos of the product match too"));
     }
     if let (Some(v), Some(n)) = (m.verification, m.inliers) {
-        let shared = m
-            .shared_inliers
-            .map(|s| format!(", {s} of them on design the brand's other products share"))
-            .unwrap_or_default();
-        if v > 0.0 {
-            let flip = if m.mirrored { " once the listing photo is mirrored" } else { "" };
-            let centre = m
-                .central_inliers
-                .map(|c| format!(", {c} of them in the middle of the reference photo"))
-                .unwrap_or_default();
-            parts.push(match m.hash_distance {
-                Some(bits) => format!("plus {v:.3} because the photos are near-duplicates (their perceptual hashes differ in {bits} of 64 bits; {n} local features agree geometrically{flip})"),
-                None => format!("plus {v:.3} because {n} local features of the photos agree geometrically{flip}{centre}{shared}"),
-            });
-        } else if v < 0.0 {
-            parts.push(format!("minus {:.3} because another product's photo agrees geometrically far better on what sets the products apart (only {n} local features agree here{shared})", -v));
-        }
+        parts.extend(verification_part(m, v, n));
     }
     if let Some(c) = m.colour {
         parts.push(format!("ranked against its look-alike sibling on colour: its reference photos share {c:.2} of the listing photo's colour"));
     }
-    let score = match parts.is_empty() {
-        true => format!("similarity {:.3}", m.cosine), // the score is the cosine
-        false => format!("score {:.3} ({})", m.score, parts.join(", ")),
-    };
-    let mut reasons = vec![format!(
-        "photo {} matches {} / {} ({:?}) with {score} ({} the match threshold {:.2}, review threshold {:.2})",
-        m.listing_image,
-        m.brand,
-        m.product_id,
-        m.title,
-        if strong { "at or above" } else { "below" },
-        policy.match_threshold,
-        policy.review_threshold
-    )];
-    let price = offer.price.and_then(|(amount, cur)| {
+    parts
+}
+
+/// What geometric verification added (`v` > 0) or took (`v` < 0) with `n` inliers, in words.
+fn verification_part(m: &Match, v: f32, n: u32) -> Option<String> {
+    let shared = m
+        .shared_inliers
+        .map(|s| format!(", {s} of them on design the brand's other products share"))
+        .unwrap_or_default();
+    if v > 0.0 {
+        let flip = if m.mirrored { " once the listing photo is mirrored" } else { "" };
+        let centre = m
+            .central_inliers
+            .map(|c| format!(", {c} of them in the middle of the reference photo"))
+            .unwrap_or_default();
+        Some(match m.hash_distance {
+            Some(bits) => format!("plus {v:.3} because the photos are near-duplicates (their perceptual hashes differ in {bits} of 64 bits; {n} local features agree geometrically{flip})"),
+            None => format!("plus {v:.3} because {n} local features of the photos agree geometrically{flip}{centre}{shared}"),
+        })
+    } else if v < 0.0 {
+        Some(format!("minus {:.3} because another product's photo agrees geometrically far better on what sets the products apart (only {n} local features agree here{shared})", -v))
+    } else {
+        None
+    }
+}
+
+/// The listing's price against the product's, both in the base currency; `None` without a
+/// listing price, an exchange rate for either currency, or a reference price above 0.
+fn compare_price(
+    offer: &Offer<'_>,
+    m: &Match,
+    currency: &CurrencyConfig,
+) -> Option<PriceComparison> {
+    offer.price.and_then(|(amount, cur)| {
         let listing = currency.to_base(amount, cur)?;
         let reference = currency.to_base(m.reference_price, &m.reference_currency)?;
         (reference > 0.0).then(|| PriceComparison {
@@ -325,8 +432,12 @@ fn decide_one(
             currency: currency.base.clone(),
             ratio: listing / reference,
         })
-    });
-    match (&offer.price, &price) {
+    })
+}
+
+/// The reason about the price: the comparison, or why there is none.
+fn price_reason(offer: &Offer<'_>, m: &Match, price: Option<&PriceComparison>) -> String {
+    match (&offer.price, price) {
         (Some((amount, cur)), Some(p)) => {
             let in_base = |amount: f64, cur: &str, base: f64| {
                 if cur.eq_ignore_ascii_case(&p.currency) {
@@ -335,14 +446,14 @@ fn decide_one(
                     format!("{amount:.2} {cur} ({base:.2} {})", p.currency)
                 }
             };
-            reasons.push(format!(
+            format!(
                 "price {} is {} of the reference price {}",
                 in_base(*amount, cur, p.listing),
                 pct(p.ratio),
                 in_base(m.reference_price, &m.reference_currency, p.reference)
-            ))
+            )
         }
-        (Some((amount, cur)), None) => reasons.push(format!(
+        (Some((amount, cur)), None) => format!(
             "price {amount:.2} {cur} cannot be compared with the reference price {:.2} {}: {}",
             m.reference_price,
             m.reference_currency,
@@ -351,36 +462,37 @@ fn decide_one(
             } else {
                 "the reference price is 0"
             }
-        )),
-        (None, _) => reasons.push("the listing gives no price".to_string()),
+        ),
+        (None, _) => "the listing gives no price".to_string(),
     }
-    let authorised = auth.sellers(&m.brand);
-    let is_authorised = authorised.iter().any(|s| s == offer.seller_id);
-    let strength = if strong {
+}
+
+/// How strong the match is, for the risk: 1 for a copy, 0.5 to 1 across the review band.
+fn match_strength(m: &Match, strong: bool, policy: &Thresholds) -> f64 {
+    if strong {
         1.0
     } else {
         let span = (policy.match_threshold - policy.review_threshold).max(1e-6);
         0.5 + 0.5 * ((m.score as f64 - policy.review_threshold) / span).clamp(0.0, 1.0)
-    };
-    let price_factor = match &price {
+    }
+}
+
+/// How suspicious the price is, for the risk: 1 at or below the flag ratio, falling to 0.3 at the
+/// reference price; 0.6 when it cannot be compared.
+fn price_suspicion(price: Option<&PriceComparison>, policy: &Thresholds) -> f64 {
+    match price {
         None => 0.6,
         Some(p) if p.ratio <= policy.flag_price_ratio => 1.0,
         Some(p) => {
             let span = (1.0 - policy.flag_price_ratio).max(1e-6);
             (1.0 - 0.7 * ((p.ratio - policy.flag_price_ratio) / span)).clamp(0.3, 1.0)
         }
-    };
-    if is_authorised {
-        reasons.push(format!("seller {} is authorised for brand {}", offer.seller_id, m.brand));
-        return Decision {
-            verdict: Verdict::Clear,
-            risk: round3(strength * price_factor * 0.1),
-            rule: "authorised_seller",
-            price,
-            reasons,
-        };
     }
-    reasons.push(if authorised.is_empty() {
+}
+
+/// The reason why the seller is not authorised for the product's brand (`authorised`).
+fn unauthorised_reason(offer: &Offer<'_>, m: &Match, authorised: &[String]) -> String {
+    if authorised.is_empty() {
         format!(
             "seller {} is not authorised: brand {} names no authorised sellers",
             offer.seller_id, m.brand
@@ -392,49 +504,60 @@ fn decide_one(
             m.brand,
             authorised.join(", ")
         )
-    });
-    let ratio = price.as_ref().map(|p| p.ratio);
-    let (verdict, rule, why) = match (strong, ratio) {
-        (true, Some(r)) if r <= policy.flag_price_ratio => (
+    }
+}
+
+/// A rule's outcome for a match from an unauthorised seller.
+struct Ruling {
+    verdict: Verdict,
+    rule: Rule,
+    /// Why, in words.
+    why: String,
+}
+
+/// The rule for a match from an unauthorised seller: by whether it is a copy (`strong`) and the
+/// listing's price ratio to the reference price, if known.
+fn rule_for_copy(strong: bool, ratio: Option<f64>, policy: &Thresholds) -> Ruling {
+    let ruling = |verdict, rule, why| Ruling { verdict, rule, why };
+    match (strong, ratio) {
+        (true, Some(r)) if r <= policy.flag_price_ratio => ruling(
             Verdict::Flag,
-            "copy_at_low_price",
+            Rule::CopyAtLowPrice,
             format!(
                 "copy at {} of the reference price (flag at or below {})",
                 pct(r),
                 pct(policy.flag_price_ratio)
             ),
         ),
-        (true, None) => (
+        (true, None) => ruling(
             Verdict::Review,
-            "copy_price_unknown",
+            Rule::CopyPriceUnknown,
             "copy whose price cannot be compared".to_string(),
         ),
-        (true, Some(r)) => (
+        (true, Some(r)) => ruling(
             Verdict::Review,
-            "copy_at_normal_price",
+            Rule::CopyAtNormalPrice,
             format!(
                 "copy at {} of the reference price (above the flag ratio {})",
                 pct(r),
                 pct(policy.flag_price_ratio)
             ),
         ),
-        (false, Some(r)) if r <= policy.review_price_ratio => (
+        (false, Some(r)) if r <= policy.review_price_ratio => ruling(
             Verdict::Review,
-            "possible_copy_at_very_low_price",
+            Rule::PossibleCopyAtVeryLowPrice,
             format!(
                 "possible copy at {} of the reference price (review at or below {})",
                 pct(r),
                 pct(policy.review_price_ratio)
             ),
         ),
-        (false, _) => (
+        (false, _) => ruling(
             Verdict::Clear,
-            "possible_match_normal_price",
+            Rule::PossibleMatchNormalPrice,
             "weaker match at a price that is not very low".to_string(),
         ),
-    };
-    reasons.push(format!("rule {rule}: {why} → {}", verdict.as_str()));
-    Decision { verdict, risk: round3(strength * price_factor), rule, price, reasons }
+    }
 }
 
 /// Raises `decision`'s risk for counterfeit wording in the listing's title (`hits`, see `wording`):
@@ -660,13 +783,41 @@ mod tests {
         let strong = p.match_threshold + 0.05;
         let weak = p.review_threshold + 0.01;
         assert_eq!(run(strong, "x", Some((20.0, "EUR"))).verdict, Verdict::Flag);
-        assert_eq!(run(strong, "x", Some((20.0, "EUR"))).rule, "copy_at_low_price");
+        assert_eq!(run(strong, "x", Some((20.0, "EUR"))).rule, Rule::CopyAtLowPrice);
         assert_eq!(run(strong, "x", Some((95.0, "EUR"))).verdict, Verdict::Review);
         assert_eq!(run(strong, "official", Some((20.0, "EUR"))).verdict, Verdict::Clear);
-        assert_eq!(run(strong, "x", Some((20.0, "XXX"))).rule, "copy_price_unknown");
+        assert_eq!(run(strong, "x", Some((20.0, "XXX"))).rule, Rule::CopyPriceUnknown);
         assert_eq!(run(weak, "x", Some((20.0, "EUR"))).verdict, Verdict::Review);
         assert_eq!(run(weak, "x", Some((80.0, "EUR"))).verdict, Verdict::Clear);
-        assert_eq!(run(p.review_threshold - 0.1, "x", Some((1.0, "EUR"))).rule, "no_match");
+        assert_eq!(run(p.review_threshold - 0.1, "x", Some((1.0, "EUR"))).rule, Rule::NoMatch);
+    }
+
+    #[test]
+    fn rules_are_written_by_the_names_they_always_had() {
+        let all = [
+            (Rule::AuthorisedSeller, "authorised_seller"),
+            (Rule::CopyAtLowPrice, "copy_at_low_price"),
+            (Rule::CopyPriceUnknown, "copy_price_unknown"),
+            (Rule::CopyAtNormalPrice, "copy_at_normal_price"),
+            (Rule::PossibleCopyAtVeryLowPrice, "possible_copy_at_very_low_price"),
+            (Rule::PossibleMatchNormalPrice, "possible_match_normal_price"),
+            (Rule::NoMatch, "no_match"),
+            (Rule::AllowList, "allow_list"),
+            (Rule::NetworkEnforced, "network_enforced"),
+            (Rule::Error, "error"),
+        ];
+        for (rule, name) in all {
+            assert_eq!(serde_json::to_string(&rule).expect("json"), format!("{name:?}"));
+            assert_eq!((rule.as_str(), rule.to_string()), (name, name.to_string()));
+        }
+        let d = run(0.6, "x", Some((95.0, "EUR")));
+        assert_eq!(
+            d.reasons.last().map(String::as_str),
+            Some(
+                "rule copy_at_normal_price: copy at 95% of the reference price \
+                 (above the flag ratio 50%) → review"
+            )
+        );
     }
 
     #[test]

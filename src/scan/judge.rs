@@ -8,7 +8,7 @@ use anyhow::Result;
 
 use crate::catalog::allowlist::Allowed;
 use crate::model::load::Loaded;
-use crate::policy::{self, Decision, Match, Offer};
+use crate::policy::{self, Decision, Match, Offer, Rule};
 use crate::scan::candidates::{Candidate, Query};
 use crate::scan::photo::{PhotoRef, Places};
 use crate::scan::{Judge, Listing, Parsed, PhotoPrint, PhotoSearch, Report};
@@ -212,7 +212,7 @@ impl Judge {
             &self.ctx.config.currency,
         );
         if matches.is_empty() && !allowed.is_empty() {
-            d.rule = "allow_list";
+            d.rule = Rule::AllowList;
             d.reasons.clear();
         }
         let wording = self.ctx.wording(listing.title.as_deref(), &matches);

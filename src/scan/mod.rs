@@ -25,15 +25,18 @@ mod siblings;
 mod verdict;
 mod verification;
 
+#[cfg(test)]
+mod judge_tests;
+
 use anyhow::Result;
 
 use crate::catalog::allowlist;
 use crate::catalog::CatalogView;
 use crate::config::Config;
 use crate::index::Hit;
-use crate::model::embed::{self, Embedder};
+use crate::model::embed;
 use crate::model::load;
-use crate::model::RegionQueries;
+use crate::model::{Embed, RegionQueries};
 use crate::policy::wording::Lexicon;
 use crate::vision::source::Fetcher;
 
@@ -51,7 +54,7 @@ pub struct Scanner {
 /// The deciding stage: model, catalog and settings.
 pub struct Judge {
     view: CatalogView,
-    embedder: Embedder,
+    embedder: Box<dyn Embed>,
     ctx: Context,
     inferences: Inferences,
     /// Photos reviewers allowed for products (`allowlist`).
@@ -68,8 +71,12 @@ pub struct Inferences {
 }
 
 impl Scanner {
-    /// A scanner over `view` with the loaded model.
-    pub fn new(view: CatalogView, embedder: Embedder, config: Config) -> Result<Scanner> {
+    /// A scanner over `view` with the loaded model (`embed::Embedder`, or any other `Embed`).
+    pub fn new(
+        view: CatalogView,
+        embedder: impl Embed + 'static,
+        config: Config,
+    ) -> Result<Scanner> {
         let fetcher = Fetcher::new(&config.limits)?;
         Scanner::with_fetcher(view, embedder, config, fetcher)
     }
@@ -77,7 +84,7 @@ impl Scanner {
     /// A scanner that reads photos with `fetcher` (a server's, which refuses private addresses).
     pub fn with_fetcher(
         view: CatalogView,
-        embedder: Embedder,
+        embedder: impl Embed + 'static,
         config: Config,
         fetcher: Fetcher,
     ) -> Result<Scanner> {
@@ -105,7 +112,7 @@ impl Scanner {
             },
             judge: Judge {
                 view,
-                embedder,
+                embedder: Box::new(embedder),
                 ctx: Context { config, thresholds, model, regions, lexicon },
                 inferences: Inferences::default(),
                 allow: allowlist::Shared::default(),
@@ -114,8 +121,8 @@ impl Scanner {
     }
 
     /// The model, for embedding other photos between scans (a server adding products).
-    pub fn embedder_mut(&mut self) -> &mut Embedder {
-        &mut self.judge.embedder
+    pub fn embedder_mut(&mut self) -> &mut dyn Embed {
+        self.judge.embedder.as_mut()
     }
 
     /// Sets the allow-list verdicts respect (`allowlist`); listing photos are hashed from now on.

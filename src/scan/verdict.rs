@@ -7,7 +7,7 @@ use crate::catalog::CatalogView;
 use crate::config::Config;
 use crate::model::RegionQueries;
 use crate::policy::wording::{Lexicon, WordingHit};
-use crate::policy::{self, Authorisations, Match, Thresholds, Verdict};
+use crate::policy::{self, Authorisations, Match, Rule, Thresholds, Verdict};
 use crate::scan::Seller;
 
 /// A listing photo as recorded for seller networks: its perceptual hash and embedding, and whether
@@ -56,7 +56,7 @@ pub struct Report {
     /// The full price comparison.
     pub price: Option<policy::PriceComparison>,
     /// The rule that fired (`error` for errors).
-    pub rule: &'static str,
+    pub rule: Rule,
     /// Sentences that explain the verdict.
     pub reasons: Vec<String>,
     /// Photos of the listing that could not be used, with why (the others were).
@@ -104,7 +104,7 @@ impl Report {
             matches: Vec::new(),
             price_ratio: None,
             price: None,
-            rule: "error",
+            rule: Rule::Error,
             reasons: vec![why],
             image_errors: Vec::new(),
             wording: Vec::new(),
