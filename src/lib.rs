@@ -10,9 +10,9 @@
 //!    by `bash models/fetch.sh`, [`model::DEFAULT_MODEL`] unless chosen otherwise);
 //!    [`Embedder::load`] loads it.
 //! 3. **Catalog**: [`Store::open`] opens (or creates) the catalog in a data directory. Products are
-//!    read with a [`RecordReader`] ([`Format::Csv`] or [`Format::Jsonl`]) and [`parse_product`],
-//!    their photos fetched and analysed by [`load_products`], embedded and stored by [`ingest`];
-//!    [`Store::finish_adding`] then updates the search index.
+//!    read with a [`RecordReader`] ([`Format::Csv`] or [`Format::Jsonl`]) and [`parse_product`];
+//!    an [`Adder`] fetches and analyses their photos, embeds and stores them chunk by chunk
+//!    ([`Adder::add_products`]) and [`Adder::finish`] then updates the search index.
 //! 4. **Scan**: a [`Scanner`] over the catalog's [`Store::view`] judges chunks of [`Listing`]s
 //!    (read with [`parse_listing`], or built by hand for one photo, as `knockoff query` does):
 //!    [`Scanner::check`] for one chunk, [`Scanner::run`] for many with loading ahead.
@@ -48,8 +48,8 @@
 //! use std::path::Path;
 //!
 //! use knockoff::model::{self, ModelChoice};
-//! use knockoff::{Config, Embedder, Fetcher, Format, ImageRef, Listing, RecordReader, Scanner};
-//! use knockoff::{Seller, Store, Verdict};
+//! use knockoff::{Adder, Config, Embedder, Fetcher, Format, ImageRef, Listing, RecordReader};
+//! use knockoff::{Scanner, Seller, Store, Verdict};
 //!
 //! let data = tempfile::tempdir()?; // the data directory: catalog, vectors, index
 //! let config = Config::load(None, data.path())?;
@@ -59,7 +59,6 @@
 //!     dir: config.model.dir.clone(),
 //!     ort_lib: config.model.ort_lib.clone(),
 //! })?;
-//! store.check_model(&location.manifest)?;
 //! let mut embedder =
 //!     Embedder::load(&location, config.model.batch_size, config.model.intra_threads)?;
 //!
@@ -75,13 +74,14 @@
 //!     }
 //! }
 //! let fetcher = Fetcher::new(&config.limits)?;
-//! let limits = knockoff::decode_limits(&config);
-//! let manifest = &location.manifest;
-//! let loaded =
-//!     knockoff::load_products(&fetcher, &limits, manifest, config.verify.params(), products);
-//! let storage = config.index.storage;
-//! let added = knockoff::ingest(&mut store, &mut embedder, manifest, storage, &loaded)?;
-//! store.finish_adding(&config, manifest.dim, &added.images)?;
+//! let mut adder = Adder::new(&mut store, &mut embedder, &fetcher, &config)?;
+//! adder.add_products(knockoff::in_chunks(products), |added| {
+//!     for (line, why) in added.image_errors.iter().chain(&added.skipped) {
+//!         eprintln!("line {line}: {why}");
+//!     }
+//!     Ok(())
+//! })?;
+//! adder.finish()?;
 //!
 //! // one listing photo, judged against the catalog
 //! let view = store.view(&config)?;
@@ -120,7 +120,7 @@
 //! - `policy`: thresholds, prices (`currency`), counterfeit `wording` → verdicts; `calibrate`;
 //! - `config`: the TOML configuration, assembled from each layer's section;
 //! - `catalog`: brands' products in a data directory (`snapshot`, reviewers' `allowlist`);
-//! - `scan`: the scanner and judge (`batch`, `pipeline`, verdict output in `report`);
+//! - `scan`: the scanner and judge (`batch`, verdict output in `report`);
 //! - `network`: seller networks; `server`: the HTTP API and review console;
 //! - `cli`: the command line; `bench`: the accuracy benchmark (`attack`, `metrics`, `baseline`).
 
@@ -142,8 +142,9 @@ mod vision;
 // of the crate is private; `cli` is public for the `knockoff` binary (src/main.rs).
 pub use catalog::allowlist::Allowed;
 pub use catalog::{
-    ingest, load_products, parse_product, CatalogView, ImageNotes, Ingested, ListedProduct,
-    LoadedProduct, ModelStamp, NewProduct, ProductRecord, Stats as CatalogStats, Store,
+    in_chunks, parse_product, Adder, BackgroundIngested, CatalogView, ImageNotes, Ingested,
+    ListedProduct, ModelStamp, NewProduct, ProductLine, ProductRecord, Stats as CatalogStats,
+    Store,
 };
 pub use config::Config;
 pub use input::records::{Format, RawRecord, RecordReader};
@@ -152,8 +153,7 @@ pub use policy::wording::WordingHit;
 pub use policy::{FeaturePair, Match, MatchRegion, PriceComparison, Thresholds, Verdict};
 pub use scan::report::explain;
 pub use scan::{
-    decode_limits, parse_listing, Inferences, Listing, NetworkRef, Parsed, PhotoPrint, Report,
-    Scanner, Seller,
+    parse_listing, Inferences, Listing, NetworkRef, Parsed, PhotoPrint, Report, Scanner, Seller,
 };
 pub use util::display::escape;
 pub use vision::source::{Fetcher, ImageRef};

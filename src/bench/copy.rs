@@ -17,7 +17,6 @@ use crate::catalog::ProductRecord;
 use crate::config::Config;
 use crate::model::ModelLocation;
 use crate::policy::Verdict;
-use crate::scan;
 use crate::vision::decode;
 use crate::vision::source::{image_files_in, image_files_under};
 
@@ -63,7 +62,7 @@ pub(super) fn copy_task(
     say(opts, format!("copy: {} reference images", refs.len()));
     let mut queries = ready_made_queries(&opts.bench_dir)?;
     let distractors = add_distractors(opts, &mut queries)?;
-    let limits = scan::decode_limits(config);
+    let limits = crate::vision::decode::Limits::from(&config.limits);
     let generated = edited_copies(opts, &limits, &refs)?;
     queries.extend(generated);
     let set = CopySet { refs, queries, distractors };

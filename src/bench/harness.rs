@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 
 use super::{grocery_split, load_for_editing, sample, write_file, Options};
-use crate::catalog::{self, ProductRecord, Store};
+use crate::catalog::{self, Adder, ProductRecord, Store};
 use crate::config::Config;
 use crate::model::embed::Embedder;
 use crate::model::ModelLocation;
@@ -30,52 +30,24 @@ pub(super) fn build_catalog(
         })?;
     }
     let mut store = Store::open(dir, true)?;
-    store.check_model(&loc.manifest)?;
     let mut embedder = Embedder::load(loc, config.model.batch_size, config.model.intra_threads)?;
     let fetcher = Fetcher::new(&config.limits)?;
-    let limits = scan::decode_limits(config);
+    let mut adder = Adder::new(&mut store, &mut embedder, &fetcher, config)?;
     let mut images = 0;
-    let mut stored = std::collections::BTreeSet::new();
-    let mut chunks = Vec::new();
-    let mut rest = products;
-    while !rest.is_empty() {
-        let tail = rest.split_off(rest.len().min(64));
-        chunks.push(std::mem::replace(&mut rest, tail));
-    }
-    crate::scan::pipeline::overlapped(
-        chunks.into_iter(),
-        |c| catalog::load_products(&fetcher, &limits, &loc.manifest, config.verify.params(), c),
-        |loaded| -> Result<()> {
-            let done = catalog::ingest(
-                &mut store,
-                &mut embedder,
-                &loc.manifest,
-                config.index.storage,
-                &loaded,
-            )?;
-            if let Some((_, e)) = done.image_errors.first().or(done.skipped.first()) {
-                bail!("benchmark catalog: {e}");
-            }
-            images += done.embedded + done.reused;
-            stored.extend(done.images);
-            Ok(())
-        },
-    )?;
-    store.finish_adding(config, loc.manifest.dim, &stored.into_iter().collect::<Vec<_>>())?;
-    let background = background_photos(opts)?;
-    if !background.is_empty() {
-        let photos = catalog::load_background(&fetcher, &limits, &loc.manifest, &background);
-        let done = catalog::ingest_background(
-            &mut store,
-            &mut embedder,
-            &loc.manifest,
-            config.index.storage,
-            &photos,
-        )?;
-        if let Some((src, e)) = done.errors.first() {
-            bail!("benchmark background photo {src}: {e}");
+    adder.add_products(catalog::in_chunks(products), |done| {
+        if let Some((_, e)) = done.image_errors.first().or(done.skipped.first()) {
+            bail!("benchmark catalog: {e}");
         }
-    }
+        images += done.embedded + done.reused;
+        Ok(())
+    })?;
+    adder.finish()?;
+    let background = background_photos(opts)?;
+    let mut adder = Adder::new(&mut store, &mut embedder, &fetcher, config)?;
+    adder.add_background(&background, |done| match done.errors.first() {
+        Some((src, e)) => bail!("benchmark background photo {src}: {e}"),
+        None => Ok(()),
+    })?;
     Ok(images)
 }
 

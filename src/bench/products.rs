@@ -15,7 +15,7 @@ use crate::catalog::ProductRecord;
 use crate::config::Config;
 use crate::model::ModelLocation;
 use crate::policy::Verdict;
-use crate::scan::{self, Listing, Report};
+use crate::scan::{Listing, Report};
 use crate::vision::source::ImageRef;
 
 /// Brand of a Grocery class: the first word of its name (`Arla-Standard-Milk` → `Arla`).
@@ -276,7 +276,8 @@ fn products_baseline(
         .flat_map(|(id, ps)| ps.iter().map(move |p| (id.as_str(), p.as_path())))
         .collect();
     let query_photos: Vec<&Path> = branded.iter().map(|(p, _, _)| p.as_path()).collect();
-    let ranked = phash_rank(&refs, &query_photos, 5, &scan::decode_limits(config))?;
+    let ranked =
+        phash_rank(&refs, &query_photos, 5, &crate::vision::decode::Limits::from(&config.limits))?;
     let (mut t1, mut t5, mut bpairs) = (0usize, 0usize, Vec::new());
     for ((_, c, _), r) in branded.iter().zip(&ranked) {
         let right = r.first().is_some_and(|m| &m.0 == c);

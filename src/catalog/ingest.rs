@@ -82,7 +82,7 @@ pub type LoadedProduct = (ProductRecord, Vec<Result<crate::model::load::Loaded, 
 
 /// Fetches, decodes and resizes the images of `products` for the model and extracts their local
 /// features (in parallel); one entry per product, its image results in the product's order.
-pub fn load_products(
+pub(super) fn load_products(
     fetcher: &crate::vision::source::Fetcher,
     limits: &crate::vision::decode::Limits,
     manifest: &Manifest,
@@ -112,7 +112,7 @@ pub fn load_products(
 
 /// Reads, decodes and resizes background photo files for the model (in parallel), with their
 /// content hashes; one (source, result) each, in order.
-pub fn load_background(
+pub(super) fn load_background(
     fetcher: &crate::vision::source::Fetcher,
     limits: &crate::vision::decode::Limits,
     manifest: &Manifest,
@@ -138,8 +138,12 @@ pub fn load_background(
 }
 
 /// What `ingest` did with one batch of loaded products.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Ingested {
+    /// Records of the chunk, read or not (set by `Adder::add_products`).
+    pub records: usize,
+    /// Records that could not be read: (catalog line, message); set by `Adder::add_products`.
+    pub unreadable: Vec<(usize, String)>,
     /// Products added or updated.
     pub products: usize,
     /// Content hashes of their images.
@@ -157,7 +161,7 @@ pub struct Ingested {
 /// Adds loaded products to `store`: embeds the images not stored yet (by content hash) with
 /// `embedder` and stores the products in one transaction (new vectors in `storage` when the catalog
 /// is new). This is the core of `catalog add`.
-pub fn ingest(
+pub(super) fn ingest(
     store: &mut Store,
     embedder: &mut dyn crate::model::Embed,
     manifest: &Manifest,
@@ -233,7 +237,7 @@ pub struct BackgroundIngested {
 
 /// Embeds loaded background photos (source, load result) that are not stored yet and stores them
 /// in one transaction. This is the core of `catalog background add`.
-pub fn ingest_background(
+pub(super) fn ingest_background(
     store: &mut Store,
     embedder: &mut dyn crate::model::Embed,
     manifest: &Manifest,

@@ -39,6 +39,7 @@
 //! reads), `shared` (shared points), `maintenance` (remove, compact), `model_check` and `ingest`
 //! (products read, their images loaded, analysed and embedded, then stored).
 
+mod adder;
 pub mod allowlist;
 mod features;
 mod ingest;
@@ -50,10 +51,8 @@ pub mod snapshot;
 mod store;
 mod view;
 
+pub use adder::{in_chunks, Adder, ProductLine, CHUNK};
 pub use features::FeatureStore;
-pub use ingest::{
-    ingest, ingest_background, load_background, load_products, parse_product, Ingested,
-    LoadedProduct, ProductRecord,
-};
+pub use ingest::{parse_product, BackgroundIngested, Ingested, ProductRecord};
 pub use store::{ImageNotes, ListedProduct, ModelStamp, NewProduct, Stats, Store};
 pub use view::{CatalogView, ProductInfo};

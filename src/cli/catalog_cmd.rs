@@ -163,23 +163,16 @@ fn write_stats(out: &mut impl Write, g: &Global, s: &catalog::Stats) -> Result<(
 fn catalog_add(g: &Global, config: &Config, file: &Path, format: Format) -> Result<i32> {
     let mut store = Store::open(&g.data, true)?;
     let loc = locate(config, Some(&store))?;
-    store.check_model(&loc.manifest)?;
     let mut embedder = Embedder::load(&loc, config.model.batch_size, config.model.intra_threads)?;
-    let manifest = loc.manifest.clone();
     let fetcher = Fetcher::new(&config.limits)?;
-    let limits = scan::decode_limits(config);
-    let features = config.verify.params();
     let (reader, base, lines) = open_input(file)?;
     let name = file.display().to_string();
     let pb = progress(g.quiet, lines, "adding products");
     let mut records = RecordReader::new(reader, format, config.limits.max_line_bytes);
-    let mut errors = 0usize;
-    let (mut added, mut embedded, mut reused) = (0usize, 0usize, 0usize);
-    let mut stored = std::collections::BTreeSet::new();
     let mut io_error = None;
     let chunks = std::iter::from_fn(|| {
         let mut chunk = Vec::new();
-        while chunk.len() < 64 {
+        while chunk.len() < catalog::CHUNK {
             match records.next() {
                 None => break,
                 Some(Err(e)) => {
@@ -194,50 +187,51 @@ fn catalog_add(g: &Global, config: &Config, file: &Path, format: Format) -> Resu
         }
         (!chunk.is_empty()).then_some(chunk)
     });
-    let load = |chunk: Vec<Result<catalog::ProductRecord, (usize, String)>>| {
-        let mut bad = Vec::new();
-        let good: Vec<catalog::ProductRecord> =
-            chunk.into_iter().filter_map(|r| r.map_err(|e| bad.push(e)).ok()).collect();
-        (bad, catalog::load_products(&fetcher, &limits, &manifest, features, good))
-    };
-    overlapped(
-        chunks,
-        load,
-        |(bad, chunk): (Vec<(usize, String)>, Vec<catalog::LoadedProduct>)| -> Result<()> {
-            for (line, e) in bad {
-                errors += 1;
-                note(g, &pb, &format!("{name}:{line}: {e}; product skipped"));
-                pb.inc(1);
-            }
-            let done = catalog::ingest(
-                &mut store,
-                &mut embedder,
-                &manifest,
-                config.index.storage,
-                &chunk,
-            )?;
-            for (line, e) in &done.image_errors {
-                errors += 1;
-                note(g, &pb, &format!("{name}:{line}: {e}"));
-            }
-            for (line, e) in &done.skipped {
-                note(g, &pb, &format!("{name}:{line}: {e}"));
-            }
-            embedded += done.embedded;
-            reused += done.reused;
-            added += done.products;
-            stored.extend(done.images);
-            pb.inc(chunk.len() as u64);
-            Ok(())
-        },
-    )?;
+    let mut tally = AddTally::default();
+    let mut adder = Adder::new(&mut store, &mut embedder, &fetcher, config)?;
+    adder.add_products(chunks, |done| {
+        tally.count(done, |line, why| note(g, &pb, &format!("{name}:{line}: {why}")));
+        pb.inc(done.records as u64);
+        Ok(())
+    })?;
     pb.finish_and_clear();
     if let Some(e) = io_error {
         return Err(e).with_context(|| format!("cannot read {name}"));
     }
-    store.finish_adding(config, manifest.dim, &stored.into_iter().collect::<Vec<_>>())?;
+    adder.finish()?;
+    let AddTally { added, embedded, reused, errors } = tally;
     say(g, &format!("{name}: added or updated {added} product(s); embedded {embedded} new image(s), {reused} already stored; {errors} error(s)"));
     Ok(if errors > 0 { EXIT_PARTIAL } else { 0 })
+}
+
+/// What `catalog add` did so far.
+#[derive(Default)]
+struct AddTally {
+    added: usize,
+    embedded: usize,
+    reused: usize,
+    errors: usize,
+}
+
+impl AddTally {
+    /// Counts a chunk's work and tells `say` (line, message) about each record or image that
+    /// could not be used.
+    fn count(&mut self, done: &catalog::Ingested, mut say: impl FnMut(usize, &str)) {
+        for (line, e) in &done.unreadable {
+            self.errors += 1;
+            say(*line, &format!("{e}; product skipped"));
+        }
+        for (line, e) in &done.image_errors {
+            self.errors += 1;
+            say(*line, e);
+        }
+        for (line, e) in &done.skipped {
+            say(*line, e);
+        }
+        self.embedded += done.embedded;
+        self.reused += done.reused;
+        self.added += done.products;
+    }
 }
 
 fn background_add(g: &Global, config: &Config, paths: &[PathBuf]) -> Result<i32> {
@@ -259,28 +253,18 @@ fn background_add(g: &Global, config: &Config, paths: &[PathBuf]) -> Result<i32>
     }
     let mut store = Store::open(&g.data, true)?;
     let loc = locate(config, Some(&store))?;
-    store.check_model(&loc.manifest)?;
     let mut embedder = Embedder::load(&loc, config.model.batch_size, config.model.intra_threads)?;
     let fetcher = Fetcher::new(&config.limits)?;
-    let limits = scan::decode_limits(config);
     let pb = progress(g.quiet, Some(files.len() as u64), "adding background photos");
     let (mut added, mut known, mut errors) = (0usize, 0usize, 0usize);
-    let load =
-        |chunk: &[PathBuf]| catalog::load_background(&fetcher, &limits, &loc.manifest, chunk);
-    overlapped(files.chunks(64), load, |photos| -> Result<()> {
-        let done = catalog::ingest_background(
-            &mut store,
-            &mut embedder,
-            &loc.manifest,
-            config.index.storage,
-            &photos,
-        )?;
+    let mut adder = Adder::new(&mut store, &mut embedder, &fetcher, config)?;
+    adder.add_background(&files, |done| {
         for (source, e) in &done.errors {
             note(g, &pb, &format!("{source}: {e}; photo skipped"));
         }
         (added, known, errors) =
             (added + done.added, known + done.known, errors + done.errors.len());
-        pb.inc(photos.len() as u64);
+        pb.inc((done.added + done.known + done.errors.len()) as u64);
         Ok(())
     })?;
     pb.finish_and_clear();

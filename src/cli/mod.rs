@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::catalog::{self, Store};
+use crate::catalog::{self, Adder, Store};
 use crate::config::Config;
 use crate::input::records::{Format, RecordReader};
 use crate::model::embed::Embedder;
@@ -17,7 +17,6 @@ use crate::model::{self, ModelChoice, ModelLocation};
 use crate::policy::calibrate;
 use crate::policy::Verdict;
 use crate::scan::batch::{self, Batch, BatchOptions, Resume};
-use crate::scan::pipeline::overlapped;
 use crate::scan::report::{self, Summary};
 use crate::scan::{self, Listing, Scanner, Seller};
 use crate::util::display::escape;

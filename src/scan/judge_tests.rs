@@ -8,7 +8,6 @@ use std::path::Path;
 use crate::catalog::{self, ProductRecord, Store};
 use crate::config::Config;
 use crate::model::fake::{photo, FakeEmbedder};
-use crate::model::Embed;
 use crate::policy::{Rule, Verdict};
 use crate::scan::{Listing, Parsed, Report, Scanner, Seller};
 use crate::vision::source::{Fetcher, ImageRef};
@@ -99,23 +98,20 @@ fn shop() -> Shop {
         ),
     ];
     let mut embedder = FakeEmbedder::new(MATCH, REVIEW);
-    let manifest = embedder.manifest().clone();
     let fetcher = Fetcher::new(&config.limits).expect("fetcher");
-    let limits = crate::scan::decode_limits(&config);
-    let loaded =
-        catalog::load_products(&fetcher, &limits, &manifest, config.verify.params(), products);
     let mut store = Store::open(&d.join("data"), true).expect("catalog opened");
-    store.check_model(&manifest).expect("a new catalog takes any model");
-    let done = catalog::ingest(&mut store, &mut embedder, &manifest, config.index.storage, &loaded)
+    let mut adder = catalog::Adder::new(&mut store, &mut embedder, &fetcher, &config)
+        .expect("a new catalog takes any model");
+    let mut added = (0, 0);
+    adder
+        .add_products(catalog::in_chunks(products), |done| {
+            assert!(done.skipped.is_empty() && done.image_errors.is_empty(), "{done:?}");
+            added = (added.0 + done.products, added.1 + done.embedded);
+            Ok(())
+        })
         .expect("products added");
-    assert_eq!(
-        (done.products, done.embedded),
-        (3, 4),
-        "{:?} {:?}",
-        done.skipped,
-        done.image_errors
-    );
-    store.finish_adding(&config, manifest.dim, &done.images).expect("index built");
+    assert_eq!(added, (3, 4), "products added, images embedded");
+    adder.finish().expect("index built");
     let view = store.view(&config).expect("catalog view");
     let scanner = Scanner::new(view, embedder, config).expect("scanner");
     Shop { dir, scanner }
@@ -171,7 +167,7 @@ fn a_copy_at_a_low_price_from_an_unauthorised_seller_is_flagged() {
     let m = &r.matches[0];
     assert_eq!((m.brand.as_str(), m.product_id.as_str()), ("Northwind", "nw-runner"));
     assert!(m.image.ends_with("runner.png") && m.listing_image.ends_with("L1.png"), "{m:?}");
-    assert!((m.similarity - 1.0).abs() < 0.01, "a brighter copy has cosine 1: {m:?}");
+    assert!((m.score - 1.0).abs() < 0.01, "a brighter copy has cosine 1: {m:?}");
     assert_eq!(r.price_ratio, Some(0.2));
     assert_eq!(r.model, "fake");
     let reasons = r.reasons.join("\n");
@@ -222,7 +218,7 @@ fn a_photo_with_no_close_vector_is_clear() {
     let r = shop.scan("L1", "bestdeals", Some(1.0), UNRELATED);
     assert_eq!((r.verdict, r.rule, r.risk), (Verdict::Clear, Rule::NoMatch, 0.0), "{}", said(&r));
     assert!(r.price.is_none() && r.price_ratio.is_none(), "{}", said(&r));
-    assert!(r.matches.iter().all(|m| m.similarity.abs() < 0.01), "{:?}", r.matches);
+    assert!(r.matches.iter().all(|m| m.score.abs() < 0.01), "{:?}", r.matches);
     assert!(r.reasons[0].contains("below the review threshold 0.80"), "{}", said(&r));
 }
 
@@ -238,7 +234,7 @@ fn a_possible_copy_is_reviewed_only_at_a_very_low_price() {
     );
     let m = &r.matches[0];
     assert_eq!(m.product_id, "nw-runner");
-    assert!((m.similarity - blend_cosine()).abs() < 0.01, "{m:?}");
+    assert!((m.score - blend_cosine()).abs() < 0.01, "{m:?}");
     assert!(r.reasons[0].contains("(below the match threshold 0.90"), "{}", said(&r));
     assert!(r.risk > 0.5 && r.risk < 1.0, "a weaker match is less risky: {}", r.risk);
     let r = shop.scan("L2", "bestdeals", Some(80.0), LIKE_RUNNER);
@@ -261,11 +257,11 @@ fn other_reference_photos_of_a_product_support_its_score() {
     let want = 0.2 * blend_cosine();
     let support = m.support.expect("support from the side photo");
     assert!((support - want).abs() < 0.01, "{support} != {want}");
-    assert!((m.similarity - (1.0 + support)).abs() < 1e-3, "{m:?}");
-    assert_eq!(m.raw_similarity.map(|c| (c * 100.0).round()), Some(100.0), "{m:?}");
+    assert!((m.score - (1.0 + support)).abs() < 1e-3, "{m:?}");
+    assert_eq!((m.cosine * 100.0).round(), 100.0, "{m:?}");
     let reasons = r.reasons.join("\n");
     for part in [
-        format!("with score {:.3} (cosine 1.000, plus {support:.3} because", m.similarity),
+        format!("with score {:.3} (cosine 1.000, plus {support:.3} because", m.score),
         "price 30.00 EUR is 15% of the reference price 200.00 EUR".to_string(),
         "seller bestdeals is not authorised: brand Lumen names no authorised sellers".to_string(),
     ] {

@@ -1,6 +1,5 @@
 //! The loading stage: listings' photos fetched and decoded, ready for the judge.
 
-use crate::config::Config;
 use crate::model::load::{self, Loaded};
 use crate::scan::Listing;
 use crate::vision::decode;
@@ -14,16 +13,6 @@ pub struct LoadedListing {
 
 /// A parsed listing, or (line, listing id if known, why it could not be parsed).
 pub type Parsed = Result<Listing, (usize, Option<String>, String)>;
-
-/// Image limits for the decoder, from the configuration.
-pub fn decode_limits(config: &Config) -> decode::Limits {
-    decode::Limits {
-        max_file_bytes: config.limits.max_image_bytes,
-        max_width: config.limits.max_image_side,
-        max_height: config.limits.max_image_side,
-        max_pixels: config.limits.max_image_pixels,
-    }
-}
 
 /// The loading stage: fetches and decodes listing photos (shared with loader threads).
 pub struct Loader {

@@ -1,7 +1,7 @@
 //! Scanning listings: parse, fetch and decode photos, embed, search the catalog, decide, report.
 //!
 //! The work goes in chunks: while the model embeds one chunk, the next is fetched and decoded on
-//! other threads (see `pipeline`). Verdicts come out in input order; a listing that cannot be
+//! other threads (see `util::pipeline`). Verdicts come out in input order; a listing that cannot be
 //! processed gets an `error` verdict and the scan goes on.
 //!
 //! The stages, in the order a listing goes through them: `listing` (records read into listings),
@@ -17,7 +17,6 @@ mod listing;
 mod loading;
 mod locate;
 mod photo;
-pub mod pipeline;
 pub mod report;
 mod score;
 mod search;
@@ -41,7 +40,7 @@ use crate::policy::wording::Lexicon;
 use crate::vision::source::Fetcher;
 
 pub use listing::{parse_listing, Listing, Seller};
-pub use loading::{decode_limits, LoadedListing, Loader, Parsed};
+pub use loading::{LoadedListing, Loader, Parsed};
 pub use photo::PhotoRef;
 pub use verdict::{stored_cosine, stored_score, Context, NetworkRef, PhotoPrint, Report};
 
@@ -88,7 +87,7 @@ impl Scanner {
         config: Config,
         fetcher: Fetcher,
     ) -> Result<Scanner> {
-        let limits = decode_limits(&config);
+        let limits = crate::vision::decode::Limits::from(&config.limits);
         let manifest = embedder.manifest().clone();
         let model = manifest.name.clone();
         let thresholds = config.policy.thresholds(&manifest)?;
@@ -156,7 +155,7 @@ impl Scanner {
     ) -> Result<()> {
         let loader = &self.loader;
         let judge = &mut self.judge;
-        crate::scan::pipeline::overlapped(
+        crate::util::pipeline::overlapped(
             chunks,
             |c| loader.load(c),
             |prepared| sink(judge.decide(prepared)?),

@@ -254,22 +254,17 @@ impl Worker {
     }
 
     fn upsert(&mut self, product: ProductRecord) -> Result<Upserted, ApiError> {
-        let manifest = self.scanner.embedder_mut().manifest().clone();
-        let limits = crate::scan::decode_limits(&self.config);
-        let loaded = catalog::load_products(
-            &self.fetcher,
-            &limits,
-            &manifest,
-            self.config.verify.params(),
-            vec![product],
-        );
-        let done = catalog::ingest(
+        let mut adder = catalog::Adder::new(
             &mut self.store,
             self.scanner.embedder_mut(),
-            &manifest,
-            self.config.index.storage,
-            &loaded,
+            &self.fetcher,
+            &self.config,
         )?;
+        let mut done = catalog::Ingested::default();
+        adder.add_products(catalog::in_chunks(vec![product]), |d| {
+            done = d.clone();
+            Ok(())
+        })?;
         let image_errors: Vec<String> = done.image_errors.iter().map(|(_, e)| e.clone()).collect();
         if let Some((_, why)) = done.skipped.first() {
             return Ok(Upserted {
@@ -279,7 +274,7 @@ impl Worker {
                 skipped: Some(why.clone()),
             });
         }
-        self.store.finish_adding(&self.config, manifest.dim, &done.images)?;
+        adder.finish()?;
         self.refresh()?;
         Ok(Upserted { embedded: done.embedded, reused: done.reused, image_errors, skipped: None })
     }

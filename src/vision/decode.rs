@@ -42,6 +42,18 @@ impl Default for Limits {
     }
 }
 
+impl From<&crate::input::limits::LimitsConfig> for Limits {
+    /// The image limits of the configuration's `[limits]`.
+    fn from(c: &crate::input::limits::LimitsConfig) -> Limits {
+        Limits {
+            max_file_bytes: c.max_image_bytes,
+            max_width: c.max_image_side,
+            max_height: c.max_image_side,
+            max_pixels: c.max_image_pixels,
+        }
+    }
+}
+
 /// Decoded RGB image, 8 bits per channel, row-major, width*height*3 bytes.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RgbImage {

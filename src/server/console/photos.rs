@@ -128,7 +128,7 @@ async fn catalog_file(
 
 /// The photo at `path` as a JPEG whose long side is at most `side`.
 async fn jpeg(state: &Arc<AppState>, path: PathBuf, side: u32) -> Result<Response, PageError> {
-    let limits = crate::scan::decode_limits(&state.config);
+    let limits = crate::vision::decode::Limits::from(&state.config.limits);
     let bytes = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
         use anyhow::Context;
         let raw =
