@@ -166,7 +166,7 @@ impl Default for VerifyConfig {
 
 impl VerifyConfig {
     /// Feature extraction settings.
-    pub fn params(&self) -> crate::vision::verify::orb::Params {
+    pub(crate) fn params(&self) -> crate::vision::verify::orb::Params {
         crate::vision::verify::orb::Params {
             max_side: self.max_side,
             min_side: self.min_side,

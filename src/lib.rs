@@ -140,7 +140,7 @@ mod vision;
 
 // The public API: what the command line itself uses to add products and judge listings. The rest
 // of the crate is private; `cli` is public for the `knockoff` binary (src/main.rs).
-pub use catalog::allowlist::Allowed;
+pub use catalog::allowlist::{Allowed, Entry as AllowlistEntry};
 pub use catalog::{
     in_chunks, parse_product, Adder, BackgroundIngested, CatalogView, ImageNotes, Ingested,
     ListedProduct, ModelStamp, NewProduct, ProductLine, ProductRecord, Stats as CatalogStats,
@@ -150,7 +150,7 @@ pub use config::Config;
 pub use input::records::{Format, RawRecord, RecordReader};
 pub use model::embed::Embedder;
 pub use policy::wording::WordingHit;
-pub use policy::{FeaturePair, Match, MatchRegion, PriceComparison, Thresholds, Verdict};
+pub use policy::{FeaturePair, Match, MatchRegion, PriceComparison, Rule, Thresholds, Verdict};
 pub use scan::report::explain;
 pub use scan::{
     parse_listing, Inferences, Listing, NetworkRef, Parsed, PhotoPrint, Report, Scanner, Seller,

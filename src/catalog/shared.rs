@@ -45,7 +45,7 @@ impl Store {
     /// brand's other products share (`verify::Shared`), comparing each image with its
     /// `SHARED_NEIGHBOURS` most similar images (embeddings) of those products, and stores them in
     /// one transaction. `scope` says which images are examined. Returns how many were.
-    pub fn mark_shared(&mut self, config: &Config, scope: SharedScope) -> Result<usize> {
+    pub(crate) fn mark_shared(&mut self, config: &Config, scope: SharedScope) -> Result<usize> {
         let Some(dim) = self.meta("dim")?.and_then(|d| d.parse::<usize>().ok()) else {
             return Ok(0); // empty catalog
         };

@@ -237,7 +237,7 @@ impl Store {
     }
 
     /// The snapshot's manifest, when the catalog is a read-only snapshot.
-    pub fn snapshot(&self) -> Option<&snapshot::SnapshotManifest> {
+    pub(crate) fn snapshot(&self) -> Option<&snapshot::SnapshotManifest> {
         self.snapshot.as_ref()
     }
 

@@ -33,30 +33,28 @@ pub struct ProductInfo {
 /// sell each brand.
 pub struct CatalogView {
     /// Live products.
-    pub products: Vec<ProductInfo>,
+    pub(crate) products: Vec<ProductInfo>,
     /// For each vector id: (index into `products`, reference image source); empty when hidden.
-    pub vector_products: Vec<Vec<(usize, String)>>,
+    pub(crate) vector_products: Vec<Vec<(usize, String)>>,
     /// Sellers authorised per brand.
-    pub brand_sellers: HashMap<String, HashSet<String>>,
+    pub(crate) brand_sellers: HashMap<String, HashSet<String>>,
     /// The reference vectors and their index.
-    pub index: Index,
+    pub(crate) index: Index,
     /// Embeddings of the background photos (exact search), when the catalog has any.
-    pub background: Option<Index>,
+    pub(crate) background: Option<Index>,
     /// For each product (index into `products`): its reference vectors.
-    pub product_vectors: Vec<Vec<u32>>,
-    /// Index into `products` by (brand, product id).
-    pub product_index: HashMap<(String, String), usize>,
+    pub(crate) product_vectors: Vec<Vec<u32>>,
     /// Local features of the reference images, when geometric verification is on.
-    pub features: Option<FeatureStore>,
+    pub(crate) features: Option<FeatureStore>,
     /// Perceptual hashes of the live reference images by vector id, when geometric verification
     /// is on: a scan looks up each listing photo's hashes here, so a near-duplicate is verified
     /// however low the embedding ranks it.
-    pub hashes: crate::vision::phash::Index,
+    pub(crate) hashes: crate::vision::phash::Index,
 }
 
 impl CatalogView {
     /// True when vector `id` belongs to at least one live product.
-    pub fn visible(&self, id: u32) -> bool {
+    pub(crate) fn visible(&self, id: u32) -> bool {
         self.vector_products.get(id as usize).is_some_and(|v| !v.is_empty())
     }
 }
@@ -93,11 +91,6 @@ impl Store {
                 product_vectors[*pi].push(v as u32);
             }
         }
-        let product_index = products
-            .iter()
-            .enumerate()
-            .map(|(i, p)| ((p.brand.clone(), p.product_id.clone()), i))
-            .collect();
         let features = if config.verify.enabled {
             let db = self.dir.join("catalog.sqlite");
             Some(FeatureStore::open(&db, self.snapshot.is_some(), self.schema)?)
@@ -116,7 +109,6 @@ impl Store {
             index,
             background,
             product_vectors,
-            product_index,
             features,
             hashes,
         })

@@ -125,7 +125,7 @@ impl Scanner {
     }
 
     /// Sets the allow-list verdicts respect (`allowlist`); listing photos are hashed from now on.
-    pub fn set_allowlist(&mut self, allow: allowlist::Shared) {
+    pub(crate) fn set_allowlist(&mut self, allow: allowlist::Shared) {
         self.loader.phash = true;
         self.judge.allow = allow;
     }

@@ -95,7 +95,12 @@ pub struct Report {
 
 impl Report {
     /// An `error` verdict naming what is wrong.
-    pub fn error(line: usize, listing_id: Option<String>, why: String, ctx: &Context) -> Report {
+    pub(crate) fn error(
+        line: usize,
+        listing_id: Option<String>,
+        why: String,
+        ctx: &Context,
+    ) -> Report {
         Report {
             listing_id,
             line,

@@ -40,6 +40,7 @@ impl Guard {
 
     /// The same guard looking names up with `lookup` (`host:port` to addresses) instead of the
     /// system's resolver: for tests that play a DNS server.
+    #[cfg(test)]
     pub fn with_lookup(
         mut self,
         lookup: impl Fn(&str) -> io::Result<Vec<SocketAddr>> + Send + Sync + 'static,
@@ -78,7 +79,7 @@ pub struct Resolver {
 
 impl Resolver {
     /// A resolver checking with `guard`.
-    pub fn new(guard: Guard) -> Resolver {
+    pub(crate) fn new(guard: Guard) -> Resolver {
         Resolver { guard }
     }
 }

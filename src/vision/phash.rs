@@ -184,11 +184,6 @@ impl Index {
         self.len
     }
 
-    /// True when there are none.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// The keys of the hashes at most `NEAR` bits from `h`, with their distance, nearest first.
     pub fn near(&self, h: u64) -> Vec<(u32, u32)> {
         let mut found: Vec<(u32, u32)> = Vec::new();

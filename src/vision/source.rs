@@ -68,7 +68,7 @@ impl Fetcher {
     }
 
     /// A fetcher whose downloads (each redirect too) reach only addresses `guard` allows.
-    pub fn guarded(
+    pub(crate) fn guarded(
         limits: &LimitsConfig,
         guard: crate::vision::netguard::Guard,
     ) -> anyhow::Result<Fetcher> {

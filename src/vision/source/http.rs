@@ -26,7 +26,7 @@ pub struct HttpLimits {
     /// Largest body accepted, in bytes.
     pub max_bytes: u64,
     /// Which addresses may be reached (`None`: any); checked before every hop, redirects included.
-    pub guard: Option<crate::vision::netguard::Guard>,
+    pub(crate) guard: Option<crate::vision::netguard::Guard>,
 }
 
 /// Checks an address given as a photo: an absolute http or https URL with a host.

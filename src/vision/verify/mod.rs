@@ -331,6 +331,7 @@ impl Shared {
     }
 
     /// Number of shared points.
+    #[cfg(test)]
     pub fn count(&self) -> usize {
         self.bits.iter().map(|b| b.count_ones() as usize).sum()
     }
@@ -812,9 +813,9 @@ mod tests {
     #[test]
     fn a_flat_or_tiny_photo_has_no_features() {
         let flat = RgbImage { width: 100, height: 100, data: vec![128; 30000] };
-        assert!(Features::extract(&flat, &Params::default()).is_empty());
+        assert!(Features::extract(&flat, &Params::default()).points.is_empty());
         let tiny = RgbImage { width: 10, height: 10, data: vec![0; 300] };
-        assert!(Features::extract(&tiny, &Params::default()).is_empty());
+        assert!(Features::extract(&tiny, &Params::default()).points.is_empty());
         assert_eq!(
             verify(
                 &Features::extract(&flat, &Params::default()),

@@ -74,11 +74,6 @@ impl Features {
         self.points.len()
     }
 
-    /// True when the photo has no features (flat or tiny).
-    pub fn is_empty(&self) -> bool {
-        self.points.is_empty()
-    }
-
     /// The features of the photo's mirror image (left and right swapped): points mirrored, and each
     /// descriptor's halves swapped, which the mirror-symmetric pattern makes exact up to rounding.
     pub fn mirrored(&self) -> Features {
