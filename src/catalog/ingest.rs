@@ -5,10 +5,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
+use serde::Deserialize;
 
 use super::store::{ImageNotes, ModelStamp, NewProduct, Store};
 use crate::index::vectors::Storage;
-use crate::input::records::{self, RawRecord};
+use crate::input::fields::{self, List, Price, Text};
+use crate::input::records::RawRecord;
 use crate::model::Manifest;
 use crate::vision::source::ImageRef;
 
@@ -35,14 +37,28 @@ pub struct ProductRecord {
     pub category: Option<String>,
 }
 
+/// The fields of a catalog file's record, as given (see `input::fields`).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ProductFields {
+    brand: Text,
+    product_id: Text,
+    title: Text,
+    price: Price,
+    currency: Text,
+    images: List,
+    authorized_sellers: List,
+    category: Text,
+}
+
 /// Turns a raw record from a catalog file into a product, or says what is wrong with it.
 pub fn parse_product(
     raw: &RawRecord,
     base_dir: &Path,
     max_images: usize,
 ) -> Result<ProductRecord, String> {
-    let f = raw.fields.as_ref().map_err(Clone::clone)?;
-    let images = records::list(f, "images")?;
+    let f: ProductFields = fields::record(raw.fields.as_ref().map_err(Clone::clone)?)?;
+    let images = f.images.named("images")?;
     if images.is_empty() {
         return Err("missing field `images` (one or more image paths or URLs)".into());
     }
@@ -52,26 +68,26 @@ pub fn parse_product(
             images.len()
         ));
     }
-    let currency = records::text(f, "currency")?.to_ascii_uppercase();
+    let currency = f.currency.required("currency")?.to_ascii_uppercase();
     if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_alphabetic()) {
         return Err(format!("field `currency` must be a 3-letter code like EUR, got {currency:?}"));
     }
     Ok(ProductRecord {
         line: raw.line,
-        brand: records::text(f, "brand")?,
-        product_id: records::text(f, "product_id")?,
-        title: records::text(f, "title")?,
-        price: reference_price(f)?,
+        brand: f.brand.required("brand")?,
+        product_id: f.product_id.required("product_id")?,
+        title: f.title.required("title")?,
+        price: reference_price(f.price)?,
         currency,
         images: images.iter().map(|s| ImageRef::parse(s, base_dir)).collect::<Result<_, _>>()?,
-        authorized_sellers: records::list(f, "authorized_sellers")?,
-        category: records::opt_text(f, "category")?,
+        authorized_sellers: f.authorized_sellers.named("authorized_sellers")?,
+        category: f.category.named("category")?,
     })
 }
 
 /// A product's reference price: a price above 0 (a listing's price is compared with it as a ratio).
-fn reference_price(f: &serde_json::Map<String, serde_json::Value>) -> Result<f64, String> {
-    match records::price(f, "price")? {
+fn reference_price(price: Price) -> Result<f64, String> {
+    match price.required("price")? {
         p if p > 0.0 => Ok(p),
         _ => Err("field `price` must be above 0: a reference price of 0 cannot be compared with listings' prices".into()),
     }

@@ -13,6 +13,8 @@ use std::io::{BufRead, Read};
 
 use serde_json::{Map, Value};
 
+use super::fields::{List, Price, Text};
+
 /// Input file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -352,90 +354,22 @@ fn parse_csv_record(text: &str, delimiter: u8) -> Result<Vec<String>, String> {
 
 /// A required text field (numbers are accepted and written as text).
 pub fn text(fields: &Map<String, Value>, key: &str) -> Result<String, String> {
-    opt_text(fields, key)?.ok_or_else(|| format!("missing field `{key}`"))
+    Text::of(fields.get(key)).required(key)
 }
 
 /// An optional text field; empty strings count as missing.
 pub fn opt_text(fields: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
-    match fields.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(other) => Err(format!("field `{key}` must be text, got {}", kind(other))),
-    }
+    Text::of(fields.get(key)).named(key)
 }
 
 /// A price: a finite, non-negative number (JSON number or numeric text).
 pub fn price(fields: &Map<String, Value>, key: &str) -> Result<f64, String> {
-    let v = match fields.get(key) {
-        None | Some(Value::Null) => return Err(format!("missing field `{key}`")),
-        Some(Value::Number(n)) => {
-            n.as_f64().ok_or_else(|| format!("field `{key}` is not a usable number"))?
-        }
-        Some(Value::String(s)) => {
-            s.trim().parse::<f64>().map_err(|_| format!("field `{key}` is not a number: {s:?}"))?
-        }
-        Some(other) => return Err(format!("field `{key}` must be a number, got {}", kind(other))),
-    };
-    if !v.is_finite() || v < 0.0 {
-        return Err(format!("field `{key}` must be a non-negative number, got {v}"));
-    }
-    Ok(v)
-}
-
-/// An optional whole number.
-pub fn opt_count(fields: &Map<String, Value>, key: &str) -> Result<Option<u64>, String> {
-    match fields.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => {
-            n.as_u64().map(Some).ok_or_else(|| format!("field `{key}` must be a whole number"))
-        }
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| format!("field `{key}` must be a whole number, got {s:?}")),
-        Some(other) => Err(format!("field `{key}` must be a whole number, got {}", kind(other))),
-    }
+    Price::of(fields.get(key)).required(key)
 }
 
 /// A list of text: a JSON array of strings, or text split on `|` (CSV).
 pub fn list(fields: &Map<String, Value>, key: &str) -> Result<Vec<String>, String> {
-    match fields.get(key) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) => {
-            Ok(s.split('|').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
-        }
-        Some(Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| match v {
-                Value::String(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
-                Value::Number(n) => Ok(n.to_string()),
-                other => Err(format!(
-                    "field `{key}` item {} must be non-empty text, got {}",
-                    i + 1,
-                    kind(other)
-                )),
-            })
-            .collect(),
-        Some(other) => {
-            Err(format!("field `{key}` must be a list or `|`-separated text, got {}", kind(other)))
-        }
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "text",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
+    List::of(fields.get(key)).named(key)
 }
 
 #[cfg(test)]

@@ -2,9 +2,10 @@
 
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::input::records::{self, RawRecord};
+use crate::input::fields::{self, Count, List, Price, Text};
+use crate::input::records::RawRecord;
 use crate::vision::source::ImageRef;
 
 /// Seller details kept with each verdict for later network analysis.
@@ -70,6 +71,29 @@ pub struct Listing {
     pub warnings: Vec<String>,
 }
 
+/// The fields of a listing record, as given (see `input::fields`).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ListingFields {
+    listing_id: Text,
+    images: List,
+    price: Price,
+    currency: Text,
+    title: Text,
+    seller_id: Text,
+    seller_name: Text,
+    region: Text,
+    ship_from: Text,
+    contact: Text,
+    payment_account: Text,
+    business_registration: Text,
+    warehouse: Text,
+    shop_url: Text,
+    listed_at: Text,
+    sold_count: Count,
+    contacts: List,
+}
+
 /// Parses a raw input record into a listing; on failure returns the listing id (when readable) and
 /// why.
 pub fn parse_listing(
@@ -78,9 +102,10 @@ pub fn parse_listing(
     max_images: usize,
 ) -> Result<Listing, (Option<String>, String)> {
     let f = raw.fields.as_ref().map_err(|e| (None, e.clone()))?;
-    let id = records::text(f, "listing_id").map_err(|e| (None, e))?;
+    let mut f: ListingFields = fields::record(f).map_err(|e| (None, e))?;
+    let id = std::mem::take(&mut f.listing_id).required("listing_id").map_err(|e| (None, e))?;
     let fail = |e: String| (Some(id.clone()), e);
-    let images = records::list(f, "images").map_err(fail)?;
+    let images = std::mem::take(&mut f.images).named("images").map_err(fail)?;
     if images.is_empty() {
         return Err(fail("missing field `images` (one or more image paths or URLs)".into()));
     }
@@ -90,62 +115,52 @@ pub fn parse_listing(
             images.len()
         )));
     }
-    let price = match f.get("price") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(_) => Some(records::price(f, "price").map_err(fail)?),
-    };
-    let currency = records::opt_text(f, "currency").map_err(fail)?.map(|c| c.to_ascii_uppercase());
+    let price = std::mem::take(&mut f.price).named("price").map_err(fail)?;
+    let currency = std::mem::take(&mut f.currency).named("currency").map_err(fail)?;
+    let currency = currency.map(|c| c.to_ascii_uppercase());
     if price.is_some() && currency.is_none() {
         return Err(fail("field `currency` is required with `price`".into()));
     }
+    let title = std::mem::take(&mut f.title).named("title").map_err(fail)?;
+    let images = images
+        .iter()
+        .map(|s| ImageRef::parse(s, base_dir))
+        .collect::<Result<_, _>>()
+        .map_err(fail)?;
+    let seller_id = std::mem::take(&mut f.seller_id).required("seller_id").map_err(fail)?;
     let mut warnings = Vec::new();
-    Ok(Listing {
-        line: raw.line,
-        listing_id: id.clone(),
-        title: records::opt_text(f, "title").map_err(fail)?,
-        price,
-        currency,
-        images: images
-            .iter()
-            .map(|s| ImageRef::parse(s, base_dir))
-            .collect::<Result<_, _>>()
-            .map_err(fail)?,
-        seller: seller_fields(f, records::text(f, "seller_id").map_err(fail)?, &mut warnings),
-        warnings,
-    })
+    let seller = seller_fields(f, seller_id, &mut warnings);
+    Ok(Listing { line: raw.line, listing_id: id, title, price, currency, images, seller, warnings })
 }
 
 /// The seller's fields of a record; a wrong-typed optional field is left out and said in
 /// `warnings`, the others are kept.
-fn seller_fields(
-    f: &serde_json::Map<String, serde_json::Value>,
-    seller_id: String,
-    warnings: &mut Vec<String>,
-) -> Seller {
-    let mut text = |key: &str| {
-        records::opt_text(f, key).unwrap_or_else(|e| {
-            warnings.push(format!("{e}; field ignored"));
+fn seller_fields(f: ListingFields, seller_id: String, warnings: &mut Vec<String>) -> Seller {
+    let mut ignored = |e: String| warnings.push(format!("{e}; field ignored"));
+    let mut text = |field: Text, key: &str| {
+        field.named(key).unwrap_or_else(|e| {
+            ignored(e);
             None
         })
     };
     let mut seller = Seller {
         seller_id,
-        seller_name: text("seller_name"),
-        region: text("region"),
-        ship_from: text("ship_from"),
-        contact: text("contact"),
-        payment_account: text("payment_account"),
-        business_registration: text("business_registration"),
-        warehouse: text("warehouse"),
-        shop_url: text("shop_url"),
-        listed_at: text("listed_at"),
+        seller_name: text(f.seller_name, "seller_name"),
+        region: text(f.region, "region"),
+        ship_from: text(f.ship_from, "ship_from"),
+        contact: text(f.contact, "contact"),
+        payment_account: text(f.payment_account, "payment_account"),
+        business_registration: text(f.business_registration, "business_registration"),
+        warehouse: text(f.warehouse, "warehouse"),
+        shop_url: text(f.shop_url, "shop_url"),
+        listed_at: text(f.listed_at, "listed_at"),
         ..Seller::default()
     };
-    seller.sold_count = records::opt_count(f, "sold_count").unwrap_or_else(|e| {
+    seller.sold_count = f.sold_count.named("sold_count").unwrap_or_else(|e| {
         warnings.push(format!("{e}; field ignored"));
         None
     });
-    seller.contacts = records::list(f, "contacts").unwrap_or_else(|e| {
+    seller.contacts = f.contacts.named("contacts").unwrap_or_else(|e| {
         warnings.push(format!("{e}; field ignored"));
         Vec::new()
     });
