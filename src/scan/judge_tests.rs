@@ -171,7 +171,7 @@ fn a_copy_at_a_low_price_from_an_unauthorised_seller_is_flagged() {
     let m = &r.matches[0];
     assert_eq!((m.brand.as_str(), m.product_id.as_str()), ("Northwind", "nw-runner"));
     assert!(m.image.ends_with("runner.png") && m.listing_image.ends_with("L1.png"), "{m:?}");
-    assert!((m.similarity - 1.0).abs() < 0.01, "a brighter copy has cosine 1: {m:?}");
+    assert!((m.score - 1.0).abs() < 0.01, "a brighter copy has cosine 1: {m:?}");
     assert_eq!(r.price_ratio, Some(0.2));
     assert_eq!(r.model, "fake");
     let reasons = r.reasons.join("\n");
@@ -222,7 +222,7 @@ fn a_photo_with_no_close_vector_is_clear() {
     let r = shop.scan("L1", "bestdeals", Some(1.0), UNRELATED);
     assert_eq!((r.verdict, r.rule, r.risk), (Verdict::Clear, Rule::NoMatch, 0.0), "{}", said(&r));
     assert!(r.price.is_none() && r.price_ratio.is_none(), "{}", said(&r));
-    assert!(r.matches.iter().all(|m| m.similarity.abs() < 0.01), "{:?}", r.matches);
+    assert!(r.matches.iter().all(|m| m.score.abs() < 0.01), "{:?}", r.matches);
     assert!(r.reasons[0].contains("below the review threshold 0.80"), "{}", said(&r));
 }
 
@@ -238,7 +238,7 @@ fn a_possible_copy_is_reviewed_only_at_a_very_low_price() {
     );
     let m = &r.matches[0];
     assert_eq!(m.product_id, "nw-runner");
-    assert!((m.similarity - blend_cosine()).abs() < 0.01, "{m:?}");
+    assert!((m.score - blend_cosine()).abs() < 0.01, "{m:?}");
     assert!(r.reasons[0].contains("(below the match threshold 0.90"), "{}", said(&r));
     assert!(r.risk > 0.5 && r.risk < 1.0, "a weaker match is less risky: {}", r.risk);
     let r = shop.scan("L2", "bestdeals", Some(80.0), LIKE_RUNNER);
@@ -261,11 +261,11 @@ fn other_reference_photos_of_a_product_support_its_score() {
     let want = 0.2 * blend_cosine();
     let support = m.support.expect("support from the side photo");
     assert!((support - want).abs() < 0.01, "{support} != {want}");
-    assert!((m.similarity - (1.0 + support)).abs() < 1e-3, "{m:?}");
-    assert_eq!(m.raw_similarity.map(|c| (c * 100.0).round()), Some(100.0), "{m:?}");
+    assert!((m.score - (1.0 + support)).abs() < 1e-3, "{m:?}");
+    assert_eq!((m.cosine * 100.0).round(), 100.0, "{m:?}");
     let reasons = r.reasons.join("\n");
     for part in [
-        format!("with score {:.3} (cosine 1.000, plus {support:.3} because", m.similarity),
+        format!("with score {:.3} (cosine 1.000, plus {support:.3} because", m.score),
         "price 30.00 EUR is 15% of the reference price 200.00 EUR".to_string(),
         "seller bestdeals is not authorised: brand Lumen names no authorised sellers".to_string(),
     ] {
