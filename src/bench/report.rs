@@ -211,7 +211,8 @@ fn folds_markdown(products: &[ProductResults]) -> String {
     let mut s = format!(
         "\n#### By folds over classes (held out)\n\n{}.\n\n\
          | K | sibling margin | top-1 | right brand first | flags and reviews correct | \
-         flag recall | unbranded flagged | mean set size |\n|---:|---|---:|---:|---:|---:|---:|---:|\n",
+         flag recall | unbranded flagged | mean set size |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|\n",
         last.folds.method
     );
     for p in products {
@@ -226,9 +227,11 @@ fn folds_markdown(products: &[ProductResults]) -> String {
         );
     }
     s += &format!(
-        "\nK = {}, per held-out fold (without sets → with the margin chosen on the other four):\n\n\
+        "\nK = {}, per held-out fold (without sets → with the margin chosen on the other \
+         four):\n\n\
          | fold | classes | margin | top-1 | right brand first | flags and reviews correct | \
-         flag recall | unbranded flagged | mean set size |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|\n",
+         flag recall | unbranded flagged | mean set size |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|---:|\n",
         last.k
     );
     for f in &last.folds.folds {
