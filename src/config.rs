@@ -311,6 +311,9 @@ impl Config {
         if p.top_k == 0 {
             bail!("policy.top_k must be at least 1");
         }
+        if !(p.sibling_margin.is_finite() && (0.0..=0.5).contains(&p.sibling_margin)) {
+            bail!("policy.sibling_margin must be between 0 and 0.5, got {}", p.sibling_margin);
+        }
         if self.limits.listing_fetch_secs == 0 {
             bail!("limits.listing_fetch_secs must be at least 1 (seconds to fetch one listing's photos)");
         }

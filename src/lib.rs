@@ -150,7 +150,9 @@ pub use config::Config;
 pub use input::records::{Format, RawRecord, RecordReader};
 pub use model::embed::Embedder;
 pub use policy::wording::WordingHit;
-pub use policy::{FeaturePair, Match, MatchRegion, PriceComparison, Rule, Thresholds, Verdict};
+pub use policy::{
+    CandidateProduct, FeaturePair, Match, MatchRegion, PriceComparison, Rule, Thresholds, Verdict,
+};
 pub use scan::report::explain;
 pub use scan::{
     parse_listing, Inferences, Listing, NetworkRef, Parsed, PhotoPrint, Report, Scanner, Seller,

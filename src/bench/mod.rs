@@ -9,6 +9,7 @@
 pub mod attack;
 pub mod baseline;
 mod copy;
+mod folds;
 mod harness;
 pub mod metrics;
 mod products;
@@ -23,6 +24,7 @@ use crate::bench::metrics::PrPoint;
 use crate::config::Config;
 use crate::model::ModelLocation;
 use crate::vision::decode;
+pub use folds::FoldResults;
 pub use report::markdown;
 
 /// Which part of the benchmark to run.
@@ -173,6 +175,13 @@ pub struct ProductResults {
     pub top1: f64,
     /// Share of branded listings with the right product among the best five.
     pub top5: f64,
+    /// Share of branded listings whose best match is a product of the right brand.
+    pub brand_top1: f64,
+    /// Of all flags and reviews, the share on a branded listing that names its right product as
+    /// the best match or holds it in its candidate set (`None` without flags or reviews).
+    pub flags_and_reviews_correct: Option<f64>,
+    /// Mean number of products a flag or review names (1 without a candidate set).
+    pub mean_set_size: Option<f64>,
     /// Share of branded listings whose best match is another product of the same brand.
     pub sibling_confusion: f64,
     /// Share of branded listings whose best match is a product of another brand.
@@ -201,6 +210,9 @@ pub struct ProductResults {
     pub seconds: f64,
     /// Share of listing photos whose regions were searched too (`[scan] region_queries`).
     pub region_share: f64,
+    /// The same listings by folds over classes, the sibling margin chosen on training folds: the
+    /// held-out figures to quote (`folds`).
+    pub folds: FoldResults,
 }
 
 /// Runs the benchmark; returns the results and writes them, the plots and the Markdown to `opts.out`.

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 
+use super::folds::{self, Case, Sellers};
 use super::harness::{build_catalog, dump_matches, listing, phash_rank, product, scan_catalog};
 use super::metrics::{self, Pair, PrPoint};
 use super::{grocery_split, mix, sample, say, stem};
@@ -19,7 +20,7 @@ use crate::scan::{Listing, Report};
 use crate::vision::source::ImageRef;
 
 /// Brand of a Grocery class: the first word of its name (`Arla-Standard-Milk` → `Arla`).
-fn brand_of(class: &str) -> &str {
+pub(super) fn brand_of(class: &str) -> &str {
     class.split('-').next().unwrap_or(class)
 }
 
@@ -53,11 +54,17 @@ pub(super) fn products_task(
     let n_products = products.len();
     let product_images = photos_of(&products);
     let known: HashSet<String> = products.iter().map(|p| p.product_id.clone()).collect();
+    let sellers = sellers_of(&products);
     let dir = opts.out.join(format!("work/catalog-products-k{k}"));
     say(opts, format!("products K={k}: cataloguing {n_products} products"));
     let n_images = build_catalog(config, loc, opts, &dir, products)?;
     let set = listings_of(opts, &known)?;
     say(opts, format!("products K={k}: scanning {} listings", set.listings.len()));
+    let classes = folds::assign(
+        set.branded.iter().map(|(_, c, _)| c.as_str()),
+        set.unbranded.iter().map(|(_, c, _)| c.as_str()),
+    );
+    let cases = cases_of(&set, &classes);
     let (reports, region_share) = scan_catalog(config, loc, &dir, set.listings)?;
     dump_matches(
         &opts.out.join(format!("products-k{k}-matches.jsonl")),
@@ -68,6 +75,9 @@ pub(super) fn products_task(
         &reports,
     )?;
     let t = tally(&set.truth, &reports)?;
+    let thresholds = config.policy.thresholds(&loc.manifest)?;
+    let pooled = folds::pooled(&cases, &reports);
+    let by_folds = folds::by_folds(&cases, &reports, &classes, config, &thresholds, &sellers)?;
     let (branded, unbranded) = (&set.branded, &set.unbranded);
     let nb = branded.len().max(1) as f64;
     let nu = unbranded.len().max(1) as f64;
@@ -86,6 +96,9 @@ pub(super) fn products_task(
         unbranded_listings: unbranded.len(),
         top1: t.top1 as f64 / nb,
         top5: t.top5 as f64 / nb,
+        brand_top1: pooled.brand_top1,
+        flags_and_reviews_correct: pooled.flags_and_reviews_correct,
+        mean_set_size: pooled.mean_set_size,
         sibling_confusion: t.sib as f64 / nb,
         other_brand_confusion: t.other as f64 / nb,
         identification_ap: metrics::micro_ap(&t.pairs, branded.len()),
@@ -99,6 +112,7 @@ pub(super) fn products_task(
         top_confusions,
         seconds: t0.elapsed().as_secs_f64(),
         region_share,
+        folds: by_folds,
     };
     Ok((res, metrics::pr_curve(&t.pairs, branded.len()), baseline))
 }
@@ -126,6 +140,31 @@ fn catalog_products(opts: &Options, k: usize) -> Result<Vec<ProductRecord>> {
         bail!("no iconic images of branded products under {}", iconic_root.display());
     }
     Ok(products)
+}
+
+/// The authorised sellers of each brand of `products`.
+fn sellers_of(products: &[ProductRecord]) -> Sellers {
+    let mut map: HashMap<String, Vec<String>> = HashMap::new();
+    for p in products {
+        let v = map.entry(p.brand.clone()).or_default();
+        v.extend(p.authorized_sellers.iter().cloned());
+        v.sort();
+        v.dedup();
+    }
+    Sellers(map)
+}
+
+/// The listings of `set` as the folds see them: their class's fold (`classes`), truth and price.
+fn cases_of(set: &ListingSet, classes: &HashMap<String, usize>) -> Vec<Case> {
+    let photos = set.branded.iter().chain(&set.unbranded);
+    photos
+        .zip(&set.truth)
+        .map(|((_, class, _), (truth, low))| Case {
+            fold: classes.get(class).copied().unwrap_or(0),
+            truth: truth.clone(),
+            low: *low,
+        })
+        .collect()
 }
 
 /// Each product's id and its photo files (for the pHash baseline).

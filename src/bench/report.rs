@@ -1,5 +1,6 @@
 //! The results as Markdown (`results.md`, and what `knockoff bench accuracy` prints).
 
+use super::folds::{FoldFigures, Spread, Summary};
 use super::{CopyResults, ProductResults, Results};
 
 fn pct(x: f64) -> String {
@@ -113,6 +114,7 @@ fn products_markdown(products: &[ProductResults]) -> String {
             products.iter().map(|p| format!("K={}: {}", p.k, pct(p.region_share))).collect();
         s += &format!("\nListing photos whose regions were searched too: {}.\n", v.join(", "));
     }
+    s += &folds_markdown(products);
     if let Some(p) = products.last() {
         s += &format!("\nMost frequent wrong best matches at K={}: ", p.k);
         let v: Vec<String> =
@@ -163,6 +165,83 @@ fn baseline_markdown(r: &Results) -> String {
                 b.identification_ap
             );
         }
+    }
+    s
+}
+
+/// A figure over the folds: mean ± spread (sample standard deviation).
+fn spread(x: &Spread) -> String {
+    format!("{:.1} ± {:.1} %", 100.0 * x.mean, 100.0 * x.sd)
+}
+
+/// One fold's held-out cells: top-1, brand top-1, flags and reviews correct (without sets →
+/// with), flag recall, unbranded flagged, mean set size.
+fn fold_row(without: &FoldFigures, with: &FoldFigures) -> String {
+    let opt = |x: Option<f64>| x.map(pct).unwrap_or_else(|| "—".into());
+    format!(
+        "{} | {} | {} → {} | {} | {} | {}",
+        pct(with.top1),
+        pct(with.brand_top1),
+        opt(without.flags_and_reviews_correct),
+        opt(with.flags_and_reviews_correct),
+        pct(with.flag_recall),
+        pct(with.unbranded_flagged),
+        with.mean_set_size.map(|x| format!("{x:.2}")).unwrap_or_else(|| "—".into())
+    )
+}
+
+/// The held-out summary as the cells of `fold_row`.
+fn summary_row(x: &Summary) -> String {
+    format!(
+        "{} | {} | {} | {} | {} | {:.2} ± {:.2}",
+        spread(&x.top1),
+        spread(&x.brand_top1),
+        spread(&x.flags_and_reviews_correct),
+        spread(&x.flag_recall),
+        spread(&x.unbranded_flagged),
+        x.mean_set_size.mean,
+        x.mean_set_size.sd
+    )
+}
+
+/// The folds section: per K the held-out means with and without candidate sets; per fold of the
+/// last K its classes' figures and the margin chosen on the other folds.
+fn folds_markdown(products: &[ProductResults]) -> String {
+    let Some(last) = products.last() else { return String::new() };
+    let mut s = format!(
+        "\n#### By folds over classes (held out)\n\n{}.\n\n\
+         | K | sibling margin | top-1 | right brand first | flags and reviews correct | \
+         flag recall | unbranded flagged | mean set size |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|\n",
+        last.folds.method
+    );
+    for p in products {
+        let f = &p.folds;
+        s += &format!("| {} | 0 (no sets) | {} |\n", p.k, summary_row(&f.held_out_without_sets));
+        s += &format!(
+            "| {} | {:.3} ± {:.3} (chosen per fold) | {} |\n",
+            p.k,
+            f.margin.mean,
+            f.margin.sd,
+            summary_row(&f.held_out)
+        );
+    }
+    s += &format!(
+        "\nK = {}, per held-out fold (without sets → with the margin chosen on the other \
+         four):\n\n\
+         | fold | classes | margin | top-1 | right brand first | flags and reviews correct | \
+         flag recall | unbranded flagged | mean set size |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        last.k
+    );
+    for f in &last.folds.folds {
+        s += &format!(
+            "| {} | {} | {:.3} | {} |\n",
+            f.fold,
+            f.classes.join(", "),
+            f.margin,
+            fold_row(&f.held_out_without_sets, &f.held_out)
+        );
     }
     s
 }

@@ -11,6 +11,12 @@
 //!   `review_price_ratio` × reference → review;
 //! - `possible_match_normal_price`: weaker match at a higher price → clear;
 //! - `no_match`: nothing at or above the review threshold → clear.
+//!
+//! Look-alike siblings: when products of the best match's brand score within `sibling_margin` of
+//! it, the evidence does not separate them, and they are judged together as one candidate set
+//! (`Decision::candidates`, best first): the rules apply to the highest score among them, the
+//! price is compared with the highest reference price among them (in the base currency; none
+//! when one cannot be converted), and the reasons say "one of …".
 
 pub mod calibrate;
 pub mod currency;
@@ -236,6 +242,21 @@ pub struct Decision {
     pub price: Option<PriceComparison>,
     /// Sentences saying why.
     pub reasons: Vec<String>,
+    /// When the verdict is about products the evidence does not separate (siblings of one brand
+    /// within `sibling_margin` of the best match): all of them, best first; else empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<CandidateProduct>,
+}
+
+/// One of the products a verdict may be about, when the evidence does not separate them.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CandidateProduct {
+    /// The brand's product identifier.
+    pub product_id: String,
+    /// Product title.
+    pub title: String,
+    /// Score of its match.
+    pub score: f32,
 }
 
 /// The thresholds a verdict is made with (from the config, or the model manifest's defaults).
@@ -249,6 +270,10 @@ pub struct Thresholds {
     pub flag_price_ratio: f64,
     /// A possible copy at or below this fraction is sent to review.
     pub review_price_ratio: f64,
+    /// Products of the best match's brand scoring less than this below it form a candidate set
+    /// with it (`Decision::candidates`); 0: never. Not written in verdicts' `thresholds`.
+    #[serde(skip)]
+    pub sibling_margin: f64,
 }
 
 /// The authorised sellers of a brand.
@@ -269,12 +294,18 @@ pub fn decide(
     policy: &Thresholds,
     currency: &CurrencyConfig,
 ) -> Decision {
+    let set = sibling_set(matches, policy);
     let mut best: Option<Decision> = None;
-    for m in matches {
-        if (m.score as f64) < policy.review_threshold {
+    for (i, m) in matches.iter().enumerate() {
+        if (m.score as f64) < policy.review_threshold
+            || (i > 0 && set.iter().any(|c| std::ptr::eq(*c, m)))
+        {
             continue;
         }
-        let d = decide_one(offer, m, auth, policy, currency);
+        let d = match i {
+            0 if set.len() > 1 => decide_set(offer, &set, auth, policy, currency),
+            _ => decide_one(offer, m, auth, policy, currency),
+        };
         let better = match &best {
             None => true,
             Some(b) => severity(d.verdict) > severity(b.verdict),
@@ -297,8 +328,28 @@ pub fn decide(
             rule: Rule::NoMatch,
             price: None,
             reasons: vec![reason],
+            candidates: Vec::new(),
         }
     })
+}
+
+/// The candidate set of `matches` (best first): the best match, when at or above the review
+/// threshold, with every other product of its brand whose score is less than `sibling_margin`
+/// below it (or above it: colour may have put a look-alike first). Empty when the evidence
+/// separates the best match from its siblings, and always with a margin of 0.
+fn sibling_set<'a>(matches: &'a [Match], policy: &Thresholds) -> Vec<&'a Match> {
+    let Some((best, rest)) = matches.split_first() else { return Vec::new() };
+    if (best.score as f64) < policy.review_threshold || policy.sibling_margin <= 0.0 {
+        return Vec::new();
+    }
+    let mut set = vec![best];
+    set.extend(rest.iter().filter(|m| {
+        m.brand == best.brand && f64::from(best.score) - f64::from(m.score) < policy.sibling_margin
+    }));
+    if set.len() < 2 {
+        set.clear();
+    }
+    set
 }
 
 fn severity(v: Verdict) -> u8 {
@@ -319,9 +370,100 @@ fn decide_one(
     currency: &CurrencyConfig,
 ) -> Decision {
     let strong = m.score as f64 >= policy.match_threshold;
-    let mut reasons = vec![match_reason(m, strong, policy)];
-    let price = compare_price(offer, m, currency);
-    reasons.push(price_reason(offer, m, price.as_ref()));
+    let reasons = vec![match_reason(m, strong, policy)];
+    decide_priced(offer, m, Priced::Own, reasons, auth, policy, currency)
+}
+
+/// Decides the verdict about a candidate `set` (`sibling_set`, best first, at least two): the
+/// highest score among them (the best match is not always the highest: colour may have put a
+/// look-alike sibling first, `scan::siblings`) with the highest reference price among them, in
+/// the base currency (none when one of them cannot be compared).
+fn decide_set(
+    offer: &Offer<'_>,
+    set: &[&Match],
+    auth: &dyn Authorisations,
+    policy: &Thresholds,
+    currency: &CurrencyConfig,
+) -> Decision {
+    let mut m = set[0];
+    for &c in &set[1..] {
+        if c.score > m.score {
+            m = c;
+        }
+    }
+    let strong = m.score as f64 >= policy.match_threshold;
+    let named: Vec<String> =
+        set.iter().map(|c| format!("{} ({:?}, {:.3})", c.product_id, c.title, c.score)).collect();
+    let reasons = vec![
+        match_reason(m, strong, policy),
+        format!(
+            "matches one of {} {} products: {}; their scores are within the sibling margin {:.3} \
+             of the best, so the evidence does not separate them",
+            set.len(),
+            m.brand,
+            named.join(", "),
+            policy.sibling_margin
+        ),
+    ];
+    let priced = Priced::HighestOf(highest_priced(set, currency));
+    let mut d = decide_priced(offer, m, priced, reasons, auth, policy, currency);
+    d.candidates = set
+        .iter()
+        .map(|c| CandidateProduct {
+            product_id: c.product_id.clone(),
+            title: c.title.clone(),
+            score: c.score,
+        })
+        .collect();
+    d
+}
+
+/// Of a candidate `set`, the match whose reference price is the highest in the base currency:
+/// the first whose price cannot be converted when there is one (its price then cannot be
+/// compared, and no flag comes from the others' lower prices).
+fn highest_priced<'a>(set: &[&'a Match], currency: &CurrencyConfig) -> &'a Match {
+    let mut best: Option<(&Match, f64)> = None;
+    for &c in set {
+        let Some(p) = currency.to_base(c.reference_price, &c.reference_currency) else {
+            return c;
+        };
+        if best.is_none_or(|(_, b)| p > b) {
+            best = Some((c, p));
+        }
+    }
+    best.map_or(set[0], |(c, _)| c)
+}
+
+/// Which reference price a verdict compares the listing's price with.
+enum Priced<'a> {
+    /// The match's own.
+    Own,
+    /// The highest of its candidate set's, this match's (`highest_priced`).
+    HighestOf(&'a Match),
+}
+
+/// Decides the verdict about match `m` with its first `reasons` given, comparing the listing's
+/// price with the reference price `priced` says.
+fn decide_priced(
+    offer: &Offer<'_>,
+    m: &Match,
+    priced: Priced<'_>,
+    mut reasons: Vec<String>,
+    auth: &dyn Authorisations,
+    policy: &Thresholds,
+    currency: &CurrencyConfig,
+) -> Decision {
+    let strong = m.score as f64 >= policy.match_threshold;
+    let of = match priced {
+        Priced::Own => m,
+        Priced::HighestOf(p) => p,
+    };
+    let price = compare_price(offer, of, currency);
+    let mut said = price_reason(offer, of, price.as_ref());
+    if let Priced::HighestOf(p) = priced {
+        said += &format!(" ({}'s, the highest reference price among them)", p.product_id);
+    }
+    reasons.push(said);
     let authorised = auth.sellers(&m.brand);
     let is_authorised = authorised.iter().any(|s| s == offer.seller_id);
     let strength = match_strength(m, strong, policy);
@@ -334,13 +476,21 @@ fn decide_one(
             rule: Rule::AuthorisedSeller,
             price,
             reasons,
+            candidates: Vec::new(),
         };
     }
     reasons.push(unauthorised_reason(offer, m, &authorised));
     let Ruling { verdict, rule, why } =
         rule_for_copy(strong, price.as_ref().map(|p| p.ratio), policy);
     reasons.push(format!("rule {rule}: {why} → {}", verdict.as_str()));
-    Decision { verdict, risk: round3(strength * price_factor), rule, price, reasons }
+    Decision {
+        verdict,
+        risk: round3(strength * price_factor),
+        rule,
+        price,
+        reasons,
+        candidates: Vec::new(),
+    }
 }
 
 /// The first reason about a match: which photo matches which product, with what score and how it
@@ -621,6 +771,11 @@ pub struct PolicyConfig {
     /// Evidence from several reference photos of one product: its score is the best photo pair's
     /// plus `support_weight` × (the second best photo's score + half the third's). 0: best pair only.
     pub support_weight: f64,
+    /// Look-alike siblings: products of the best match's brand scoring less than this below it
+    /// are named with it as the set of products the listing may be (`candidates`), and the price
+    /// is compared with the highest reference price among them. 0: always one product. The
+    /// default was chosen on held-out folds of the Grocery benchmark (BENCHMARKS.md).
+    pub sibling_margin: f64,
 }
 
 impl PolicyConfig {
@@ -634,6 +789,7 @@ impl PolicyConfig {
             review_threshold: self.review_threshold.unwrap_or(manifest.review_threshold),
             flag_price_ratio: self.flag_price_ratio,
             review_price_ratio: self.review_price_ratio,
+            sibling_margin: self.sibling_margin,
         };
         if t.review_threshold > t.match_threshold {
             bail!(
@@ -647,6 +803,9 @@ impl PolicyConfig {
     }
 }
 
+/// The default `sibling_margin` (BENCHMARKS.md, products by folds).
+pub const DEFAULT_SIBLING_MARGIN: f64 = 0.255;
+
 impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
@@ -658,6 +817,7 @@ impl Default for PolicyConfig {
             background_beta: 1.0,
             background_k: 3,
             support_weight: 0.2,
+            sibling_margin: DEFAULT_SIBLING_MARGIN,
         }
     }
 }
@@ -683,6 +843,7 @@ mod tests {
             review_threshold: 0.44,
             flag_price_ratio: 0.5,
             review_price_ratio: 0.35,
+            sibling_margin: 0.05,
         }
     }
 
@@ -841,6 +1002,98 @@ mod tests {
             d.reasons.join("; ").contains("no exchange rate"),
             "an unknown currency still says so"
         );
+    }
+
+    /// A match of brand "B" product `id` with score `score` and reference price `price` EUR.
+    fn sib(id: &str, score: f32, price: f64) -> Match {
+        Match {
+            product_id: id.into(),
+            title: format!("T {id}"),
+            reference_price: price,
+            ..m(score)
+        }
+    }
+
+    fn decide_on(matches: &[Match], price: f64, margin: f64) -> Decision {
+        decide(
+            &Offer { seller_id: "x", price: Some((price, "EUR")) },
+            matches,
+            &Auth,
+            &Thresholds { sibling_margin: margin, ..t() },
+            &CurrencyConfig::default(),
+        )
+    }
+
+    fn ids(d: &Decision) -> Vec<&str> {
+        d.candidates.iter().map(|c| c.product_id.as_str()).collect()
+    }
+
+    #[test]
+    fn siblings_within_the_margin_form_a_candidate_set_best_first() {
+        let other = Match { brand: "Other".into(), ..sib("o1", 0.89, 100.0) };
+        let matches = [sib("p1", 0.9, 100.0), other, sib("p2", 0.86, 100.0), sib("p3", 0.8, 100.0)];
+        let d = decide_on(&matches, 95.0, 0.05);
+        assert_eq!(ids(&d), ["p1", "p2"], "p3 is 0.1 below; another brand never joins");
+        assert_eq!(d.candidates[1].score, 0.86);
+        assert!(d.reasons.iter().any(|r| r.starts_with("matches one of 2 B products: p1")));
+        assert_eq!(ids(&decide_on(&matches, 95.0, 0.15)), ["p1", "p2", "p3"]);
+        assert!(decide_on(&matches, 95.0, 0.03).candidates.is_empty(), "0.04 apart separates");
+        assert!(decide_on(&matches, 95.0, 0.0).candidates.is_empty(), "margin 0: never a set");
+        let weak = [sib("p1", 0.3, 100.0), sib("p2", 0.3, 100.0)];
+        let d = decide_on(&weak, 95.0, 0.05);
+        assert_eq!((d.rule, d.candidates.len()), (Rule::NoMatch, 0), "no verdict, no set");
+    }
+
+    #[test]
+    fn a_set_is_priced_at_its_highest_reference_price() {
+        // p2 (100 EUR) is the best match; p1 (200 EUR) scores 0.02 below it
+        let together = [sib("p2", 0.9, 100.0), sib("p1", 0.88, 200.0)];
+        let d = decide_on(&together, 80.0, 0.05);
+        assert_eq!(ids(&d), ["p2", "p1"]);
+        assert_eq!(d.price.as_ref().map(|p| (p.reference, p.ratio)), Some((200.0, 0.4)));
+        assert_eq!((d.verdict, d.rule), (Verdict::Flag, Rule::CopyAtLowPrice));
+        let price = d.reasons.iter().find(|r| r.starts_with("price")).expect("a price reason");
+        assert!(price.contains("(p1's, the highest reference price among them)"), "{price}");
+        // apart, the best match alone is judged on its own price: 80 % of it
+        let apart = [sib("p2", 0.9, 100.0), sib("p1", 0.3, 200.0)];
+        let d = decide_on(&apart, 80.0, 0.05);
+        assert_eq!(d.price.as_ref().map(|p| p.reference), Some(100.0));
+        assert_eq!((d.verdict, d.rule), (Verdict::Review, Rule::CopyAtNormalPrice));
+        // the order of the set does not matter, nor which member is the best
+        let d = decide_on(&[sib("p1", 0.9, 200.0), sib("p2", 0.88, 100.0)], 80.0, 0.05);
+        assert_eq!(d.price.as_ref().map(|p| p.reference), Some(200.0));
+        // a member whose price cannot be converted: no comparison, so no flag from the others
+        let unknown = Match { reference_currency: "XXX".into(), ..sib("p2", 0.88, 100.0) };
+        let d = decide_on(&[sib("p1", 0.9, 100.0), unknown], 10.0, 0.05);
+        assert_eq!((d.verdict, d.rule), (Verdict::Review, Rule::CopyPriceUnknown));
+    }
+
+    #[test]
+    fn without_a_margin_every_match_is_judged_on_its_own() {
+        // p2 scores above the best (colour put p1 first); margin 0: as before sets existed
+        let colour_swapped = [sib("p1", 0.47, 100.0), sib("p2", 0.52, 100.0)];
+        let d = decide_on(&colour_swapped, 20.0, 0.0);
+        assert_eq!((d.verdict, d.candidates.len()), (Verdict::Flag, 0), "p2 alone flags");
+        assert!(d.reasons[0].contains("matches B / p2"), "{}", d.reasons[0]);
+    }
+
+    #[test]
+    fn a_set_is_judged_on_its_highest_score() {
+        // colour put p1 first below the match threshold (0.5); p2, within the margin, is above it
+        let d = decide_on(&[sib("p1", 0.47, 100.0), sib("p2", 0.52, 100.0)], 20.0, 0.1);
+        assert_eq!(ids(&d), ["p1", "p2"], "best first, as ranked");
+        assert_eq!((d.verdict, d.rule), (Verdict::Flag, Rule::CopyAtLowPrice));
+        assert!(d.reasons[0].contains("matches B / p2"), "{}", d.reasons[0]);
+    }
+
+    #[test]
+    fn a_separated_verdict_has_no_candidates_field() {
+        let d = decide_on(&[sib("p1", 0.9, 100.0), sib("p2", 0.7, 100.0)], 40.0, 0.05);
+        let json = serde_json::to_value(&d).expect("serialises");
+        assert!(json.get("candidates").is_none(), "{json}");
+        let d = decide_on(&[sib("p1", 0.9, 100.0), sib("p2", 0.88, 100.0)], 40.0, 0.05);
+        let json = serde_json::to_value(&d).expect("serialises");
+        assert_eq!(json["candidates"][1]["product_id"], "p2", "{json}");
     }
 
     #[test]

@@ -234,6 +234,7 @@ impl Judge {
             price_ratio: d.price.as_ref().map(|p| (p.ratio * 10000.0).round() / 10000.0),
             price: d.price,
             matches,
+            candidates: d.candidates,
             rule: d.rule,
             reasons,
             image_errors,

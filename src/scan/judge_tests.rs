@@ -170,6 +170,8 @@ fn a_copy_at_a_low_price_from_an_unauthorised_seller_is_flagged() {
     assert!((m.score - 1.0).abs() < 0.01, "a brighter copy has cosine 1: {m:?}");
     assert_eq!(r.price_ratio, Some(0.2));
     assert_eq!(r.model, "fake");
+    let json = serde_json::to_value(&r).expect("a verdict serialises");
+    assert!(json.get("candidates").is_none(), "a separated verdict names no set: {json}");
     let reasons = r.reasons.join("\n");
     for part in [
         "matches Northwind / nw-runner (\"Northwind nw-runner\") with similarity 1.000 \

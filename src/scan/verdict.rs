@@ -51,6 +51,11 @@ pub struct Report {
     pub risk: f64,
     /// Best matching products, best first.
     pub matches: Vec<Match>,
+    /// When the evidence does not separate the best match from siblings of its brand (within
+    /// `policy.sibling_margin`): the products the listing may be, best first, each with its
+    /// `product_id`, `title` and `score`; the verdict is about all of them. Absent otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<policy::CandidateProduct>,
     /// Listing price / reference price of the product the verdict is about.
     pub price_ratio: Option<f64>,
     /// The full price comparison.
@@ -107,6 +112,7 @@ impl Report {
             verdict: Verdict::Error,
             risk: 0.0,
             matches: Vec::new(),
+            candidates: Vec::new(),
             price_ratio: None,
             price: None,
             rule: Rule::Error,
