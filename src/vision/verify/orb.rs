@@ -311,8 +311,17 @@ pub(super) fn fast9(g: &Gray, x: i32, y: i32) -> Option<i32> {
     for (i, (dx, dy)) in CIRCLE.iter().enumerate() {
         v[i] = g.at(x + dx, y + dy) - c;
     }
+    // circle pixels brighter (bit i of the first) and darker (of the second) than the threshold
+    let (mut brighter, mut darker) = (0u16, 0u16);
+    for (i, d) in v.iter().enumerate() {
+        brighter |= u16::from(*d > t) << i;
+        darker |= u16::from(-*d > t) << i;
+    }
     let mut best = None;
-    for sign in [1i32, -1] {
+    for (sign, mask) in [(1i32, brighter), (-1, darker)] {
+        if !has_arc9(mask) {
+            continue; // no 9 contiguous pixels: the walk below would find nothing
+        }
         let mut run = 0;
         let mut sum = 0;
         let mut best_sum = 0;
@@ -337,6 +346,13 @@ pub(super) fn fast9(g: &Gray, x: i32, y: i32) -> Option<i32> {
         }
     }
     best
+}
+
+/// Whether the 16 circle pixels flagged in `mask` (bit i: pixel i) hold 9 contiguous ones, the
+/// circle closing from pixel 15 to pixel 0.
+fn has_arc9(mask: u16) -> bool {
+    let twice = u32::from(mask) | u32::from(mask) << 16;
+    (1..9).fold(twice, |run, k| run & twice >> k) != 0
 }
 
 /// Harris corner response over a 7x7 window (central differences).
@@ -493,4 +509,18 @@ pub(super) fn extract_gray(level0: &Gray, max_features: usize) -> Features {
         }
     }
     Features { width, height, points, descriptors }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_arc_of_nine_is_found_exactly_when_nine_contiguous_pixels_are_flagged() {
+        for mask in 0..=u16::MAX {
+            let flagged = |i: usize| mask >> (i % 16) & 1 == 1;
+            let walked = (0..16).any(|start| (start..start + 9).all(flagged));
+            assert_eq!(has_arc9(mask), walked, "mask {mask:016b}");
+        }
+    }
 }
