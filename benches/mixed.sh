@@ -14,8 +14,8 @@
 #             (its work/ holds the copy catalog and the edited copies; made if missing)
 #   ROUNDS    rounds of the three runs (default 2)
 #   BENCH_DIR ../shared/bench by default
-# Environment: KNOCKOFF (the binary; target/release/knockoff), MIXED_ONLY (e.g. "default plain"),
-# KNOCKOFF_PROFILE (passed through: a per-stage time summary on stderr).
+# Environment: KNOCKOFF (the binary; target/release/knockoff), MIXED_ONLY (which runs, in order;
+# "default plain python" unless set; "before" is the default scan of KNOCKOFF_BEFORE, another build).
 # The Python side needs benches/python/.venv with onnxruntime==1.32.0, pillow and numpy.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -66,6 +66,9 @@ for r in $(seq "$rounds"); do
         case $what in
         default) timed default "$bin" --data "$data" scan "$out/listings.jsonl" --no-record \
             -q -o "$out/default-$r.jsonl" ;;
+        before) timed before "${KNOCKOFF_BEFORE:?KNOCKOFF_BEFORE: the binary to compare}" \
+            --models-dir models --data "$data" scan "$out/listings.jsonl" --no-record -q \
+            -o "$out/before-$r.jsonl" ;;
         plain) timed plain "$bin" --data "$data" scan "$out/listings.jsonl" --no-record -q \
             --regions off --config "$out/plain.toml" -o "$out/plain-$r.jsonl" ;;
         python) timed python "$py" benches/python/reference_pipeline.py models/sscd.onnx \
