@@ -220,11 +220,22 @@ pub struct ScanConfig {
     /// With `region_queries = "uncertain"`: a photo's regions are searched when its best score is
     /// at least this and below the match threshold.
     pub region_min_score: f64,
+    /// With `region_queries = "all"`: a photo whose whole-photo best score is at least this, with
+    /// every other product at least `region_skip_margin` lower, is already decided (a copy, found
+    /// whole) and its regions are not searched. Above 1: every photo's regions are searched.
+    pub region_skip_score: f64,
+    /// See `region_skip_score`.
+    pub region_skip_margin: f64,
 }
 
 impl Default for ScanConfig {
     fn default() -> Self {
-        ScanConfig { region_queries: None, region_min_score: 0.15 }
+        ScanConfig {
+            region_queries: None,
+            region_min_score: 0.15,
+            region_skip_score: 0.75,
+            region_skip_margin: 0.25,
+        }
     }
 }
 
@@ -367,12 +378,17 @@ impl Config {
                 crate::vision::phash::NEAR, n.max_sharing, n.photo_hash_bits, n.photo_min_similarity
             );
         }
-        if !(self.scan.region_min_score.is_finite()
-            && (-1.0..=1.0).contains(&self.scan.region_min_score))
+        let sc = &self.scan;
+        if !(sc.region_min_score.is_finite() && (-1.0..=1.0).contains(&sc.region_min_score)) {
+            bail!("scan.region_min_score must be between -1 and 1, got {}", sc.region_min_score);
+        }
+        if !(sc.region_skip_score.is_finite() && sc.region_skip_margin.is_finite())
+            || sc.region_skip_margin < 0.0
         {
             bail!(
-                "scan.region_min_score must be between -1 and 1, got {}",
-                self.scan.region_min_score
+                "scan.region_skip_score must be a number and scan.region_skip_margin at least 0, got {} and {}",
+                sc.region_skip_score,
+                sc.region_skip_margin
             );
         }
         Ok(())
@@ -454,6 +470,12 @@ mod tests {
         bad = Config::default();
         bad.verify.min_side = 1000;
         assert!(bad.validate().unwrap_err().to_string().contains("verify.min_side"));
+        bad = Config::default();
+        bad.scan.region_skip_margin = -0.1;
+        assert!(bad.validate().unwrap_err().to_string().contains("scan.region_skip_margin"));
+        bad.scan.region_skip_margin = 0.0;
+        bad.scan.region_skip_score = f64::NAN;
+        assert!(bad.validate().unwrap_err().to_string().contains("scan.region_skip_score"));
     }
 
     #[test]

@@ -310,7 +310,13 @@ fn a_catalog_is_searched_with_the_model_it_was_built_with() {
     assert_eq!(v["model"], "sscd_distilled");
     assert_eq!(v["matches"][0]["product_id"], "nw-trail");
     let err = scan(fresh.path());
-    assert!(err.contains("regions searched for 29 of 29 photos"), "{err}");
+    // regions for every photo but those a whole-photo search already decides (copies)
+    let searched = err
+        .split("regions searched for ")
+        .nth(1)
+        .and_then(|rest| rest.split(" of 29 photos").next())
+        .and_then(|n| n.trim().parse::<usize>().ok());
+    assert!(searched.is_some_and(|n| n > 0 && n < 29), "{err}");
 }
 
 #[test]

@@ -401,6 +401,18 @@ fn region_queries_find_a_product_in_one_tile_of_a_collage() {
     let out = run(unc.path(), &["scan", listings.to_str().unwrap(), "--json"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("regions searched for 1 of 2 photos"), "{err}");
+    // with "all" (the default) too, the copy is decided by its whole photo; unless told otherwise
+    let scan_with = |config: &str| {
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, config).unwrap();
+        let args =
+            ["scan", listings.to_str().unwrap(), "--json", "--config", file.to_str().unwrap()];
+        String::from_utf8_lossy(&run(regions.path(), &args).stderr).to_string()
+    };
+    let err = scan_with("[verify]\nenabled = false\n");
+    assert!(err.contains("regions searched for 1 of 2 photos"), "{err}");
+    let err = scan_with("[scan]\nregion_skip_score = 2.0\n[verify]\nenabled = false\n");
+    assert!(err.contains("regions searched for 2 of 2 photos"), "{err}");
 }
 
 #[test]

@@ -19,14 +19,14 @@ impl Judge {
             .collect()
     }
 
-    /// Whether a photo's regions are searched too, given its whole-photo results: always with
-    /// `region_queries = "all"`; with `"uncertain"` when its best score is at least
-    /// `region_min_score` and below the match threshold (clearly unrelated photos and photos
-    /// already found as copies are left alone).
+    /// Whether a photo's regions are searched too, given its whole-photo results: with
+    /// `region_queries = "all"` unless the whole photo already decides (`decided_whole`); with
+    /// `"uncertain"` when its best score is at least `region_min_score` and below the match
+    /// threshold (clearly unrelated photos and photos already found as copies are left alone).
     pub(super) fn needs_regions(&self, whole: &Searched) -> bool {
         match self.ctx.regions {
             RegionQueries::Off => false,
-            RegionQueries::All => true,
+            RegionQueries::All => !self.decided_whole(whole),
             RegionQueries::Uncertain => {
                 let best = whole
                     .hits
@@ -37,6 +37,29 @@ impl Judge {
                     && best < self.ctx.thresholds.match_threshold
             }
         }
+    }
+
+    /// Whether a photo's whole-photo search already decides it: its best score is at least
+    /// `scan.region_skip_score` and no other product's comes within `scan.region_skip_margin` of
+    /// it. Its regions could only add weaker evidence for the same product (a copy found whole).
+    fn decided_whole(&self, whole: &Searched) -> bool {
+        let scan = &self.ctx.config.scan;
+        let score = |similarity: f32| (similarity - whole.background.unwrap_or(0.0)) as f64;
+        let owners = |vector: u32| {
+            self.view.vector_products.get(vector as usize).map_or(&[][..], |o| o.as_slice())
+        };
+        let Some(top) = whole.hits.iter().find(|h| !owners(h.vector).is_empty()) else {
+            return false;
+        };
+        let best = score(top.similarity);
+        let same = |pi: usize| owners(top.vector).iter().any(|(p, _)| *p == pi);
+        let rival = whole
+            .hits
+            .iter()
+            .filter(|h| owners(h.vector).iter().any(|(pi, _)| !same(*pi)))
+            .map(|h| score(h.similarity))
+            .fold(f64::MIN, f64::max);
+        best >= scan.region_skip_score && best - rival >= scan.region_skip_margin
     }
 
     /// Score normalisation (SSCD's authors' method): for each query, `policy.background_beta` × its

@@ -206,31 +206,36 @@ pub(super) fn resize_gray(g: &Gray, width: usize, height: usize) -> Option<Gray>
     Some(Gray { width, height, data: dst.into_vec() })
 }
 
-/// Separable Gaussian blur, sigma 2, 7 taps (as ORB smooths before its comparisons).
+/// Taps of `blur`: sum 439 ≈ Gaussian σ=2.
+const BLUR: [u32; 7] = [23, 54, 90, 105, 90, 54, 23];
+
+/// Separable Gaussian blur, sigma 2, 7 taps (as ORB smooths before its comparisons), the border
+/// pixels repeated outwards. Exact integer sums (at most 439² × 255, within u32), rounded once.
 pub(super) fn blur(g: &Gray) -> Gray {
-    const K: [u32; 7] = [23, 54, 90, 105, 90, 54, 23]; // sum 439 ≈ Gaussian σ=2
     let (w, h) = (g.width, g.height);
     let mut tmp = vec![0u32; w * h];
+    let mut padded = vec![0u8; w + 6];
     for y in 0..h {
         let row = &g.data[y * w..(y + 1) * w];
-        for x in 0..w {
-            let mut s = 0;
-            for (k, c) in K.iter().enumerate() {
-                let xx = (x as isize + k as isize - 3).clamp(0, w as isize - 1) as usize;
-                s += c * row[xx] as u32;
-            }
-            tmp[y * w + x] = s;
+        if w == 0 {
+            break;
+        }
+        padded[..3].fill(row[0]);
+        padded[3..w + 3].copy_from_slice(row);
+        padded[w + 3..].fill(row[w - 1]);
+        for (x, t) in tmp[y * w..(y + 1) * w].iter_mut().enumerate() {
+            *t = BLUR.iter().zip(&padded[x..x + 7]).map(|(c, &p)| c * p as u32).sum();
         }
     }
     let mut data = vec![0u8; w * h];
     for y in 0..h {
-        for x in 0..w {
-            let mut s = 0u64;
-            for (k, c) in K.iter().enumerate() {
-                let yy = (y as isize + k as isize - 3).clamp(0, h as isize - 1) as usize;
-                s += *c as u64 * tmp[yy * w + x] as u64;
-            }
-            data[y * w + x] = ((s + 439 * 439 / 2) / (439 * 439)) as u8;
+        let rows: [&[u32]; 7] = std::array::from_fn(|k| {
+            let yy = (y as isize + k as isize - 3).clamp(0, h as isize - 1) as usize;
+            &tmp[yy * w..(yy + 1) * w]
+        });
+        for (x, d) in data[y * w..(y + 1) * w].iter_mut().enumerate() {
+            let s: u32 = BLUR.iter().zip(&rows).map(|(c, r)| c * r[x]).sum();
+            *d = ((s + 439 * 439 / 2) / (439 * 439)) as u8;
         }
     }
     Gray { width: w, height: h, data }
@@ -306,8 +311,17 @@ pub(super) fn fast9(g: &Gray, x: i32, y: i32) -> Option<i32> {
     for (i, (dx, dy)) in CIRCLE.iter().enumerate() {
         v[i] = g.at(x + dx, y + dy) - c;
     }
+    // circle pixels brighter (bit i of the first) and darker (of the second) than the threshold
+    let (mut brighter, mut darker) = (0u16, 0u16);
+    for (i, d) in v.iter().enumerate() {
+        brighter |= u16::from(*d > t) << i;
+        darker |= u16::from(-*d > t) << i;
+    }
     let mut best = None;
-    for sign in [1i32, -1] {
+    for (sign, mask) in [(1i32, brighter), (-1, darker)] {
+        if !has_arc9(mask) {
+            continue; // no 9 contiguous pixels: the walk below would find nothing
+        }
         let mut run = 0;
         let mut sum = 0;
         let mut best_sum = 0;
@@ -334,14 +348,23 @@ pub(super) fn fast9(g: &Gray, x: i32, y: i32) -> Option<i32> {
     best
 }
 
+/// Whether the 16 circle pixels flagged in `mask` (bit i: pixel i) hold 9 contiguous ones, the
+/// circle closing from pixel 15 to pixel 0.
+fn has_arc9(mask: u16) -> bool {
+    let twice = u32::from(mask) | u32::from(mask) << 16;
+    (1..9).fold(twice, |run, k| run & twice >> k) != 0
+}
+
 /// Harris corner response over a 7x7 window (central differences).
 pub(super) fn harris(g: &Gray, x: i32, y: i32) -> f32 {
+    let (w, x) = (g.width, x as usize);
+    let row = |y: i32| &g.data[y as usize * w..(y as usize + 1) * w];
     let (mut a, mut b, mut c) = (0f32, 0f32, 0f32);
     for dy in -3..=3 {
-        for dx in -3..=3 {
-            let (px, py) = (x + dx, y + dy);
-            let ix = (g.at(px + 1, py) - g.at(px - 1, py)) as f32;
-            let iy = (g.at(px, py + 1) - g.at(px, py - 1)) as f32;
+        let (above, here, below) = (row(y + dy - 1), row(y + dy), row(y + dy + 1));
+        for px in x - 3..=x + 3 {
+            let ix = (here[px + 1] as i32 - here[px - 1] as i32) as f32;
+            let iy = (below[px] as i32 - above[px] as i32) as f32;
             a += ix * ix;
             b += iy * iy;
             c += ix * iy;
@@ -355,11 +378,15 @@ pub(super) fn orientation(g: &Gray, x: i32, y: i32) -> f32 {
     let (mut m10, mut m01) = (0i64, 0i64);
     for dy in -PATCH..=PATCH {
         let half = ((PATCH * PATCH - dy * dy) as f32).sqrt() as i32;
-        for dx in -half..=half {
-            let v = g.at(x + dx, y + dy) as i64;
-            m10 += dx as i64 * v;
-            m01 += dy as i64 * v;
+        let start = (y + dy) as usize * g.width + (x - half) as usize;
+        let row = &g.data[start..=start + 2 * half as usize];
+        let (mut sum, mut moment) = (0i64, 0i64);
+        for (dx, &v) in (-half..=half).zip(row) {
+            sum += v as i64;
+            moment += dx as i64 * v as i64;
         }
+        m10 += moment;
+        m01 += dy as i64 * sum;
     }
     (m01 as f32).atan2(m10 as f32)
 }
@@ -488,4 +515,51 @@ pub(super) fn extract_gray(level0: &Gray, max_features: usize) -> Features {
         }
     }
     Features { width, height, points, descriptors }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `blur` as first written: each tap's pixel clamped into the image, 64-bit sums.
+    fn blur_by_clamping(g: &Gray) -> Vec<u8> {
+        let (w, h) = (g.width as isize, g.height as isize);
+        let at = |x: isize, y: isize| g.data[(y.clamp(0, h - 1) * w + x.clamp(0, w - 1)) as usize];
+        let mut out = Vec::new();
+        for y in 0..h {
+            for x in 0..w {
+                let mut s = 0u64;
+                for (ky, cy) in BLUR.iter().enumerate() {
+                    let row: u64 = BLUR
+                        .iter()
+                        .enumerate()
+                        .map(|(kx, cx)| {
+                            *cx as u64 * at(x + kx as isize - 3, y + ky as isize - 3) as u64
+                        })
+                        .sum();
+                    s += *cy as u64 * row;
+                }
+                out.push(((s + 439 * 439 / 2) / (439 * 439)) as u8);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn blur_repeats_the_border_and_rounds_like_the_clamped_sum() {
+        for (w, h) in [(1, 1), (2, 9), (13, 5), (40, 31)] {
+            let data = (0..w * h).map(|i| ((i * 7919 + i * i * 31) % 256) as u8).collect();
+            let g = Gray { width: w, height: h, data };
+            assert_eq!(blur(&g).data, blur_by_clamping(&g), "{w} x {h}");
+        }
+    }
+
+    #[test]
+    fn an_arc_of_nine_is_found_exactly_when_nine_contiguous_pixels_are_flagged() {
+        for mask in 0..=u16::MAX {
+            let flagged = |i: usize| mask >> (i % 16) & 1 == 1;
+            let walked = (0..16).any(|start| (start..start + 9).all(flagged));
+            assert_eq!(has_arc9(mask), walked, "mask {mask:016b}");
+        }
+    }
 }
