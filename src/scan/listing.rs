@@ -136,33 +136,27 @@ pub fn parse_listing(
 /// The seller's fields of a record; a wrong-typed optional field is left out and said in
 /// `warnings`, the others are kept.
 fn seller_fields(f: ListingFields, seller_id: String, warnings: &mut Vec<String>) -> Seller {
-    let mut ignored = |e: String| warnings.push(format!("{e}; field ignored"));
-    let mut text = |field: Text, key: &str| {
-        field.named(key).unwrap_or_else(|e| {
-            ignored(e);
-            None
-        })
-    };
-    let mut seller = Seller {
+    let w = warnings;
+    Seller {
         seller_id,
-        seller_name: text(f.seller_name, "seller_name"),
-        region: text(f.region, "region"),
-        ship_from: text(f.ship_from, "ship_from"),
-        contact: text(f.contact, "contact"),
-        payment_account: text(f.payment_account, "payment_account"),
-        business_registration: text(f.business_registration, "business_registration"),
-        warehouse: text(f.warehouse, "warehouse"),
-        shop_url: text(f.shop_url, "shop_url"),
-        listed_at: text(f.listed_at, "listed_at"),
-        ..Seller::default()
-    };
-    seller.sold_count = f.sold_count.named("sold_count").unwrap_or_else(|e| {
+        seller_name: kept(f.seller_name.named("seller_name"), w),
+        region: kept(f.region.named("region"), w),
+        ship_from: kept(f.ship_from.named("ship_from"), w),
+        contact: kept(f.contact.named("contact"), w),
+        payment_account: kept(f.payment_account.named("payment_account"), w),
+        business_registration: kept(f.business_registration.named("business_registration"), w),
+        warehouse: kept(f.warehouse.named("warehouse"), w),
+        shop_url: kept(f.shop_url.named("shop_url"), w),
+        listed_at: kept(f.listed_at.named("listed_at"), w),
+        sold_count: kept(f.sold_count.named("sold_count"), w),
+        contacts: kept(f.contacts.named("contacts"), w),
+    }
+}
+
+/// An optional field's value, or its empty value with why it was left out said in `warnings`.
+fn kept<T: Default>(value: Result<T, String>, warnings: &mut Vec<String>) -> T {
+    value.unwrap_or_else(|e| {
         warnings.push(format!("{e}; field ignored"));
-        None
-    });
-    seller.contacts = f.contacts.named("contacts").unwrap_or_else(|e| {
-        warnings.push(format!("{e}; field ignored"));
-        Vec::new()
-    });
-    seller
+        T::default()
+    })
 }
